@@ -1,0 +1,216 @@
+"""Cameras in EG3D conventions.
+
+Conventions (see ``shared/docs/eg3d_compat.md``):
+
+* World frame is y-up. Camera frame is OpenCV: x right, y down, z forward.
+* A camera is a 25-float *label*: ``cam2world`` 4x4 row-major (16) followed by the intrinsics 3x3
+  row-major (9), normalised by image size so that ``cx = cy = 0.5``.
+* Orbit angles follow EG3D's ``LookAtPoseSampler``: horizontal angle ``h`` and vertical angle
+  ``v``; the frontal view is ``h = v = pi/2``. User-facing yaw and pitch are offsets from it.
+
+Float32 arithmetic is written in the same order as the official code so that labels we make agree
+with EG3D's to the last bits (the reference fixtures depend on it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+LABEL_DIM = 25
+"""Length of an EG3D camera label: 16 (cam2world) + 9 (normalised intrinsics)."""
+
+FFHQ_FOCAL = 4.2647
+"""Normalised focal length of the FFHQ and AFHQ camera labels (2985.29 / 700)."""
+
+SHAPENET_FOCAL = 1.7074
+"""Normalised focal length of EG3D's ShapeNet camera labels."""
+
+FRONTAL = math.pi / 2
+"""The EG3D orbit angle (both h and v) of the frontal view."""
+
+
+def pack_label(cam2world: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
+    """Pack poses into EG3D labels.
+
+    Args:
+        cam2world: [N, 4, 4] camera-to-world matrices (OpenCV camera axes).
+        intrinsics: [N, 3, 3] or [3, 3] intrinsics normalised by image size.
+
+    Returns:
+        [N, 25] labels.
+    """
+    n = cam2world.shape[0]
+    intrinsics = intrinsics.expand(n, 3, 3) if intrinsics.ndim == 2 else intrinsics
+    return torch.cat([cam2world.reshape(n, 16), intrinsics.reshape(n, 9).to(cam2world)], dim=1)
+
+
+def unpack_label(label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split [N, 25] labels into ([N, 4, 4] cam2world, [N, 3, 3] intrinsics)."""
+    if label.ndim != 2 or label.shape[1] != LABEL_DIM:
+        raise ValueError(f"camera label must have shape [N, {LABEL_DIM}], got {list(label.shape)}")
+    return label[:, :16].view(-1, 4, 4), label[:, 16:25].view(-1, 3, 3)
+
+
+def intrinsics_from_focal(focal: float, cx: float = 0.5, cy: float = 0.5) -> torch.Tensor:
+    """[3, 3] normalised pinhole intrinsics with square pixels and no skew."""
+    return torch.tensor([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]], dtype=torch.float32)
+
+
+def fov_to_focal(fov_degrees: float) -> float:
+    """True pinhole relation: normalised focal length of a camera with this full field of view."""
+    return 1.0 / (2.0 * math.tan(math.radians(fov_degrees) / 2.0))
+
+
+def focal_to_fov(focal: float) -> float:
+    """Inverse of :func:`fov_to_focal`: full field of view in degrees."""
+    return math.degrees(2.0 * math.atan(1.0 / (2.0 * focal)))
+
+
+def eg3d_fov_to_focal(fov_degrees: float) -> float:
+    """EG3D's ``FOV_to_intrinsics`` focal, with its approximate pi and extra 1/1.414 factor.
+
+    It is *not* the pinhole relation (18.837 deg gives 4.2634, not 3.01); the official visualizer
+    and scripts use it, so presets that quote an EG3D "fov" go through here.
+    """
+    return float(1 / (math.tan(fov_degrees * 3.14159 / 360) * 1.414))
+
+
+def eg3d_focal_to_fov(focal: float) -> float:
+    """Inverse of :func:`eg3d_fov_to_focal`."""
+    return math.atan(1 / (focal * 1.414)) * 360 / 3.14159
+
+
+def _normalize(vectors: torch.Tensor) -> torch.Tensor:
+    # Plain division by the norm (no epsilon), as EG3D's math_utils does.
+    return vectors / torch.norm(vectors, dim=-1, keepdim=True)
+
+
+def look_at(origin: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Camera-to-world matrices for cameras at ``origin`` looking at ``target`` (world y-up).
+
+    Args:
+        origin: [N, 3] camera centres.
+        target: [N, 3] or [3] look-at points.
+
+    Returns:
+        [N, 4, 4] cam2world with rotation columns (right, down, forward): OpenCV axes.
+    """
+    forward = _normalize(_normalize(target - origin))
+    world_up = torch.tensor([0.0, 1.0, 0.0], dtype=origin.dtype, device=origin.device).expand_as(forward)
+    right = -_normalize(torch.cross(world_up, forward, dim=-1))
+    up = _normalize(torch.cross(forward, right, dim=-1))
+    n = forward.shape[0]
+    rotation = torch.eye(4, dtype=origin.dtype, device=origin.device).unsqueeze(0).repeat(n, 1, 1)
+    rotation[:, :3, :3] = torch.stack((right, up, forward), dim=-1)
+    translation = torch.eye(4, dtype=origin.dtype, device=origin.device).unsqueeze(0).repeat(n, 1, 1)
+    translation[:, :3, 3] = origin
+    return translation @ rotation
+
+
+def orbit_origin(h: torch.Tensor, v: torch.Tensor, radius: float | torch.Tensor) -> torch.Tensor:
+    """Camera centres on EG3D's orbit sphere around the world origin.
+
+    ``v`` is clamped to (0, pi) and mapped through ``phi = arccos(1 - 2 v / pi)`` exactly as
+    ``LookAtPoseSampler`` does, so equal steps in ``v`` are equal steps in cos(phi).
+
+    Args:
+        h: [N] horizontal angles (radians).
+        v: [N] vertical angles (radians).
+        radius: scalar or [N].
+
+    Returns:
+        [N, 3] camera centres.
+    """
+    h = h.reshape(-1, 1).to(torch.float32)
+    v = torch.clamp(v.reshape(-1, 1).to(torch.float32), 1e-5, math.pi - 1e-5)
+    theta = h
+    phi = torch.arccos(1 - 2 * (v / math.pi))
+    if isinstance(radius, torch.Tensor):
+        radius = radius.reshape(-1, 1).to(h)
+    origin = torch.zeros((h.shape[0], 3), dtype=torch.float32, device=h.device)
+    origin[:, 0:1] = radius * torch.sin(phi) * torch.cos(math.pi - theta)
+    origin[:, 2:3] = radius * torch.sin(phi) * torch.sin(math.pi - theta)
+    origin[:, 1:2] = radius * torch.cos(phi)
+    return origin
+
+
+def lookat_pose(
+    h: torch.Tensor | float,
+    v: torch.Tensor | float,
+    radius: float | torch.Tensor,
+    lookat: Sequence[float] | torch.Tensor = (0.0, 0.0, 0.0),
+) -> torch.Tensor:
+    """EG3D ``LookAtPoseSampler.sample`` without noise: [N, 4, 4] cam2world.
+
+    The camera orbits the world origin (not the look-at point) and looks at ``lookat``.
+    """
+    h = torch.as_tensor(h, dtype=torch.float32).reshape(-1)
+    v = torch.as_tensor(v, dtype=torch.float32, device=h.device).reshape(-1)
+    lookat = torch.as_tensor(lookat, dtype=torch.float32, device=h.device)
+    origin = orbit_origin(h, v, radius)
+    return look_at(origin, lookat)
+
+
+def orbit_pose(
+    yaw: torch.Tensor | float,
+    pitch: torch.Tensor | float,
+    radius: float | torch.Tensor = 2.7,
+    pivot: Sequence[float] | torch.Tensor = (0.0, 0.0, 0.2),
+) -> torch.Tensor:
+    """[N, 4, 4] cam2world from user yaw/pitch (radians, 0 = frontal), as EG3D's tools map them."""
+    yaw = torch.as_tensor(yaw, dtype=torch.float32).reshape(-1)
+    pitch = torch.as_tensor(pitch, dtype=torch.float32).reshape(-1)
+    return lookat_pose(FRONTAL + yaw, FRONTAL + pitch, radius, pivot)
+
+
+def orbit_label(
+    yaw: torch.Tensor | float,
+    pitch: torch.Tensor | float,
+    radius: float = 2.7,
+    pivot: Sequence[float] = (0.0, 0.0, 0.2),
+    focal: float = FFHQ_FOCAL,
+) -> torch.Tensor:
+    """[N, 25] EG3D labels for orbit cameras with the given normalised focal length."""
+    cam2world = orbit_pose(yaw, pitch, radius, pivot)
+    return pack_label(cam2world, intrinsics_from_focal(focal))
+
+
+def pixel_centers(resolution: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """[M, 2] normalised (u, v) pixel centres ``(i + 0.5) / R`` in raster order (row-major)."""
+    ii = torch.arange(resolution, dtype=torch.float32, device=device)
+    grid = torch.stack(torch.meshgrid(ii, ii, indexing="ij")) * (1.0 / resolution) + (0.5 / resolution)
+    # meshgrid 'ij' gives (row, col); flip to (u=col, v=row).
+    return grid.flip(0).reshape(2, -1).transpose(1, 0)
+
+
+def generate_rays(
+    cam2world: torch.Tensor, intrinsics: torch.Tensor, resolution: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ray per pixel centre, as EG3D's ``RaySampler``.
+
+    Args:
+        cam2world: [N, 4, 4].
+        intrinsics: [N, 3, 3] normalised by image size (skew honoured).
+        resolution: R; rays come in raster order, M = R * R.
+
+    Returns:
+        origins [N, M, 3] and unit directions [N, M, 3] in world space.
+    """
+    n, m = cam2world.shape[0], resolution**2
+    cam_centres = cam2world[:, :3, 3]
+    fx, fy = intrinsics[:, 0, 0, None], intrinsics[:, 1, 1, None]
+    cx, cy = intrinsics[:, 0, 2, None], intrinsics[:, 1, 2, None]
+    skew = intrinsics[:, 0, 1, None]
+    uv = pixel_centers(resolution, cam2world.device).unsqueeze(0).repeat(n, 1, 1)
+    x_cam, y_cam = uv[:, :, 0].view(n, -1), uv[:, :, 1].view(n, -1)
+    z_cam = torch.ones((n, m), device=cam2world.device)
+    x_lift = (x_cam - cx + cy * skew / fy - skew * y_cam / fy) / fx * z_cam
+    y_lift = (y_cam - cy) / fy * z_cam
+    cam_points = torch.stack((x_lift, y_lift, z_cam, torch.ones_like(z_cam)), dim=-1)
+    world_points = torch.bmm(cam2world, cam_points.permute(0, 2, 1)).permute(0, 2, 1)[:, :, :3]
+    directions = torch.nn.functional.normalize(world_points - cam_centres[:, None, :], dim=2)
+    origins = cam_centres.unsqueeze(1).repeat(1, directions.shape[1], 1)
+    return origins, directions
