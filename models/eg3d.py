@@ -349,29 +349,39 @@ class TriPlaneGenerator(nn.Module):
         Returns:
             ``image`` [N, 3, R, R], ``image_raw`` [N, 3, r, r] and ``image_depth`` [N, 1, r, r].
         """
-        cam2world, intrinsics = unpack_label(c)
         if neural_rendering_resolution is None:
             neural_rendering_resolution = self.neural_rendering_resolution
         else:
             self.neural_rendering_resolution = neural_rendering_resolution
-        r = int(neural_rendering_resolution)
-        ray_origins, ray_directions = generate_rays(cam2world, intrinsics, r)
-        n = ray_origins.shape[0]
-
         if use_cached_backbone and self._last_planes is not None:
             planes = self._last_planes
         else:
             planes = self.planes(ws, update_emas=update_emas, noise_mode=noise_mode, **synthesis_kwargs)
         if cache_backbone:
             self._last_planes = planes
+        features, depth = self.render_neural(planes, c, int(neural_rendering_resolution))
+        image = self.superresolve(features, ws, **synthesis_kwargs)
+        return {"image": image, "image_raw": features[:, :3], "image_depth": depth}
 
+    def render_neural(self, planes: torch.Tensor, c: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Volume-render tri-planes from cameras c [N, 25].
+
+        Returns:
+            feature image [N, 32, r, r] in about [-1, 1] and depth image [N, 1, r, r] (ray distance).
+        """
+        cam2world, intrinsics = unpack_label(c)
+        ray_origins, ray_directions = generate_rays(cam2world, intrinsics, resolution)
+        n = ray_origins.shape[0]
         composite = self.render_planes(planes, ray_origins, ray_directions)
-        features = composite.features.permute(0, 2, 1).reshape(n, composite.features.shape[-1], r, r).contiguous()
-        depth = composite.depth.permute(0, 2, 1).reshape(n, 1, r, r)
-        rgb = features[:, :3]
-        image = self.superresolution(rgb, features, ws, noise_mode=self.rendering_kwargs["superresolution_noise_mode"],
-                                     **{k: v for k, v in synthesis_kwargs.items() if k != "noise_mode"})
-        return {"image": image, "image_raw": rgb, "image_depth": depth}
+        features = composite.features.permute(0, 2, 1).reshape(n, composite.features.shape[-1], resolution, resolution)
+        depth = composite.depth.permute(0, 2, 1).reshape(n, 1, resolution, resolution)
+        return features.contiguous(), depth
+
+    def superresolve(self, features: torch.Tensor, ws: torch.Tensor, **synthesis_kwargs) -> torch.Tensor:
+        """Feature image [N, 32, r, r] -> final image [N, 3, R, R] (noise mode from rendering_kwargs)."""
+        kwargs = {k: v for k, v in synthesis_kwargs.items() if k != "noise_mode"}
+        return self.superresolution(features[:, :3], features, ws,
+                                    noise_mode=self.rendering_kwargs["superresolution_noise_mode"], **kwargs)
 
     def sample(self, coordinates, directions, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False, **synthesis_kwargs):
         """σ and feature at world points for latent z: coordinates [N, M, 3] -> {'rgb', 'sigma'}."""

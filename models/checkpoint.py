@@ -1,0 +1,219 @@
+"""Generator checkpoints: our safetensors format, and import of official EG3D pickles.
+
+Our format is one ``.safetensors`` file: the generator's state dict, with the model config stored
+as JSON in the header metadata. Reading it never executes code (safetensors holds only tensors and
+strings), and files are written atomically (temp file in the same folder, fsync, rename), so a
+crash mid-write leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from models.eg3d import EG3DConfig, TriPlaneGenerator
+from models.errors import CheckpointError
+
+FORMAT_NAME = "3dgan-studio/generator"
+"""Value of the ``format`` metadata key in our checkpoints."""
+FORMAT_VERSION = "1"
+"""Checkpoint format version written by this code."""
+
+GENERATOR_TYPES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[Any], nn.Module]]] = {
+    "eg3d": (EG3DConfig.from_dict, TriPlaneGenerator),
+}
+"""Method name -> (config-from-dict, generator-from-config). New methods register here."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # e.g. Windows cannot open folders; the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one.
+
+    Raises:
+        CheckpointError: naming the path, if the folder is missing or not writable or the disk is full.
+    """
+    path = Path(path)
+    tmp_name = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+        _fsync_dir(path.parent)
+    except OSError as e:
+        raise CheckpointError(path, f"cannot write: {e.strerror or e}") from e
+    finally:
+        if tmp_name is not None and os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+
+
+def generator_config(G: nn.Module) -> Any:
+    """The config that rebuilds ``G``, including live changes such as edited rendering options."""
+    current = getattr(G, "current_config", None)
+    return current() if callable(current) else G.config
+
+
+def save_generator(G: nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write ``G`` as a ``.safetensors`` checkpoint with its config in the header.
+
+    Args:
+        G: a generator whose ``config`` has ``method`` and ``to_dict()``.
+        path: destination; replaced atomically.
+        metadata: extra string metadata (e.g. kimg, run name).
+    """
+    from safetensors.torch import save as safetensors_save
+
+    config = generator_config(G)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in G.state_dict().items()}
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "method": config.method,
+        "config": json.dumps(config.to_dict()),
+    }
+    for key, value in (metadata or {}).items():
+        header[str(key)] = str(value)
+    atomic_write_bytes(path, safetensors_save(tensors, metadata=header))
+
+
+def load_state_checked(G: nn.Module, state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Copy ``state_dict`` into ``G`` after checking names and shapes against the config.
+
+    Raises:
+        CheckpointError: listing missing, unexpected or mis-shaped tensors (first few of each).
+    """
+    expected = G.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    for label, items in (("shape mismatch (file != config)", mismatched), ("missing", missing), ("unexpected", unexpected)):
+        if items:
+            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+            problems.append(f"{label}: {', '.join(items[:3])}{more}")
+    if problems:
+        raise CheckpointError(path, "tensors do not match the model config; " + "; ".join(problems))
+    with torch.no_grad():
+        for name, tensor in expected.items():
+            tensor.copy_(state_dict[name])
+
+
+def read_safetensors_generator(path: str | os.PathLike) -> nn.Module:
+    """Build a generator from our ``.safetensors`` checkpoint (on the CPU, eval mode)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except SafetensorError as e:
+        raise CheckpointError(path, f"not a readable safetensors file (truncated or corrupt?): {e}") from e
+    if meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(path, f"safetensors file is not a 3D-GAN Studio generator (format={meta.get('format')!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(path, f"unsupported checkpoint format version {meta.get('format_version')!r} (this build reads {FORMAT_VERSION})")
+    method = meta.get("method")
+    if method not in GENERATOR_TYPES:
+        raise CheckpointError(path, f"unknown generator method {method!r}; known: {', '.join(sorted(GENERATOR_TYPES))}")
+    config_from_dict, build = GENERATOR_TYPES[method]
+    try:
+        config = config_from_dict(json.loads(meta["config"]))
+        G = build(config)
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(path, f"invalid model config in metadata: {e}") from e
+    load_state_checked(G, tensors, path)
+    return G
+
+
+def read_eg3d_pickle_generator(path: str | os.PathLike, key: str = "G_ema") -> nn.Module:
+    """Build a generator from an official EG3D ``network-snapshot-*.pkl`` without executing it."""
+    from models.eg3d_pickle import load_eg3d_pickle
+
+    class_name, init_kwargs, state_dict, attributes = load_eg3d_pickle(path, key=key)
+    if class_name != "TriPlaneGenerator":
+        raise CheckpointError(path, f"{key} is a {class_name}, not an EG3D TriPlaneGenerator")
+    try:
+        config = EG3DConfig.from_official(init_kwargs, attributes)
+        G = TriPlaneGenerator(config)
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(path, f"unsupported EG3D generator options: {e}") from e
+    load_state_checked(G, state_dict, path)
+    return G
+
+
+def sniff_format(path: str | os.PathLike) -> str:
+    """'safetensors', 'pickle' or 'unknown', from the first bytes (extensions are not trusted)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
+        return "pickle"
+    if len(head) >= 9:
+        header_len = int.from_bytes(head[:8], "little")
+        if 2 <= header_len < 100_000_000 and head[8:9] == b"{":
+            return "safetensors"
+    return "unknown"
+
+
+def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu") -> nn.Module:
+    """Load a generator from our ``.safetensors`` checkpoint or an official EG3D ``.pkl`` (its G_ema).
+
+    The result is in eval mode (deterministic rendering) with gradients off.
+
+    Raises:
+        CheckpointError: one line naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(path, "no such file")
+    if path.is_dir():
+        raise CheckpointError(path, "is a folder, not a checkpoint file")
+    try:
+        kind = sniff_format(path)
+    except OSError as e:
+        raise CheckpointError(path, f"cannot read: {e.strerror or e}") from e
+    if kind == "safetensors":
+        G = read_safetensors_generator(path)
+    elif kind == "pickle":
+        G = read_eg3d_pickle_generator(path)
+    else:
+        raise CheckpointError(path, "unrecognised file type (expected a .safetensors generator or an EG3D network pickle)")
+    return G.eval().requires_grad_(False).to(device)
+
+
+def open_generator(spec: str | os.PathLike, device: torch.device | str = "cpu", seed: int = 0) -> nn.Module:
+    """A checkpoint path, or the name of a built-in architecture with random weights (for benchmarks).
+
+    Presets are seeded so that two runs build the same random generator.
+    """
+    from models.eg3d import EG3D_PRESETS, build_eg3d
+
+    name = os.fspath(spec)
+    if not Path(name).exists() and name.removeprefix("preset:") in EG3D_PRESETS:
+        torch.manual_seed(seed)
+        return build_eg3d(name.removeprefix("preset:")).eval().requires_grad_(False).to(device)
+    return load_generator(name, device=device)

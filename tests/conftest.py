@@ -1,0 +1,60 @@
+"""Shared test fixtures: repository on sys.path and the read-only reference material in ../shared."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+SHARED_DIR = Path(os.environ.get("STUDIO_SHARED_DIR", REPO_ROOT.parent / "shared"))
+REF128_DIR = SHARED_DIR / "fixtures" / "eg3d_ref128"
+FFHQ512_STATE_DICT_TXT = SHARED_DIR / "fixtures" / "eg3d_ffhq512_state_dict.txt"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def require(path: Path) -> Path:
+    """The reference file, or a test failure that says where it was looked for."""
+    if not path.exists():
+        pytest.fail(f"reference material missing: {path} (set STUDIO_SHARED_DIR to the shared/ folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ref128_init_kwargs() -> dict:
+    """Official TriPlaneGenerator constructor kwargs of the reference fixture."""
+    return json.loads(require(REF128_DIR / "config.json").read_text())["init_kwargs"]
+
+
+@pytest.fixture(scope="session")
+def ref128_state_dict() -> dict[str, torch.Tensor]:
+    """The reference generator's state dict under EG3D's parameter names."""
+    weights = np.load(require(REF128_DIR / "weights.npz"))
+    return {k: torch.from_numpy(weights[k]) for k in weights.files}
+
+
+@pytest.fixture(scope="session")
+def ref128_cases() -> dict[str, np.ndarray]:
+    """Inputs and expected outputs of the three reference cases."""
+    cases = np.load(require(REF128_DIR / "cases.npz"))
+    return {k: cases[k] for k in cases.files}
+
+
+@pytest.fixture(scope="session")
+def ref128_generator(ref128_init_kwargs, ref128_state_dict):
+    """Our generator built from the fixture config with the fixture weights, in eval mode."""
+    from models.checkpoint import load_state_checked
+    from models.eg3d import EG3DConfig, TriPlaneGenerator
+
+    G = TriPlaneGenerator(EG3DConfig.from_official(ref128_init_kwargs))
+    load_state_checked(G, ref128_state_dict, REF128_DIR / "weights.npz")
+    return G.eval().requires_grad_(False)
