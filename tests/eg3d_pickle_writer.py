@@ -1,0 +1,192 @@
+"""Test helper: write pickles with the byte layout of official EG3D ``network-snapshot-*.pkl`` files.
+
+Nothing of EG3D is needed. A pure-Python pickler whose ``save_global`` can write any global name
+puts the real names (``torch_utils.persistence._reconstruct_persistent_obj``,
+``dnnlib.util.EasyDict``, ``training.triplane.OSGDecoder``, ...) into the stream, so no fake
+modules have to be installed in ``sys.modules``. :class:`GlobalRef` and :class:`Call` let tests
+hand-assemble hostile pickles (``os.system``, ``builtins.eval``, ...) the same way.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import collections
+import copy
+import io
+import os
+import pickle
+from typing import Any
+
+import numpy as np
+import torch
+
+DEFAULT_MODULE_SRC = '"""Stand-in for the EG3D module source that persistence stores."""\n'
+
+
+class GlobalRef:
+    """Pickles as the global ``module.name`` without importing or resolving it."""
+
+    def __init__(self, module: str, name: str):
+        self.module = module
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Callable only so that pickle accepts it as the function of a REDUCE.
+        raise RuntimeError("GlobalRef is a pickling stand-in and cannot be called")
+
+
+class Call:
+    """Pickles as ``REDUCE(func, args)``: a call the unpickler would make."""
+
+    def __init__(self, func: Any, args: tuple):
+        self.func = func
+        self.args = args
+
+    def __reduce__(self) -> tuple[Any, tuple]:
+        return self.func, self.args
+
+    def __deepcopy__(self, memo: dict) -> Call:
+        # copy.deepcopy would otherwise make the call through __reduce__.
+        return self
+
+
+class _FakeEasyDict(dict):
+    """Pickles as ``dnnlib.util.EasyDict`` (NEWOBJ + SETITEMS, like the real one)."""
+
+
+class _Pickler(pickle._Pickler):  # the Python pickler, because its save_global can be overridden
+    def __init__(self, file: io.BufferedIOBase, protocol: int, renames: dict[int, tuple[str, str]]):
+        super().__init__(file, protocol)
+        self._renames = renames
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, GlobalRef):
+            return obj.name  # a string makes pickle call save_global(obj, name)
+        return NotImplemented
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        target = (obj.module, obj.name) if isinstance(obj, GlobalRef) else self._renames.get(id(obj))
+        if target is None:
+            super().save_global(obj, name)
+            return
+        module, qualname = target
+        if self.proto >= 4:
+            self.save(module)
+            self.save(qualname)
+            self.write(pickle.STACK_GLOBAL)
+        else:
+            if self.proto < 3:  # same Python 2 renaming the stock pickler does
+                module = _compat_pickle.REVERSE_IMPORT_MAPPING.get(module, module)
+            self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode("utf-8"))
+        self.memoize(obj)
+
+
+def dump(obj: Any, path: str | os.PathLike, protocol: int = 4, renames: dict[int, tuple[str, str]] | None = None) -> None:
+    """Pickle ``obj`` to ``path``; ``renames`` maps ``id(global object)`` to the (module, name) to write."""
+    buf = io.BytesIO()
+    _Pickler(buf, protocol, renames or {}).dump(obj)
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
+def _easydict(value: Any) -> Any:
+    """Deep copy of ``value`` with every dict turned into an EasyDict, as EG3D's configs are."""
+    if isinstance(value, dict):
+        return _FakeEasyDict({k: _easydict(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_easydict(v) for v in value]
+    return value
+
+
+class _Mirror:
+    """Builds a picklable copy of a module tree in which selected modules look like EG3D's."""
+
+    def __init__(self, persistent: dict[str, str], plain: dict[str, str], module_src: str,
+                 renames: dict[int, tuple[str, str]]):
+        self.persistent = persistent
+        self.plain = plain
+        self.module_src = module_src
+        self.renames = renames
+        self.plain_types: dict[str, type] = {}
+        self.reconstruct = GlobalRef("torch_utils.persistence", "_reconstruct_persistent_obj")
+
+    def plain_type(self, qualified_name: str) -> type:
+        cls = self.plain_types.get(qualified_name)
+        if cls is None:
+            module, _, name = qualified_name.rpartition(".")
+            cls = type(name, (), {})
+            self.plain_types[qualified_name] = cls
+            self.renames[id(cls)] = (module, name)
+        return cls
+
+    def persistent_obj(self, class_name: str, state: dict[str, Any]) -> Call:
+        """What persistence.__reduce__ emits: _reconstruct_persistent_obj(meta)."""
+        meta = dict(type="class", version=6, module_src=self.module_src, class_name=class_name, state=state)
+        return Call(self.reconstruct, (meta,))
+
+    def __call__(self, module: torch.nn.Module, path: str, root_extra: dict[str, Any]) -> Any:
+        state = dict(module.__getstate__())
+        state["_modules"] = collections.OrderedDict(
+            (name, None if child is None else self(child, f"{path}.{name}" if path else name, {}))
+            for name, child in module._modules.items()
+        )
+        if path in self.persistent:
+            state.update(root_extra)
+            state.setdefault("_init_args", ())
+            state.setdefault("_init_kwargs", {})
+            return self.persistent_obj(self.persistent[path], state)
+        if path in self.plain:
+            cls = self.plain_type(self.plain[path])
+        else:
+            cls = type(module)  # pickles under its real torch name
+        clone = cls.__new__(cls)
+        clone.__dict__.update(state)
+        return clone
+
+
+def write_eg3d_pickle(
+    path: str | os.PathLike,
+    G: torch.nn.Module,
+    init_kwargs: dict,
+    persistent_classes: dict[str, str],
+    plain_classes: dict[str, str],
+    *,
+    attributes: dict | None = None,
+    protocol: int = 4,
+    numpy_path: str = "numpy._core.multiarray",
+    module_src: str = DEFAULT_MODULE_SRC,
+    extra_top_level: dict[str, Any] | None = None,
+) -> None:
+    """Write ``G`` (as both ``G`` and ``G_ema``) in the layout of an EG3D network snapshot.
+
+    ``persistent_classes`` maps module paths ('' is the root) to persistent class names,
+    ``plain_classes`` maps module paths to qualified names of ordinary classes; other submodules
+    keep their real torch classes. The root's state gets ``init_kwargs`` (as an EasyDict) and
+    ``attributes``. ``numpy_path`` is the module written for numpy's ``scalar``/``_reconstruct``.
+    ``extra_top_level`` adds entries to the top-level dict (for hostile-pickle tests).
+    """
+    if "" not in persistent_classes:
+        raise ValueError("the root module ('') must be persistent")
+    renames: dict[int, tuple[str, str]] = {id(_FakeEasyDict): ("dnnlib.util", "EasyDict")}
+    # Whatever this numpy version calls them, write the functions under the requested module.
+    renames[id(np.float64(0).__reduce__()[0])] = (numpy_path, "scalar")
+    renames[id(np.zeros(1).__reduce__()[0])] = (numpy_path, "_reconstruct")
+    mirror = _Mirror(persistent_classes, plain_classes, module_src, renames)
+
+    def root_extra() -> dict[str, Any]:
+        # Fresh per network: G and G_ema are separate deep copies in real snapshots.
+        return dict(attributes or {}, _init_args=(), _init_kwargs=_easydict(init_kwargs))
+
+    D = torch.nn.Module()
+    D.register_parameter("b4_out_bias", torch.nn.Parameter(torch.zeros(1)))
+    D_state = dict(D.__getstate__(), _init_args=(), _init_kwargs={"c_dim": 25})
+
+    snapshot = {
+        "G": mirror(G, "", root_extra()),
+        "D": mirror.persistent_obj("DualDiscriminator", D_state),
+        "G_ema": mirror(copy.deepcopy(G), "", root_extra()),
+        "augment_pipe": None,
+        "training_set_kwargs": _FakeEasyDict(path="ffhq.zip", resolution=512, use_labels=True, xflip=False),
+    }
+    snapshot.update(extra_top_level or {})
+    dump(snapshot, path, protocol, renames)
