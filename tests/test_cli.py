@@ -1,0 +1,50 @@
+"""The visualizer command line: preview and bench run end to end and print what they promise."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import REPO_ROOT
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO_ROOT / "visualizer.py"), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_preview_without_arguments_writes_png(tmp_path):
+    out = tmp_path / "preview.png"
+    result = run_cli("--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "freshly initialised tiny" in result.stdout  # no bundled model yet, and it says so
+    image = np.asarray(Image.open(out))
+    assert image.shape == (256, 384, 3)  # 2 rows (RGB, depth) x 3 views of 128 px
+    assert image[:128].std() > 0 and image[128:].std() > 0
+
+
+def test_bench_prints_medians_and_split():
+    result = run_cli("bench", "tiny", "--frames", "2", "--warmup", "1")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    values = {}
+    for name in ("full frame", "camera-only frame", "mapping", "backbone", "rendering", "superres"):
+        m = re.search(rf"{name}\s+([0-9.]+) ms", text)
+        assert m, f"{name!r} missing from:\n{text}"
+        values[name] = float(m.group(1))
+    assert "medians over 2 frames" in text
+    assert all(v > 0 for v in values.values())
+    # The stages are timed inside the full frame, so they cannot add up to more than it.
+    stages = sum(values[s] for s in ("mapping", "backbone", "rendering", "superres"))
+    assert stages <= values["full frame"] * 1.01
+
+
+def test_bench_rejects_mismatched_resolution_and_bad_path(tmp_path):
+    result = run_cli("bench", "tiny", "--res", "512", "--frames", "1")
+    assert result.returncode != 0 and "does not match" in result.stderr
+    result = run_cli("bench", str(tmp_path / "missing.pkl"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'missing.pkl'}: no such file"
