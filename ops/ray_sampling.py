@@ -166,8 +166,9 @@ def auto_ray_bounds(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-ray [N, M, 1] depth bounds from the bounding box ('auto' ray range).
 
-    Rays that miss the box borrow the range of the rays that hit, so every ray has a valid,
-    non-degenerate interval, as EG3D's renderer arranges.
+    Rays that miss the box get EG3D's fill-in: start = the smallest start among hits, end = the
+    largest *start* among hits (official behaviour, kept for output parity). Missed rays only see
+    empty space, so the exact interval does not change the image.
     """
     near, far, hit = ray_box_bounds(origins, directions, box_side_length)
     if bool(hit.any()):
