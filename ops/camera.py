@@ -178,12 +178,35 @@ def orbit_label(
     return pack_label(cam2world, intrinsics_from_focal(focal))
 
 
-def pixel_centers(resolution: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """[M, 2] normalised (u, v) pixel centres ``(i + 0.5) / R`` in raster order (row-major)."""
-    ii = torch.arange(resolution, dtype=torch.float32, device=device)
-    grid = torch.stack(torch.meshgrid(ii, ii, indexing="ij")) * (1.0 / resolution) + (0.5 / resolution)
-    # meshgrid 'ij' gives (row, col); flip to (u=col, v=row).
-    return grid.flip(0).reshape(2, -1).transpose(1, 0)
+def pixel_centers(height: int, width: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+    """[H * W, 2] normalised (u, v) pixel centres ``(i + 0.5) / size`` in raster order (row-major)."""
+    width = height if width is None else width
+    rows = torch.arange(height, dtype=torch.float32, device=device) * (1.0 / height) + (0.5 / height)
+    cols = torch.arange(width, dtype=torch.float32, device=device) * (1.0 / width) + (0.5 / width)
+    v, u = torch.meshgrid(rows, cols, indexing="ij")
+    return torch.stack((u, v), dim=-1).reshape(-1, 2)
+
+
+def camera_directions(intrinsics: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
+    """Camera-space directions (x, y, 1) through every pixel centre, skew honoured (not normalised).
+
+    Args:
+        intrinsics: [N, 3, 3] normalised by image size.
+
+    Returns:
+        [N, H * W, 3] in raster order.
+    """
+    n = intrinsics.shape[0]
+    fx, fy = intrinsics[:, 0, 0, None], intrinsics[:, 1, 1, None]
+    cx, cy = intrinsics[:, 0, 2, None], intrinsics[:, 1, 2, None]
+    skew = intrinsics[:, 0, 1, None]
+    uv = pixel_centers(height, width, intrinsics.device).unsqueeze(0).expand(n, -1, -1)
+    x_cam, y_cam = uv[:, :, 0], uv[:, :, 1]
+    z_cam = torch.ones_like(x_cam)
+    # EG3D's arithmetic order, so rays agree with the official ones to the last bit.
+    x_lift = (x_cam - cx + cy * skew / fy - skew * y_cam / fy) / fx * z_cam
+    y_lift = (y_cam - cy) / fy * z_cam
+    return torch.stack((x_lift, y_lift, z_cam), dim=-1)
 
 
 def generate_rays(
@@ -199,17 +222,9 @@ def generate_rays(
     Returns:
         origins [N, M, 3] and unit directions [N, M, 3] in world space.
     """
-    n, m = cam2world.shape[0], resolution**2
     cam_centres = cam2world[:, :3, 3]
-    fx, fy = intrinsics[:, 0, 0, None], intrinsics[:, 1, 1, None]
-    cx, cy = intrinsics[:, 0, 2, None], intrinsics[:, 1, 2, None]
-    skew = intrinsics[:, 0, 1, None]
-    uv = pixel_centers(resolution, cam2world.device).unsqueeze(0).repeat(n, 1, 1)
-    x_cam, y_cam = uv[:, :, 0].view(n, -1), uv[:, :, 1].view(n, -1)
-    z_cam = torch.ones((n, m), device=cam2world.device)
-    x_lift = (x_cam - cx + cy * skew / fy - skew * y_cam / fy) / fx * z_cam
-    y_lift = (y_cam - cy) / fy * z_cam
-    cam_points = torch.stack((x_lift, y_lift, z_cam, torch.ones_like(z_cam)), dim=-1)
+    directions_cam = camera_directions(intrinsics, resolution)
+    cam_points = torch.cat([directions_cam, torch.ones_like(directions_cam[..., :1])], dim=-1)
     world_points = torch.bmm(cam2world, cam_points.permute(0, 2, 1)).permute(0, 2, 1)[:, :, :3]
     directions = torch.nn.functional.normalize(world_points - cam_centres[:, None, :], dim=2)
     origins = cam_centres.unsqueeze(1).repeat(1, directions.shape[1], 1)

@@ -14,36 +14,12 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ops.camera import generate_rays
+from ops.camera import camera_directions, generate_rays
 from ops.compositing import composite_last_delta, density_from_sdf_sigmoid
 from ops.ray_sampling import stratified_depths
 
 
 # --- normals from a depth map -----------------------------------------------------------------
-
-def _camera_rays(intrinsics: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Lifted camera-space ray directions with ``z_cam = 1`` (not normalised).
-
-    Same lifting as :func:`ops.camera.generate_rays` (pixel centres ``(i + 0.5) / size``, skew
-    honoured), written for H x W so that non-square depth maps work too.
-
-    Args:
-        intrinsics: [N, 3, 3] normalised by image size.
-
-    Returns:
-        [N, H, W, 3] directions (x_cam, y_cam, 1).
-    """
-    device, dtype = intrinsics.device, intrinsics.dtype
-    u = (torch.arange(width, device=device, dtype=dtype) + 0.5) / width
-    v = (torch.arange(height, device=device, dtype=dtype) + 0.5) / height
-    v, u = torch.meshgrid(v, u, indexing="ij")  # [H, W] each: row index -> v, column -> u
-    fx, fy = intrinsics[:, 0, 0, None, None], intrinsics[:, 1, 1, None, None]
-    cx, cy = intrinsics[:, 0, 2, None, None], intrinsics[:, 1, 2, None, None]
-    skew = intrinsics[:, 0, 1, None, None]
-    y_cam = (v - cy) / fy
-    x_cam = (u - cx - skew * y_cam) / fx
-    return torch.stack((x_cam, y_cam, torch.ones_like(x_cam)), dim=-1)
-
 
 def unproject_depth(
     depth: torch.Tensor, cam2world: torch.Tensor, intrinsics: torch.Tensor, ray_distance: bool = True
@@ -59,7 +35,7 @@ def unproject_depth(
         [N, H, W, 3] world points.
     """
     n, _, h, w = depth.shape
-    rays_cam = _camera_rays(intrinsics.to(depth.dtype), h, w)
+    rays_cam = camera_directions(intrinsics.to(depth.dtype), h, w).reshape(n, h, w, 3)
     rotation = cam2world[:, :3, :3].to(depth.dtype)
     origin = cam2world[:, :3, 3].to(depth.dtype)
     rays_world = torch.einsum("nij,nhwj->nhwi", rotation, rays_cam)
