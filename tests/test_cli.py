@@ -48,3 +48,22 @@ def test_bench_rejects_mismatched_resolution_and_bad_path(tmp_path):
     result = run_cli("bench", str(tmp_path / "missing.pkl"))
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: {tmp_path / 'missing.pkl'}: no such file"
+
+
+def test_train_dataset_synthetic_command(tmp_path):
+    import json
+    import zipfile
+
+    out = tmp_path / "heads.zip"
+    cmd = [sys.executable, str(REPO_ROOT / "train.py"), "dataset", "synthetic", "--kind", "heads",
+           "--out", str(out), "--count", "3", "--res", "32"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(out) as zf:
+        labels = json.loads(zf.read("dataset.json"))["labels"]
+        assert [name for name, _ in labels] == ["img00000000.png", "img00000001.png", "img00000002.png"]
+        assert len([n for n in zf.namelist() if n.startswith("geometry/")]) == 3
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "exists" in again.stderr
+    bad = subprocess.run(cmd[:5] + ["planets"] + cmd[6:] + ["--force"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "unknown --kind 'planets'" in bad.stderr
