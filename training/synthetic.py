@@ -6,7 +6,7 @@ rendered by sphere tracing along the exact rays of an EG3D camera label. Besides
 
 * depth: distance along the unit ray (EG3D's ``image_depth`` convention), 0 on the background;
 * a foreground mask;
-* world-space unit normals from central differences of the SDF.
+* world-space unit normals from the SDF gradient (autograd, `ops.normals.normals_from_field`).
 
 Two kinds of scenes:
 
@@ -36,7 +36,7 @@ import os
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ from ops.camera import (
     pack_label,
     unpack_label,
 )
+from ops.normals import normals_from_field
 
 KINDS = ("heads", "objects")
 
@@ -100,8 +101,6 @@ class TraceConfig:
     """A ray stops once |SDF| falls below this (world units)."""
     hit_eps: float = 2e-3
     """After the last step a ray counts as a hit if |SDF| is below this (grazing rays)."""
-    normal_h: float = 5e-4
-    """Central-difference step for SDF-gradient normals."""
     color_tau: float = 4e-3
     """Softness of the per-primitive colour blend (softmin over primitive distances)."""
     supersample: int = 1
@@ -435,13 +434,6 @@ def _colors(scene: Scene, points: torch.Tensor, image: torch.Tensor, tau: float)
     return (w[..., None] * colors).sum(1)
 
 
-def sdf_normals(sdf: Callable[[torch.Tensor], torch.Tensor], points: torch.Tensor, h: float) -> torch.Tensor:
-    """[K, 3] unit SDF gradients at [K, 3] points by central differences."""
-    offsets = torch.eye(3, dtype=points.dtype) * h
-    grads = [sdf(points + offsets[i]) - sdf(points - offsets[i]) for i in range(3)]
-    return F.normalize(torch.stack(grads, dim=-1), dim=-1)
-
-
 # --- rendering ----------------------------------------------------------------------------------
 
 
@@ -486,7 +478,7 @@ def trace(scene: Scene, origins: torch.Tensor, dirs: torch.Tensor, cfg: TraceCon
 
 def _shade(scene: Scene, points: torch.Tensor, image: torch.Tensor, cfg: TraceConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Lambert + ambient colour and unit normals at surface points ([K, 3] each)."""
-    normals = sdf_normals(lambda q: scene_sdf(scene, q, image), points, cfg.normal_h)
+    normals = normals_from_field(lambda q: scene_sdf(scene, q, image), points)
     albedo = _colors(scene, points, image, cfg.color_tau)
     amb = scene.ambient[image][:, None]
     lambert = (normals * scene.light[image]).sum(-1, keepdim=True).clamp_min(0.0)
