@@ -22,6 +22,7 @@ if str(REPO_ROOT) not in sys.path:
 
 
 def cmd_dataset_synthetic(args: argparse.Namespace) -> int:
+    from models.errors import CheckpointError
     from training.synthetic import SPECS, write_synthetic_dataset
 
     out = Path(args.out)
@@ -37,8 +38,8 @@ def cmd_dataset_synthetic(args: argparse.Namespace) -> int:
     try:
         write_synthetic_dataset(out, args.kind, args.count, args.res, seed=args.seed, batch=args.batch,
                                 geometry=not args.no_geometry)
-    except OSError as e:
-        raise SystemExit(f"error: {out}: cannot write: {e.strerror or e}")
+    except CheckpointError as e:
+        raise SystemExit(f"error: {e}")
     seconds = time.perf_counter() - start
     print(f"wrote {out}: {args.count} {args.kind} at {args.res}x{args.res}, seed {args.seed}, "
           f"{seconds:.1f} s ({args.count / seconds:.1f} img/s)")

@@ -8,11 +8,12 @@ crash mid-write leaves the previous file intact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 import torch
 from torch import nn
@@ -44,8 +45,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one.
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Open ``path`` for writing so that readers see either the old file or the complete new one.
+
+    Yields a binary file in the same folder (a temp name); on a clean exit it is flushed, fsynced
+    and renamed over ``path``. On any error the temp file is removed and ``path`` is untouched.
 
     Raises:
         CheckpointError: naming the path, if the folder is missing or not writable or the disk is full.
@@ -55,7 +60,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
@@ -66,6 +71,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     finally:
         if tmp_name is not None and os.path.exists(tmp_name):
             os.unlink(tmp_name)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (see :func:`atomic_output`)."""
+    with atomic_output(path) as f:
+        f.write(data)
 
 
 def generator_config(G: nn.Module) -> Any:

@@ -268,4 +268,4 @@ def test_zip_is_eg3d_format(request, which):
         assert sizes == {(RES, RES)}
         geo = meta["geometry"]
         assert geo["depth"]["near"] < geo["depth"]["far"] and geo["normals"]["space"] == "world"
-    assert not list(path.parent.glob("*.tmp-*"))  # the temporary file was renamed away
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # the temporary file was renamed away

@@ -52,6 +52,7 @@ from ops.camera import (
     pack_label,
     unpack_label,
 )
+from models.checkpoint import atomic_output
 from ops.normals import normals_from_field
 
 KINDS = ("heads", "objects")
@@ -611,44 +612,37 @@ def write_synthetic_dataset(out_zip: str | os.PathLike, kind: str, count: int, r
     Contents: ``img%08d.png`` (RGB8), ``dataset.json`` with ``labels`` (EG3D) and ``geometry``
     (encoding metadata), and, when ``geometry``, ``geometry/img%08d.npz`` with ``depth`` (uint16)
     and ``normals`` (uint8 RGBA). Official EG3D code trains on the zip as it is: its loader sees
-    only the PNGs. The zip is written to a temporary file and then renamed.
+    only the PNGs. Written atomically (`models.checkpoint.atomic_output`).
     """
     spec = _spec(kind)
-    out_zip = os.fspath(out_zip)
-    tmp = f"{out_zip}.tmp-{os.getpid()}"
     labels_json = []
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-            for start in range(0, count, batch):
-                indices = list(range(start, min(start + batch, count)))
-                out = generate(kind, seed, indices, resolution, cfg)
-                rgb = (out["rgb"].permute(0, 2, 3, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
-                depth = out["depth"][:, 0].numpy()
-                mask = out["mask"][:, 0].numpy()
-                normals = out["normals"].permute(0, 2, 3, 1).numpy()
-                for j, index in enumerate(indices):
-                    name = f"img{index:08d}.png"
-                    zf.writestr(name, _png(rgb[j]))
-                    labels_json.append([name, [float(x) for x in out["labels"][j].tolist()]])
-                    if geometry:
-                        zf.writestr(geometry_member(name), _npz(
-                            depth=encode_depth(depth[j], mask[j], spec.depth_near, spec.depth_far),
-                            normals=encode_normals(normals[j], mask[j])))
-            meta = {
-                "labels": labels_json,
-                "geometry": {
-                    "kind": kind,
-                    "seed": seed,
-                    "depth": {"near": spec.depth_near, "far": spec.depth_far, "encoding": DEPTH_ENCODING,
-                              "convention": "distance along the unit ray"},
-                    "normals": {"space": "world", "encoding": NORMAL_ENCODING},
-                },
-            }
-            zf.writestr("dataset.json", json.dumps(meta))
-        os.replace(tmp, out_zip)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_output(out_zip) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+        for start in range(0, count, batch):
+            indices = list(range(start, min(start + batch, count)))
+            out = generate(kind, seed, indices, resolution, cfg)
+            rgb = (out["rgb"].permute(0, 2, 3, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+            depth = out["depth"][:, 0].numpy()
+            mask = out["mask"][:, 0].numpy()
+            normals = out["normals"].permute(0, 2, 3, 1).numpy()
+            for j, index in enumerate(indices):
+                name = f"img{index:08d}.png"
+                zf.writestr(name, _png(rgb[j]))
+                labels_json.append([name, [float(x) for x in out["labels"][j].tolist()]])
+                if geometry:
+                    zf.writestr(geometry_member(name), _npz(
+                        depth=encode_depth(depth[j], mask[j], spec.depth_near, spec.depth_far),
+                        normals=encode_normals(normals[j], mask[j])))
+        meta = {
+            "labels": labels_json,
+            "geometry": {
+                "kind": kind,
+                "seed": seed,
+                "depth": {"near": spec.depth_near, "far": spec.depth_far, "encoding": DEPTH_ENCODING,
+                          "convention": "distance along the unit ray"},
+                "normals": {"space": "world", "encoding": NORMAL_ENCODING},
+            },
+        }
+        zf.writestr("dataset.json", json.dumps(meta))
 
 
 def read_geometry(zip_path: str | os.PathLike | zipfile.ZipFile, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
