@@ -65,11 +65,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    import torch
     from PIL import Image
 
-    from models.checkpoint import load_generator
-    from models.eg3d import build_eg3d
+    from models.checkpoint import load_generator, open_generator
     from renderers.preview import render_preview
 
     device = _device(args.device)
@@ -80,8 +78,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
         G = load_generator(DEFAULT_MODEL, device=device)
         what = f"bundled default model {DEFAULT_MODEL.name}"
     else:
-        torch.manual_seed(0)
-        G = build_eg3d("tiny").eval().requires_grad_(False).to(device)
+        G = open_generator("preset:tiny", device=device, seed=0)
         what = "a freshly initialised tiny EG3D generator (no bundled model yet: untrained, expect noise)"
     grid = render_preview(G, seed=args.seed)
     out = Path(args.out)
