@@ -3,10 +3,18 @@
 
 Usage:
     python train.py dataset synthetic --kind heads|objects --out OUT.zip --count N --res R [--seed S]
+    python train.py dataset folder --source DIR --out OUT.zip [--res R] [--mirror] [--force]
+    python train.py fit --data PATH --cfg ffhq512|shapenet128|tiny --outdir DIR [options]
+    torchrun --nproc_per_node=8 train.py fit --gpus 8 ...          (data parallel, one node)
+    python train.py bench --cfg NAME [--gpus N] [--batch B] [--amp bf16|fp16|off]
+    python train.py monitor RUN_DIR
 
 ``dataset synthetic`` renders procedural 3D scenes (head-like shapes from FFHQ-like frontal
 cameras, or car/chair-like objects from all around) into an EG3D-format zip: PNG images,
 ``dataset.json`` camera labels, and ground-truth depth and normals under ``geometry/``.
+
+``dataset folder`` checks a folder of images with an EG3D ``dataset.json`` and packs it into an
+EG3D-format zip, optionally resized to R and with left-right mirrored copies (mirrored cameras).
 """
 
 from __future__ import annotations
@@ -46,6 +54,122 @@ def cmd_dataset_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_folder(args: argparse.Namespace) -> int:
+    from models.errors import CheckpointError
+    from training.dataset import DatasetError
+    from training.dataset_tool import write_folder_dataset
+
+    out = Path(args.out)
+    if args.res is not None and args.res < 1:
+        return fail("--res must be >= 1")
+    if out.exists() and not args.force:
+        return fail(f"{out}: exists (use --force to replace it)")
+    if not out.parent.is_dir():
+        return fail(f"{out}: folder {out.parent} does not exist")
+    start = time.perf_counter()
+    try:
+        summary = write_folder_dataset(args.source_path, out, resolution=args.res, mirror=args.mirror)
+    except (DatasetError, CheckpointError) as e:
+        return fail(e)
+    seconds = time.perf_counter() - start
+    mirrored = f" ({summary.count // 2} + {summary.count // 2} mirrored)" if summary.mirrored else ""
+    print(f"wrote {out}: {summary.count} images{mirrored} at {summary.resolution}x{summary.resolution}, "
+          f"{seconds:.1f} s")
+    return 0
+
+
+def fail(message: object) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def resolve_train_config(args: argparse.Namespace):
+    """Preset + command-line options + ``--set`` overrides -> TrainConfig."""
+    from training.config import apply_overrides, train_preset
+
+    config = train_preset(args.cfg)
+    for name, value in (("batch", args.batch), ("batch_gpu", args.batch_gpu), ("gpus", args.gpus),
+                        ("seed", args.seed), ("amp", args.amp)):
+        if value is not None:
+            setattr(config, name, value)
+    if getattr(args, "gamma", None) is not None:
+        config.loss.r1_gamma = args.gamma
+    if getattr(args, "neural_res", None) is not None:
+        config.loss.neural_rendering_resolution_initial = args.neural_res
+        config.generator.neural_rendering_resolution = args.neural_res
+    return apply_overrides(config, args.set or [])
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.errors import CheckpointError
+    from training.dataset import DatasetError
+    from training.distributed import init_distributed, shutdown
+    from training.loop import fit
+
+    try:
+        config = resolve_train_config(args)
+        config.data, config.outdir = args.data, args.outdir
+        for name, value in (("kimg", args.kimg), ("tick_kimg", args.tick), ("snap", args.snap),
+                            ("metric_images", args.metric_images), ("workers", args.workers)):
+            if value is not None:
+                setattr(config, name, value)
+        if args.metrics is not None:
+            config.metrics = [m for m in args.metrics.split(",") if m and m != "none"]
+        config.validate()
+        ctx = init_distributed(config.gpus, args.device)
+        command = " ".join(["python train.py"] + (args.argv or []))
+        run_dir = fit(config, ctx, resume=args.resume, command=command, progress=not args.no_progress)
+    except (DatasetError, CheckpointError, ValueError) as e:
+        return fail(e)
+    except torch.OutOfMemoryError as e:
+        return fail(f"out of memory: {str(e).splitlines()[0]} (try a smaller --batch-gpu)")
+    finally:
+        shutdown()
+    if ctx.is_main:
+        print(f"done: {run_dir}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from training.bench import benchmark_training, format_result
+    from training.distributed import init_distributed, shutdown
+
+    try:
+        config = resolve_train_config(args)
+        config.validate()
+        ctx = init_distributed(config.gpus, args.device)
+        result = benchmark_training(config, ctx, steps=args.steps, warmup=args.warmup)
+    except ValueError as e:
+        return fail(e)
+    finally:
+        shutdown()
+    if ctx.is_main:
+        print(format_result(config, ctx, result))
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from training.monitor import main as monitor_main
+
+    return monitor_main(args.monitor_args)
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cfg", default="tiny", help="preset: ffhq512, shapenet128 or tiny")
+    p.add_argument("--batch", type=int, help="total batch size over all GPUs")
+    p.add_argument("--batch-gpu", type=int, help="images per forward pass per GPU (gradient accumulation)")
+    p.add_argument("--gpus", type=int, help="number of processes; launch with torchrun when > 1")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--amp", choices=["bf16", "fp16", "off"], help="mixed precision on CUDA")
+    p.add_argument("--gamma", type=float, help="R1 weight")
+    p.add_argument("--neural-res", type=int, help="neural rendering resolution")
+    p.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any config field, e.g. loss.blur_fade_kimg=100 (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,11 +185,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-geometry", action="store_true", help="omit ground-truth depth and normals")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=cmd_dataset_synthetic)
+
+    p = dataset.add_parser("folder", help="pack a folder of images + EG3D dataset.json into a training zip")
+    # dest differs from "source", which the `dataset` subcommand choice already uses.
+    p.add_argument("--source", dest="source_path", required=True, help="folder (or zip) with images and dataset.json")
+    p.add_argument("--out", required=True, help="output .zip")
+    p.add_argument("--res", type=int, default=None, help="resize square images to this resolution")
+    p.add_argument("--mirror", action="store_true", help="add left-right flipped copies with mirrored cameras")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=cmd_dataset_folder)
+
+    p = sub.add_parser("fit", help="train a generator")
+    p.add_argument("--data", required=True, help="EG3D zip or folder with dataset.json")
+    p.add_argument("--outdir", required=True, help="folder for numbered run directories")
+    add_train_options(p)
+    p.add_argument("--kimg", type=float, help="training length in thousands of images")
+    p.add_argument("--tick", type=float, help="log interval in kimg")
+    p.add_argument("--snap", type=int, help="snapshot interval in ticks")
+    p.add_argument("--resume", help="'auto' (newest run under --outdir, if any), a run directory or a training-state file")
+    p.add_argument("--metrics", help="comma-separated metrics at each snapshot (swd) or 'none'")
+    p.add_argument("--metric-images", type=int, help="images per metric evaluation")
+    p.add_argument("--workers", type=int, help="data-loading processes per GPU")
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("bench", help="training throughput (img/s, peak memory) of a preset on random data")
+    add_train_options(p)
+    p.add_argument("--steps", type=int, help="timed steps (default: one full lazy-regularisation cycle)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("monitor", help="live window following a training run", add_help=False)
+    p.add_argument("monitor_args", nargs=argparse.REMAINDER, help="RUN_DIR [--interval S] [--screenshot PNG]")
+    p.set_defaults(func=cmd_monitor)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     return args.func(args)
 
 

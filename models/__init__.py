@@ -1,16 +1,21 @@
-"""Generator networks and checkpoint I/O."""
+"""Generator and discriminator networks, and checkpoint I/O."""
 
 from models.checkpoint import load_generator, save_generator
+from models.discriminator import DiscriminatorConfig, DualDiscriminator, build_discriminator, discriminator_preset
 from models.eg3d import EG3DConfig, EG3DRenderingConfig, TriPlaneGenerator, build_eg3d, eg3d_preset
 from models.errors import CheckpointError, UnsafePickleError
 
 __all__ = [
     "CheckpointError",
+    "DiscriminatorConfig",
+    "DualDiscriminator",
     "EG3DConfig",
     "EG3DRenderingConfig",
     "TriPlaneGenerator",
     "UnsafePickleError",
+    "build_discriminator",
     "build_eg3d",
+    "discriminator_preset",
     "eg3d_preset",
     "load_generator",
     "save_generator",

@@ -31,7 +31,7 @@ TRIPLANE_CHANNELS = 32
 """Feature channels per plane (fixed by EG3D's architecture)."""
 
 BACKBONE_RESOLUTION = 256
-"""Resolution of the tri-plane produced by the StyleGAN2 backbone."""
+"""Tri-plane resolution of every official EG3D model."""
 
 
 @dataclass
@@ -136,6 +136,8 @@ class EG3DConfig:
     """``fused_modconv_default`` of the super-resolution blocks."""
     neural_rendering_resolution: int = 64
     """Default resolution of the volume-rendered feature image."""
+    triplane_resolution: int = BACKBONE_RESOLUTION
+    """Tri-plane resolution (EG3D: always 256; smaller planes make CPU-sized models cheap)."""
     rendering: EG3DRenderingConfig = field(default_factory=EG3DRenderingConfig)
     """Rendering options (EG3D's rendering_kwargs)."""
 
@@ -199,7 +201,14 @@ class EG3DConfig:
         return config
 
     def to_official(self) -> dict[str, Any]:
-        """Official ``TriPlaneGenerator`` constructor kwargs for this config."""
+        """Official ``TriPlaneGenerator`` constructor kwargs for this config.
+
+        Raises:
+            ValueError: for architectures the official code cannot build (small tri-planes, our SR modules).
+        """
+        if self.triplane_resolution != BACKBONE_RESOLUTION or not self.rendering.superresolution_module.startswith(OFFICIAL_SR_PREFIX):
+            raise ValueError("this generator has no official EG3D equivalent "
+                             f"(tri-planes {self.triplane_resolution}px, {self.rendering.superresolution_module})")
         return {
             "z_dim": self.z_dim, "c_dim": self.c_dim, "w_dim": self.w_dim,
             "img_resolution": self.img_resolution, "img_channels": self.img_channels,
@@ -221,7 +230,8 @@ def eg3d_preset(name: str) -> EG3DConfig:
     * ``afhq512``: as FFHQ with AFHQ's camera pivot.
     * ``shapenet128``: ShapeNet cars/chairs, white background, 64+64 samples, radius 1.7.
     * ``ref128``: the layout of the shared reference fixture (small channels, 12+12 samples).
-    * ``tiny``: the smallest sensible generator for CPU tests and demos.
+    * ``tiny``: a CPU-sized generator (64px images, 64px tri-planes, 32px neural rendering, a narrow
+      super-resolution of ours) for tests, demos and the bundled model; not loadable by EG3D's code.
     """
     if name in ("ffhq512", "afhq512"):
         pivot = [0.0, 0.0, 0.2] if name == "ffhq512" else [0.0, 0.0, -0.06]
@@ -245,10 +255,10 @@ def eg3d_preset(name: str) -> EG3DConfig:
         )
     if name == "tiny":
         return EG3DConfig(
-            z_dim=64, w_dim=64, img_resolution=128, channel_base=1024, channel_max=32,
-            neural_rendering_resolution=32,
+            z_dim=64, w_dim=64, img_resolution=64, channel_base=2048, channel_max=64,
+            neural_rendering_resolution=32, triplane_resolution=64,
             rendering=EG3DRenderingConfig(
-                image_resolution=128, superresolution_module=OFFICIAL_SR_PREFIX + "SuperresolutionHybrid2X",
+                image_resolution=64, superresolution_module="studio.SuperresolutionLite2X64",
                 depth_resolution=12, depth_resolution_importance=12, triplane_axes="corrected",
             ),
         )
@@ -293,7 +303,7 @@ class TriPlaneGenerator(nn.Module):
         self.rendering_kwargs: dict[str, Any] = config.rendering.to_kwargs()
         self.neural_rendering_resolution = config.neural_rendering_resolution
         self.backbone = StyleGAN2Generator(
-            config.z_dim, config.c_dim, config.w_dim, img_resolution=BACKBONE_RESOLUTION,
+            config.z_dim, config.c_dim, config.w_dim, img_resolution=config.triplane_resolution,
             img_channels=TRIPLANE_CHANNELS * 3, mapping_kwargs={"num_layers": config.mapping_layers},
             channel_base=config.channel_base, channel_max=config.channel_max, num_fp16_res=config.num_fp16_res,
             conv_clamp=config.conv_clamp, fused_modconv_default=config.fused_modconv_default,
@@ -360,8 +370,8 @@ class TriPlaneGenerator(nn.Module):
         if cache_backbone:
             self._last_planes = planes
         features, depth = self.render_neural(planes, c, int(neural_rendering_resolution))
-        image = self.superresolve(features, ws, **synthesis_kwargs)
-        return {"image": image, "image_raw": features[:, :3], "image_depth": depth}
+        image, image_raw = self.superresolve(features, ws, **synthesis_kwargs)
+        return {"image": image, "image_raw": image_raw, "image_depth": depth}
 
     def render_neural(self, planes: torch.Tensor, c: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Volume-render tri-planes from cameras c [N, 25].
@@ -377,8 +387,9 @@ class TriPlaneGenerator(nn.Module):
         depth = composite.depth.permute(0, 2, 1).reshape(n, 1, resolution, resolution)
         return features.contiguous(), depth
 
-    def superresolve(self, features: torch.Tensor, ws: torch.Tensor, **synthesis_kwargs) -> torch.Tensor:
-        """Feature image [N, 32, r, r] -> final image [N, 3, R, R] (noise mode from rendering_kwargs)."""
+    def superresolve(self, features: torch.Tensor, ws: torch.Tensor, **synthesis_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feature image [N, 32, r, r] -> (final image [N, 3, R, R], image_raw [N, 3, r, r] as EG3D
+        returns it); the noise mode comes from rendering_kwargs."""
         kwargs = {k: v for k, v in synthesis_kwargs.items() if k != "noise_mode"}
         return self.superresolution(features[:, :3], features, ws,
                                     noise_mode=self.rendering_kwargs["superresolution_noise_mode"], **kwargs)

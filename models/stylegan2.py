@@ -14,6 +14,7 @@ from torch import nn
 
 from ops.stylegan2 import (
     ACTIVATIONS,
+    DEFAULT_RESAMPLE_FILTER,
     bias_act,
     modulated_conv2d,
     normalize_2nd_moment,
@@ -23,8 +24,6 @@ from ops.stylegan2 import (
 
 NoiseMode = Literal["random", "const", "none"]
 FusedModconv = bool | Literal["inference_only"]
-
-DEFAULT_RESAMPLE_FILTER = (1, 3, 3, 1)
 
 
 class FullyConnectedLayer(nn.Module):
@@ -287,7 +286,7 @@ class SynthesisBlock(nn.Module):
             img = upsample2d(img, self.resample_filter)
         y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
         y = y.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-        img = img.add_(y) if img is not None else y
+        img = img + y if img is not None else y  # out of place: img may be a view of the caller's features
         return x, img
 
 

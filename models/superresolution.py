@@ -40,8 +40,10 @@ SUPERRESOLUTION_LAYOUTS: dict[str, SuperresolutionLayout] = {
     "SuperresolutionHybrid4X": SuperresolutionLayout(256, 128, 128, 64, False, True),
     "SuperresolutionHybrid8X": SuperresolutionLayout(512, 128, 128, 64, True, True),
     "SuperresolutionHybrid8XDC": SuperresolutionLayout(512, 128, 256, 128, True, False),
+    # Ours, not EG3D's: a narrow 32 -> 64 module for CPU-sized models.
+    "studio.SuperresolutionLite2X64": SuperresolutionLayout(64, 32, 32, 32, False, True),
 }
-"""Official module names (``training.superresolution.<name>``) and their layouts."""
+"""Module names (official ones as ``training.superresolution.<name>``) and their layouts."""
 
 OFFICIAL_SR_PREFIX = "training.superresolution."
 
@@ -89,13 +91,26 @@ class Superresolution(nn.Module):
         if layout.has_filter_buffer:
             self.register_buffer("resample_filter", setup_filter([1, 3, 3, 1]))
 
-    def forward(self, rgb: torch.Tensor, x: torch.Tensor, ws: torch.Tensor, noise_mode: NoiseMode = "none", **block_kwargs) -> torch.Tensor:
-        """rgb [N, 3, r, r] and features x [N, C, r, r] -> image [N, 3, R, R], using ws[:, -1]."""
+    def forward(self, rgb: torch.Tensor, x: torch.Tensor, ws: torch.Tensor, noise_mode: NoiseMode = "none",
+                **block_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """rgb [N, 3, r, r] and features x [N, C, r, r] -> (image [N, 3, R, R], image_raw [N, 3, r, r]), using ws[:, -1].
+
+        ``image_raw`` is ``rgb`` as EG3D returns it. When no resize is needed and block0 does not
+        upsample, the official block0 adds its toRGB output *in place* into ``rgb``, a view of the
+        feature image, so the official ``image_raw`` includes that addition. We reproduce the value
+        without the in-place write, which would break backpropagation.
+        """
         ws = ws[:, -1:, :].repeat(1, 3, 1)
+        raw = rgb
         if x.shape[-1] != self.input_resolution:
             size = (self.input_resolution, self.input_resolution)
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=self.sr_antialias)
             rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=self.sr_antialias)
+            aliased = False
+        else:
+            aliased = not self.layout.block0_upsamples
         x, rgb = self.block0(x, rgb, ws, noise_mode=noise_mode, **block_kwargs)
+        if aliased:
+            raw = rgb
         x, rgb = self.block1(x, rgb, ws, noise_mode=noise_mode, **block_kwargs)
-        return rgb
+        return rgb, raw

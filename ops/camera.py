@@ -229,3 +229,26 @@ def generate_rays(
     directions = torch.nn.functional.normalize(world_points - cam_centres[:, None, :], dim=2)
     origins = cam_centres.unsqueeze(1).repeat(1, directions.shape[1], 1)
     return origins, directions
+
+
+def mirror_label(label: torch.Tensor) -> torch.Tensor:
+    """Label of the horizontally flipped image: the camera mirrored through the world plane x = 0.
+
+    cam2world becomes ``diag(-1, 1, 1, 1) @ cam2world @ diag(-1, 1, 1, 1)``: entries (0, 1), (0, 2),
+    (1, 0), (2, 0) and the x-translation (0, 3) change sign, exactly as EG3D's mirrored datasets.
+    Flipping pixels maps u to 1 - u, so the intrinsics' cx becomes 1 - cx and the skew changes
+    sign; for the centred, skew-free intrinsics of EG3D data these are unchanged. An involution.
+
+    Args:
+        label: [..., 25] labels.
+
+    Returns:
+        [..., 25] mirrored labels (a new tensor).
+    """
+    if label.shape[-1] != LABEL_DIM:
+        raise ValueError(f"camera label must have {LABEL_DIM} values in its last dimension, got {list(label.shape)}")
+    mirrored = label.clone()
+    negated = [1, 2, 3, 4, 8, 16 + 1]  # cam2world (0,1) (0,2) (0,3) (1,0) (2,0); intrinsics skew (0,1)
+    mirrored[..., negated] = -label[..., negated]
+    mirrored[..., 16 + 2] = 1 - label[..., 16 + 2]  # cx
+    return mirrored

@@ -63,6 +63,10 @@ def bias_act(
 
 # --- FIR resampling ---------------------------------------------------------------------------
 
+DEFAULT_RESAMPLE_FILTER = (1, 3, 3, 1)
+"""StyleGAN2's default low-pass taps for 2x resampling (binomial, separable)."""
+
+
 def setup_filter(f: Sequence[float] | np.ndarray | torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """Filter tensor for :func:`upfirdn2d`: 1-D taps become their separable 2-D outer product."""
     f = torch.as_tensor(np.asarray(f, dtype=np.float32))
@@ -146,12 +150,14 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2, padding: int = 0, 
     return upfirdn2d(x, f, up=up, padding=p, gain=gain * up * up)
 
 
-def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2, padding: int = 0, gain: float = 1) -> torch.Tensor:
+def downsample2d(
+    x: torch.Tensor, f: torch.Tensor, down: int = 2, padding: int = 0, flip_filter: bool = False, gain: float = 1
+) -> torch.Tensor:
     """Downsample by ``down`` after FIR filtering with ``f``, keeping the image centred."""
     fw, fh = filter_size(f)
     px0, px1, py0, py1 = _padding4(padding)
     p = [px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2, py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2]
-    return upfirdn2d(x, f, down=down, padding=p, gain=gain)
+    return upfirdn2d(x, f, down=down, padding=p, flip_filter=flip_filter, gain=gain)
 
 
 def filter2d(x: torch.Tensor, f: torch.Tensor, padding: int = 0, gain: float = 1) -> torch.Tensor:

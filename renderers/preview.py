@@ -1,23 +1,47 @@
-"""A still preview of a generator: a few views of one seed, RGB above depth."""
+"""Still previews of a generator: fixed seeds seen from several yaws, RGB above depth."""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 import torch
 
+from ops.camera import FFHQ_FOCAL
 from renderers.images import depth_to_uint8, image_to_uint8, resize_nearest
 
 
 @torch.no_grad()
-def render_preview(G, seed: int = 0, yaws: tuple[float, ...] = (-0.4, 0.0, 0.4), truncation_psi: float = 0.7) -> np.ndarray:
-    """[2 * R, len(yaws) * R, 3] uint8: final images in the top row, neural depth below."""
+def render_grid(
+    G,
+    seeds: Sequence[int],
+    yaws: Sequence[float] = (-0.4, 0.0, 0.4),
+    truncation_psi: float = 0.7,
+    focal: float = FFHQ_FOCAL,
+    pitch: float = 0.0,
+) -> np.ndarray:
+    """[2 * len(seeds) * R, len(yaws) * R, 3] uint8: per seed, final images above neural depth.
+
+    Each seed is conditioned on the frontal camera (as EG3D's tools do) and rendered from every yaw
+    around the model's average pivot; the tri-planes are computed once per seed.
+    """
     device = G.backbone.mapping.w_avg.device
-    z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(device)
-    ws = G.mapping(z, G.default_camera(device=device), truncation_psi=truncation_psi)
-    top, bottom = [], []
-    for i, yaw in enumerate(yaws):
-        out = G.synthesis(ws, G.default_camera(yaw=yaw, device=device), use_cached_backbone=i > 0, cache_backbone=i == 0)
-        res = out["image"].shape[-1]
-        top.append(image_to_uint8(out["image"][0]))
-        bottom.append(resize_nearest(depth_to_uint8(out["image_depth"][0]), res))
-    return np.concatenate([np.concatenate(top, axis=1), np.concatenate(bottom, axis=1)], axis=0)
+    rows = []
+    for seed in seeds:
+        z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(int(seed))).to(device)
+        ws = G.mapping(z, G.default_camera(focal=focal, device=device), truncation_psi=truncation_psi)
+        top, bottom = [], []
+        for i, yaw in enumerate(yaws):
+            camera = G.default_camera(yaw=float(yaw), pitch=pitch, focal=focal, device=device)
+            out = G.synthesis(ws, camera, use_cached_backbone=i > 0, cache_backbone=i == 0, noise_mode="const")
+            res = out["image"].shape[-1]
+            top.append(image_to_uint8(out["image"][0]))
+            bottom.append(resize_nearest(depth_to_uint8(out["image_depth"][0]), res))
+        rows += [np.concatenate(top, axis=1), np.concatenate(bottom, axis=1)]
+    return np.concatenate(rows, axis=0)
+
+
+def render_preview(G, seed: int = 0, yaws: tuple[float, ...] = (-0.4, 0.0, 0.4), truncation_psi: float = 0.7,
+                   focal: float = FFHQ_FOCAL) -> np.ndarray:
+    """[2 * R, len(yaws) * R, 3] uint8: one seed's final images in the top row, neural depth below."""
+    return render_grid(G, [seed], yaws, truncation_psi=truncation_psi, focal=focal)

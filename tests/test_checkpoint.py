@@ -136,7 +136,7 @@ def test_shapes_that_do_not_match_config(tiny, tmp_path):
 
     def widen(meta):
         config = json.loads(meta["config"])
-        config["channel_max"] = 64
+        config["channel_max"] = 2 * config["channel_max"]
         meta["config"] = json.dumps(config)
 
     rewrite_metadata(path, widen)

@@ -22,8 +22,8 @@ def test_preview_without_arguments_writes_png(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "freshly initialised tiny" in result.stdout  # no bundled model yet, and it says so
     image = np.asarray(Image.open(out))
-    assert image.shape == (256, 384, 3)  # 2 rows (RGB, depth) x 3 views of 128 px
-    assert image[:128].std() > 0 and image[128:].std() > 0
+    assert image.shape == (128, 192, 3)  # 2 rows (RGB, depth) x 3 views of 64 px
+    assert image[:64].std() > 0 and image[64:].std() > 0
 
 
 def test_bench_prints_medians_and_split():

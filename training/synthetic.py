@@ -41,7 +41,6 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ops.camera import (
     FFHQ_FOCAL,
@@ -52,8 +51,8 @@ from ops.camera import (
     pack_label,
     unpack_label,
 )
-from models.checkpoint import atomic_output
 from ops.normals import normals_from_field
+from training.dataset import write_dataset_zip
 
 KINDS = ("heads", "objects")
 
@@ -585,12 +584,6 @@ def decode_normals(rgba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(mask[..., None], n, 0.0).astype(np.float32), mask
 
 
-def _png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
 def _npz(**arrays: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
@@ -612,11 +605,10 @@ def write_synthetic_dataset(out_zip: str | os.PathLike, kind: str, count: int, r
     Contents: ``img%08d.png`` (RGB8), ``dataset.json`` with ``labels`` (EG3D) and ``geometry``
     (encoding metadata), and, when ``geometry``, ``geometry/img%08d.npz`` with ``depth`` (uint16)
     and ``normals`` (uint8 RGBA). Official EG3D code trains on the zip as it is: its loader sees
-    only the PNGs. Written atomically (`models.checkpoint.atomic_output`).
+    only the PNGs. Written atomically (`training.dataset.write_dataset_zip`).
     """
     spec = _spec(kind)
-    labels_json = []
-    with atomic_output(out_zip) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+    with write_dataset_zip(out_zip, png_compress_level=1) as writer:
         for start in range(0, count, batch):
             indices = list(range(start, min(start + batch, count)))
             out = generate(kind, seed, indices, resolution, cfg)
@@ -626,23 +618,18 @@ def write_synthetic_dataset(out_zip: str | os.PathLike, kind: str, count: int, r
             normals = out["normals"].permute(0, 2, 3, 1).numpy()
             for j, index in enumerate(indices):
                 name = f"img{index:08d}.png"
-                zf.writestr(name, _png(rgb[j]))
-                labels_json.append([name, [float(x) for x in out["labels"][j].tolist()]])
+                writer.add_image(name, rgb[j], out["labels"][j])
                 if geometry:
-                    zf.writestr(geometry_member(name), _npz(
+                    writer.add_file(geometry_member(name), _npz(
                         depth=encode_depth(depth[j], mask[j], spec.depth_near, spec.depth_far),
                         normals=encode_normals(normals[j], mask[j])))
-        meta = {
-            "labels": labels_json,
-            "geometry": {
-                "kind": kind,
-                "seed": seed,
-                "depth": {"near": spec.depth_near, "far": spec.depth_far, "encoding": DEPTH_ENCODING,
-                          "convention": "distance along the unit ray"},
-                "normals": {"space": "world", "encoding": NORMAL_ENCODING},
-            },
+        writer.metadata["geometry"] = {
+            "kind": kind,
+            "seed": seed,
+            "depth": {"near": spec.depth_near, "far": spec.depth_far, "encoding": DEPTH_ENCODING,
+                      "convention": "distance along the unit ray"},
+            "normals": {"space": "world", "encoding": NORMAL_ENCODING},
         }
-        zf.writestr("dataset.json", json.dumps(meta))
 
 
 def read_geometry(zip_path: str | os.PathLike | zipfile.ZipFile, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
