@@ -192,3 +192,14 @@ def test_open_generator_presets_are_seeded():
     assert torch.equal(a.backbone.mapping.fc0.weight, b.backbone.mapping.fc0.weight)
     with pytest.raises(CheckpointError, match="no such file"):
         open_generator("not-a-preset")
+
+
+def test_atomic_output_gives_normal_permissions(tmp_path):
+    from models.checkpoint import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "x.bin", b"data")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o644

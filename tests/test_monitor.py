@@ -210,15 +210,11 @@ def test_metrics_grids_snapshots_options_and_latest(tmp_path):
     assert [r["metric"] for r in follower.poll().metric_rows] == ["fid50k"]
 
 
-def test_names_agree_with_the_trainer():
-    """The monitor repeats `training.run_dir`'s names (to start without torch); they must not drift."""
-    from training import monitor, run_dir
-
-    assert (monitor.LOG_NAME, monitor.METRICS_NAME, monitor.OPTIONS_NAME, monitor.LATEST_NAME) == (
-        run_dir.LOG, run_dir.METRICS_LOG, run_dir.OPTIONS, run_dir.LATEST)
-    for nimg in (0, 4000, 123456, 25_000_000):
-        assert float(monitor.SAMPLES_RE.match(run_dir.samples_name(nimg)).group(1)) == nimg / 1000
-        assert float(monitor.SNAPSHOT_RE.match(run_dir.snapshot_name(nimg)).group(1)) == nimg / 1000
+def test_monitor_starts_without_torch():
+    """The monitor reads the trainer's names from training.run_dir, which must stay torch-free."""
+    code = "import sys, training.monitor; assert 'torch' not in sys.modules, 'torch imported'"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
 
 
 def test_trainer_log_rewind_on_resume_is_followed(tmp_path):

@@ -160,7 +160,8 @@ def test_tiny_fit_writes_a_complete_run(heads_zip, tmp_path):
     for key in ("loss/G", "loss/D_real", "loss/D_fake", "sec_per_kimg", "img_per_s", "lr/G", "blur_sigma", "cpu_mem_gb"):
         assert all(np.isfinite(r[key]) for r in rows), key
     metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [m["metric"] for m in metrics] == ["swd", "swd"] and metrics[0]["value"] > 0
+    assert [(m["metric"], m["kimg"]) for m in metrics] == [("swd", 0.0), ("swd", 0.008), ("swd", 0.016)]
+    assert all(m["value"] > 0 for m in metrics)
     latest = json.loads((run / "latest").read_text())
     assert latest["state"] == "training-state-000000.016.pt" and latest["kimg"] == 0.016
     G = load_generator(run / latest["snapshot"])

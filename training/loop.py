@@ -443,20 +443,21 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
     batches = iter(loader)
     steps_since_start = 0
 
-    writer = None
-    focal = dataset_focal(dataset.labels)
-    grid_seeds = list(range(config.grid_seeds))
+    out: RunOutputs | None = None
     train_seconds = float(state["train_seconds"]) if state is not None else 0.0
     cur_tick = int(state["cur_tick"]) if state is not None else 0
     total_nimg = int(config.kimg * 1000)
     if ctx.is_main:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(run_dir))
+        out = RunOutputs(run_dir, SummaryWriter(str(run_dir)), dataset, list(range(config.grid_seeds)),
+                         dataset_focal(dataset.labels), command, log)
         if state is None:
-            atomic_write_bytes(run_dir / "reals.png", encode_png(reals_grid(dataset, len(config.grid_yaws), config.grid_seeds)))
+            atomic_write_bytes(run_dir / rundir.REALS, encode_png(reals_grid(dataset, len(config.grid_yaws), config.grid_seeds)))
             with preserve_rng(ctx.device):
-                save_samples(trainer, run_dir, grid_seeds, focal)
+                save_samples(trainer, out)
+                # The value at initialisation is the baseline every later evaluation is read against.
+                evaluate_metrics(trainer, out, snapshot="")
 
     bar = None
     if ctx.is_main and progress:
@@ -510,89 +511,119 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
         record.update({k: float(v) for k, v in zip(keys, means)})
         gpu_gb, cpu_gb = memory_gb(ctx.device)
         record["gpu_mem_gb"], record["cpu_mem_gb"] = gpu_gb, cpu_gb
-        if ctx.is_main:
+        if out is not None:
             rundir.append_jsonl(run_dir / rundir.LOG, record)
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key not in ("tick", "timestamp") and math.isfinite(value):
-                    writer.add_scalar(key if "/" in key else f"progress/{key}", value, global_step=trainer.cur_nimg)
-            writer.flush()
+                    out.writer.add_scalar(key if "/" in key else f"progress/{key}", value, global_step=trainer.cur_nimg)
+            out.writer.flush()
             if bar is None:
                 log(f"tick {cur_tick} kimg {record['kimg']:.3f} sec/kimg {record['sec_per_kimg']:.1f} "
                     + " ".join(f"{k} {record[k]:.3f}" for k in ("loss/G", "loss/D_real", "loss/D_fake") if k in record))
 
         if done or cur_tick % config.snap == 0:
-            snapshot(trainer, ctx, config, run_dir, dataset, writer, grid_seeds, focal, train_seconds, cur_tick,
-                     sampler.position_after(steps_since_start, trainer.batch_per_rank), command, log)
+            snapshot(trainer, out, {"cur_tick": cur_tick, "train_seconds": train_seconds,
+                                    "sampler_position": sampler.position_after(steps_since_start, trainer.batch_per_rank)})
         tick_stats = {}
         tick_start_nimg = trainer.cur_nimg
         tick_start_time = time.time()
 
     if bar is not None:
         bar.close()
-    if writer is not None:
-        writer.close()
+    if out is not None:
+        out.writer.close()
     barrier(ctx.world_size)
     return run_dir
 
 
-def save_samples(trainer: Trainer, run_dir: Path, grid_seeds: list[int], focal: float) -> Path:
+@dataclass
+class RunOutputs:
+    """What rank 0 writes to: the run directory, TensorBoard, and the fixed sample-grid setup."""
+
+    run_dir: Path
+    """The numbered run directory."""
+    writer: Any
+    """TensorBoard SummaryWriter."""
+    dataset: ImageLabelDataset
+    """Training data (reals for metrics)."""
+    grid_seeds: list[int]
+    """Latent seeds of the sample grid rows."""
+    focal: float
+    """Normalised focal length of the sample-grid cameras (the dataset's median)."""
+    command: str
+    """Command line, recorded in snapshot metadata."""
+    log: Callable[[str], None]
+    """Where progress lines go."""
+
+
+def save_samples(trainer: Trainer, out: RunOutputs) -> Path:
     config = trainer.config
-    grid = render_grid(trainer.G_ema, grid_seeds, config.grid_yaws, truncation_psi=config.truncation_psi, focal=focal)
-    path = run_dir / rundir.samples_name(trainer.cur_nimg)
+    grid = render_grid(trainer.G_ema, out.grid_seeds, config.grid_yaws, truncation_psi=config.truncation_psi,
+                       focal=out.focal)
+    path = out.run_dir / rundir.samples_name(trainer.cur_nimg)
     atomic_write_bytes(path, encode_png(grid))
     return path
 
 
-def snapshot(trainer: Trainer, ctx: DistributedContext, config: TrainConfig, run_dir: Path, dataset, writer,
-             grid_seeds: list[int], focal: float, train_seconds: float, cur_tick: int, sampler_position: int,
-             command: str, log: Callable[[str], None]) -> None:
-    """Network snapshot, sample grid, metrics, resumable state, then the ``latest`` marker."""
+def evaluate_metrics(trainer: Trainer, out: RunOutputs, snapshot: str) -> dict[str, float]:
+    """Compute the configured metrics on G_ema and append them to metrics.jsonl and TensorBoard.
+
+    A failing metric (e.g. out of memory) is reported and skipped: it must not end a long run.
+    """
+    config = trainer.config
+    if not config.metrics:
+        return {}
+    from training.metrics import MetricOptions, compute_metrics
+
+    nimg = trainer.cur_nimg
+    options = MetricOptions(num_images=min(config.metric_images, len(out.dataset)), batch=config.batch_per_gpu,
+                            device=str(trainer.ctx.device), seed=config.seed)
+    start = time.time()
+    try:
+        results = compute_metrics(config.metrics, trainer.G_ema, out.dataset, options)
+    except (RuntimeError, ValueError) as e:
+        out.log(f"warning: metrics at {nimg / 1000:.3f} kimg failed: {e}")
+        return {}
+    for name in config.metrics:
+        rundir.append_jsonl(out.run_dir / rundir.METRICS_LOG, {
+            "metric": name, "kimg": nimg / 1000, "snapshot": snapshot, "value": results[name],
+            "results": {k: v for k, v in results.items() if k == name or k.startswith(name + "/")},
+            "seconds": time.time() - start, "timestamp": time.time(),
+        })
+    for key, value in results.items():
+        out.writer.add_scalar(f"metrics/{key}", value, global_step=nimg)
+    out.writer.flush()
+    return results
+
+
+def snapshot(trainer: Trainer, out: RunOutputs | None, progress: dict[str, Any]) -> None:
+    """Network snapshot, sample grid, metrics, resumable state, then the ``latest`` marker.
+
+    Args:
+        out: rank 0's outputs (None on other ranks, which only contribute their RNG state).
+        progress: loop counters saved in the state (cur_tick, train_seconds, sampler_position).
+    """
+    ctx = trainer.ctx
     rng_states = gather_rng_states(ctx)
-    if ctx.is_main:
+    if out is not None:
         with preserve_rng(ctx.device):
-            write_snapshot_files(trainer, ctx, config, run_dir, dataset, writer, grid_seeds, focal, train_seconds,
-                                 cur_tick, sampler_position, command, log, rng_states)
+            write_snapshot_files(trainer, out, {**progress, "rng": rng_states})
     barrier(ctx.world_size)
 
 
-def write_snapshot_files(trainer: Trainer, ctx: DistributedContext, config: TrainConfig, run_dir: Path, dataset,
-                         writer, grid_seeds: list[int], focal: float, train_seconds: float, cur_tick: int,
-                         sampler_position: int, command: str, log: Callable[[str], None],
-                         rng_states: list[dict[str, torch.Tensor]]) -> None:
-    nimg = trainer.cur_nimg
-    snap_path = run_dir / rundir.snapshot_name(nimg)
+def write_snapshot_files(trainer: Trainer, out: RunOutputs, extra_state: dict[str, Any]) -> None:
+    config, nimg = trainer.config, trainer.cur_nimg
+    snap_path = out.run_dir / rundir.snapshot_name(nimg)
     save_generator(trainer.G_ema, snap_path, metadata={
-        "kimg": f"{nimg / 1000:.3f}", "run": run_dir.name, "cfg": config.cfg, "data": config.data,
-        "train_seconds": f"{train_seconds:.1f}", "command": command,
+        "kimg": f"{nimg / 1000:.3f}", "run": out.run_dir.name, "cfg": config.cfg, "data": config.data,
+        "train_seconds": f"{extra_state['train_seconds']:.1f}", "command": out.command,
     })
-    samples_path = save_samples(trainer, run_dir, grid_seeds, focal)
-    if config.metrics:
-        from training.metrics import MetricOptions, compute_metrics
-
-        options = MetricOptions(num_images=min(config.metric_images, len(dataset)), batch=config.batch_per_gpu,
-                                device=str(ctx.device), seed=config.seed)
-        start = time.time()
-        try:
-            results = compute_metrics(config.metrics, trainer.G_ema, dataset, options)
-        except (RuntimeError, ValueError) as e:  # e.g. out of memory: report it, keep training
-            log(f"warning: metrics at {nimg / 1000:.3f} kimg failed: {e}")
-            results = {}
-        for name in (config.metrics if results else []):
-            rundir.append_jsonl(run_dir / rundir.METRICS_LOG, {
-                "metric": name, "kimg": nimg / 1000, "snapshot": snap_path.name, "value": results[name],
-                "results": {k: v for k, v in results.items() if k == name or k.startswith(name + "/")},
-                "seconds": time.time() - start, "timestamp": time.time(),
-            })
-        for key, value in results.items():
-            writer.add_scalar(f"metrics/{key}", value, global_step=nimg)
-        writer.flush()
-    state = trainer.state_dict()
-    state.update({"rng": rng_states, "sampler_position": sampler_position, "cur_tick": cur_tick,
-                  "train_seconds": train_seconds})
-    state_path = run_dir / rundir.state_name(nimg)
-    save_training_state(state_path, state)
-    rundir.write_latest(run_dir, {"kimg": nimg / 1000, "state": state_path.name, "snapshot": snap_path.name,
-                                  "samples": samples_path.name, "tick": cur_tick})
+    samples_path = save_samples(trainer, out)
+    evaluate_metrics(trainer, out, snap_path.name)
+    state_path = out.run_dir / rundir.state_name(nimg)
+    save_training_state(state_path, {**trainer.state_dict(), **extra_state})
+    rundir.write_latest(out.run_dir, {"kimg": nimg / 1000, "state": state_path.name, "snapshot": snap_path.name,
+                                      "samples": samples_path.name, "tick": extra_state["cur_tick"]})
     # Only now that 'latest' names the new state may old ones go.
-    for old in sorted(run_dir.glob("training-state-*.pt"))[:-KEEP_STATES]:
+    for old in sorted(out.run_dir.glob("training-state-*.pt"))[:-KEEP_STATES]:
         old.unlink(missing_ok=True)

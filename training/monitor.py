@@ -38,18 +38,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-# --------------------------------------------------------------------------------------------
-# Run directory conventions. The trainer's names live in `training.run_dir`; they are repeated
-# here so that the monitor starts without importing torch (run_dir imports the checkpoint code),
-# and tests/test_monitor.py checks that the two agree.
+from training import run_dir as rundir
 
-OPTIONS_NAME = "training_options.json"
-LOG_NAME = "log.jsonl"
-METRICS_NAME = "metrics.jsonl"
-LATEST_NAME = "latest"
-REALS_NAME = "reals.png"
-SAMPLES_RE = re.compile(r"^samples-(\d+(?:\.\d+)?)\.png$")
-SNAPSHOT_RE = re.compile(r"^network-snapshot-(\d+(?:\.\d+)?)\.safetensors$")
+# Run directory conventions: one home, training.run_dir (torch-free, so the monitor starts fast).
+OPTIONS_NAME = rundir.OPTIONS
+LOG_NAME = rundir.LOG
+METRICS_NAME = rundir.METRICS_LOG
+LATEST_NAME = rundir.LATEST
+REALS_NAME = rundir.REALS
+SAMPLES_RE = rundir.SAMPLES_PATTERN
+SNAPSHOT_RE = rundir.SNAPSHOT_PATTERN
 
 ACTIVE_WINDOW_S = 120.0
 """A run whose log was modified this recently counts as training; older means idle or finished."""

@@ -13,6 +13,8 @@ Layout of ``OUTDIR/<00000>-<desc>/``::
 
 Every file is written atomically (temp file + rename); ``latest`` is replaced only after the files
 it names are complete, so a reader never follows it to a half-written file.
+
+This module imports no torch, so the training monitor can use it and start quickly.
 """
 
 from __future__ import annotations
@@ -23,13 +25,22 @@ import re
 from pathlib import Path
 from typing import Any
 
-from models.checkpoint import atomic_write_bytes
-
 LATEST = "latest"
 LOG = "log.jsonl"
 METRICS_LOG = "metrics.jsonl"
 OPTIONS = "training_options.json"
 RUN_DIR_PATTERN = re.compile(r"^(\d{5})-")
+REALS = "reals.png"
+SAMPLES_PATTERN = re.compile(r"^samples-(\d+(?:\.\d+)?)\.png$")
+"""Sample grid file names; group 1 is the kimg."""
+SNAPSHOT_PATTERN = re.compile(r"^network-snapshot-(\d+(?:\.\d+)?)\.safetensors$")
+"""Network snapshot file names; group 1 is the kimg."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    from models.checkpoint import atomic_write_bytes as write  # lazy: keeps this module torch-free
+
+    write(path, data)
 
 
 def kimg_tag(nimg: int) -> str:
