@@ -247,3 +247,28 @@ def test_sigkill_then_resume_auto_matches_an_uninterrupted_run(heads_zip, tmp_pa
     assert a.keys() == b.keys()
     worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     assert worst <= 1e-5, f"resumed run drifted from the uninterrupted one by {worst}"
+
+
+def test_bf16_autocast_step_is_finite(heads_zip, tmp_path):
+    # fp16 autocast is a CUDA feature (the loss-scale logic is tested below); bf16 also runs on CPUs.
+    config = fast_config(heads_zip, tmp_path, amp="bf16")
+    trainer = Trainer(config, init_distributed(1, "cpu"), np.zeros((4, 25), np.float32) + _front_label())
+    real = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    c = torch.as_tensor(np.repeat(_front_label(), 4, 0))
+    before = [p.clone() for p in trainer.G.parameters()]
+    stats = trainer.step(real, c)
+    assert all(np.isfinite(v).all() for v in stats.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.G.parameters()))
+
+
+def test_fp16_loss_scale_skips_overflowing_steps():
+    from training.loop import DynamicLossScale
+
+    scale = DynamicLossScale(enabled=True, init_scale=1024.0, growth_interval=2)
+    p = torch.nn.Parameter(torch.zeros(3))
+    p.grad = torch.tensor([1.0, float("inf"), 2.0])
+    assert not scale.unscale_and_check([p]) and scale.scale == 512.0
+    p.grad = torch.tensor([512.0, 1024.0, 0.0])
+    assert scale.unscale_and_check([p]) and torch.equal(p.grad, torch.tensor([1.0, 2.0, 0.0]))
+    p.grad = torch.zeros(3)
+    assert scale.unscale_and_check([p]) and scale.scale == 1024.0  # grows after growth_interval good steps
