@@ -20,7 +20,7 @@ def test_preview_without_arguments_writes_png(tmp_path):
     out = tmp_path / "preview.png"
     result = run_cli("--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert "freshly initialised tiny" in result.stdout  # no bundled model yet, and it says so
+    assert "bundled default model default_generator.safetensors" in result.stdout
     image = np.asarray(Image.open(out))
     assert image.shape == (128, 192, 3)  # 2 rows (RGB, depth) x 3 views of 64 px
     assert image[:64].std() > 0 and image[64:].std() > 0
@@ -67,3 +67,24 @@ def test_train_dataset_synthetic_command(tmp_path):
     assert again.returncode != 0 and "exists" in again.stderr
     bad = subprocess.run(cmd[:5] + ["planets"] + cmd[6:] + ["--force"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "unknown --kind 'planets'" in bad.stderr
+
+
+def test_bundled_model_loads_and_records_its_provenance():
+    from safetensors import safe_open
+
+    from models import load_generator
+    from visualizer import DEFAULT_MODEL
+
+    with safe_open(str(DEFAULT_MODEL), "pt") as f:
+        meta = f.metadata()
+    assert meta["command"].startswith("python train.py fit") and "--cfg tiny" in meta["command"]
+    assert "--seed 0" in meta["data_command"] and meta["data_seed"] == "0"
+    assert float(meta["kimg"]) >= 40 and float(meta["train_seconds"]) > 0
+    G = load_generator(DEFAULT_MODEL)
+    from renderers.preview import render_grid
+
+    grid = render_grid(G, seeds=[0], yaws=(-0.4, 0.4))
+    rgb, depth = grid[:64].astype(float), grid[64:, :, 0].astype(float)
+    # A trained head, not noise: views differ, and depth has a near (bright) foreground blob.
+    assert np.abs(rgb[:, :64] - rgb[:, 64:]).mean() > 2
+    assert depth[16:48, 16:48].mean() > depth[:, :8].mean() + 40
