@@ -29,25 +29,37 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+def fail(message: object) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def output_problem(out: Path, force: bool) -> str | None:
+    """Why ``out`` cannot be written (exists without --force, or no such folder), else None."""
+    if out.exists() and not force:
+        return f"{out}: exists (use --force to replace it)"
+    if not out.parent.is_dir():
+        return f"{out}: folder {out.parent} does not exist"
+    return None
+
+
 def cmd_dataset_synthetic(args: argparse.Namespace) -> int:
     from models.errors import CheckpointError
     from training.synthetic import SPECS, write_synthetic_dataset
 
     out = Path(args.out)
     if args.kind not in SPECS:
-        raise SystemExit(f"error: unknown --kind {args.kind!r}; expected one of {', '.join(sorted(SPECS))}")
+        return fail(f"unknown --kind {args.kind!r}; expected one of {', '.join(sorted(SPECS))}")
     if args.count < 1 or args.res < 8:
-        raise SystemExit("error: --count must be >= 1 and --res >= 8")
-    if out.exists() and not args.force:
-        raise SystemExit(f"error: {out}: exists (use --force to replace it)")
-    if not out.parent.is_dir():
-        raise SystemExit(f"error: {out}: folder {out.parent} does not exist")
+        return fail("--count must be >= 1 and --res >= 8")
+    if problem := output_problem(out, args.force):
+        return fail(problem)
     start = time.perf_counter()
     try:
         write_synthetic_dataset(out, args.kind, args.count, args.res, seed=args.seed, batch=args.batch,
                                 geometry=not args.no_geometry)
     except CheckpointError as e:
-        raise SystemExit(f"error: {e}")
+        return fail(e)
     seconds = time.perf_counter() - start
     print(f"wrote {out}: {args.count} {args.kind} at {args.res}x{args.res}, seed {args.seed}, "
           f"{seconds:.1f} s ({args.count / seconds:.1f} img/s)")
@@ -62,10 +74,8 @@ def cmd_dataset_folder(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if args.res is not None and args.res < 1:
         return fail("--res must be >= 1")
-    if out.exists() and not args.force:
-        return fail(f"{out}: exists (use --force to replace it)")
-    if not out.parent.is_dir():
-        return fail(f"{out}: folder {out.parent} does not exist")
+    if problem := output_problem(out, args.force):
+        return fail(problem)
     start = time.perf_counter()
     try:
         summary = write_folder_dataset(args.source_path, out, resolution=args.res, mirror=args.mirror)
@@ -76,11 +86,6 @@ def cmd_dataset_folder(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {summary.count} images{mirrored} at {summary.resolution}x{summary.resolution}, "
           f"{seconds:.1f} s")
     return 0
-
-
-def fail(message: object) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
 
 
 def resolve_train_config(args: argparse.Namespace):
