@@ -272,3 +272,23 @@ def test_fp16_loss_scale_skips_overflowing_steps():
     assert scale.unscale_and_check([p]) and torch.equal(p.grad, torch.tensor([1.0, 2.0, 0.0]))
     p.grad = torch.zeros(3)
     assert scale.unscale_and_check([p]) and scale.scale == 1024.0  # grows after growth_interval good steps
+
+
+def test_resume_auto_picks_the_newest_complete_run_of_the_same_preset(tmp_path):
+    from training import run_dir as rundir
+
+    def make(name: str, cfg: str, complete: bool) -> Path:
+        run = tmp_path / name
+        run.mkdir()
+        rundir.write_json(run / rundir.OPTIONS, {"cfg": cfg})
+        if complete:
+            (run / "training-state-000001.000.pt").write_bytes(b"x")
+            rundir.write_latest(run, {"kimg": 1.0, "state": "training-state-000001.000.pt"})
+        return run
+
+    tiny_old = make("00000-tiny-a", "tiny", True)
+    make("00001-ffhq512-b", "ffhq512", True)
+    make("00002-tiny-c", "tiny", False)  # killed before its first snapshot
+    assert rundir.find_resumable_run(tmp_path, "tiny") == tiny_old
+    assert rundir.find_resumable_run(tmp_path, "shapenet128") is None
+    assert rundir.find_resumable_run(tmp_path).name == "00001-ffhq512-b"

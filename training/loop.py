@@ -350,12 +350,13 @@ class ResumePoint:
     state_path: Path
 
 
-def resolve_resume(resume: str | None, outdir: Path) -> ResumePoint | None:
-    """``auto``: newest resumable run under outdir (None if there is none); a path: a state file or a run dir."""
+def resolve_resume(resume: str | None, outdir: Path, cfg: str | None = None) -> ResumePoint | None:
+    """``auto``: the newest resumable run of preset ``cfg`` under outdir (None if there is none);
+    a path: a state file or a run directory."""
     if not resume:
         return None
     if resume == "auto":
-        run = rundir.find_resumable_run(outdir)
+        run = rundir.find_resumable_run(outdir, cfg)
         if run is None:
             return None
         return ResumePoint(run, run / rundir.read_latest(run)["state"])
@@ -383,7 +384,7 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
     from torch.utils.data import DataLoader
 
     outdir = Path(config.outdir)
-    point = resolve_resume(resume, outdir)
+    point = resolve_resume(resume, outdir, config.cfg)
     state = None
     if point is not None:
         state = load_training_state(point.state_path, device="cpu")
@@ -392,7 +393,7 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
             setattr(saved, name, getattr(config, name))
         config = saved
     elif resume == "auto" and ctx.is_main:
-        log(f"--resume auto: no resumable run under {outdir}; starting a new run")
+        log(f"--resume auto: no resumable {config.cfg} run under {outdir}; starting a new run")
     config.validate()
 
     dataset = ImageLabelDataset(config.data, resolution=config.generator.img_resolution)

@@ -89,14 +89,22 @@ def write_latest(run_dir: Path, record: dict[str, Any]) -> None:
     write_json(run_dir / LATEST, record)
 
 
-def find_resumable_run(outdir: Path) -> Path | None:
-    """The newest numbered run under ``outdir`` that has a complete training state."""
+def find_resumable_run(outdir: Path, cfg: str | None = None) -> Path | None:
+    """The newest numbered run under ``outdir`` that has a complete training state (and, when
+    ``cfg`` is given, was started from that preset, so another experiment is never picked up)."""
     if not outdir.is_dir():
         return None
     runs = sorted((p for p in outdir.iterdir() if p.is_dir() and RUN_DIR_PATTERN.match(p.name)), reverse=True)
     for run in runs:
-        if read_latest(run) is not None:
-            return run
+        if read_latest(run) is None:
+            continue
+        if cfg is not None:
+            try:
+                if json.loads((run / OPTIONS).read_text()).get("cfg") != cfg:
+                    continue
+            except (OSError, ValueError):
+                continue
+        return run
     return None
 
 
