@@ -77,7 +77,6 @@ def test_sphere_depth_and_normals_match_ray_sphere_intersection():
     b = (oc * d[0]).sum(-1)
     disc = b * b - ((oc * oc).sum(-1) - radius * radius)
     t_true = -b - disc.clamp_min(0).sqrt()
-    hit_true = disc > 0
     # cos(incidence) = sqrt(disc) / radius; sphere tracing's depth error is ~eps / cos.
     cos_inc = disc.clamp_min(0).sqrt() / radius
     depth, mask = out["depth"].reshape(-1), out["mask"].reshape(-1)

@@ -11,7 +11,6 @@ import contextlib
 import copy
 import json
 import math
-import os
 import resource
 import sys
 import time
@@ -76,7 +75,7 @@ class DynamicLossScale:
         if not self.enabled:
             return True
         grads = [p.grad for p in params if p.grad is not None]
-        finite = all(bool(torch.isfinite(g).all()) for g in grads)
+        finite = bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()) if grads else True
         if not finite:
             self.scale /= 2
             self.good_steps = 0
@@ -169,7 +168,8 @@ class Trainer:
             real_img: [B, 3, R, R] uint8 (B = batch / world size).
             real_c: [B, 25] camera labels of the real images.
         Returns:
-            per-sample statistics of this rank ('loss/G', 'scores/real', ...).
+            per-sample statistics of this rank ('loss/G', 'scores/real', ...) as detached 1-D
+            tensors on the device; they are read once per tick, so a step never waits for the GPU.
         """
         config, device = self.config, self.ctx.device
         batch = self.batch_per_rank
@@ -178,7 +178,7 @@ class Trainer:
         rounds = batch // config.batch_per_gpu
         real_imgs = (real_img.to(device, non_blocking=True).float() / 127.5 - 1).split(config.batch_per_gpu)
         real_cs = real_c.to(device, non_blocking=True).float().split(config.batch_per_gpu)
-        stats: dict[str, list[float]] = {}
+        stats: dict[str, list[torch.Tensor]] = {}
 
         for phase in self.phases:
             if self.batch_idx % phase.interval != 0:
@@ -192,7 +192,7 @@ class Trainer:
                 out = self.loss.accumulate_gradients(phase.name, r_img, r_c, g_z, g_c,
                                                      gain=phase.interval / rounds, cur_nimg=self.cur_nimg)
                 for key, value in out.items():
-                    stats.setdefault(key, []).extend(value.float().flatten().cpu().tolist())
+                    stats.setdefault(key, []).append(value.float().flatten())
             phase.module.requires_grad_(False)
             params = [p for p in phase.module.parameters() if p.grad is not None]
             all_reduce_gradients(params, self.ctx.world_size)
@@ -221,7 +221,8 @@ class Trainer:
     # --- state ------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly (RNG of this rank only; see gather_rng_states)."""
+        """Networks, optimisers and counters; fit adds every rank's RNG (gather_rng_states) and
+        the loop's position before saving."""
         return {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
@@ -469,7 +470,7 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
 
     tick_start_nimg = trainer.cur_nimg
     tick_start_time = time.time()
-    tick_stats: dict[str, list[float]] = {}
+    tick_stats: dict[str, list[torch.Tensor]] = {}
     done = trainer.cur_nimg >= total_nimg
     while not done:
         real_img, real_c = next(batches)
@@ -507,8 +508,8 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
             "timestamp": now,
         }
         keys = sorted(tick_stats)
-        means = torch.tensor([float(np.mean(tick_stats[k])) for k in keys], dtype=torch.float64)
-        means = all_reduce_mean(means.to(ctx.device), ctx.world_size).cpu()
+        means = torch.stack([torch.cat(tick_stats[k]).double().mean() for k in keys]) if keys else torch.zeros(0)
+        means = all_reduce_mean(means.to(ctx.device, torch.float64), ctx.world_size).cpu()
         record.update({k: float(v) for k, v in zip(keys, means)})
         gpu_gb, cpu_gb = memory_gb(ctx.device)
         record["gpu_mem_gb"], record["cpu_mem_gb"] = gpu_gb, cpu_gb

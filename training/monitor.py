@@ -28,7 +28,6 @@ import enum
 import json
 import math
 import os
-import re
 import stat
 import sys
 import time
