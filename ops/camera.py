@@ -252,3 +252,32 @@ def mirror_label(label: torch.Tensor) -> torch.Tensor:
     mirrored[..., negated] = -label[..., negated]
     mirrored[..., 16 + 2] = 1 - label[..., 16 + 2]  # cx
     return mirrored
+
+
+def opengl_matrices(label: torch.Tensor, near: float, far: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """OpenGL view and projection matrices that draw geometry exactly where this camera sees it.
+
+    The view matrix is world -> OpenGL eye space (x right, y up, looking down -z): the inverse
+    cam2world with the y and z axes flipped from OpenCV's. The projection maps the normalised
+    pinhole (fx, fy, cx, cy; no skew) to clip space, so a world point lands on the same pixel as
+    the ray through it in ``generate_rays`` (pixel centres at (i + 0.5) / R, row 0 at the top).
+
+    Args:
+        label: [25] one camera label.
+        near, far: clip distances along the viewing axis.
+
+    Returns:
+        view [4, 4] and projection [4, 4], float32, row-major (transpose for GL's column-major).
+    """
+    cam2world, intrinsics = unpack_label(label.reshape(1, LABEL_DIM).float())
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+    view = flip @ torch.linalg.inv(cam2world[0])
+    fx, fy = float(intrinsics[0, 0, 0]), float(intrinsics[0, 1, 1])
+    cx, cy = float(intrinsics[0, 0, 2]), float(intrinsics[0, 1, 2])
+    projection = torch.tensor([
+        [2 * fx, 0.0, 2 * cx - 1, 0.0],
+        [0.0, 2 * fy, 1 - 2 * cy, 0.0],
+        [0.0, 0.0, -(far + near) / (far - near), -2 * far * near / (far - near)],
+        [0.0, 0.0, -1.0, 0.0],
+    ])
+    return view, projection

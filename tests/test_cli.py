@@ -18,9 +18,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_preview_without_arguments_writes_png(tmp_path):
     out = tmp_path / "preview.png"
-    result = run_cli("--out", str(out))
+    result = run_cli("preview", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert "bundled default model default_generator.safetensors" in result.stdout
+    assert "bundled default model (default_generator.safetensors)" in result.stdout
     image = np.asarray(Image.open(out))
     assert image.shape == (128, 192, 3)  # 2 rows (RGB, depth) x 3 views of 64 px
     assert image[:64].std() > 0 and image[64:].std() > 0
@@ -40,6 +40,34 @@ def test_bench_prints_medians_and_split():
     # The stages are timed inside the full frame, so they cannot add up to more than it.
     stages = sum(values[s] for s in ("mapping", "backbone", "rendering", "superres"))
     assert stages <= values["full frame"] * 1.01
+
+
+def test_bench_app_pipeline_reports_every_stage():
+    """With a display, bench also times render, convert, upload and draw in a hidden window."""
+    import os
+
+    import pytest
+
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("no display (run under xvfb-run, as `make test` does)")
+    result = run_cli("bench", "tiny", "--frames", "2", "--warmup", "1", "--window", "256")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "app pipeline: render device cpu, host upload" in text and "256x256 viewport" in text
+    rows = {}
+    for name in ("camera", "drag preview", "full"):
+        m = re.search(rf"^  {name} \(r=(\d+)(, no SR)?\)\s+" + r"\s+".join([r"([0-9.]+)ms"] * 5) + r"\s+([0-9.]+)$",
+                      text, re.MULTILINE)
+        assert m, f"{name!r} row missing from:\n{text}"
+        r, no_sr, *values = m.groups()
+        render, convert, upload, draw, total, fps = map(float, values)
+        assert min(render, convert, upload, draw) > 0
+        # The total is the median of per-frame sums, which dominates each stage's median.
+        assert total >= max(render, convert, upload, draw) - 0.01
+        assert fps == pytest.approx(1000 / total, abs=0.051)  # printed to 0.1
+        rows[name] = (int(r), no_sr is not None)
+    assert rows["camera"] == (32, False) and rows["full"] == (32, False)
+    assert rows["drag preview"][1] and rows["drag preview"][0] <= 32  # no SR, never above full res
 
 
 def test_bench_rejects_mismatched_resolution_and_bad_path(tmp_path):
@@ -73,7 +101,7 @@ def test_bundled_model_loads_and_records_its_provenance():
     from safetensors import safe_open
 
     from models import load_generator
-    from visualizer import DEFAULT_MODEL
+    from app.model_source import DEFAULT_MODEL
 
     with safe_open(str(DEFAULT_MODEL), "pt") as f:
         meta = f.metadata()

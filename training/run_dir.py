@@ -60,6 +60,19 @@ def samples_name(nimg: int) -> str:
     return f"samples-{kimg_tag(nimg)}.png"
 
 
+def list_snapshots(run_dir: Path) -> list[tuple[float, Path]]:
+    """(kimg, path) of every generator snapshot in a run directory, newest first.
+
+    Snapshots appear by atomic rename, so every listed file is complete.
+    """
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return []
+    found = [(float(m.group(1)), Path(run_dir) / name) for name in names if (m := SNAPSHOT_PATTERN.match(name))]
+    return sorted(found, key=lambda item: item[0], reverse=True)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Atomically replace ``path`` with pretty JSON."""
     atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())

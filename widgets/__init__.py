@@ -1,0 +1,22 @@
+"""The control panels: one immediate-mode widget class per file.
+
+Each widget has a ``title``, ``open_by_default`` and ``__call__(expanded)``; it reads and writes the
+typed app state (``viz.state``) and calls the app's actions, never another widget.
+"""
+
+from __future__ import annotations
+
+
+def build_widgets(viz) -> list:
+    """The panels in the order they appear."""
+    from widgets.camera_widget import CameraWidget
+    from widgets.capture_widget import CaptureWidget
+    from widgets.latent_widget import LatentWidget
+    from widgets.model_widget import ModelWidget
+    from widgets.performance_widget import PerformanceWidget
+    from widgets.quality_widget import QualityWidget
+    from widgets.render_mode_widget import RenderModeWidget
+    from widgets.truncation_widget import TruncationWidget
+
+    return [ModelWidget(viz), LatentWidget(viz), TruncationWidget(viz), CameraWidget(viz), RenderModeWidget(viz),
+            QualityWidget(viz), CaptureWidget(viz), PerformanceWidget(viz)]

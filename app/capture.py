@@ -1,0 +1,127 @@
+"""Screenshots, video recording and mesh export: the jobs behind the capture panel and scripts.
+
+Videos and meshes run as jobs on the render thread (the only thread that touches the generator),
+with progress and cancel; their files are written to a temp name and renamed, so an aborted or
+failed capture never leaves a broken file and never replaces an existing one.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from models.checkpoint import atomic_output
+from renderers.worker import Job
+
+
+def save_png(path: str | Path, pixels: np.ndarray) -> Path:
+    """Write [H, W, 3] uint8 as PNG atomically; OSError names the path on failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    with atomic_output(path) as f:
+        f.write(buffer.getvalue())
+    return path
+
+
+def video_job(viz, path: str | Path | None = None, *, frames: int | None = None, fps: float | None = None,
+              trajectory: str | None = None, mode: str | None = None, seeds: str | None = None) -> Job:
+    """A job that renders and encodes a video of the current request.
+
+    ``trajectory``: orbit, yaw or circle (camera moves around the current view), path (the app's
+    keyframe camera path), latent (the camera stays; identity loops through ``seeds`` in W), or a
+    camera-path JSON file.
+    """
+    from renderers.sequences import camera_path_frames, latent_loop_ws, parse_seeds, render_frames
+    from renderers.trajectories import TRAJECTORIES, CameraPath, trajectory_poses
+    from renderers.video import next_numbered_path, write_video
+
+    cap = viz.state.capture
+    n = int(frames or cap.video_frames)
+    rate = float(fps or cap.video_fps)
+    kind = trajectory or cap.video_trajectory
+    args = viz.state.args.copy()
+    args.mode = mode or cap.video_mode
+    display = _copy(viz.state.display)
+    seed_text = seeds if seeds is not None else cap.video_seeds
+    camera_path = _copy(viz.state.camera_path)
+    target = Path(path) if path else next_numbered_path(cap.out_dir, f"video-{kind if kind in TRAJECTORIES else 'path'}", ".mp4")
+
+    def fn(job: Job, renderer):
+        if renderer is None:
+            raise RuntimeError("no model loaded")
+        ws = None
+        if kind in TRAJECTORIES:
+            poses = trajectory_poses(kind, n, args.view)
+        elif kind == "latent":
+            poses = [args.view] * n
+            ws = latent_loop_ws(renderer, args, parse_seeds(seed_text), n)
+        else:
+            path_obj = camera_path if kind == "path" else CameraPath.load(kind)
+            if not path_obj.keyframes:
+                raise ValueError("the camera path has no keyframes: add some in the capture panel")
+            poses, ws = camera_path_frames(renderer, args, path_obj, n_frames=n if kind != "path" else None)
+        job.total = len(poses)
+        result = write_video(render_frames(renderer, args, display, poses, ws), target, rate,
+                             progress=job.progress, total=len(poses), should_abort=lambda: job._cancel_flag.is_set())
+        if result.aborted:
+            job.cancelled = True
+        return result
+
+    job = Job(f"video {target.name}", fn)
+    job.on_done = lambda j: _report(viz, j, lambda r: f"saved {r.path} ({r.frames} frames, {r.seconds:.1f} s)")
+    return job
+
+
+def mesh_job(viz, path: str | Path | None = None, *, fmt: str | None = None, res: int | None = None,
+             level: float | None = None, colors: bool | None = None) -> Job:
+    """A job that extracts the current identity's mesh and saves it (ply, obj, glb) or its density
+    volume (mrc, for ChimeraX)."""
+    from renderers.mesh import MESH_FORMATS, export_mesh, write_mrc
+    from renderers.video import next_numbered_path
+
+    cap = viz.state.capture
+    fmt = (fmt or (Path(path).suffix.lstrip(".") if path else "") or cap.mesh_format).lower()
+    if fmt not in MESH_FORMATS:
+        raise ValueError(f"mesh format {fmt!r}: choose one of {', '.join(MESH_FORMATS)}")
+    resolution = int(res or cap.mesh_resolution)
+    iso = cap.mesh_level if level is None else float(level)
+    with_colors = bool(cap.mesh_colors if colors is None else colors)
+    args = viz.state.args.copy()
+    target = Path(path) if path else next_numbered_path(cap.out_dir, "mesh", f".{fmt}")
+
+    def fn(job: Job, renderer):
+        if renderer is None:
+            raise RuntimeError("no model loaded")
+        _, planes = renderer.identity_planes(args)
+        mesh, grid, bounds = renderer.identity_mesh(planes, resolution, iso, with_colors and fmt != "mrc",
+                                                    progress=job.progress)
+        if fmt == "mrc":
+            write_mrc(grid, target, bounds)
+        else:
+            export_mesh(mesh, target, fmt)
+        return target, mesh
+
+    job = Job(f"mesh {target.name}", fn)
+    job.on_done = lambda j: _report(viz, j, lambda r: f"saved {r[0]} ({len(r[1].vertices)} vertices, "
+                                                     f"{len(r[1].faces)} faces)")
+    return job
+
+
+def _copy(obj):
+    import copy
+
+    return copy.deepcopy(obj)
+
+
+def _report(viz, job: Job, describe) -> None:
+    if job.error:
+        viz.state.notify(f"{job.name} failed: {job.error}", "error")
+    elif job.cancelled:
+        viz.state.notify(f"{job.name}: cancelled (nothing written)")
+    else:
+        viz.state.notify(describe(job.result))

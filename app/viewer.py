@@ -1,0 +1,451 @@
+"""The visualizer: window, main loop and the actions that widgets, input and scripts share.
+
+Each UI frame: poll input, draw the panels (which edit ``state.args``), move the camera for any
+drag, send the render worker the newest request if it changed (a faster one while the camera
+moves, see ``app.adaptive``), take the newest finished frame, upload it, draw the viewport and
+the panels, fulfil a pending window screenshot, swap. The generator runs only on the worker thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import glfw
+import imgui
+import numpy as np
+import torch
+
+from app import camera_control
+from app.interop import make_uploader
+from app.model_source import ModelSource, RunFollower, SourceError, resolve_source
+from app.state import AppState
+from app.viewport import Viewport, read_pixels
+from app.window import AppWindow
+from renderers.render_args import RENDER_MODES
+from renderers.renderer import GeneratorRenderer, camera_label
+from renderers.worker import Frame, Job, RenderWorker
+
+PANEL_WIDTH = 390
+"""Width of the control panel on the left (window pixels)."""
+
+
+@dataclass
+class _Drag:
+    button: int
+    x: float
+    y: float
+
+
+class Visualizer:
+    """The app. Construct on the main thread; ``run()`` until the window closes."""
+
+    def __init__(self, path: str | None = None, device: str | None = None, interop: str = "auto",
+                 visible: bool = True, size: tuple[int, int] = (1400, 860)):
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.state = AppState()
+        self.window = AppWindow("3D-GAN Studio", *size, visible=visible, vsync=self.state.perf.vsync)
+        self.uploader, note = make_uploader(interop, self.device)
+        self.state.perf.interop, self.state.perf.interop_note = self.uploader.name, note
+        self.viewport = Viewport(self.uploader)
+        self.worker = RenderWorker(None)
+        self.follower: RunFollower | None = None
+        self.frame: Frame | None = None
+        self.last_request_id = 0
+        self._last_request = None
+        self._drag: _Drag | None = None
+        self._cursor = (0.0, 0.0)
+        self._pending_window_shots: list[tuple[Path, Callable[[Path], None] | None]] = []
+        self.jobs: list[Job] = []
+        self.frame_count = 0
+        self._last_frame_time = time.perf_counter()
+        self.script = None
+        self.exit_code: int | None = None
+        self.window.on_mouse_button = self._on_mouse_button
+        self.window.on_cursor = self._on_cursor
+        self.window.on_scroll = self._on_scroll
+        self.window.on_key = self._on_key
+        self.window.on_drop = self._on_drop
+        from widgets import build_widgets
+
+        self.widgets = build_widgets(self)
+        self.load(path or "")
+
+    # --- model ----------------------------------------------------------------------------------
+
+    def load(self, path: str) -> Job | None:
+        """Open a checkpoint, run directory or ('' ) the default model, off the UI thread."""
+        try:
+            source = resolve_source(path)
+        except SourceError as e:
+            self.state.model.error = str(e)
+            self.state.notify(str(e), "error")
+            return None
+        return self._load_source(source, user_path=path)
+
+    def _load_source(self, source: ModelSource, user_path: str) -> Job:
+        from models.checkpoint import open_generator
+
+        device = self.device
+        worker = self.worker
+
+        def fn(job: Job, _renderer):
+            G = open_generator(source.load_path, device=device)
+            worker.replace_renderer(GeneratorRenderer(G))
+            return source, G
+
+        self.state.model.loading = source.load_path
+        job = self.worker.submit(Job(f"loading {source.label}", fn))
+        job.on_done = lambda j: self._loaded(j, user_path)
+        self.jobs.append(job)
+        return job
+
+    def _loaded(self, job: Job, user_path: str) -> None:
+        model = self.state.model
+        model.loading = None
+        if job.error:
+            model.error = job.error
+            self.state.notify(f"load failed: {job.error}", "error")
+            return
+        source, G = job.result
+        opts = G.rendering_kwargs
+        model.error = None
+        model.path = user_path
+        model.label = source.label
+        model.image_resolution = int(G.img_resolution)
+        model.neural_resolution = int(G.neural_rendering_resolution)
+        model.num_ws = int(G.num_ws)
+        model.depth_samples = int(opts["depth_resolution"])
+        model.importance_samples = int(opts["depth_resolution_importance"])
+        model.avg_camera_radius = float(opts["avg_camera_radius"])
+        model.avg_camera_pivot = tuple(float(v) for v in opts["avg_camera_pivot"])
+        if source.kind == "run":
+            model.run_dir, model.snapshot_kimg = str(source.run_dir), source.kimg
+            if self.follower is None or self.follower.run_dir != source.run_dir:
+                self.follower = RunFollower(source.run_dir, source.kimg)
+            self.follower.loaded_kimg = source.kimg
+            model.newest_kimg = self.follower.newest_kimg
+        else:
+            model.run_dir = model.snapshot_kimg = model.newest_kimg = None
+            self.follower = None
+        if user_path:
+            self.state.remember(user_path)
+        self.window.set_title(f"3D-GAN Studio - {source.label}")
+        self.state.notify(f"loaded {source.label}")
+        self._last_request = None  # re-render with the new model
+
+    def _follow_run(self) -> None:
+        if self.follower is None or self.state.model.loading:
+            return
+        newer = self.follower.poll() if self.state.model.follow else None
+        self.state.model.newest_kimg = self.follower.newest_kimg
+        if newer is not None:
+            self._load_source(newer, user_path=self.state.model.path)
+
+    # --- camera input ---------------------------------------------------------------------------
+
+    def viewport_rect(self) -> tuple[int, int, int, int]:
+        """(x, y, w, h) of the viewport in window pixels, y from the top."""
+        w, h = self.window.window_size()
+        return PANEL_WIDTH, 0, max(w - PANEL_WIDTH, 1), max(h, 1)
+
+    def _in_viewport(self, x: float, y: float) -> bool:
+        vx, vy, vw, vh = self.viewport_rect()
+        return vx <= x < vx + vw and vy <= y < vy + vh
+
+    def _on_mouse_button(self, button: int, action: int, mods: int) -> None:
+        if action == glfw.PRESS:
+            x, y = self._cursor
+            if self._in_viewport(x, y) and not imgui.get_io().want_capture_mouse:
+                self._drag = _Drag(button, x, y)
+        elif action == glfw.RELEASE and self._drag is not None and self._drag.button == button:
+            self._drag = None
+
+    def _on_cursor(self, x: float, y: float) -> None:
+        self._cursor = (x, y)
+        if self._drag is None:
+            return
+        dx, dy = x - self._drag.x, y - self._drag.y
+        self._drag.x, self._drag.y = x, y
+        self.drag_camera(dx, dy, pan=self._drag.button != glfw.MOUSE_BUTTON_LEFT)
+
+    def _on_scroll(self, dx: float, dy: float) -> None:
+        if self._in_viewport(*self._cursor) and not imgui.get_io().want_capture_mouse:
+            self.zoom_camera(dy)
+
+    def drag_camera(self, dx: float, dy: float, pan: bool = False) -> None:
+        """Orbit (or pan) the view camera for a drag of (dx, dy) window pixels."""
+        height = self.viewport_rect()[3]
+        if pan:
+            m = self.state.model
+            camera_control.pan(self.state.args.view, dx, dy, height, m.avg_camera_radius, m.avg_camera_pivot)
+        else:
+            camera_control.orbit(self.state.args.view, dx, dy, height)
+        self.state.adaptive.note_camera_input(time.monotonic())
+
+    def zoom_camera(self, notches: float) -> None:
+        camera_control.zoom(self.state.args.view, notches, self.state.model.avg_camera_radius)
+        self.state.adaptive.note_camera_input(time.monotonic())
+
+    def _on_key(self, key: int, action: int, mods: int) -> None:
+        if action not in (glfw.PRESS, glfw.REPEAT) or imgui.get_io().want_capture_keyboard:
+            return
+        self.handle_key(key, mods)
+
+    def handle_key(self, key: int, mods: int = 0) -> None:
+        """Keyboard shortcuts (listed in the camera panel)."""
+        args = self.state.args
+        step = camera_control.KEY_ORBIT_STEP * self.viewport_rect()[3] / camera_control.ORBIT_RADIANS_PER_VIEWPORT
+        arrows = {glfw.KEY_LEFT: (step, 0), glfw.KEY_RIGHT: (-step, 0), glfw.KEY_UP: (0, step), glfw.KEY_DOWN: (0, -step)}
+        if key in arrows:
+            self.drag_camera(*arrows[key])
+        elif key == glfw.KEY_R:
+            camera_control.reset(args.view)
+        elif key == glfw.KEY_PAGE_UP:
+            args.latent.seed_x = float(int(args.latent.seed_x) + 1)
+        elif key == glfw.KEY_PAGE_DOWN:
+            args.latent.seed_x = float(int(args.latent.seed_x) - 1)
+        elif key == glfw.KEY_SPACE:
+            self.state.animate = not self.state.animate
+        elif key == glfw.KEY_S and mods & glfw.MOD_CONTROL:
+            self.screenshot()
+        elif glfw.KEY_1 <= key < glfw.KEY_1 + len(RENDER_MODES):
+            args.mode = RENDER_MODES[key - glfw.KEY_1]
+
+    def _on_drop(self, paths: list[str]) -> None:
+        if paths:
+            self.load(paths[0])
+
+    def shown_mesh_level(self) -> float | None:
+        """Iso level of the mesh on screen, if one is."""
+        mesh = self.frame.display.mesh if self.frame is not None and self.frame.display is not None else None
+        return None if mesh is None else mesh.level
+
+    def view_camera(self) -> torch.Tensor:
+        """[25] label of the current view pose (for drawing meshes)."""
+        m = self.state.model
+        kwargs = {"avg_camera_radius": m.avg_camera_radius, "avg_camera_pivot": list(m.avg_camera_pivot)}
+        return camera_label(self.state.args.view, kwargs, "cpu")[0]
+
+    # --- capture --------------------------------------------------------------------------------
+
+    def screenshot(self, path: str | Path | None = None, what: str | None = None,
+                   on_saved: Callable[[Path], None] | None = None) -> Path:
+        """Save a PNG of the image (native resolution, as displayed) or of the whole window.
+
+        Without a path, the next free ``screenshot-NNNN.png`` in the capture folder is used.
+        """
+        from renderers.video import next_numbered_path
+
+        what = what or self.state.capture.screenshot_what
+        if what not in ("image", "window"):
+            raise ValueError(f"screenshot of {what!r}: choose image or window")
+        target = Path(path) if path else next_numbered_path(self.state.capture.out_dir, "screenshot", ".png")
+        if what == "window":
+            self._pending_window_shots.append((target, on_saved))  # read after the UI is drawn
+            return target
+        pixels = self.viewport.render_image(self.state.display, self.view_camera())
+        self._save_png(target, pixels, on_saved)
+        return target
+
+    def _save_png(self, target: Path, pixels: np.ndarray, on_saved) -> None:
+        from app.capture import save_png
+
+        try:
+            save_png(target, pixels)
+        except OSError as e:
+            self.state.notify(f"screenshot not saved: {e}", "error")
+            return
+        self.state.notify(f"saved {target} ({pixels.shape[1]}x{pixels.shape[0]})")
+        if on_saved:
+            on_saved(target)
+
+    def start_video(self, path: str | Path | None = None, **overrides) -> Job:
+        """Record a video on the render thread (see ``app.capture.video_job``)."""
+        from app.capture import video_job
+
+        job = self.worker.submit(video_job(self, path, **overrides))
+        self.jobs.append(job)
+        return job
+
+    def export_mesh(self, path: str | Path | None = None, **overrides) -> Job:
+        """Extract and save the current identity's mesh on the render thread."""
+        from app.capture import mesh_job
+
+        job = self.worker.submit(mesh_job(self, path, **overrides))
+        self.jobs.append(job)
+        return job
+
+    def load_camera_path(self, path: str | Path, raise_errors: bool = False) -> bool:
+        """Replace the keyframe path with one saved earlier; errors are notices (or raised)."""
+        from renderers.trajectories import CameraPath, CameraPathError
+
+        try:
+            self.state.camera_path = CameraPath.load(path)
+        except (OSError, CameraPathError) as e:
+            if raise_errors:
+                raise
+            self.state.notify(f"camera path not loaded: {e}", "error")
+            return False
+        self.state.notify(f"loaded camera path {path} ({len(self.state.camera_path.keyframes)} keyframes)")
+        return True
+
+    # --- main loop ------------------------------------------------------------------------------
+
+    def settled(self) -> bool:
+        """The screen shows the newest request at full quality and nothing is loading or running."""
+        return (self.worker.idle and self.frame is not None and self.frame.request_id == self.last_request_id
+                and self._last_request is not None and self._last_request == request_key(self.state.args)
+                and not self.state.adaptive.interacting(time.monotonic())
+                and self.state.model.loading is None and not self.jobs)
+
+    def _update_request(self, now: float) -> None:
+        if self.worker.renderer is None or self.state.model.loading:
+            return
+        args = self.state.args
+        full = args.quality.neural_resolution or self.state.model.neural_resolution
+        request = self.state.adaptive.effective(args, full, now)
+        key = request_key(request)
+        if key != self._last_request:
+            self._last_request = key
+            self.last_request_id = self.worker.request(request)
+
+    def _take_frame(self) -> None:
+        frame = self.worker.poll()
+        if frame is None:
+            return
+        self.frame = frame
+        perf = self.state.perf
+        if frame.error:
+            self.state.viewport_error = frame.error
+            return
+        self.state.viewport_error = None
+        t0 = time.perf_counter()
+        self.viewport.set_frame(frame.display)
+        perf.upload_ms.append(1000 * (time.perf_counter() - t0))
+        perf.render_ms.append(frame.render_ms)
+        perf.convert_ms.append(frame.convert_ms)
+        perf.last_stage_ms = dict(frame.timings_ms)
+        q = frame.args.quality
+        r = q.neural_resolution or self.state.model.neural_resolution
+        perf.neural_resolution_shown = r
+        if frame.args.mode != "mesh":
+            self.state.adaptive.observe(frame.timings_ms.get("render", 0.0), r)
+
+    def _finish_jobs(self) -> None:
+        for job in self.worker.finished_jobs():
+            if job in self.jobs:
+                self.jobs.remove(job)
+            callback = getattr(job, "on_done", None)
+            if callback:
+                callback(job)
+            elif job.error:
+                self.state.notify(f"{job.name} failed: {job.error}", "error")
+            elif job.cancelled:
+                self.state.notify(f"{job.name}: cancelled")
+
+    def draw_frame(self) -> None:
+        """One UI frame."""
+        now = time.perf_counter()
+        perf = self.state.perf
+        perf.frame_ms.append(1000 * (now - self._last_frame_time))
+        self._last_frame_time = now
+        self.window.begin_frame()
+        self._draw_panels()
+        if self.script is not None:
+            self.script.step()
+        if self.state.animate:
+            self.state.args.latent.seed_x += self.state.animate_speed * perf.frame_ms[-1] / 1000
+        self._follow_run()
+        self._update_request(time.monotonic())
+        self._take_frame()
+        self._finish_jobs()
+
+        fb_w, fb_h = self.window.framebuffer_size()
+        import OpenGL.GL as gl
+
+        gl.glViewport(0, 0, fb_w, fb_h)
+        gl.glClearColor(0.11, 0.11, 0.13, 1.0)
+        gl.glClear(gl.GL_COLOR_BUFFER_BIT | gl.GL_DEPTH_BUFFER_BIT)
+        t0 = time.perf_counter()
+        scale = fb_w / max(self.window.window_size()[0], 1)
+        vx, vy, vw, vh = self.viewport_rect()
+        self.viewport.draw((int(vx * scale), int(vy * scale), int(vw * scale), int(vh * scale)), fb_h,
+                           self.state.display, self.view_camera())
+        perf.draw_ms.append(1000 * (time.perf_counter() - t0))
+        gl.glViewport(0, 0, fb_w, fb_h)
+        self.window.end_frame_ui()
+        while self._pending_window_shots:
+            target, on_saved = self._pending_window_shots.pop(0)
+            self._save_png(target, read_pixels(0, 0, fb_w, fb_h), on_saved)
+        t1 = time.perf_counter()
+        self.window.swap()
+        perf.present_ms.append(1000 * (time.perf_counter() - t1))
+        self.frame_count += 1
+        if perf.fps_cap > 0:
+            spare = 1.0 / perf.fps_cap - (time.perf_counter() - now)
+            if spare > 0:
+                time.sleep(spare)
+
+    def _draw_panels(self) -> None:
+        from app.overlay import draw_overlay
+
+        _, h = self.window.window_size()
+        imgui.set_next_window_position(0, 0)
+        imgui.set_next_window_size(PANEL_WIDTH, h)
+        flags = imgui.WINDOW_NO_MOVE | imgui.WINDOW_NO_RESIZE | imgui.WINDOW_NO_COLLAPSE | imgui.WINDOW_NO_TITLE_BAR
+        imgui.begin("controls", flags=flags)
+        for widget in self.widgets:
+            expanded, _ = imgui.collapsing_header(widget.title, flags=imgui.TREE_NODE_DEFAULT_OPEN if widget.open_by_default else 0)
+            widget(expanded)
+        imgui.end()
+        draw_overlay(self)
+
+    def run(self, max_frames: int | None = None) -> int:
+        """Loop until the window closes (or ``max_frames``); returns the exit status."""
+        try:
+            while not self.window.should_close():
+                self.draw_frame()
+                if max_frames is not None and self.frame_count >= max_frames:
+                    break
+                if self.exit_code is not None:
+                    break
+        finally:
+            self.close()
+        return self.exit_code or 0
+
+    def close(self) -> None:
+        for job in self.jobs:
+            job.cancel()
+        self.worker.close()
+        self.viewport.delete()
+        self.uploader.close()
+        self.window.destroy()
+
+
+def request_key(args) -> tuple:
+    """What a request's result depends on: the mesh mode ignores the camera (GL moves it); the
+    other modes ignore the mesh settings."""
+    import dataclasses
+
+    data = dataclasses.asdict(args)
+    if args.mode == "mesh":
+        data.pop("view")
+        data.pop("normals_source")
+        data.pop("quality")
+    else:
+        for name in ("mesh_resolution", "mesh_level", "mesh_colors"):
+            data.pop(name)
+        if args.mode != "normals":
+            data.pop("normals_source")
+    return _freeze(data)
+
+
+def _freeze(value):
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value

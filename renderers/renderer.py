@@ -1,0 +1,329 @@
+"""Generator + camera + latent -> images, depth, normals and meshes, as device tensors.
+
+``GeneratorRenderer.render(args)`` is the one place where a ``RenderArgs`` becomes pixels: the app's
+render worker, its video recorder and the batch tools all call it. It caches what does not depend
+on the camera: the ws of each seed, and the tri-planes (backbone output) of the current identity,
+so orbiting costs only volume rendering and super-resolution. The mesh of an identity is cached
+too: in the mesh mode the camera moves in OpenGL and the generator is not run at all.
+
+Normals default to the depth map's: each pixel is unprojected along its ray and the normal is the
+cross product of the image-space differences. That is the surface the image actually shows (where
+the rendered opacity accumulates), it costs one small kernel, and it is smooth wherever the depth
+is. Normals from the density gradient at each pixel's expected surface point are offered as a
+diagnostic of the field itself: on a clean surface the two agree, and where they disagree the
+density is foggy or layered (the bundled tiny model shows exactly that), which is what a
+"is this geometry real?" check should reveal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from ops.camera import fov_to_focal, orbit_label, unpack_label
+from ops.normals import normals_from_depth, normals_from_field
+from renderers.colormaps import depth_range
+from renderers.render_args import SEED_STEP_Y, CameraPose, LatentArgs, RenderArgs
+
+STAGES = ("mapping", "backbone", "render", "superres", "normals", "mesh", "convert")
+"""Timed stages of one render, in order."""
+
+
+def seed_weights(seed_x: float, seed_y: float) -> list[tuple[int, float]]:
+    """Integer seeds and bilinear weights of a fractional 2-D seed (EG3D's latent widget rule).
+
+    Lattice point (i, j) names seed ``i + 100 * j`` (mod 2**32); weights sum to one and points
+    with zero weight are left out, so integer seeds give exactly one seed.
+    """
+    x0, y0 = math.floor(seed_x), math.floor(seed_y)
+    fx, fy = seed_x - x0, seed_y - y0
+    out = []
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        w = (fx if dx else 1 - fx) * (fy if dy else 1 - fy)
+        if w > 0:
+            out.append((((x0 + dx) + SEED_STEP_Y * (y0 + dy)) & 0xFFFFFFFF, w))
+    return out
+
+
+def seed_latent(seed: int, z_dim: int) -> torch.Tensor:
+    """[1, z_dim] z of an integer seed (CPU generator, so every device gives the same z)."""
+    return torch.randn([1, z_dim], generator=torch.Generator().manual_seed(int(seed)))
+
+
+def camera_label(pose: CameraPose, rendering_kwargs: dict[str, Any], device: torch.device | str) -> torch.Tensor:
+    """[1, 25] EG3D label of an orbit pose; None radius/pivot take the model's averages."""
+    radius = float(rendering_kwargs["avg_camera_radius"]) if pose.radius is None else float(pose.radius)
+    pivot = list(rendering_kwargs["avg_camera_pivot"]) if pose.pivot is None else list(pose.pivot)
+    return orbit_label(pose.yaw, pose.pitch, radius, pivot, fov_to_focal(pose.fov_degrees)).to(device)
+
+
+@dataclass
+class RenderOutput:
+    """What one render produced; tensors stay on the render device."""
+
+    args: RenderArgs
+    """The request this answers."""
+    camera: torch.Tensor
+    """[1, 25] view camera label."""
+    image_resolution: int = 0
+    """The generator's final image size R."""
+    image: torch.Tensor | None = None
+    """[3, R, R] final image in [-1, 1] (rgb and side modes)."""
+    image_raw: torch.Tensor | None = None
+    """[3, r, r] neural image in about [-1, 1]."""
+    depth: torch.Tensor | None = None
+    """[1, r, r] ray distance."""
+    depth_range: tuple[float, float] | None = None
+    """(min, max) of ``depth``."""
+    normals: torch.Tensor | None = None
+    """[3, r, r] camera-space unit normals (OpenCV axes), normals mode."""
+    mesh: Any = None
+    """``renderers.mesh.Mesh`` of the identity, mesh mode."""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    """Wall time per stage (``STAGES``)."""
+    backbone_cached: bool = False
+    """The tri-planes came from the cache (only the camera changed)."""
+
+
+class _LRU(OrderedDict):
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+
+    def get_or_make(self, key, make: Callable[[], Any]):
+        if key in self:
+            self.move_to_end(key)
+            return self[key], True
+        value = make()
+        self[key] = value
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+        return value, False
+
+
+class GeneratorRenderer:
+    """Renders one generator. Not thread-safe: one thread (the render worker) owns it."""
+
+    def __init__(self, G: torch.nn.Module):
+        self.G = G
+        self.device = G.backbone.mapping.w_avg.device
+        self._ws_cache = _LRU(64)
+        self._planes_cache = _LRU(2)
+        self._mesh_cache = _LRU(2)
+
+    # --- pieces ---------------------------------------------------------------------------------
+
+    def camera(self, pose: CameraPose) -> torch.Tensor:
+        return camera_label(pose, self.G.rendering_kwargs, self.device)
+
+    def _seed_ws(self, seed: int, c: torch.Tensor, c_key, latent: LatentArgs) -> torch.Tensor:
+        key = (seed, c_key, latent.psi, latent.trunc_cutoff)
+        ws, _ = self._ws_cache.get_or_make(key, lambda: self.G.mapping(
+            seed_latent(seed, self.G.z_dim).to(self.device), c, truncation_psi=latent.psi,
+            truncation_cutoff=latent.trunc_cutoff))
+        return ws
+
+    def latent_ws(self, latent: LatentArgs, cond: CameraPose) -> torch.Tensor:
+        """[1, num_ws, w_dim]: the ws of a fractional seed, blended in W, with style mixing."""
+        c = self.camera(cond)
+        c_key = tuple(dataclasses.astuple(cond))
+        ws = sum(w * self._seed_ws(s, c, c_key, latent) for s, w in seed_weights(latent.seed_x, latent.seed_y))
+        if latent.mix_seed is not None and latent.mix_layers:
+            layers = [i for i in latent.mix_layers if 0 <= i < ws.shape[1]]
+            mixed = self._seed_ws(int(latent.mix_seed), c, c_key, latent)
+            ws = ws.clone()
+            ws[:, layers] = mixed[:, layers]
+        return ws
+
+    def _identity_key(self, args: RenderArgs):
+        cond = args.view if args.cond_follows_view else args.cond
+        return (dataclasses.astuple(args.latent), dataclasses.astuple(cond))
+
+    @contextlib.contextmanager
+    def _quality(self, args: RenderArgs) -> Iterator[None]:
+        """Temporarily apply the request's samples per ray to the generator's live rendering_kwargs."""
+        opts = self.G.rendering_kwargs
+        saved = {k: opts[k] for k in ("depth_resolution", "depth_resolution_importance")}
+        if args.quality.depth_samples is not None:
+            opts["depth_resolution"] = int(args.quality.depth_samples)
+        if args.quality.importance_samples is not None:
+            opts["depth_resolution_importance"] = int(args.quality.importance_samples)
+        try:
+            yield
+        finally:
+            opts.update(saved)
+
+    def density_normals(self, planes: torch.Tensor, camera: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """[3, r, r] camera-space normals: the outward density gradient at each pixel's expected
+        surface point (camera origin + depth along the unit ray)."""
+        from ops.camera import generate_rays
+
+        cam2world, intrinsics = unpack_label(camera)
+        r = depth.shape[-1]
+        origins, directions = generate_rays(cam2world, intrinsics, r)  # [1, r*r, 3]
+        points = origins + depth.reshape(1, -1, 1) * directions
+
+        def sigma(p: torch.Tensor) -> torch.Tensor:
+            return self.G.run_decoder(planes, p, directions)["sigma"]
+
+        with _no_density_noise(self.G):
+            world = normals_from_field(sigma, points, negate=True)[0]  # [r*r, 3]
+        cam = world @ cam2world[0, :3, :3]  # world -> camera: R^T n, written as n R
+        return cam.T.reshape(3, r, r)
+
+    # --- the render -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def render(self, args: RenderArgs, ws: torch.Tensor | None = None) -> RenderOutput:
+        """Render a request. ``ws`` [1, num_ws, w_dim], when given, replaces the request's latent
+        (latent interpolation videos); its tri-planes are then not cached."""
+        G = self.G
+        clock = _StageClock(self.device)
+        camera = self.camera(args.view)
+        out = RenderOutput(args=args, camera=camera, image_resolution=int(G.img_resolution))
+        if ws is None:
+            identity = self._identity_key(args)
+            ws = self.latent_ws(args.latent, args.view if args.cond_follows_view else args.cond)
+            clock.lap("mapping")
+            planes, out.backbone_cached = self._planes_cache.get_or_make(
+                identity, lambda: G.planes(ws, noise_mode=args.latent.noise_mode))
+        else:
+            identity = None
+            ws = ws.to(self.device)
+            planes = G.planes(ws, noise_mode=args.latent.noise_mode)
+        clock.lap("backbone")
+
+        if args.mode == "mesh":
+            out.mesh = self._mesh(identity, planes, args)
+            clock.lap("mesh")
+            out.timings_ms = clock.timings
+            return out
+
+        r = int(args.quality.neural_resolution or G.neural_rendering_resolution)
+        with self._quality(args):
+            features, depth = G.render_neural(planes, camera, r)
+        out.image_raw = features[0, :3]
+        out.depth = depth[0]
+        clock.lap("render")
+        if args.mode in ("rgb", "side"):
+            if args.quality.superres:
+                image, _ = G.superresolve(features, ws, noise_mode=args.latent.noise_mode)
+                out.image = image[0]
+            else:
+                out.image = F.interpolate(features[:, :3], size=(G.img_resolution,) * 2, mode="bilinear",
+                                          align_corners=False, antialias=True)[0]
+            clock.lap("superres")
+        if args.mode == "normals":
+            if args.normals_source == "density":
+                out.normals = self.density_normals(planes, camera, depth)
+            else:
+                cam2world, intrinsics = unpack_label(camera)
+                world = normals_from_depth(depth, cam2world, intrinsics)[0]
+                out.normals = torch.einsum("ji,jhw->ihw", cam2world[0, :3, :3], world)
+            clock.lap("normals")
+        if args.mode in ("depth", "side"):
+            out.depth_range = depth_range(out.depth)
+        out.timings_ms = clock.timings
+        return out
+
+    def _mesh(self, identity, planes: torch.Tensor, args: RenderArgs):
+        key = (identity, args.mesh_resolution, args.mesh_level, args.mesh_colors)
+
+        def make():
+            return self.identity_mesh(planes, args.mesh_resolution, args.mesh_level, args.mesh_colors)[0]
+
+        if identity is None:
+            return make()
+        mesh, _ = self._mesh_cache.get_or_make(key, make)
+        return mesh
+
+    def surface_level(self, planes: torch.Tensor) -> float:
+        """The density at which this identity's rendered surface sits: the median sigma at the
+        expected surface points (camera + depth along the ray) of the nearer half of the pixels of
+        the model's frontal view. EG3D's fixed level 10 suits its trained models; a young or small
+        model's surface sits at a lower density (the bundled one near 4.6), where 10 gives blobs."""
+        from ops.camera import generate_rays
+
+        camera = self.camera(CameraPose())
+        r = int(self.G.neural_rendering_resolution)
+        with _no_density_noise(self.G):
+            _, depth = self.G.render_neural(planes, camera, r)
+            cam2world, intrinsics = unpack_label(camera)
+            origins, directions = generate_rays(cam2world, intrinsics, r)
+            depth = depth.reshape(1, -1, 1)
+            sigma = self.G.run_decoder(planes, origins + depth * directions, directions)["sigma"].reshape(-1)
+        near = depth.reshape(-1) <= depth.median()
+        return float(sigma[near].median())
+
+    def identity_mesh(self, planes: torch.Tensor, resolution: int, level: float | None, colors: bool,
+                      progress: Callable[[int, int], None] | None = None):
+        """Marching-cubes mesh of one identity's density, with EG3D's border cleanup.
+
+        ``level`` None picks ``surface_level``; the mesh's ``level`` attribute records the one used.
+
+        Returns:
+            (``renderers.mesh.Mesh``, density grid [res, res, res] as float32 numpy, box bounds).
+        """
+        from renderers.mesh import eg3d_fields, marching_cubes, sample_grid, vertex_colors
+
+        if level is None:
+            level = self.surface_level(planes)
+        density, color, bounds = eg3d_fields(self.G, planes)
+        res = int(resolution)
+        grid = sample_grid(density, bounds, res, device=self.device, progress=progress)
+        mesh = marching_cubes(grid, float(level), bounds, inside="above", border=eg3d_border(res))
+        mesh.level = float(level)
+        if colors:
+            mesh.vertex_colors = vertex_colors(color, mesh.vertices, device=self.device)
+        return mesh, grid, bounds
+
+    def identity_planes(self, args: RenderArgs) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ws, planes) of the request's identity, through the caches (for mesh export)."""
+        cond = args.view if args.cond_follows_view else args.cond
+        ws = self.latent_ws(args.latent, cond)
+        planes, _ = self._planes_cache.get_or_make(
+            self._identity_key(args), lambda: self.G.planes(ws, noise_mode=args.latent.noise_mode))
+        return ws, planes
+
+
+def eg3d_border(resolution: int) -> int:
+    """Voxel layers cleared at the box walls before marching cubes: EG3D's ``30 * res / 256``."""
+    return int(30 * resolution / 256)
+
+
+@contextlib.contextmanager
+def _no_density_noise(G) -> Iterator[None]:
+    """Training-time density noise off while geometry is measured."""
+    saved = G.rendering_kwargs.get("density_noise", 0)
+    G.rendering_kwargs["density_noise"] = 0
+    try:
+        yield
+    finally:
+        G.rendering_kwargs["density_noise"] = saved
+
+
+class _StageClock:
+    """Per-stage wall times; synchronises CUDA so each stage is charged its own kernels."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.timings: dict[str, float] = {}
+        self.last = self._now()
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = self._now()
+        self.timings[stage] = self.timings.get(stage, 0.0) + 1000 * (now - self.last)
+        self.last = now

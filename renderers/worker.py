@@ -1,0 +1,257 @@
+"""The render worker: one background thread that owns the generator and turns requests into frames.
+
+The UI thread never waits on the generator. It posts ``RenderArgs`` with ``request``; only the
+newest pending request is kept (older ones are replaced before they start), and ``poll`` hands back
+the newest finished frame, dropping any that an even newer one has overtaken. Long tasks (loading
+a model, recording a video, exporting a mesh) run as *jobs* on the same thread, so the generator is
+only ever touched by one thread; they report progress, can be cancelled, and their errors come
+back as messages. Exceptions never escape the thread: a failed render is a ``Frame`` whose
+``error`` says what went wrong, and the previous model stays loaded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from renderers.display_frame import DisplayFrame, to_display_frame
+from renderers.render_args import RenderArgs
+from renderers.renderer import GeneratorRenderer
+
+
+@dataclass
+class Frame:
+    """A finished render, or the error that stopped it."""
+
+    request_id: int
+    """Increasing id of the request this answers."""
+    args: RenderArgs
+    """The request."""
+    display: DisplayFrame | None = None
+    """Texture-ready tensors (None on error)."""
+    error: str | None = None
+    """One-paragraph message for the viewport."""
+    render_ms: float = 0.0
+    """Generator time (all stages before conversion)."""
+    convert_ms: float = 0.0
+    """Time to turn outputs into texture layouts."""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    """Per-stage times from the renderer."""
+    ready_event: Any = None
+    """torch.cuda.Event recorded after the frame's kernels (CUDA only): the uploader waits on it."""
+    model_generation: int = 0
+    """Which loaded model rendered it (increments on each successful load)."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when its cancel flag is seen."""
+
+
+@dataclass
+class Job:
+    """A long task run on the render thread: ``fn(job, renderer) -> result``."""
+
+    name: str
+    """Shown in the UI while it runs."""
+    fn: Callable[["Job", GeneratorRenderer | None], Any]
+    """The work; calls ``job.progress(done, total)`` and ``job.check_cancel()`` as it goes."""
+    done: int = 0
+    """Progress numerator."""
+    total: int = 0
+    """Progress denominator (0: unknown)."""
+    result: Any = None
+    """Return value of ``fn`` once finished."""
+    error: str | None = None
+    """Message if it failed."""
+    cancelled: bool = False
+    """It stopped because ``cancel()`` was called."""
+    finished: bool = False
+    """It has stopped (for any reason)."""
+    _cancel_flag: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def progress(self, done: int, total: int) -> None:
+        self.done, self.total = int(done), int(total)
+        self.check_cancel()
+
+    def check_cancel(self) -> None:
+        if self._cancel_flag.is_set():
+            raise JobCancelled()
+
+    def cancel(self) -> None:
+        self._cancel_flag.set()
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+def describe_error(exc: BaseException) -> str:
+    """A message for the viewport: the problem first, and for out-of-memory what to do."""
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return ("out of memory while rendering: lower the neural resolution or samples per ray, "
+                "turn super-resolution off, or lower the mesh resolution")
+    text = f"{type(exc).__name__}: {exc}".strip()
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        last = frames[-1]
+        text += f"  ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
+    return text
+
+
+class RenderWorker:
+    """Background render thread with newest-wins requests and cancellable jobs."""
+
+    def __init__(self, renderer: GeneratorRenderer | None = None, name: str = "render-worker"):
+        self.renderer = renderer
+        self.model_generation = 1 if renderer is not None else 0
+        self._lock = threading.Condition()
+        self._pending: tuple[int, RenderArgs] | None = None
+        self._jobs: list[Job] = []
+        self._finished_jobs: list[Job] = []
+        self._current_job: Job | None = None
+        self._latest: Frame | None = None
+        self._next_id = 1
+        self._delivered_id = 0
+        self._stop = False
+        self.busy = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    # --- UI-thread API --------------------------------------------------------------------------
+
+    def request(self, args: RenderArgs) -> int:
+        """Queue a render of a copy of ``args``, replacing any request not yet started."""
+        with self._lock:
+            request_id = self._next_id
+            self._next_id += 1
+            self._pending = (request_id, args.copy())
+            self._lock.notify_all()
+            return request_id
+
+    def submit(self, job: Job) -> Job:
+        """Run a job after the current render; jobs run in submission order."""
+        with self._lock:
+            self._jobs.append(job)
+            self._lock.notify_all()
+        return job
+
+    def poll(self) -> Frame | None:
+        """The newest finished frame not yet delivered, or None. Older frames are dropped."""
+        with self._lock:
+            frame = self._latest
+            if frame is None or frame.request_id <= self._delivered_id:
+                return None
+            self._delivered_id = frame.request_id
+            self._latest = None
+            return frame
+
+    def finished_jobs(self) -> list[Job]:
+        """Jobs that stopped since the last call."""
+        with self._lock:
+            jobs, self._finished_jobs = self._finished_jobs, []
+            return jobs
+
+    @property
+    def idle(self) -> bool:
+        """No request pending or running and no job queued."""
+        with self._lock:
+            return self._pending is None and not self._jobs and not self.busy
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.idle:
+                return True
+            time.sleep(0.002)
+        return False
+
+    def close(self) -> None:
+        """Stop the thread: the running job is cancelled, queued jobs finish as cancelled unrun."""
+        with self._lock:
+            self._stop = True
+            if self._current_job is not None:
+                self._current_job.cancel()
+            queued, self._jobs = self._jobs, []
+            for job in queued:
+                job.cancel()
+                job.cancelled = job.finished = True
+            self._finished_jobs.extend(queued)
+            self._lock.notify_all()
+        self._thread.join(timeout=10)
+
+    # --- the thread -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            with self._lock:
+                while not self._stop and self._pending is None and not self._jobs:
+                    self._lock.wait()
+                if self._stop:
+                    return
+                self.busy = True
+                if self._jobs:
+                    job, pending = self._jobs.pop(0), None
+                    self._current_job = job
+                else:
+                    job, pending = None, self._pending
+                    self._pending = None
+            try:
+                if job is not None:
+                    self._run_job(job)
+                else:
+                    frame = self._render(*pending)
+                    with self._lock:
+                        if self._latest is None or frame.request_id > self._latest.request_id:
+                            self._latest = frame
+            finally:
+                with self._lock:
+                    self.busy = False
+                    self._current_job = None
+
+    def _render(self, request_id: int, args: RenderArgs) -> Frame:
+        frame = Frame(request_id=request_id, args=args, model_generation=self.model_generation)
+        if self.renderer is None:
+            frame.error = "no model loaded"
+            return frame
+        try:
+            t0 = time.perf_counter()
+            output = self.renderer.render(args)
+            t1 = time.perf_counter()
+            frame.display = to_display_frame(output)
+            if output.camera.device.type == "cuda":
+                frame.ready_event = torch.cuda.Event()
+                frame.ready_event.record()
+                frame.ready_event.synchronize()
+            t2 = time.perf_counter()
+            frame.timings_ms = dict(output.timings_ms)
+            frame.render_ms = 1000 * (t1 - t0)
+            frame.convert_ms = 1000 * (t2 - t1)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a viewport message
+            frame.error = describe_error(exc)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        return frame
+
+    def _run_job(self, job: Job) -> None:
+        try:
+            job.check_cancel()  # cancelled while queued: never start it
+            job.result = job.fn(job, self.renderer)
+        except JobCancelled:
+            job.cancelled = True
+        except Exception as exc:  # noqa: BLE001
+            job.error = describe_error(exc)
+        finally:
+            job.finished = True
+            with self._lock:
+                self._finished_jobs.append(job)
+
+    def replace_renderer(self, renderer: GeneratorRenderer) -> None:
+        """Swap the model (call from a job, i.e. on the render thread)."""
+        self.renderer = renderer
+        self.model_generation += 1

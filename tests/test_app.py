@@ -1,0 +1,373 @@
+"""The app in a real window (Xvfb + Mesa in CI): session scripts end to end, and injected input.
+
+Input is injected through the window's own glfw callbacks (``AppWindow.*_callback``), the functions
+glfw calls for real events, so a test drag takes exactly the path of a user's drag. Every check
+reads back real output: screenshots from the GL framebuffer, the written mesh and video files.
+Without a display or an OpenGL 3.3 context the module is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO_ROOT
+
+BUNDLED = REPO_ROOT / "assets" / "default_generator.safetensors"
+WINDOW = (900, 600)
+
+pytestmark = pytest.mark.skipif(not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")),
+                                reason="no display (run under xvfb-run, as `make test` does)")
+
+
+def _png(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.float32)
+
+
+# --- session scripts through the command line ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def scripted_session(tmp_path_factory):
+    """One `visualizer.py --script S.json --exit` run that visits every mode and capture."""
+    out = tmp_path_factory.mktemp("session")
+    actions = [
+        {"wait": True},
+        {"screenshot": str(out / "rgb.png")},
+        {"screenshot": str(out / "window.png"), "what": "window"},
+        {"drag": [150, 0]},
+        {"wait": True},
+        {"screenshot": str(out / "rgb_dragged.png")},
+        {"key": "R"},
+        {"set": {"mode": "depth", "colormap": "turbo"}},
+        {"screenshot": str(out / "depth.png")},
+        {"set": {"mode": "normals"}},
+        {"screenshot": str(out / "normals.png")},
+        {"set": {"mode": "raw"}},
+        {"screenshot": str(out / "raw.png")},
+        {"set": {"mode": "side"}},
+        {"screenshot": str(out / "side.png")},
+        {"set": {"mode": "mesh", "mesh_resolution": 64}},
+        {"screenshot": str(out / "mesh.png"), "what": "window"},
+        {"set": {"mode": "rgb"}},
+        {"export_mesh": str(out / "mesh.ply"), "res": 64},
+        {"video": str(out / "orbit.mp4"), "frames": 9, "trajectory": "orbit", "fps": 10},
+        {"video": str(out / "side.mp4"), "frames": 4, "trajectory": "yaw", "mode": "side"},
+    ]
+    script = out / "session.json"
+    script.write_text(json.dumps(actions))
+    cmd = [sys.executable, str(REPO_ROOT / "visualizer.py"), str(BUNDLED), "--script", str(script), "--exit",
+           "--device", "cpu", "--size", f"{WINDOW[0]}x{WINDOW[1]}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, result
+
+
+def test_script_screenshots_show_the_image_at_native_size(scripted_session):
+    out, result = scripted_session
+    rgb = _png(out / "rgb.png")
+    assert rgb.shape == (64, 64, 3)  # the bundled model's native size
+    assert rgb.std() > 10, "the image is flat"
+    assert "script finished" in result.stdout
+
+
+def test_script_window_screenshot_is_the_whole_window(scripted_session):
+    out, _ = scripted_session
+    window = _png(out / "window.png")
+    assert window.shape == (WINDOW[1], WINDOW[0], 3)
+    # The viewport (right of the 390 px panel) holds the model's image; the panel is darker UI.
+    viewport, panel = window[:, 400:], window[:, :380]
+    assert viewport.std() > 10 and panel.std() > 5
+
+
+def test_script_drag_changes_the_view(scripted_session):
+    out, _ = scripted_session
+    before, after = _png(out / "rgb.png"), _png(out / "rgb_dragged.png")
+    assert np.abs(before - after).mean() > 5, "dragging the camera did not change the image"
+
+
+def test_script_modes_differ_and_have_their_layouts(scripted_session):
+    out, _ = scripted_session
+    rgb, depth, normals, raw = (_png(out / f"{m}.png") for m in ("rgb", "depth", "normals", "raw"))
+    side = _png(out / "side.png")
+    assert depth.shape == normals.shape == raw.shape == (64, 64, 3)
+    assert side.shape == (64, 128, 3)
+    assert np.abs(depth - rgb).mean() > 20, "depth view looks like the RGB view"
+    assert np.abs(normals - depth).mean() > 20
+    # side by side: the left half is the RGB image, the right half the depth colormap.
+    assert np.abs(side[:, :64] - rgb).mean() < 2
+    assert np.abs(side[:, 64:] - depth).mean() < 2
+    # depth goes through a colormap: strongly coloured, unlike a grey ramp.
+    assert (depth.max(axis=2) - depth.min(axis=2)).mean() > 40
+
+
+def test_script_mesh_view_and_export(scripted_session):
+    import trimesh
+
+    out, result = scripted_session
+    shot = _png(out / "mesh.png")
+    background = np.array([0.11, 0.11, 0.13]) * 255
+    lit = np.abs(shot[:, 400:] - background).sum(axis=2) > 30
+    assert lit.mean() > 0.05, "the mesh view shows (almost) nothing"
+    mesh = trimesh.load(out / "mesh.ply", force="mesh")
+    assert len(mesh.faces) > 100
+    lo, hi = mesh.bounds
+    assert (lo >= -0.5 - 1e-4).all() and (hi <= 0.5 + 1e-4).all(), "mesh leaves the tri-plane box"
+    assert (hi - lo).min() > 0.2, f"implausibly small mesh: extent {hi - lo}"
+    assert "mesh.ply" in result.stdout
+
+
+def test_script_videos_have_the_requested_frames(scripted_session):
+    import imageio_ffmpeg
+
+    out, _ = scripted_session
+    for name, frames, size in (("orbit.mp4", 9, (64, 64)), ("side.mp4", 4, (128, 64))):
+        reader = imageio_ffmpeg.read_frames(str(out / name))
+        meta = next(reader)
+        decoded = list(reader)
+        assert len(decoded) == frames, name
+        assert tuple(meta["size"]) == size, name
+        assert meta["codec"] == "h264", name
+
+
+def test_bad_script_exits_with_status_1_and_names_the_action(tmp_path):
+    script = tmp_path / "bad.json"
+    script.write_text(json.dumps([{"wait": True}, {"load": str(tmp_path / "missing.safetensors")}]))
+    cmd = [sys.executable, str(REPO_ROOT / "visualizer.py"), str(BUNDLED), "--script", str(script), "--exit",
+           "--device", "cpu", "--size", "640x480"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "script action 1" in result.stderr and "missing.safetensors" in result.stderr
+
+
+def test_unknown_script_setting_is_refused_before_the_window_opens(tmp_path):
+    script = tmp_path / "bad.json"
+    script.write_text(json.dumps([{"set": {"sead": 3}}]))
+    cmd = [sys.executable, str(REPO_ROOT / "visualizer.py"), "--script", str(script), "--exit"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "unknown setting(s) sead" in result.stderr
+
+
+# --- one app in this process, driven by injected events ------------------------------------------
+
+@pytest.fixture(scope="module")
+def viz(tmp_path_factory):
+    from app.viewer import Visualizer
+
+    app = Visualizer(str(BUNDLED), device="cpu", size=WINDOW)
+    app.state.capture.out_dir = str(tmp_path_factory.mktemp("captures"))
+    run_until(app, app.settled)
+    yield app
+    app.close()
+
+
+def run_until(app, condition, timeout: float = 120.0) -> None:
+    """Draw UI frames until ``condition()`` holds (fails after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the app did not get there in time"
+        app.draw_frame()
+
+
+def settle(app) -> np.ndarray:
+    """Frames until the newest request is on screen at full quality; returns the image screenshot."""
+    app.draw_frame()
+    run_until(app, app.settled)
+    return app.viewport.render_image(app.state.display, app.view_camera()).astype(np.float32)
+
+
+def inject_drag(app, dx: float, dy: float, button: int | None = None, steps: int = 6) -> None:
+    """Press in the viewport, move, release: through the glfw callbacks, a UI frame per move."""
+    import glfw
+
+    button = glfw.MOUSE_BUTTON_LEFT if button is None else button
+    window, handle = app.window, app.window.handle
+    x, y, w, h = app.viewport_rect()
+    cx, cy = x + w / 2, y + h / 2
+    window.cursor_callback(handle, cx, cy)
+    app.draw_frame()
+    window.mouse_button_callback(handle, button, glfw.PRESS, 0)
+    for i in range(1, steps + 1):
+        window.cursor_callback(handle, cx + dx * i / steps, cy + dy * i / steps)
+        app.draw_frame()
+    window.mouse_button_callback(handle, button, glfw.RELEASE, 0)
+
+
+def test_left_drag_orbits_and_the_image_follows(viz):
+    from app import camera_control
+
+    camera_control.reset(viz.state.args.view)
+    before = settle(viz)
+    inject_drag(viz, 120, -40)
+    view = viz.state.args.view
+    assert view.yaw < -0.1 and view.pitch > 0.05  # drag right turns the subject's right side away
+    after = settle(viz)
+    assert np.abs(after - before).mean() > 5
+
+
+def test_drag_frames_are_fast_previews_then_full_quality(viz):
+    """While dragging, frames come without super-resolution; once still, at full quality."""
+    seen = []
+    original = viz.worker.request
+
+    def spy(args):
+        seen.append((args.quality.superres, args.quality.neural_resolution))
+        return original(args)
+
+    viz.worker.request = spy
+    try:
+        inject_drag(viz, 60, 0)
+        settle(viz)
+    finally:
+        viz.worker.request = original
+    assert any(superres is False for superres, _ in seen), seen
+    assert seen[-1][0] is True
+    assert viz.frame.args.quality.superres is True
+
+
+def test_right_drag_pans_wheel_zooms_and_r_resets(viz):
+    import glfw
+
+    view = viz.state.args.view
+    inject_drag(viz, 40, 0, button=glfw.MOUSE_BUTTON_RIGHT)
+    assert view.pivot is not None and view.pivot != tuple(viz.state.model.avg_camera_pivot)
+    x, y, w, h = viz.viewport_rect()
+    viz.window.cursor_callback(viz.window.handle, x + w / 2, y + h / 2)
+    viz.window.scroll_callback(viz.window.handle, 0.0, 2.0)
+    assert view.radius == pytest.approx(viz.state.model.avg_camera_radius * 0.81)
+    viz.window.key_callback(viz.window.handle, glfw.KEY_R, 0, glfw.PRESS, 0)
+    assert (view.yaw, view.pitch, view.radius, view.pivot) == (0.0, 0.0, None, None)
+
+
+def test_drag_over_the_panel_does_not_move_the_camera(viz):
+    import glfw
+
+    viz.draw_frame()
+    before = (viz.state.args.view.yaw, viz.state.args.view.pitch)
+    window, handle = viz.window, viz.window.handle
+    window.cursor_callback(handle, 100, 300)
+    viz.draw_frame()
+    window.mouse_button_callback(handle, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
+    window.cursor_callback(handle, 200, 350)
+    viz.draw_frame()
+    window.mouse_button_callback(handle, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
+    assert (viz.state.args.view.yaw, viz.state.args.view.pitch) == before
+
+
+def test_number_keys_switch_modes_and_every_mode_draws(viz):
+    import glfw
+
+    from renderers.render_args import RENDER_MODES
+
+    viz.state.args.mesh_resolution = 48
+    shots = {}
+    for i, mode in enumerate(RENDER_MODES):
+        viz.window.key_callback(viz.window.handle, glfw.KEY_1 + i, 0, glfw.PRESS, 0)
+        assert viz.state.args.mode == mode
+        shots[mode] = settle(viz)
+        assert viz.state.viewport_error is None, viz.state.viewport_error
+        assert shots[mode].std() > 5, f"{mode} view is flat"
+    assert shots["side"].shape[1] == 2 * shots["side"].shape[0]
+    viz.state.args.mode = "rgb"
+
+
+def test_render_errors_show_in_the_viewport_and_the_app_recovers(viz):
+    renderer = viz.worker.renderer
+    original = renderer.render
+
+    def broken(args, ws=None):
+        raise RuntimeError("the decoder exploded")
+
+    renderer.render = broken
+    try:
+        viz.state.args.latent.seed_x += 1
+        run_until(viz, lambda: viz.state.viewport_error is not None)
+        assert "the decoder exploded" in viz.state.viewport_error
+        for _ in range(3):
+            viz.draw_frame()  # the UI keeps drawing
+    finally:
+        renderer.render = original
+    viz.state.args.latent.seed_x += 1
+    settle(viz)
+    assert viz.state.viewport_error is None
+
+
+def test_load_errors_keep_the_previous_model(viz, tmp_path):
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(BUNDLED.read_bytes()[:5000])
+    job = viz.load(str(corrupt))
+    run_until(viz, lambda: job.finished and job not in viz.jobs)
+    assert viz.state.model.error and "corrupt.safetensors" in viz.state.model.error
+    assert viz.state.model.label.startswith(BUNDLED.name)
+    viz.state.args.latent.seed_x += 1
+    settle(viz)
+    assert viz.frame.error is None
+
+    assert viz.load(str(tmp_path / "nothing-here.pkl")) is None
+    assert "nothing-here.pkl" in viz.state.model.error
+    assert any(m.level == "error" and "nothing-here.pkl" in m.text for m in viz.state.messages)
+
+
+def test_dropped_file_is_opened(viz, tmp_path):
+    copy = tmp_path / "dropped.safetensors"
+    shutil.copy(BUNDLED, copy)
+    viz.window.drop_callback(viz.window.handle, [str(copy)])
+    run_until(viz, lambda: viz.state.model.loading is None and not viz.jobs)
+    assert viz.state.model.label == "dropped.safetensors"
+    assert viz.state.model.recent[0] == str(copy)
+
+
+def test_run_directory_is_followed_and_hot_reloaded(viz, tmp_path):
+    from models.checkpoint import atomic_output
+    from training.run_dir import snapshot_name
+
+    run = tmp_path / "00000-tiny-run"
+    run.mkdir()
+    shutil.copy(BUNDLED, run / snapshot_name(4000))
+    job = viz.load(str(run))
+    run_until(viz, lambda: job.finished and job not in viz.jobs)
+    assert viz.state.model.run_dir == str(run)
+    assert viz.state.model.snapshot_kimg == 4
+
+    with atomic_output(run / snapshot_name(8000)) as f:  # as the trainer writes it
+        f.write(BUNDLED.read_bytes())
+    run_until(viz, lambda: viz.state.model.snapshot_kimg == 8 and viz.state.model.loading is None, timeout=60)
+    assert viz.state.model.newest_kimg == 8
+    assert "@ 8 kimg" in viz.state.model.label
+    settle(viz)
+    assert viz.frame.error is None
+
+
+def test_numbered_screenshots_never_overwrite(viz):
+    first = viz.screenshot()
+    second = viz.screenshot()
+    assert first != second and first.exists() and second.exists()
+    assert first.name == "screenshot-0000.png" and second.name == "screenshot-0001.png"
+
+
+def test_unwritable_screenshot_is_a_message_not_a_crash(viz, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    viz.screenshot(blocker / "shot.png")
+    assert viz.state.messages[-1].level == "error"
+    assert "screenshot not saved" in viz.state.messages[-1].text
+    viz.draw_frame()
+
+
+def test_video_can_be_aborted_without_leaving_a_file(viz, tmp_path):
+    target = tmp_path / "aborted.mp4"
+    job = viz.start_video(target, frames=400, trajectory="circle")
+    run_until(viz, lambda: job.done >= 2)
+    job.cancel()
+    run_until(viz, lambda: job.finished and job not in viz.jobs)
+    assert job.cancelled and not target.exists()
+    assert not list(tmp_path.glob("*.mp4*")), "a partial file was left behind"
