@@ -30,7 +30,7 @@ import torch
 from app.adaptive import AdaptiveQuality
 from renderers.display_frame import to_display_frame
 from renderers.render_args import DisplayArgs, RenderArgs
-from renderers.renderer import GeneratorRenderer
+from renderers.renderer import DeviceClock, GeneratorRenderer
 
 APP_STAGES = ("render", "convert", "upload", "draw")
 
@@ -87,16 +87,6 @@ class AppBenchResult:
         return "\n".join(lines)
 
 
-class _Sync:
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-
-    def now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-
 def benchmark_app(G, frames: int = 10, warmup: int = 2, interop: str = "auto", size: int = 1024,
                   neural_resolution: int | None = None, target_fps: float = 30.0) -> AppBenchResult:
     """Time the scenarios in a hidden ``size`` x ``size`` window (raises ``app.window.WindowError``
@@ -116,7 +106,7 @@ def benchmark_app(G, frames: int = 10, warmup: int = 2, interop: str = "auto", s
         fb_w, fb_h = window.framebuffer_size()
         renderer = GeneratorRenderer(G)
         display = DisplayArgs()
-        sync = _Sync(device)
+        sync = DeviceClock(device)
         full_r = int(neural_resolution or G.neural_rendering_resolution)
         result = AppBenchResult(str(device), note, window.gl_renderer, (fb_w, fb_h), frames)
 

@@ -11,7 +11,6 @@ NOTICE_SECONDS = 6.0
 
 def draw_overlay(viz) -> None:
     """A transparent, input-free window in the viewport's top-left corner."""
-    state = viz.state
     x, y, w, h = viz.viewport_rect()
     imgui.set_next_window_position(x + 8, y + 8)
     imgui.set_next_window_bg_alpha(0.55)

@@ -6,9 +6,11 @@ Used for reproducible figures and for the GUI tests. Each action is one JSON obj
   panels do (keys: ``SET_KEYS``).
 * ``{"drag": [dx, dy], "button": "left"}``: a mouse drag from the viewport centre, delivered as
   window callbacks (press, moves, release), exactly like a real one. ``"right"`` pans.
+* ``{"panels": {"Capture": true, "Latent": false}}``: expand or collapse panels by title.
 * ``{"scroll": notches}``, ``{"key": "R"}``: wheel and keyboard, also through the callbacks.
 * ``{"frames": n}``: run n UI frames. ``{"wait": true}``: until the screen shows the newest request.
-* ``{"screenshot": "out.png", "what": "image|window"}``: waits for the screen to settle first.
+* ``{"screenshot": "out.png", "what": "image|window", "height": 512}``: waits for the screen to
+  settle first; image shots are at the native size unless ``height`` is given.
 * ``{"video": "out.mp4", "frames": n, "trajectory": "orbit", "mode": "rgb", "fps": 30, "seeds": "0-3"}``
 * ``{"export_mesh": "m.ply", "res": 128, "level": 10, "colors": false}``
 * ``{"load": "path"}``, ``{"keyframe": "add"}``, ``{"save_camera_path": "p.json"}``,
@@ -38,7 +40,7 @@ DISPLAY_KEYS = {"colormap", "depth_range", "depth_near", "depth_far", "depth_inv
 OTHER_KEYS = {"seed", "mix_layers", "cond_yaw", "cond_pitch", "camera_preset", "adaptive", "target_fps",
               "animate", "fps_cap", "follow", "screenshot_what", "out_dir"}
 SET_KEYS = sorted({*LATENT_KEYS, *VIEW_KEYS, *QUALITY_KEYS, *ARGS_KEYS, *DISPLAY_KEYS, *OTHER_KEYS})
-ACTIONS = ("set", "drag", "scroll", "key", "frames", "wait", "screenshot", "video", "export_mesh", "load",
+ACTIONS = ("set", "panels", "drag", "scroll", "key", "frames", "wait", "screenshot", "video", "export_mesh", "load",
            "keyframe", "save_camera_path", "load_camera_path")
 BUTTONS = {"left": glfw.MOUSE_BUTTON_LEFT, "right": glfw.MOUSE_BUTTON_RIGHT, "middle": glfw.MOUSE_BUTTON_MIDDLE}
 
@@ -173,7 +175,7 @@ class ScriptPlayer:
             except Exception as e:  # noqa: BLE001 - reported with the action that caused it
                 self._fail(str(e))
                 return
-            if self._waiting_for is None and self._frames_left == 0:
+            if self._waiting_for is None:  # a frames countdown runs before the next action
                 self.index += 1
 
     def _wait(self, what: Any) -> None:
@@ -188,10 +190,10 @@ class ScriptPlayer:
         if isinstance(what, tuple) and what[0] == "screenshot":
             if not viz.settled():
                 return False
-            _, target, kind = what
+            _, target, kind, height = what
             if kind is not None:  # settled: take it now (window shots complete at the frame's end)
                 self._waiting_for = ("saved", target)
-                viz.screenshot(target, kind, on_saved=lambda p: setattr(self, "_saved", str(p)))
+                viz.screenshot(target, kind, on_saved=lambda p: setattr(self, "_saved", str(p)), height=height)
                 return False
             return True
         if isinstance(what, tuple) and what[0] == "saved":
@@ -216,6 +218,12 @@ class ScriptPlayer:
             raise ScriptError(f"the first key must be one of {', '.join(ACTIONS)}")
         if kind == "set":
             apply_settings(viz, action["set"])
+        elif kind == "panels":
+            titles = {w.title for w in viz.widgets}
+            unknown = set(action["panels"]) - titles
+            if unknown:
+                raise ScriptError(f"unknown panel(s) {', '.join(sorted(unknown))}; panels: {', '.join(sorted(titles))}")
+            viz.panel_requests.update({title: bool(v) for title, v in action["panels"].items()})
         elif kind == "drag":
             dx, dy = (float(v) for v in action["drag"])
             self._inject_drag(dx, dy, BUTTONS[action.get("button", "left")], int(action.get("steps", 8)))
@@ -236,7 +244,7 @@ class ScriptPlayer:
         elif kind == "wait":
             self._wait("settled")
         elif kind == "screenshot":
-            self._wait(("screenshot", str(action["screenshot"]), action.get("what", "image")))
+            self._wait(("screenshot", str(action["screenshot"]), action.get("what", "image"), action.get("height")))
         elif kind == "video":
             options = {k: action[k] for k in ("frames", "fps", "trajectory", "mode", "seeds") if k in action}
             self._wait(viz.start_video(action["video"], **options))

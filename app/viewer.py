@@ -59,6 +59,8 @@ class Visualizer:
         self._cursor = (0.0, 0.0)
         self._pending_window_shots: list[tuple[Path, Callable[[Path], None] | None]] = []
         self.jobs: list[Job] = []
+        self.panel_requests: dict[str, bool] = {}
+        """Panels to expand (True) or collapse on the next UI frame, by title (session scripts)."""
         self.frame_count = 0
         self._last_frame_time = time.perf_counter()
         self.script = None
@@ -98,16 +100,18 @@ class Visualizer:
 
         self.state.model.loading = source.load_path
         job = self.worker.submit(Job(f"loading {source.label}", fn))
-        job.on_done = lambda j: self._loaded(j, user_path)
+        job.on_done = lambda j: self._loaded(j, user_path, source)
         self.jobs.append(job)
         return job
 
-    def _loaded(self, job: Job, user_path: str) -> None:
+    def _loaded(self, job: Job, user_path: str, source: ModelSource) -> None:
         model = self.state.model
         model.loading = None
         if job.error:
             model.error = job.error
             self.state.notify(f"load failed: {job.error}", "error")
+            if source.kind == "run" and self.follower is not None and self.follower.run_dir == source.run_dir:
+                self.follower.loaded_kimg = source.kimg  # don't retry this snapshot every poll; wait for a newer one
             return
         source, G = job.result
         opts = G.rendering_kwargs
@@ -232,8 +236,9 @@ class Visualizer:
     # --- capture --------------------------------------------------------------------------------
 
     def screenshot(self, path: str | Path | None = None, what: str | None = None,
-                   on_saved: Callable[[Path], None] | None = None) -> Path:
-        """Save a PNG of the image (native resolution, as displayed) or of the whole window.
+                   on_saved: Callable[[Path], None] | None = None, height: int | None = None) -> Path:
+        """Save a PNG of the image (as displayed; native resolution, or ``height`` pixels high) or of
+        the whole window.
 
         Without a path, the next free ``screenshot-NNNN.png`` in the capture folder is used.
         """
@@ -246,7 +251,11 @@ class Visualizer:
         if what == "window":
             self._pending_window_shots.append((target, on_saved))  # read after the UI is drawn
             return target
-        pixels = self.viewport.render_image(self.state.display, self.view_camera())
+        size = None
+        if height:
+            width, native_height = self.viewport.native_size()
+            size = (round(width * height / max(native_height, 1)), int(height))
+        pixels = self.viewport.render_image(self.state.display, self.view_camera(), size=size)
         self._save_png(target, pixels, on_saved)
         return target
 
@@ -398,6 +407,8 @@ class Visualizer:
         flags = imgui.WINDOW_NO_MOVE | imgui.WINDOW_NO_RESIZE | imgui.WINDOW_NO_COLLAPSE | imgui.WINDOW_NO_TITLE_BAR
         imgui.begin("controls", flags=flags)
         for widget in self.widgets:
+            if widget.title in self.panel_requests:
+                imgui.set_next_item_open(self.panel_requests.pop(widget.title), imgui.ALWAYS)
             expanded, _ = imgui.collapsing_header(widget.title, flags=imgui.TREE_NODE_DEFAULT_OPEN if widget.open_by_default else 0)
             widget(expanded)
         imgui.end()

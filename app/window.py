@@ -20,9 +20,13 @@ class WindowError(RuntimeError):
     """No window or GL context could be made (no display, no OpenGL 3.3)."""
 
 
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def init_glfw() -> None:
     """Initialise glfw; without an X/Wayland display, fall back to its null platform (EGL/OSMesa)."""
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and hasattr(glfw, "PLATFORM_NULL"):
+    if not has_display() and hasattr(glfw, "PLATFORM_NULL"):
         glfw.init_hint(glfw.PLATFORM, glfw.PLATFORM_NULL)
     if not glfw.init():
         description = glfw.get_error()[1] if hasattr(glfw, "get_error") else None
@@ -34,6 +38,9 @@ class AppWindow:
     """One window: GL context, imgui context and input callbacks."""
 
     def __init__(self, title: str, width: int, height: int, visible: bool = True, vsync: bool = False):
+        if visible and not has_display():
+            raise WindowError("no display to open the window on (DISPLAY and WAYLAND_DISPLAY are unset): run on a "
+                              "desktop, or under a virtual one: xvfb-run -a python visualizer.py ...")
         init_glfw()
         glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 3)
         glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, 3)

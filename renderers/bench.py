@@ -8,10 +8,11 @@ what orbiting costs. Figures are medians over frames, so that a noisy machine mo
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass, field
 
 import torch
+
+from renderers.renderer import DeviceClock
 
 STAGES = ("mapping", "backbone", "rendering", "superres")
 
@@ -57,16 +58,6 @@ class BenchResult:
         return "\n".join(lines)
 
 
-class _Clock:
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-
-    def now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-
 @torch.no_grad()
 def benchmark_generator(G, neural_resolution: int | None = None, frames: int = 10, warmup: int = 2,
                         seed: int = 0) -> BenchResult:
@@ -77,7 +68,7 @@ def benchmark_generator(G, neural_resolution: int | None = None, frames: int = 1
     device = G.backbone.mapping.w_avg.device
     r = int(neural_resolution or G.neural_rendering_resolution)
     result = BenchResult(str(device), r, int(G.img_resolution))
-    clock = _Clock(device)
+    clock = DeviceClock(device)
     z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

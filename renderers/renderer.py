@@ -272,7 +272,7 @@ class GeneratorRenderer:
         Returns:
             (``renderers.mesh.Mesh``, density grid [res, res, res] as float32 numpy, box bounds).
         """
-        from renderers.mesh import eg3d_fields, marching_cubes, sample_grid, vertex_colors
+        from renderers.mesh import eg3d_border, eg3d_fields, marching_cubes, sample_grid, vertex_colors
 
         if level is None:
             level = self.surface_level(planes)
@@ -294,11 +294,6 @@ class GeneratorRenderer:
         return ws, planes
 
 
-def eg3d_border(resolution: int) -> int:
-    """Voxel layers cleared at the box walls before marching cubes: EG3D's ``30 * res / 256``."""
-    return int(30 * resolution / 256)
-
-
 @contextlib.contextmanager
 def _no_density_noise(G) -> Iterator[None]:
     """Training-time density noise off while geometry is measured."""
@@ -310,20 +305,28 @@ def _no_density_noise(G) -> Iterator[None]:
         G.rendering_kwargs["density_noise"] = saved
 
 
-class _StageClock:
-    """Per-stage wall times; synchronises CUDA so each stage is charged its own kernels."""
+class DeviceClock:
+    """Wall-clock reads that first wait for the device's queued work, so a timed span is charged
+    its own GPU kernels (a plain clock on the CPU)."""
 
     def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.timings: dict[str, float] = {}
-        self.last = self._now()
+        self.cuda = torch.device(device).type == "cuda"
 
-    def _now(self) -> float:
+    def now(self) -> float:
         if self.cuda:
             torch.cuda.synchronize()
         return time.perf_counter()
 
+
+class _StageClock(DeviceClock):
+    """Per-stage wall times of one render."""
+
+    def __init__(self, device: torch.device):
+        super().__init__(device)
+        self.timings: dict[str, float] = {}
+        self.last = self.now()
+
     def lap(self, stage: str) -> None:
-        now = self._now()
+        now = self.now()
         self.timings[stage] = self.timings.get(stage, 0.0) + 1000 * (now - self.last)
         self.last = now

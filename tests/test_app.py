@@ -41,6 +41,8 @@ def scripted_session(tmp_path_factory):
     out = tmp_path_factory.mktemp("session")
     actions = [
         {"wait": True},
+        {"frames": 3},
+        {"panels": {"Capture": True, "Performance": True}},
         {"screenshot": str(out / "rgb.png")},
         {"screenshot": str(out / "window.png"), "what": "window"},
         {"drag": [150, 0]},
@@ -345,6 +347,19 @@ def test_run_directory_is_followed_and_hot_reloaded(viz, tmp_path):
     assert "@ 8 kimg" in viz.state.model.label
     settle(viz)
     assert viz.frame.error is None
+
+    # A snapshot that fails to load is reported once, not retried every poll; the model stays.
+    with atomic_output(run / snapshot_name(12000)) as f:
+        f.write(b"not a checkpoint")
+    run_until(viz, lambda: viz.state.model.error is not None and viz.state.model.loading is None, timeout=60)
+    assert snapshot_name(12000) in viz.state.model.error
+    deadline = time.monotonic() + 2.5  # the follower polls every second
+    while time.monotonic() < deadline:
+        viz.draw_frame()
+    failures = [m for m in viz.state.messages if m.level == "error" and snapshot_name(12000) in m.text]
+    assert len(failures) == 1
+    assert viz.state.model.snapshot_kimg == 8
+    viz.state.model.error = None
 
 
 def test_numbered_screenshots_never_overwrite(viz):

@@ -64,7 +64,8 @@ def test_bench_app_pipeline_reports_every_stage():
         assert min(render, convert, upload, draw) > 0
         # The total is the median of per-frame sums, which dominates each stage's median.
         assert total >= max(render, convert, upload, draw) - 0.01
-        assert fps == pytest.approx(1000 / total, abs=0.051)  # printed to 0.1
+        # fps is printed to 0.1 and total to 0.01 ms; allow for both roundings.
+        assert abs(fps - 1000 / total) <= 0.05 + 1000 * 0.005 / total**2 + 1e-6
         rows[name] = (int(r), no_sr is not None)
     assert rows["camera"] == (32, False) and rows["full"] == (32, False)
     assert rows["drag preview"][1] and rows["drag preview"][0] <= 32  # no SR, never above full res

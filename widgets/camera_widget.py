@@ -8,6 +8,7 @@ import imgui
 
 from app import camera_control
 from renderers.render_args import CameraPose
+from widgets import Panel
 
 SHORTCUTS = ("drag: orbit   right/middle drag: pan   wheel: zoom\n"
              "arrows: orbit   R: reset   PgUp/PgDn: seed   space: animate\n"
@@ -23,16 +24,11 @@ def pose_controls(pose: CameraPose, model, label: str) -> None:
     imgui.pop_item_width()
 
 
-class CameraWidget:
+class CameraWidget(Panel):
     title = "Camera"
     open_by_default = True
 
-    def __init__(self, viz):
-        self.viz = viz
-
-    def __call__(self, expanded: bool) -> None:
-        if not expanded:
-            return
+    def draw(self) -> None:
         args = self.viz.state.args
         model = self.viz.state.model
         view = args.view

@@ -9,23 +9,22 @@ import imgui
 
 from renderers.mesh import MESH_FORMATS
 from renderers.trajectories import CameraPathError
+from widgets import Panel
 from widgets.controls import iso_level_input
 
 VIDEO_TRAJECTORIES = ["orbit", "yaw", "circle", "latent", "path"]
 VIDEO_MODES = ["rgb", "depth", "side"]
 
 
-class CaptureWidget:
+class CaptureWidget(Panel):
     title = "Capture"
     open_by_default = False
 
     def __init__(self, viz):
-        self.viz = viz
+        super().__init__(viz)
         self.selected_key = -1
 
-    def __call__(self, expanded: bool) -> None:
-        if not expanded:
-            return
+    def draw(self) -> None:
         viz, cap = self.viz, self.viz.state.capture
         imgui.push_item_width(-110)
         _, cap.out_dir = imgui.input_text("folder", cap.out_dir, 512)

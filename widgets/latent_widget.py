@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import imgui
 
+from widgets import Panel
 
-class LatentWidget:
+
+class LatentWidget(Panel):
     title = "Latent"
     open_by_default = True
 
-    def __init__(self, viz):
-        self.viz = viz
-
-    def __call__(self, expanded: bool) -> None:
-        if not expanded:
-            return
+    def draw(self) -> None:
         state = self.viz.state
         latent = state.args.latent
         imgui.push_item_width(140)

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import imgui
 
+from widgets import Panel
 from widgets.file_browser import FileBrowser
 
 
-class ModelWidget:
+class ModelWidget(Panel):
     title = "Model"
     open_by_default = True
 
     def __init__(self, viz):
-        self.viz = viz
+        super().__init__(viz)
         self.path_text = ""
         self.browser = FileBrowser()
 
-    def __call__(self, expanded: bool) -> None:
+    def draw(self) -> None:
         model = self.viz.state.model
-        if not expanded:
-            return
         imgui.text_wrapped(model.label)
         if model.loading:
             imgui.text_colored(f"loading {model.loading} ...", 1.0, 0.85, 0.3)

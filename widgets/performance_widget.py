@@ -7,22 +7,19 @@ import statistics
 
 import imgui
 
+from widgets import Panel
+
 
 def _median(values) -> float:
     return statistics.median(values) if values else 0.0
 
 
-class PerformanceWidget:
+class PerformanceWidget(Panel):
     title = "Performance"
     open_by_default = False
 
-    def __init__(self, viz):
-        self.viz = viz
-
-    def __call__(self, expanded: bool) -> None:
+    def draw(self) -> None:
         perf = self.viz.state.perf
-        if not expanded:
-            return
         frame_ms = _median(list(perf.frame_ms)[-60:])
         imgui.text(f"UI {1000 / frame_ms if frame_ms else 0:.1f} fps ({frame_ms:.1f} ms/frame)")
         render = _median(list(perf.render_ms)[-30:])

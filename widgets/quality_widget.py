@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import imgui
 
+from widgets import Panel
 
-class QualityWidget:
+
+class QualityWidget(Panel):
     title = "Quality"
     open_by_default = False
 
-    def __init__(self, viz):
-        self.viz = viz
-
-    def __call__(self, expanded: bool) -> None:
-        if not expanded:
-            return
+    def draw(self) -> None:
         q = self.viz.state.args.quality
         model = self.viz.state.model
         adaptive = self.viz.state.adaptive

@@ -6,19 +6,15 @@ import imgui
 
 from renderers.colormaps import COLORMAPS
 from renderers.render_args import NORMALS_SOURCES, RENDER_MODES
+from widgets import Panel
 from widgets.controls import iso_level_input
 
 
-class RenderModeWidget:
+class RenderModeWidget(Panel):
     title = "Render mode"
     open_by_default = True
 
-    def __init__(self, viz):
-        self.viz = viz
-
-    def __call__(self, expanded: bool) -> None:
-        if not expanded:
-            return
+    def draw(self) -> None:
         args, display = self.viz.state.args, self.viz.state.display
         for i, mode in enumerate(RENDER_MODES):
             if i:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import imgui
 
+from widgets import Panel
 
-class TruncationWidget:
+
+class TruncationWidget(Panel):
     title = "Truncation"
     open_by_default = True
 
-    def __init__(self, viz):
-        self.viz = viz
-
-    def __call__(self, expanded: bool) -> None:
-        if not expanded:
-            return
+    def draw(self) -> None:
         latent = self.viz.state.args.latent
         n = self.viz.state.model.num_ws or 14
         imgui.push_item_width(-90)
