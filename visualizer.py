@@ -7,10 +7,18 @@ Usage:
     python visualizer.py preview [PATH] [--out FILE.png]
     python visualizer.py convert IN.pkl OUT.safetensors
     python visualizer.py bench PATH|PRESET [--res R] [--neural-res r] [--frames N] [--device cpu|cuda]
+    python visualizer.py images [PATH] --seeds 0-7,12 --views N|yaw:pitch,... --out DIR [--depth] [--normals] [--grid]
+    python visualizer.py video [PATH] --seeds 0-3 --trajectory orbit|yaw|circle|FILE.json --frames N --fps F
+                               --grid WxH --mode rgb|depth|normals|side --out X.mp4
+    python visualizer.py mesh [PATH] --seeds 0-3 --res 256|512 [--level L] --format ply|obj|glb|mrc [--color] --out DIR
+    python visualizer.py metrics [PATH] --data DATA --metrics fid50k_full,... --num N [--out results.jsonl]
 
 PATH is one of our ``.safetensors`` checkpoints, an official EG3D ``network-snapshot-*.pkl``, or a
 training run directory (the app follows its newest snapshot).
 PRESET names a built-in architecture with random weights: ffhq512, afhq512, shapenet128, ref128, tiny.
+The batch commands (images, video, mesh, metrics) take the same PATH (default: the bundled model),
+never open a window, refuse to overwrite outputs without --force, and say `error: ...` (exit 2) on
+bad input. `visualizer.py COMMAND --help` describes each.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-SUBCOMMANDS = ("app", "convert", "bench", "preview")
+SUBCOMMANDS = ("app", "convert", "bench", "preview", "images", "video", "mesh", "metrics")
 
 
 def _device(name: str):
@@ -122,6 +130,78 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_model(args: argparse.Namespace):
+    from renderers.batch import load_model, resolve_device
+
+    device = resolve_device(args.device)
+    G, label = load_model(args.path, device)
+    print(f"model: {label} ({G.img_resolution}px) on {device.type}")
+    return G, device
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from renderers.batch import check_targets, image_paths, parse_seed_list, parse_views, run_images
+
+    seeds, views = parse_seed_list(args.seeds), parse_views(args.views)
+    check_targets(image_paths(Path(args.out), seeds, args.grid), args.force)
+    G, _ = _batch_model(args)
+    paths = run_images(G, seeds, views, args.out, psi=args.trunc, trunc_cutoff=args.trunc_cutoff, depth=args.depth,
+                       normals=args.normals, grid=args.grid, force=args.force, batch=args.batch)
+    rows = "RGB" + (" + depth" if args.depth else "") + (" + normals" if args.normals else "")
+    print(f"wrote {len(seeds)} strip(s) of {len(views)} view(s) ({rows}) to {args.out}"
+          + (f", contact sheet {paths[-1]}" if args.grid else ""))
+    return 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from renderers.batch import check_targets, load_camera_path, parse_grid, parse_seed_list, run_video
+
+    seeds, grid = parse_seed_list(args.seeds), parse_grid(args.grid)
+    load_camera_path(args.trajectory)
+    check_targets([Path(args.out)], args.force)
+    G, _ = _batch_model(args)
+    result = run_video(G, seeds, args.out, trajectory=args.trajectory, frames=args.frames, fps=args.fps, grid=grid,
+                       mode=args.mode, psi=args.trunc, trunc_cutoff=args.trunc_cutoff, force=args.force,
+                       batch=args.batch)
+    print(f"wrote {result.path}: {result.frames} frames in {result.seconds:.1f} s")
+    return 0
+
+
+def cmd_mesh(args: argparse.Namespace) -> int:
+    from renderers.batch import check_targets, mesh_paths, parse_seed_list, run_mesh
+
+    seeds = parse_seed_list(args.seeds)
+    check_targets(mesh_paths(Path(args.out), seeds, args.format), args.force)
+    G, _ = _batch_model(args)
+    results = run_mesh(G, seeds, args.out, res=args.res, level=args.level, fmt=args.format, colors=args.color,
+                       psi=args.trunc, trunc_cutoff=args.trunc_cutoff, force=args.force, chunk=args.chunk)
+    print(f"wrote {len(results)} file(s) to {args.out}")
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from renderers.batch import check_metrics_input, run_metrics
+
+    names = [n for n in args.metrics.replace(" ", "").split(",") if n]
+    check_metrics_input(args.data, names)  # bad names or data fail before the model loads
+    G, device = _batch_model(args)
+    run_metrics(G, args.path or "bundled default model", args.data, names, args.num, seed=args.seed, out=args.out,
+                inception=args.inception, device=device, batch=args.batch)
+    return 0
+
+
+def _batch_arguments(p: argparse.ArgumentParser, seeds_default: str = "0") -> None:
+    p.add_argument("path", nargs="?", default=None,
+                   help="our .safetensors checkpoint, an official EG3D .pkl, a training run folder (newest "
+                        "snapshot) or preset:NAME; default: the bundled model")
+    p.add_argument("--seeds", default=seeds_default, help=f"seed list, e.g. 0-7,12 (default {seeds_default})")
+    p.add_argument("--trunc", type=float, default=0.7, help="truncation psi (default 0.7; 1 = none)")
+    p.add_argument("--trunc-cutoff", type=int, default=None, metavar="K",
+                   help="truncate only the first K ws (default: all)")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--force", action="store_true", help="replace existing outputs (checked before any work)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visualizer.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
@@ -162,12 +242,76 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("images", help="per-seed multi-view image strips (PNG), optionally a contact sheet",
+                       description="Render each seed from several views into DIR/seedNNNN.png: an RGB row, then "
+                                   "optional depth (turbo colormap) and normals (RGB) rows, as the app shows them.")
+    _batch_arguments(p)
+    p.add_argument("--views", default="3",
+                   help="N: N yaws evenly spread over [-0.4, 0.4] rad at pitch 0 (1: frontal); or an explicit "
+                        "list yaw:pitch,... in radians (default 3)")
+    p.add_argument("--depth", action="store_true", help="add a depth row (turbo colormap, near = warm)")
+    p.add_argument("--normals", action="store_true", help="add a normals row (camera-space normal as RGB)")
+    p.add_argument("--grid", action="store_true", help="also write DIR/grid.png: every seed's strip, stacked")
+    p.add_argument("--batch", type=int, default=None, help="views per generator call (default: sized to memory)")
+    p.add_argument("--out", default="out/images", metavar="DIR", help="output folder (default out/images)")
+    p.set_defaults(func=cmd_images)
+
+    p = sub.add_parser("video", help="H.264 mp4 of a camera trajectory and/or a latent loop, optionally a grid",
+                       description="Camera: orbit (EG3D's yaw/pitch ellipse), yaw (a yaw sweep), circle (a full 360 "
+                                   "degrees) or a camera-path JSON saved by the app. Identity: with one seed per grid "
+                                   "cell each cell is fixed; with more seeds than cells they are dealt round-robin to "
+                                   "the cells and each cell loops through its own seeds on a closed cubic curve in W.")
+    _batch_arguments(p)
+    p.add_argument("--trajectory", default="orbit", help="orbit, yaw, circle or FILE.json (default orbit)")
+    p.add_argument("--frames", type=int, default=None, help="frames (default 120; a camera path: its own length)")
+    p.add_argument("--fps", type=float, default=None, help="frames per second (default 30; a camera path: its own)")
+    p.add_argument("--grid", default="1x1", metavar="WxH", help="cells across x down (default 1x1)")
+    p.add_argument("--mode", default="rgb", choices=["rgb", "depth", "normals", "side"],
+                   help="what each cell shows (side: RGB and depth side by side)")
+    p.add_argument("--batch", type=int, default=None, help="frames per generator call (default: sized to memory)")
+    p.add_argument("--out", default="out/video.mp4", metavar="X.mp4", help="output video (default out/video.mp4)")
+    p.set_defaults(func=cmd_video)
+
+    p = sub.add_parser("mesh", help="marching-cubes meshes (ply/obj/glb) or density volumes (mrc) per seed",
+                       description="Sample the density on a RES^3 grid over the tri-plane box in chunks, clear EG3D's "
+                                   "border (int(30*RES/256) voxel layers on every side, int(38*RES/256) at +y: removes "
+                                   "floaters at the box walls), then marching cubes; meshes are closed at the box. "
+                                   "mrc writes the density volume (for ChimeraX) instead.")
+    _batch_arguments(p)
+    p.add_argument("--res", type=int, default=256, help="grid samples per axis (256 or 512 typical; default 256)")
+    p.add_argument("--level", type=float, default=None,
+                   help="density iso level (EG3D uses 10); default automatic: the median density at the surface "
+                        "the frontal view renders, printed per seed")
+    p.add_argument("--format", default="ply", choices=["ply", "obj", "glb", "mrc"], help="default ply")
+    p.add_argument("--color", action="store_true", help="vertex colours from the generator's radiance at the surface")
+    p.add_argument("--chunk", type=int, default=None, help="grid points per decoder call (default: sized to memory)")
+    p.add_argument("--out", default="out/meshes", metavar="DIR", help="output folder (default out/meshes)")
+    p.set_defaults(func=cmd_mesh)
+
+    p = sub.add_parser("metrics", help="quality metrics of a generator against a dataset",
+                       description="Evaluate metrics (training/evaluation.py) and print them; --out appends a JSON "
+                                   "line {model, data, seed, num, metrics}.")
+    p.add_argument("path", nargs="?", default=None, help="checkpoint, EG3D pickle, run folder or preset:NAME")
+    p.add_argument("--data", default=None, help="dataset (zip or folder) to compare against")
+    p.add_argument("--metrics", required=True, help="comma-separated metric names")
+    p.add_argument("--num", type=int, required=True, help="number of generated images")
+    p.add_argument("--out", default=None, metavar="results.jsonl", help="append the results here")
+    p.add_argument("--inception", default=None, metavar="PATH", help="Inception weights file")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the generated samples")
+    p.add_argument("--batch", type=int, default=8, help="images per generator call")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
+    p.set_defaults(func=cmd_metrics)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from app.model_source import SourceError
     from models.errors import CheckpointError
+    from renderers.batch import BatchError
+    from renderers.batching import OutOfMemory
+    from renderers.mesh import MeshExportError
+    from renderers.video import VideoError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
@@ -178,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, SourceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BatchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.status
+    except (VideoError, MeshExportError, OutOfMemory) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -7,25 +7,12 @@ failed capture never leaves a broken file and never replaces an existing one.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from models.checkpoint import atomic_output
+from renderers.images import save_png  # the app's screenshots import it from here
 from renderers.worker import Job
 
-
-def save_png(path: str | Path, pixels: np.ndarray) -> Path:
-    """Write [H, W, 3] uint8 as PNG atomically; OSError names the path on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    with atomic_output(path) as f:
-        f.write(buffer.getvalue())
-    return path
+__all__ = ["save_png", "video_job", "mesh_job"]
 
 
 def video_job(viz, path: str | Path | None = None, *, frames: int | None = None, fps: float | None = None,
@@ -81,7 +68,7 @@ def mesh_job(viz, path: str | Path | None = None, *, fmt: str | None = None, res
              level: float | None = None, colors: bool | None = None) -> Job:
     """A job that extracts the current identity's mesh and saves it (ply, obj, glb) or its density
     volume (mrc, for ChimeraX)."""
-    from renderers.mesh import MESH_FORMATS, export_mesh, write_mrc
+    from renderers.mesh import MESH_FORMATS, save_identity_mesh
     from renderers.video import next_numbered_path
 
     cap = viz.state.capture
@@ -98,12 +85,7 @@ def mesh_job(viz, path: str | Path | None = None, *, fmt: str | None = None, res
         if renderer is None:
             raise RuntimeError("no model loaded")
         _, planes = renderer.identity_planes(args)
-        mesh, grid, bounds = renderer.identity_mesh(planes, resolution, iso, with_colors and fmt != "mrc",
-                                                    progress=job.progress)
-        if fmt == "mrc":
-            write_mrc(grid, target, bounds)
-        else:
-            export_mesh(mesh, target, fmt)
+        mesh = save_identity_mesh(renderer, planes, target, fmt, resolution, iso, with_colors, progress=job.progress)
         return target, mesh
 
     job = Job(f"mesh {target.name}", fn)

@@ -231,6 +231,35 @@ def generate_rays(
     return origins, directions
 
 
+def project_points(
+    points: torch.Tensor, cam2world: torch.Tensor, intrinsics: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """World points -> normalised image coordinates: the inverse of ``generate_rays``.
+
+    A point on the ray through pixel centre ``(i + 0.5) / R`` projects back to exactly that
+    ``(u, v)``, for any R (skew honoured), so ``2 * uv - 1`` is the point's ``grid_sample``
+    coordinate with ``align_corners=False``.
+
+    Args:
+        points: [N, M, 3] world points.
+        cam2world: [N, 4, 4].
+        intrinsics: [N, 3, 3] normalised by image size.
+
+    Returns:
+        uv [N, M, 2] (u right, v down, the image spans [0, 1]) and the camera-space depth z
+        [N, M] (positive in front of the camera; uv is meaningless where z <= 0).
+    """
+    rotation = cam2world[:, :3, :3].to(points.dtype)
+    centre = cam2world[:, :3, 3].to(points.dtype)
+    cam = torch.einsum("nji,nmj->nmi", rotation, points - centre[:, None, :])  # R^T (p - o)
+    x, y, z = cam.unbind(dim=-1)
+    xn, yn = x / z, y / z
+    k = intrinsics.to(points.dtype)
+    fx, fy = k[:, 0, 0, None], k[:, 1, 1, None]
+    cx, cy, skew = k[:, 0, 2, None], k[:, 1, 2, None], k[:, 0, 1, None]
+    return torch.stack((fx * xn + skew * yn + cx, fy * yn + cy), dim=-1), z
+
+
 def mirror_label(label: torch.Tensor) -> torch.Tensor:
     """Label of the horizontally flipped image: the camera mirrored through the world plane x = 0.
 

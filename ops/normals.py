@@ -86,6 +86,19 @@ def normals_from_depth(
     return normals.permute(0, 3, 1, 2)
 
 
+def world_to_camera_normals(normals: torch.Tensor, cam2world: torch.Tensor) -> torch.Tensor:
+    """Rotate world-space normal maps into camera space (OpenCV axes): ``R^T n`` per pixel.
+
+    Args:
+        normals: [N, 3, H, W] world-space vectors.
+        cam2world: [N, 4, 4].
+
+    Returns:
+        [N, 3, H, W] camera-space vectors (lengths unchanged).
+    """
+    return torch.einsum("nji,njhw->nihw", cam2world[:, :3, :3].to(normals.dtype), normals)
+
+
 # --- normals from a scalar field --------------------------------------------------------------
 
 def normals_from_field(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -31,3 +34,18 @@ def resize_nearest(image: np.ndarray, size: int) -> np.ndarray:
     rows = (np.arange(size) * h) // size
     cols = (np.arange(size) * w) // size
     return image[rows][:, cols]
+
+
+def save_png(path: str | Path, pixels: np.ndarray) -> Path:
+    """Write [H, W, 3] uint8 as PNG atomically; OSError names the path on failure."""
+    from PIL import Image
+
+    from models.checkpoint import atomic_output
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    with atomic_output(path) as f:
+        f.write(buffer.getvalue())
+    return path

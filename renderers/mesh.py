@@ -492,6 +492,38 @@ def write_mrc(grid: np.ndarray, path: str | os.PathLike, bounds: Bounds) -> Path
     return path
 
 
+def save_identity_mesh(
+    renderer: Any,
+    planes: torch.Tensor,
+    path: str | os.PathLike,
+    fmt: str,
+    resolution: int,
+    level: float | None,
+    colors: bool,
+    progress: ProgressFn | None = None,
+    chunk: int = 2**18,
+) -> Mesh:
+    """Extract one identity's mesh (``GeneratorRenderer.identity_mesh``: density grid, EG3D border
+    cleanup, marching cubes) and write it: ``ply``/``obj``/``glb`` the mesh (``colors``: vertex
+    colours from the radiance), ``mrc`` the density volume. Shared by the app's mesh export and the
+    batch ``mesh`` command. Returns the mesh; its ``level`` is the iso level used.
+
+    Raises:
+        ValueError: unknown format, or no surface at the level.
+        MeshExportError: the file cannot be written.
+    """
+    fmt = fmt.lower()
+    if fmt not in MESH_FORMATS:
+        raise ValueError(f"mesh format {fmt!r}: choose one of {', '.join(MESH_FORMATS)}")
+    mesh, grid, bounds = renderer.identity_mesh(planes, resolution, level, bool(colors) and fmt != "mrc",
+                                                progress=progress, chunk=chunk)
+    if fmt == "mrc":
+        write_mrc(grid, path, bounds)
+    else:
+        export_mesh(mesh, path, fmt)  # type: ignore[arg-type]
+    return mesh
+
+
 def _umask() -> int:
     from models.checkpoint import _current_umask
 

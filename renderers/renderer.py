@@ -23,7 +23,7 @@ import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -112,11 +112,13 @@ class _LRU(OrderedDict):
 class GeneratorRenderer:
     """Renders one generator. Not thread-safe: one thread (the render worker) owns it."""
 
-    def __init__(self, G: torch.nn.Module):
+    def __init__(self, G: torch.nn.Module, identities: int = 2):
+        """``identities``: how many identities' tri-planes stay cached (the app needs two; a batch
+        grid video that shows several fixed identities keeps one per grid cell)."""
         self.G = G
         self.device = G.backbone.mapping.w_avg.device
-        self._ws_cache = _LRU(64)
-        self._planes_cache = _LRU(2)
+        self._ws_cache = _LRU(max(64, 2 * identities))
+        self._planes_cache = _LRU(max(1, identities))
         self._mesh_cache = _LRU(2)
 
     # --- pieces ---------------------------------------------------------------------------------
@@ -185,54 +187,89 @@ class GeneratorRenderer:
     def render(self, args: RenderArgs, ws: torch.Tensor | None = None) -> RenderOutput:
         """Render a request. ``ws`` [1, num_ws, w_dim], when given, replaces the request's latent
         (latent interpolation videos); its tri-planes are then not cached."""
+        return self.render_batch([args], ws)[0]
+
+    @torch.no_grad()
+    def render_batch(self, requests: Sequence[RenderArgs], ws: torch.Tensor | None = None,
+                     normals: bool = False) -> list[RenderOutput]:
+        """Render several requests in one pass through the generator (batch = ``len(requests)``).
+
+        The requests may differ in view and identity but must share the mode, quality and normals
+        source (they decide the network's work). ``ws`` [N, num_ws, w_dim], when given, replaces
+        the requests' latents and is not cached. ``normals`` also computes normals in modes other
+        than ``normals`` (the batch tools' image rows). Every output gets the batch's stage times.
+        """
         G = self.G
+        requests = list(requests)
+        if not requests:
+            return []
+        first = requests[0]
+        for a in requests[1:]:
+            if (a.mode, a.quality, a.normals_source) != (first.mode, first.quality, first.normals_source):
+                raise ValueError("the requests of a render batch must share mode, quality and normals source")
         clock = _StageClock(self.device)
-        camera = self.camera(args.view)
-        out = RenderOutput(args=args, camera=camera, image_resolution=int(G.img_resolution))
+        cameras = torch.cat([self.camera(a.view) for a in requests])
+        outs = [RenderOutput(args=a, camera=cameras[i:i + 1], image_resolution=int(G.img_resolution))
+                for i, a in enumerate(requests)]
         if ws is None:
-            identity = self._identity_key(args)
-            ws = self.latent_ws(args.latent, args.view if args.cond_follows_view else args.cond)
+            identities = [self._identity_key(a) for a in requests]
+            ws_list = [self.latent_ws(a.latent, a.view if a.cond_follows_view else a.cond) for a in requests]
             clock.lap("mapping")
-            planes, out.backbone_cached = self._planes_cache.get_or_make(
-                identity, lambda: G.planes(ws, noise_mode=args.latent.noise_mode))
+            planes_list = []
+            for a, out, identity, w in zip(requests, outs, identities, ws_list):
+                planes_i, out.backbone_cached = self._planes_cache.get_or_make(
+                    identity, lambda: G.planes(w, noise_mode=a.latent.noise_mode))
+                planes_list.append(planes_i)
+            ws = ws_list[0] if len(ws_list) == 1 else torch.cat(ws_list)
+            planes = planes_list[0] if len(planes_list) == 1 else torch.cat(planes_list)
         else:
-            identity = None
+            if ws.shape[0] != len(requests):
+                raise ValueError(f"{ws.shape[0]} ws for {len(requests)} requests")
+            identities = [None] * len(requests)
             ws = ws.to(self.device)
-            planes = G.planes(ws, noise_mode=args.latent.noise_mode)
+            planes = G.planes(ws, noise_mode=first.latent.noise_mode)
         clock.lap("backbone")
 
-        if args.mode == "mesh":
-            out.mesh = self._mesh(identity, planes, args)
+        if first.mode == "mesh":
+            for i, (a, out) in enumerate(zip(requests, outs)):
+                out.mesh = self._mesh(identities[i], planes[i:i + 1], a)
             clock.lap("mesh")
-            out.timings_ms = clock.timings
-            return out
+            for out in outs:
+                out.timings_ms = dict(clock.timings)
+            return outs
 
-        r = int(args.quality.neural_resolution or G.neural_rendering_resolution)
-        with self._quality(args):
-            features, depth = G.render_neural(planes, camera, r)
-        out.image_raw = features[0, :3]
-        out.depth = depth[0]
+        r = int(first.quality.neural_resolution or G.neural_rendering_resolution)
+        with self._quality(first):
+            features, depth = G.render_neural(planes, cameras, r)
+        for i, out in enumerate(outs):
+            out.image_raw = features[i, :3]
+            out.depth = depth[i]
         clock.lap("render")
-        if args.mode in ("rgb", "side"):
-            if args.quality.superres:
-                image, _ = G.superresolve(features, ws, noise_mode=args.latent.noise_mode)
-                out.image = image[0]
+        if first.mode in ("rgb", "side"):
+            if first.quality.superres:
+                image, _ = G.superresolve(features, ws, noise_mode=first.latent.noise_mode)
             else:
-                out.image = F.interpolate(features[:, :3], size=(G.img_resolution,) * 2, mode="bilinear",
-                                          align_corners=False, antialias=True)[0]
+                image = F.interpolate(features[:, :3], size=(G.img_resolution,) * 2, mode="bilinear",
+                                      align_corners=False, antialias=True)
+            for i, out in enumerate(outs):
+                out.image = image[i]
             clock.lap("superres")
-        if args.mode == "normals":
-            if args.normals_source == "density":
-                out.normals = self.density_normals(planes, camera, depth)
-            else:
-                cam2world, intrinsics = unpack_label(camera)
-                world = normals_from_depth(depth, cam2world, intrinsics)[0]
-                out.normals = torch.einsum("ji,jhw->ihw", cam2world[0, :3, :3], world)
+        if first.mode == "normals" or normals:
+            for i, out in enumerate(outs):
+                camera, depth_i = cameras[i:i + 1], depth[i:i + 1]
+                if first.normals_source == "density":
+                    out.normals = self.density_normals(planes[i:i + 1], camera, depth_i)
+                else:
+                    cam2world, intrinsics = unpack_label(camera)
+                    world = normals_from_depth(depth_i, cam2world, intrinsics)[0]
+                    out.normals = torch.einsum("ji,jhw->ihw", cam2world[0, :3, :3], world)
             clock.lap("normals")
-        if args.mode in ("depth", "side"):
-            out.depth_range = depth_range(out.depth)
-        out.timings_ms = clock.timings
-        return out
+        if first.mode in ("depth", "side"):
+            for out in outs:
+                out.depth_range = depth_range(out.depth)
+        for out in outs:
+            out.timings_ms = dict(clock.timings)
+        return outs
 
     def _mesh(self, identity, planes: torch.Tensor, args: RenderArgs):
         key = (identity, args.mesh_resolution, args.mesh_level, args.mesh_colors)
@@ -264,10 +301,11 @@ class GeneratorRenderer:
         return float(sigma[near].median())
 
     def identity_mesh(self, planes: torch.Tensor, resolution: int, level: float | None, colors: bool,
-                      progress: Callable[[int, int], None] | None = None):
+                      progress: Callable[[int, int], None] | None = None, chunk: int = 2**18):
         """Marching-cubes mesh of one identity's density, with EG3D's border cleanup.
 
         ``level`` None picks ``surface_level``; the mesh's ``level`` attribute records the one used.
+        ``chunk``: points per decoder call while sampling the grid and colouring the vertices.
 
         Returns:
             (``renderers.mesh.Mesh``, density grid [res, res, res] as float32 numpy, box bounds).
@@ -278,11 +316,11 @@ class GeneratorRenderer:
             level = self.surface_level(planes)
         density, color, bounds = eg3d_fields(self.G, planes)
         res = int(resolution)
-        grid = sample_grid(density, bounds, res, device=self.device, progress=progress)
+        grid = sample_grid(density, bounds, res, chunk=chunk, device=self.device, progress=progress)
         mesh = marching_cubes(grid, float(level), bounds, inside="above", border=eg3d_border(res))
         mesh.level = float(level)
         if colors:
-            mesh.vertex_colors = vertex_colors(color, mesh.vertices, device=self.device)
+            mesh.vertex_colors = vertex_colors(color, mesh.vertices, chunk=chunk, device=self.device)
         return mesh, grid, bounds
 
     def identity_planes(self, args: RenderArgs) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from renderers.batching import BatchSize
 from renderers.display_frame import frame_to_rgb, to_display_frame
 from renderers.render_args import CameraPose, DisplayArgs, LatentArgs, RenderArgs
 from renderers.renderer import GeneratorRenderer
@@ -70,12 +71,25 @@ def camera_path_frames(renderer: GeneratorRenderer, args: RenderArgs, path: Came
 
 
 def render_frames(renderer: GeneratorRenderer, args: RenderArgs, display: DisplayArgs, poses: Sequence[CameraPose],
-                  ws: torch.Tensor | None = None) -> Iterator[np.ndarray]:
-    """[H, W, 3] uint8 frames: the request rendered from each pose (with ws[i] when given)."""
+                  ws: torch.Tensor | None = None, size: int | None = None,
+                  batch: "int | BatchSize" = 1) -> Iterator[np.ndarray]:
+    """[H, W, 3] uint8 frames: the request rendered from each pose (with ws[i] when given).
+
+    ``size``: the frames' height (``frame_to_rgb``; default: the larger of the rendered images).
+    ``batch``: frames per generator call, or a shared ``BatchSize`` that halves on out-of-memory.
+    """
     if args.mode not in VIDEO_MODES:
         raise ValueError(f"videos can show {', '.join(VIDEO_MODES)}; not {args.mode!r}")
-    for i, pose in enumerate(poses):
-        request = args.copy()
-        request.view = pose
-        output = renderer.render(request, ws=None if ws is None else ws[i:i + 1])
-        yield frame_to_rgb(to_display_frame(output), display)
+    batcher = batch if isinstance(batch, BatchSize) else BatchSize(int(batch), log=None)
+
+    def render(indices: Sequence[int]) -> list[np.ndarray]:
+        requests = []
+        for i in indices:
+            request = args.copy()
+            request.view = poses[i]
+            requests.append(request)
+        chunk_ws = None if ws is None else ws[indices[0]:indices[-1] + 1]
+        return [frame_to_rgb(to_display_frame(out), display, size)
+                for out in renderer.render_batch(requests, ws=chunk_ws)]
+
+    yield from batcher.map(range(len(poses)), render)

@@ -22,6 +22,8 @@ positions do not depend on the content, so this adds no bias and two identical s
 
 The trainer-facing side is a registry, :data:`METRICS`, of functions
 ``(G, dataset, MetricOptions) -> dict[str, float]``; :func:`compute_metrics` runs several by name.
+Besides SWD it holds FID and KID (``training.fid``) and the view and geometry metrics
+(``training.view_metrics``); ``training.evaluation`` runs them from the command line.
 """
 
 from __future__ import annotations
@@ -327,13 +329,20 @@ class ImageLabelDatasetLike(Protocol):
 
 @dataclass
 class MetricOptions:
-    """num_images: reals and fakes per metric; batch: generator batch size; seed: image/pose/z draws."""
+    """num_images: reals and fakes per metric (identities for the view metrics); batch: generator
+    batch size; seed: image/pose/z draws (first identity seed for the view metrics); inception:
+    path of the TorchScript Inception feature network that ``fid`` and ``kid`` need; focal:
+    normalised focal length of the view metrics' cameras (None: the dataset's median when there is
+    one, else FFHQ's); progress: show tqdm progress bars."""
 
     num_images: int = 256
     batch: int = 16
     device: str = "cpu"
     seed: int = 0
     truncation_psi: float = 1.0
+    inception: str | None = None
+    focal: float | None = None
+    progress: bool = False
 
 
 MetricFn = Callable[[GeneratorLike, ImageLabelDatasetLike, MetricOptions], dict[str, float]]
@@ -362,17 +371,23 @@ def _camera_label(dataset: ImageLabelDatasetLike, index: int) -> torch.Tensor:
     return torch.as_tensor(label, dtype=torch.float32)
 
 
+def real_indices(dataset_size: int, options: MetricOptions) -> torch.Tensor:
+    """[num_images] int64: the dataset items a metric compares against (seeded by ``options.seed``).
+
+    Distinct items when the dataset has enough of them, else drawn with replacement.
+    """
+    gen = torch.Generator().manual_seed(options.seed)
+    if options.num_images <= dataset_size:
+        return torch.randperm(dataset_size, generator=gen)[:options.num_images]
+    return torch.randint(dataset_size, (options.num_images,), generator=gen)
+
+
 def _real_batches(dataset: ImageLabelDatasetLike, options: MetricOptions) -> Iterator[torch.Tensor]:
     """``options.num_images`` random items as uint8 [B, 3, R, R] batches on ``options.device``.
 
     Items are distinct when the dataset has enough of them, else drawn with replacement.
     """
-    gen = torch.Generator().manual_seed(options.seed)
-    if options.num_images <= len(dataset):
-        indices = torch.randperm(len(dataset), generator=gen)[:options.num_images]
-    else:
-        indices = torch.randint(len(dataset), (options.num_images,), generator=gen)
-    for batch_indices in indices.split(options.batch):
+    for batch_indices in real_indices(len(dataset), options).split(options.batch):
         yield torch.stack([torch.as_tensor(dataset[int(i)][0]) for i in batch_indices]).to(options.device)
 
 
@@ -421,10 +436,60 @@ def swd_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike, options: Metric
     return swd_from_descriptors(real_desc, fake_desc, seed=options.seed).as_metrics("swd")
 
 
+def _fid_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike, options: MetricOptions) -> dict[str, float]:
+    from training.fid import inception_metrics  # imported on use: it imports this module
+
+    return inception_metrics(G, dataset, options, ("fid",))
+
+
+def _kid_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike, options: MetricOptions) -> dict[str, float]:
+    from training.fid import inception_metrics
+
+    return inception_metrics(G, dataset, options, ("kid",))
+
+
+def _reprojection_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike | None,
+                         options: MetricOptions) -> dict[str, float]:
+    from training.view_metrics import reprojection_metric
+
+    return reprojection_metric(G, dataset, options)
+
+
+def _geometry_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike | None,
+                     options: MetricOptions) -> dict[str, float]:
+    from training.view_metrics import geometry_metric
+
+    return geometry_metric(G, dataset, options)
+
+
+def _swd_depth_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike, options: MetricOptions) -> dict[str, float]:
+    from training.view_metrics import geometry_swd_metrics
+
+    return geometry_swd_metrics(G, dataset, options, ("swd-depth",))
+
+
+def _swd_normals_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike, options: MetricOptions) -> dict[str, float]:
+    from training.view_metrics import geometry_swd_metrics
+
+    return geometry_swd_metrics(G, dataset, options, ("swd-normals",))
+
+
 METRICS: dict[str, MetricFn] = {
     "swd": swd_metric,
+    "fid": _fid_metric,
+    "kid": _kid_metric,
+    "reprojection": _reprojection_metric,
+    "geometry": _geometry_metric,
+    "swd-depth": _swd_depth_metric,
+    "swd-normals": _swd_normals_metric,
 }
-"""Metrics the trainer can request by name."""
+"""Metrics the trainer can request by name. Each returns a dict holding its own name as a key
+(plus ``name/...`` details): fid, kid (``kid/std``), reprojection (``reprojection/valid``),
+geometry (``geometry/within10``), swd-depth and swd-normals (per-level ``swd-*/R`` too). See
+``training.fid`` and ``training.view_metrics`` for the definitions."""
+
+METRICS_WITHOUT_DATA = frozenset({"reprojection", "geometry"})
+"""Metrics that need no dataset (they render fixed orbit views of seeded identities)."""
 
 
 def compute_metrics(names: Sequence[str], G: GeneratorLike, dataset: ImageLabelDatasetLike,
@@ -432,7 +497,7 @@ def compute_metrics(names: Sequence[str], G: GeneratorLike, dataset: ImageLabelD
     """Run the named metrics and merge their results; unknown names fail before anything runs."""
     unknown = [name for name in names if name not in METRICS]
     if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(METRICS))}")
+        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {', '.join(METRICS)}")
     options = options or MetricOptions()
     results: dict[str, float] = {}
     for name in names:

@@ -641,13 +641,23 @@ def read_geometry(zip_path: str | os.PathLike | zipfile.ZipFile, name: str) -> t
     """
     zf = zip_path if isinstance(zip_path, zipfile.ZipFile) else zipfile.ZipFile(zip_path)
     try:
-        meta = json.loads(zf.read("dataset.json"))["geometry"]["depth"]
-        with np.load(io.BytesIO(zf.read(geometry_member(name))), allow_pickle=False) as arrays:
-            code = arrays["depth"].astype(np.uint16)
-            rgba = arrays["normals"]
+        meta = json.loads(zf.read("dataset.json"))["geometry"]
+        data = zf.read(geometry_member(name))
     finally:
         if zf is not zip_path:
             zf.close()
-    depth = decode_depth(code, meta["near"], meta["far"])
+    return decode_geometry(data, meta)
+
+
+def decode_geometry(npz: bytes, meta: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode one ``geometry/*.npz`` member given the ``geometry`` entry of its ``dataset.json``.
+
+    Returns what :func:`read_geometry` returns. Callers reading many images (e.g. through a
+    ``training.dataset.DatasetSource``, which also reads extracted folders) parse the metadata once.
+    """
+    with np.load(io.BytesIO(npz), allow_pickle=False) as arrays:
+        code = arrays["depth"].astype(np.uint16)
+        rgba = arrays["normals"]
+    depth = decode_depth(code, meta["depth"]["near"], meta["depth"]["far"])
     normals, mask = decode_normals(rgba)
     return depth, normals, mask & (code > 0)
