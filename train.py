@@ -117,7 +117,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         config = resolve_train_config(args)
         config.data, config.outdir = args.data, args.outdir
         for name, value in (("kimg", args.kimg), ("tick_kimg", args.tick), ("snap", args.snap),
-                            ("metric_images", args.metric_images), ("workers", args.workers)):
+                            ("metric_images", args.metric_images), ("workers", args.workers),
+                            ("inception", args.inception)):
             if value is not None:
                 setattr(config, name, value)
         if args.metrics is not None:
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", help="'auto' (newest run under --outdir, if any), a run directory or a training-state file")
     p.add_argument("--metrics", help="comma-separated metrics at each snapshot (swd) or 'none'")
     p.add_argument("--metric-images", type=int, help="images per metric evaluation")
+    p.add_argument("--inception", help="TorchScript Inception feature network for fid/kid (we cannot ship it)")
     p.add_argument("--workers", type=int, help="data-loading processes per GPU")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.set_defaults(func=cmd_fit)

@@ -143,8 +143,11 @@ def test_tiny_fit_writes_a_complete_run(heads_zip, tmp_path):
     from models import load_generator
     from training.loop import fit
 
-    config = fast_config(heads_zip, tmp_path / "runs", kimg=0.016, tick_kimg=0.008, snap=1, metrics=["swd"],
-                         metric_images=8)
+    from tests.test_eval_metrics import FakeInception, script_to
+
+    inception = script_to(FakeInception(), tmp_path / "inception.pt")  # stands in for the user's file
+    config = fast_config(heads_zip, tmp_path / "runs", kimg=0.016, tick_kimg=0.008, snap=1, metrics=["swd", "fid"],
+                         metric_images=8, inception=str(inception))
     run = fit(config, init_distributed(1, "cpu"), progress=False, log=lambda s: None)
     assert run.name == "00000-tiny-heads64-gpus1-batch4-gamma1"
     files = {p.name for p in run.iterdir()}
@@ -160,7 +163,8 @@ def test_tiny_fit_writes_a_complete_run(heads_zip, tmp_path):
     for key in ("loss/G", "loss/D_real", "loss/D_fake", "sec_per_kimg", "img_per_s", "lr/G", "blur_sigma", "cpu_mem_gb"):
         assert all(np.isfinite(r[key]) for r in rows), key
     metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [(m["metric"], m["kimg"]) for m in metrics] == [("swd", 0.0), ("swd", 0.008), ("swd", 0.016)]
+    assert [(m["metric"], m["kimg"]) for m in metrics if m["metric"] in ("swd", "fid")] == [
+        (name, kimg) for kimg in (0.0, 0.008, 0.016) for name in ("swd", "fid")]
     assert all(m["value"] > 0 for m in metrics)
     latest = json.loads((run / "latest").read_text())
     assert latest["state"] == "training-state-000000.016.pt" and latest["kimg"] == 0.016

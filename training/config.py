@@ -106,6 +106,8 @@ class TrainConfig:
     """Metrics computed at each snapshot."""
     metric_images: int = 1024
     """Real and fake images per metric evaluation."""
+    inception: str | None = None
+    """TorchScript Inception feature network for the fid and kid metrics (user-supplied file)."""
     workers: int = 2
     """Data-loading worker processes per rank."""
     grid_seeds: int = 4

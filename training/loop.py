@@ -579,7 +579,7 @@ def evaluate_metrics(trainer: Trainer, out: RunOutputs, snapshot: str) -> dict[s
 
     nimg = trainer.cur_nimg
     options = MetricOptions(num_images=min(config.metric_images, len(out.dataset)), batch=config.batch_per_gpu,
-                            device=str(trainer.ctx.device), seed=config.seed)
+                            device=str(trainer.ctx.device), seed=config.seed, inception=config.inception)
     start = time.time()
     try:
         results = compute_metrics(config.metrics, trainer.G_ema, out.dataset, options)
