@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from renderers.batching import BatchSize, OutOfMemory, is_out_of_memory, suggest_batch
+from renderers.batching import DECODER_BYTES_PER_POINT, BatchSize, OutOfMemory, is_out_of_memory, suggest_batch
 from renderers.display_frame import frame_to_rgb, to_display_frame
 from renderers.render_args import CameraPose, DisplayArgs, LatentArgs, RenderArgs
 from renderers.renderer import GeneratorRenderer, RenderOutput
@@ -337,10 +337,6 @@ def run_video(G, seeds: Sequence[int], out: str | os.PathLike, *, trajectory: st
 
 # --- meshes -------------------------------------------------------------------------------------
 
-MESH_BYTES_PER_POINT = (3 * 32 + 32 + 64 + 33) * 4 * 2
-"""Rough decoder memory per grid point (tri-plane features, hidden layer, outputs, temporaries)."""
-
-
 def suggest_chunk(device: torch.device | str) -> tuple[int, str]:
     """Grid points per decoder call: a power of two using about a quarter of the free memory,
     between 2**12 and 2**18 on the CPU (2**21 on CUDA)."""
@@ -349,9 +345,9 @@ def suggest_chunk(device: torch.device | str) -> tuple[int, str]:
     device = torch.device(device)
     free = free_memory_bytes(device)
     cap = 2**21 if device.type == "cuda" else 2**18
-    chunk = 2 ** int(math.floor(math.log2(max(free // 4 // MESH_BYTES_PER_POINT, 1))))
+    chunk = 2 ** int(math.floor(math.log2(max(free // 4 // DECODER_BYTES_PER_POINT, 1))))
     chunk = int(min(cap, max(2**12, chunk)))
-    return chunk, (f"{chunk} grid points per decoder call (about {chunk * MESH_BYTES_PER_POINT / 2**20:.0f} MiB, "
+    return chunk, (f"{chunk} grid points per decoder call (about {chunk * DECODER_BYTES_PER_POINT / 2**20:.0f} MiB, "
                    f"{free / 2**30:.1f} GiB free on {device.type}; halved automatically on out-of-memory)")
 
 

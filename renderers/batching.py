@@ -51,6 +51,11 @@ def free_memory_bytes(device: torch.device | str) -> int:
         return 4 << 30
 
 
+DECODER_BYTES_PER_POINT = (3 * 32 + 32 + 64 + 33) * 4 * 2
+"""Rough decoder memory per 3D point: features of the 3 planes, their mean, the hidden layer and
+the outputs, float32, doubled for temporaries."""
+
+
 def render_bytes_per_item(G) -> int:
     """Rough peak memory of rendering one frame: the per-sample decoder activations of every ray
     (tri-plane features, hidden layer, outputs; coarse and fine passes) plus the tri-planes and
@@ -58,10 +63,9 @@ def render_bytes_per_item(G) -> int:
     opts = G.rendering_kwargs
     r = int(G.neural_rendering_resolution)
     samples = int(opts.get("depth_resolution", 48)) + int(opts.get("depth_resolution_importance", 48))
-    per_sample = (3 * 32 + 32 + 64 + 33) * 4 * 2  # features of 3 planes, mean, hidden, outputs; x2 for temporaries
     planes = 3 * 32 * 256 * 256 * 4
     sr = int(G.img_resolution) ** 2 * 128 * 4 * 4
-    return r * r * samples * per_sample + planes + sr
+    return r * r * samples * DECODER_BYTES_PER_POINT + planes + sr
 
 
 def suggest_batch(G, device: torch.device | str, cap: int | None = None) -> tuple[int, str]:

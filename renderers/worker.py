@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import torch
 
+from renderers.batching import is_out_of_memory
 from renderers.display_frame import DisplayFrame, to_display_frame
 from renderers.render_args import RenderArgs
 from renderers.renderer import GeneratorRenderer
@@ -92,7 +93,7 @@ class Job:
 
 def describe_error(exc: BaseException) -> str:
     """A message for the viewport: the problem first, and for out-of-memory what to do."""
-    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+    if is_out_of_memory(exc):
         return ("out of memory while rendering: lower the neural resolution or samples per ray, "
                 "turn super-resolution off, or lower the mesh resolution")
     text = f"{type(exc).__name__}: {exc}".strip()

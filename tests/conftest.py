@@ -58,3 +58,15 @@ def ref128_generator(ref128_init_kwargs, ref128_state_dict):
     G = TriPlaneGenerator(EG3DConfig.from_official(ref128_init_kwargs))
     load_state_checked(G, ref128_state_dict, REF128_DIR / "weights.npz")
     return G.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def official_pickle(tmp_path_factory, ref128_generator, ref128_init_kwargs) -> Path:
+    """The reference generator written with the byte layout of an official EG3D network snapshot."""
+    from tests.eg3d_pickle_writer import write_eg3d_pickle
+    from tests.test_eg3d_pickle_import import official_layout_copy
+
+    path = tmp_path_factory.mktemp("pkl") / "network-snapshot-000000.pkl"
+    tree, persistent, plain = official_layout_copy(ref128_generator)
+    write_eg3d_pickle(path, tree, ref128_init_kwargs, persistent, plain)
+    return path

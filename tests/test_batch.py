@@ -34,18 +34,6 @@ def G():
     return model
 
 
-@pytest.fixture(scope="module")
-def official_pickle(tmp_path_factory, ref128_generator, ref128_init_kwargs):
-    """The reference generator written with the byte layout of an EG3D network snapshot."""
-    from tests.eg3d_pickle_writer import write_eg3d_pickle
-    from tests.test_eg3d_pickle_import import official_layout_copy
-
-    path = tmp_path_factory.mktemp("pkl") / "network-snapshot-000000.pkl"
-    tree, persistent, plain = official_layout_copy(ref128_generator)
-    write_eg3d_pickle(path, tree, ref128_init_kwargs, persistent, plain)
-    return path
-
-
 def quiet(_: str) -> None:
     pass
 

@@ -63,14 +63,6 @@ def official_layout_copy(G: TriPlaneGenerator) -> tuple[nn.Module, dict[str, str
     return clone, persistent, plain
 
 
-@pytest.fixture(scope="module")
-def official_pickle(tmp_path_factory, ref128_generator, ref128_init_kwargs):
-    path = tmp_path_factory.mktemp("pkl") / "network-snapshot-000000.pkl"
-    tree, persistent, plain = official_layout_copy(ref128_generator)
-    write_eg3d_pickle(path, tree, ref128_init_kwargs, persistent, plain)
-    return path
-
-
 @pytest.mark.parametrize("case", [0, 1, 2])
 def test_official_pickle_renders_the_fixture(official_pickle, ref128_cases, case):
     G = load_generator(official_pickle)
