@@ -13,7 +13,8 @@ Used for reproducible figures and for the GUI tests. Each action is one JSON obj
   settle first; image shots are at the native size unless ``height`` is given.
 * ``{"video": "out.mp4", "frames": n, "trajectory": "orbit", "mode": "rgb", "fps": 30, "seeds": "0-3"}``
 * ``{"export_mesh": "m.ply", "res": 128, "level": 10, "colors": false}``
-* ``{"load": "path"}``, ``{"keyframe": "add"}``, ``{"save_camera_path": "p.json"}``,
+* ``{"load": "path"}``, ``{"keyframe": "add", "seed": false, "duration": 4.0}`` (the current view as the
+  path's next keyframe; ``duration`` respaces the path evenly), ``{"save_camera_path": "p.json"}``,
   ``{"load_camera_path": "p.json"}``.
 
 The first key of an object names the action; the other keys are its options. Video, mesh and load actions wait until their job finishes. Any error stops the script; with
@@ -263,8 +264,8 @@ class ScriptPlayer:
             latent = viz.state.args.latent
             viz.state.camera_path.add(copy.deepcopy(viz.state.args.view),
                                       seed=(latent.seed_x, latent.seed_y) if action.get("seed", False) else None)
-            if "time" in action:
-                viz.state.camera_path.retime(float(action["time"]))
+            if "duration" in action:  # then space all keyframes evenly over this many seconds
+                viz.state.camera_path.retime(float(action["duration"]))
         elif kind == "save_camera_path":
             viz.state.camera_path.save(action["save_camera_path"])
         elif kind == "load_camera_path":

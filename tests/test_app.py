@@ -386,3 +386,37 @@ def test_video_can_be_aborted_without_leaving_a_file(viz, tmp_path):
     run_until(viz, lambda: job.finished and job not in viz.jobs)
     assert job.cancelled and not target.exists()
     assert not list(tmp_path.glob("*.mp4*")), "a partial file was left behind"
+
+
+def test_keyframe_camera_path_is_recorded_saved_and_reloaded(viz, tmp_path):
+    """Keyframes added from the current view (as the capture panel's '+ view' does), a JSON round
+    trip, and a 'path' video with the path's own frame count (duration x fps)."""
+    import imageio_ffmpeg
+
+    from app.script import ScriptPlayer
+    from renderers.trajectories import CameraPath
+
+    saved = tmp_path / "path.json"
+    viz.state.camera_path = CameraPath(fps=8.0)
+    actions = [{"set": {"yaw": -0.3, "pitch": 0.0}}, {"keyframe": "add"},
+               {"set": {"yaw": 0.3, "pitch": 0.1}}, {"keyframe": "add", "duration": 1.0},
+               {"save_camera_path": str(saved)}, {"set": {"yaw": 0.0}},
+               {"load_camera_path": str(saved)}]
+    viz.script = ScriptPlayer(viz, actions)
+    try:
+        run_until(viz, lambda: viz.script.done)
+    finally:
+        error, viz.script = viz.script.error, None
+    assert error is None
+    path = viz.state.camera_path
+    assert [k.pose.yaw for k in path.keyframes] == [-0.3, 0.3] and path.n_frames == 8
+
+    target = tmp_path / "path.mp4"
+    job = viz.start_video(target, trajectory="path")
+    run_until(viz, lambda: job.finished and job not in viz.jobs)
+    assert job.error is None and not job.cancelled
+    reader = imageio_ffmpeg.read_frames(str(target))
+    next(reader)
+    frames = [np.frombuffer(f, np.uint8).reshape(64, 64, 3).astype(np.float32) for f in reader]
+    assert len(frames) == 8
+    assert np.abs(frames[0] - frames[-1]).mean() > 5  # the camera moved from yaw -0.3 to 0.3
