@@ -1,0 +1,188 @@
+"""Feature volumes: trilinear sampling over a bounding box, and VolumeGAN's volume generator.
+
+Axis convention. A volume is [N, C, D, H, W] and world axes map to grid axes as
+
+* x -> W (last axis), y -> H, z -> D (first spatial axis),
+
+the same order ``F.grid_sample`` uses for its (x, y, z) grid coordinates, so no permutation is
+needed anywhere. Index (d, h, w) holds the feature at the point
+
+    (xmin + w * (xmax - xmin) / (W - 1),  ymin + h * (ymax - ymin) / (H - 1),  zmin + d * ...),
+
+i.e. the bounds are the centres of the corner voxels (``align_corners=True``). methods.md only
+says VolumeGAN samples "trilinearly over fixed bounds", so this is our choice: with it, sampling
+exactly at a voxel centre returns that voxel, and the whole box interpolates between stored
+values only.
+
+Points outside the box sample to exactly zero. ``grid_sample``'s zero padding alone would not
+do this under ``align_corners=True``: a point half a voxel outside would still see half of the
+border voxel. We mask explicitly so that "outside" has one meaning (the closed box is inside).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BoundsLike = torch.Tensor | Sequence[Sequence[float]]
+
+VOLUMEGAN_FFHQ_BOUNDS: tuple[tuple[float, float, float], tuple[float, float, float]] = (
+    (-0.1886, -0.1671, -0.1956),
+    (0.1887, 0.1692, 0.1872),
+)
+"""VolumeGAN's fixed FFHQ box [[xmin, ymin, zmin], [xmax, ymax, zmax]] (methods.md §3.2)."""
+
+
+def _bounds_tensor(bounds: BoundsLike, like: torch.Tensor) -> torch.Tensor:
+    """[2, 3] bounds on ``like``'s device and dtype, checked to be a non-empty box."""
+    b = torch.as_tensor(bounds, dtype=like.dtype, device=like.device)
+    if b.shape != (2, 3):
+        raise ValueError(f"bounds must be [[xmin, ymin, zmin], [xmax, ymax, zmax]], got shape {tuple(b.shape)}")
+    if not bool((b[1] > b[0]).all()):
+        raise ValueError(f"bounds must have min < max on every axis, got {b.tolist()}")
+    return b
+
+
+def normalize_to_bounds(points: torch.Tensor, bounds: BoundsLike) -> torch.Tensor:
+    """Map world points to grid coordinates: the box [min, max] becomes [-1, 1] per axis.
+
+    Args:
+        points: [..., 3] world (x, y, z).
+        bounds: [2, 3] box.
+
+    Returns:
+        [..., 3] in ``grid_sample``'s (x, y, z) order.
+    """
+    b = _bounds_tensor(bounds, points)
+    return 2 * (points - b[0]) / (b[1] - b[0]) - 1
+
+
+def sample_feature_volume(volume: torch.Tensor, points: torch.Tensor, bounds: BoundsLike) -> torch.Tensor:
+    """Trilinear features of points from a volume spanning ``bounds`` (zero outside the box).
+
+    See the module docstring for the axis and voxel-centre conventions.
+
+    Args:
+        volume: [N, C, D, H, W] features; x indexes W, y indexes H, z indexes D.
+        points: [N, P, 3] world points.
+        bounds: [2, 3] ``[[xmin, ymin, zmin], [xmax, ymax, zmax]]``: the centres of the corner voxels.
+
+    Returns:
+        [N, P, C].
+    """
+    n, c = volume.shape[:2]
+    if points.ndim != 3 or points.shape[0] != n or points.shape[-1] != 3:
+        raise ValueError(f"points must be [N={n}, P, 3], got {tuple(points.shape)}")
+    grid = normalize_to_bounds(points, bounds).to(volume.dtype)
+    features = F.grid_sample(
+        volume,
+        grid[:, :, None, None, :],  # [N, P, 1, 1, 3]: P "depth" rows of one texel each
+        mode="bilinear",  # trilinear for 5-D input
+        padding_mode="zeros",
+        align_corners=True,
+    )  # [N, C, P, 1, 1]
+    features = features.reshape(n, c, -1).transpose(1, 2)
+    inside = (grid.abs() <= 1).all(dim=-1, keepdim=True)
+    return features * inside.to(features.dtype)
+
+
+def voxel_centres(resolution: Sequence[int], bounds: BoundsLike, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """World positions of every voxel of a [D, H, W] grid over ``bounds``.
+
+    Returns:
+        [D, H, W, 3] (x, y, z); entry [d, h, w] is where :func:`sample_feature_volume` reads voxel (d, h, w).
+    """
+    d, h, w = resolution
+    b = torch.as_tensor(bounds, dtype=dtype)
+    z = torch.linspace(float(b[0, 2]), float(b[1, 2]), d, dtype=dtype)
+    y = torch.linspace(float(b[0, 1]), float(b[1, 1]), h, dtype=dtype)
+    x = torch.linspace(float(b[0, 0]), float(b[1, 0]), w, dtype=dtype)
+    zz, yy, xx = torch.meshgrid(z, y, x, indexing="ij")
+    return torch.stack([xx, yy, zz], dim=-1)
+
+
+class FeatureVolume(nn.Module):
+    """VolumeGAN's 3D feature generator: a learned constant grown by AdaIN-modulated 3D convs.
+
+    With the defaults (methods.md §3.2): a constant 256 x 4^3 input, then 4 stages at 4, 8, 16 and
+    32 voxels with 256, 128, 64 and 32 channels. methods.md says both "4 stages (4->8->16->32)" and
+    "each stage does nearest x2 upsampling"; only three doublings fit 4 -> 32, so stage 0 runs at the
+    constant's resolution and stages 1-3 upsample first. Each stage: [nearest x2], 3x3x3 Conv3d,
+    instance norm (no affine), AdaIN ``x * (scale_bias + scale) + shift``, LeakyReLU 0.2.
+
+    All stages' scales and shifts come from ONE linear layer applied to w[0] (the first of the
+    per-layer ws), as methods.md describes. Whether the predicted scale is used directly or as
+    ``1 + scale`` is not stated; ``scale_bias`` selects it (0: direct, our default; 1: identity
+    at initialisation).
+
+    Output: [N, 32, 32, 32, 32] = [N, C, D, H, W], to be read with :func:`sample_feature_volume`
+    over :data:`VOLUMEGAN_FFHQ_BOUNDS`.
+    """
+
+    def __init__(
+        self,
+        w_dim: int = 512,
+        *,
+        init_resolution: int = 4,
+        resolution: int = 32,
+        base_channels: int = 256,
+        out_channels: int = 32,
+        scale_bias: float = 0.0,
+        eps: float = 1e-8,
+    ):
+        super().__init__()
+        num_up = (resolution // init_resolution).bit_length() - 1
+        if init_resolution << num_up != resolution:
+            raise ValueError(f"resolution {resolution} is not init_resolution {init_resolution} times a power of 2")
+        self.w_dim = w_dim
+        self.resolution = resolution
+        self.scale_bias = scale_bias
+        self.eps = eps
+
+        # Channels halve per stage from base_channels, never below out_channels; the last stage
+        # emits exactly out_channels.
+        channels = [max(base_channels >> i, out_channels) for i in range(num_up + 1)]
+        channels[-1] = out_channels
+        self.stage_channels: list[int] = channels
+
+        self.const = nn.Parameter(torch.ones(1, base_channels, init_resolution, init_resolution, init_resolution))
+        in_channels = [base_channels] + channels[:-1]
+        self.convs = nn.ModuleList(nn.Conv3d(i, o, kernel_size=3, padding=1) for i, o in zip(in_channels, channels))
+        self.affine = nn.Linear(w_dim, 2 * sum(channels))
+        # Small style init (Kaiming for LeakyReLU 0.2, x 0.25) so early training is driven by the convs.
+        nn.init.kaiming_normal_(self.affine.weight, a=0.2, mode="fan_in", nonlinearity="leaky_relu")
+        with torch.no_grad():
+            self.affine.weight.mul_(0.25)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        """Feature volume of a batch of latents.
+
+        Args:
+            w: [N, w_dim], or [N, num_ws, w_dim] of which only ws[:, 0] is used.
+
+        Returns:
+            [N, C, D, H, W] = [N, 32, 32, 32, 32] by default.
+        """
+        if w.ndim == 3:
+            w = w[:, 0]
+        styles = self.affine(w)
+        scales, shifts = styles.chunk(2, dim=1)
+        x = self.const.expand(w.shape[0], -1, -1, -1, -1)
+        start = 0
+        for stage, conv in enumerate(self.convs):
+            if stage > 0:
+                x = F.interpolate(x, scale_factor=2, mode="nearest")
+            x = conv(x)
+            x = F.instance_norm(x, eps=self.eps)
+            end = start + conv.out_channels
+            scale = scales[:, start:end, None, None, None]
+            shift = shifts[:, start:end, None, None, None]
+            start = end
+            x = F.leaky_relu(x * (self.scale_bias + scale) + shift, 0.2)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"w_dim={self.w_dim}, resolution={self.resolution}, stage_channels={self.stage_channels}"

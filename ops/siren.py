@@ -1,0 +1,250 @@
+"""SIREN-FiLM building blocks of the pi-GAN family (pi-GAN, GRAM, StyleSDF) plus NeRF encoding.
+
+Sources are the tags of ``docs/methods.md`` (shared copy: ``/work/shared/docs/methods.md``):
+
+* §3.5 pi-GAN decoder: 8 FiLM-SIREN layers of width 256, ``freq = 15 f + 30``, linear sigma
+  head, colour ``FiLM([dir, h])`` -> linear to 3 -> sigmoid, input x 2/0.24 ``[P] siren/siren.py``.
+* §3.3 GRAM (a pi-GAN descendant): FiLM form ``sin(freq * W x + phase)``, init
+  ``frequency_init(25)`` and first layer ``U(-1/n, 1/n)``; mapper = pi-GAN ``CustomMappingNetwork``,
+  z (256) -> 3 x FC 256 + LReLU 0.2 -> (8 + 1) * 256 * 2 values, last layer weights x 0.25.
+* §3.2 VolumeGAN: NeRF PE of xyz with 10 frequencies and the input included is 63-d.
+
+Conventions: ``n`` is a linear layer's fan-in; ``frequency_init(c)`` draws
+``W ~ U(-sqrt(6/n)/c, sqrt(6/n)/c)`` (the SIREN bound ``sqrt(6/n)/omega_0`` with ``c`` in place of
+omega_0; methods.md names ``frequency_init(25)`` without spelling out the formula, the formula
+is pi-GAN's public code).
+
+Assumptions (methods.md is silent; each is the simplest reading consistent with the pi-GAN code):
+
+* Biases keep PyTorch's ``nn.Linear`` default ``U(-1/sqrt(n), 1/sqrt(n))``; neither the SIREN
+  inits nor the mapper's init touch them.
+* §3.5 gives no pi-GAN init; we use GRAM's (§3.3), which is pi-GAN's: ``frequency_init(25)`` for
+  every linear layer of the decoder (FiLM layers, sigma head, colour FiLM, RGB head), then
+  ``U(-1/n, 1/n)`` for the first FiLM layer only. The colour FiLM layer is *not* a "first" layer.
+* Mapper hidden and output weights: Kaiming-normal, fan-in, LeakyReLU(0.2) gain (pi-GAN's
+  ``kaiming_leaky_init``), applied before the x 0.25 on the last layer.
+* Mapper output layout: the first half of the (8 + 1) * 256 * 2 values are frequencies, the second
+  half phases; within each half, layer ``l`` owns the contiguous slice ``[l*W, (l+1)*W)`` and the
+  last slice drives the colour FiLM layer.
+* ``15 f + 30`` is applied to frequencies only; phases enter the sine unscaled.
+* Colour FiLM input is ``cat([direction, h])`` (direction first), direction as given by the ray
+  sampler (unit length there); the decoder does not renormalise it and does not scale it by 2/0.24.
+* ``sigma`` is returned raw (no activation): §3.5 puts ReLU + annealed noise in the renderer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PIGAN_WIDTH = 256
+PIGAN_DEPTH = 8
+PIGAN_BOX_SIDE = 0.24  # points x 2/0.24 before the MLP (methods.md §3.5 "Input x2/0.24")
+FREQUENCY_INIT_SCALE = 25.0  # frequency_init(25), methods.md §3.3
+
+
+# --- positional encoding ---------------------------------------------------------------------
+
+def positional_encoding(x: torch.Tensor, num_frequencies: int, include_input: bool = True) -> torch.Tensor:
+    """NeRF positional encoding without a factor of pi.
+
+    ``[x, sin(2^0 x), cos(2^0 x), ..., sin(2^(F-1) x), cos(2^(F-1) x)]``; each block is D wide.
+    The frequencies are ``2^k`` (k = 0..F-1), **no pi**, as in NeRF's released code (the NeRF paper
+    writes ``2^k pi``). For xyz with F = 10 and the input included this is 3 * 21 = 63-d, the size
+    methods.md §3.2 gives for VolumeGAN's PE(10).
+
+    Args:
+        x: [..., D].
+        num_frequencies: F >= 0.
+        include_input: prepend ``x`` itself.
+
+    Returns:
+        [..., D * (include_input + 2 F)].
+    """
+    if num_frequencies < 0:
+        raise ValueError(f"num_frequencies must be >= 0, got {num_frequencies}")
+    # Powers of two are exact in floating point, so 2^k x matches x * 2**k bit for bit.
+    scales = 2.0 ** torch.arange(num_frequencies, dtype=x.dtype, device=x.device)
+    scaled = x.unsqueeze(-2) * scales.unsqueeze(-1)  # [..., F, D]
+    bands = torch.stack([torch.sin(scaled), torch.cos(scaled)], dim=-2)  # [..., F, 2, D]
+    bands = bands.flatten(-3)  # [..., F*2*D], order sin(f0), cos(f0), sin(f1), ...
+    return torch.cat([x, bands], dim=-1) if include_input else bands
+
+
+# --- initialisation --------------------------------------------------------------------------
+
+def siren_uniform_bound(fan_in: int, is_first: bool = False, scale: float = FREQUENCY_INIT_SCALE) -> float:
+    """Half-width of the uniform weight init: ``1/n`` (first layer) or ``sqrt(6/n)/scale``."""
+    return 1.0 / fan_in if is_first else math.sqrt(6.0 / fan_in) / scale
+
+
+@torch.no_grad()
+def siren_init_(linear: nn.Linear, is_first: bool = False, scale: float = FREQUENCY_INIT_SCALE) -> nn.Linear:
+    """Overwrite ``linear.weight`` with the pi-GAN SIREN init; the bias is left as it is."""
+    bound = siren_uniform_bound(linear.weight.shape[-1], is_first, scale)
+    linear.weight.uniform_(-bound, bound)
+    return linear
+
+
+# --- FiLM-SIREN layer ------------------------------------------------------------------------
+
+def film_frequencies(raw: torch.Tensor) -> torch.Tensor:
+    """pi-GAN's mapping-side frequency transform ``15 f + 30``.
+
+    Source line: methods.md §3.5 Decoder, "8 FiLM-SIREN layers of width 256, freq = 15f + 30"
+    (same in §3.3 GRAM; §3.4 StyleSDF writes it as "FiLM gamma = 15 Linear(w) + 30"). The +30
+    centres the sine frequency at SIREN's omega_0 = 30 when the mapper outputs zero.
+    """
+    return 15.0 * raw + 30.0
+
+
+class FiLMSiren(nn.Module):
+    """``sin(freq * (W x + b) + phase)`` with per-sample FiLM frequency and phase.
+
+    The frequency multiplies the biased pre-activation (bias inside the product), as in
+    methods.md §3.3 "sin(freq·Wx + phase)" with ``Wx`` an ``nn.Linear``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, is_first: bool = False) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.is_first = is_first
+        self.linear = siren_init_(nn.Linear(in_features, out_features), is_first=is_first)
+
+    def forward(self, x: torch.Tensor, freq: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: [N, P, in].
+            freq: [N, out], already transformed (see :func:`film_frequencies`).
+            phase: [N, out].
+
+        Returns:
+            [N, P, out].
+        """
+        h = self.linear(x)
+        return torch.sin(freq.unsqueeze(1) * h + phase.unsqueeze(1))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, is_first={self.is_first}"
+
+
+# --- mapping network -------------------------------------------------------------------------
+
+class FiLMMapping(nn.Module):
+    """pi-GAN's ``CustomMappingNetwork``: z -> raw FiLM frequencies and phases of every layer.
+
+    ``hidden_layers`` FC layers with LeakyReLU 0.2, then one linear layer to
+    ``out_layers * width * 2`` values; that layer's weights are scaled by 0.25 after init
+    (methods.md §3.3/§3.5). Frequencies are returned raw: apply :func:`film_frequencies` before use.
+    """
+
+    def __init__(
+        self,
+        z_dim: int = 256,
+        hidden: int = 256,
+        hidden_layers: int = 3,
+        out_layers: int = PIGAN_DEPTH + 1,
+        width: int = PIGAN_WIDTH,
+        last_scale: float = 0.25,
+    ) -> None:
+        super().__init__()
+        if hidden_layers < 1:
+            raise ValueError(f"hidden_layers must be >= 1, got {hidden_layers}")
+        self.out_layers = out_layers
+        self.width = width
+        dims = [z_dim] + [hidden] * hidden_layers
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.out = nn.Linear(hidden, out_layers * width * 2)
+        with torch.no_grad():
+            for layer in [*self.hidden, self.out]:
+                nn.init.kaiming_normal_(layer.weight, a=0.2, mode="fan_in", nonlinearity="leaky_relu")
+            # Small last layer: FiLM parameters start near the mapper's bias, so freq ~ 30.
+            self.out.weight.mul_(last_scale)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            z: [N, z_dim].
+
+        Returns:
+            (frequencies, phases), each [N, out_layers, width]; frequencies are raw.
+        """
+        x = z
+        for layer in self.hidden:
+            x = F.leaky_relu(layer(x), 0.2)
+        x = self.out(x)
+        half = self.out_layers * self.width
+        frequencies = x[:, :half].reshape(-1, self.out_layers, self.width)
+        phases = x[:, half:].reshape(-1, self.out_layers, self.width)
+        return frequencies, phases
+
+
+# --- decoder ---------------------------------------------------------------------------------
+
+class SirenFiLMDecoder(nn.Module):
+    """pi-GAN's ``SPATIALSIRENBASELINE`` decoder (methods.md §3.5).
+
+    points x 2/box_side -> ``depth`` FiLM-SIREN layers -> h; sigma = Linear(h);
+    rgb = sigmoid(Linear(FiLMSiren(cat([direction, h])))). FiLM parameters: ``depth + 1`` slices,
+    the last for the colour layer. See the module docstring for the assumptions.
+    """
+
+    def __init__(
+        self,
+        width: int = PIGAN_WIDTH,
+        depth: int = PIGAN_DEPTH,
+        in_features: int = 3,
+        dir_features: int = 3,
+        box_side: float = PIGAN_BOX_SIDE,
+    ) -> None:
+        super().__init__()
+        self.width = width
+        self.depth = depth
+        self.coordinate_scale = 2.0 / box_side
+        self.layers = nn.ModuleList(
+            FiLMSiren(in_features if i == 0 else width, width, is_first=(i == 0)) for i in range(depth)
+        )
+        self.sigma_head = siren_init_(nn.Linear(width, 1))
+        self.color_film = FiLMSiren(dir_features + width, width)
+        self.rgb_head = siren_init_(nn.Linear(width, 3))
+
+    @property
+    def num_film_layers(self) -> int:
+        """How many (frequency, phase) slices the decoder consumes: ``depth + 1``."""
+        return self.depth + 1
+
+    def forward(
+        self,
+        points: torch.Tensor,
+        directions: torch.Tensor,
+        frequencies: torch.Tensor,
+        phases: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """
+        Args:
+            points: [N, P, 3] world points.
+            directions: [N, P, 3] ray directions.
+            frequencies: [N, depth + 1, width] **raw** mapper output (``15 f + 30`` applied here).
+            phases: [N, depth + 1, width].
+
+        Returns:
+            ``sigma`` [N, P, 1] raw density (any real; the renderer applies ReLU) and
+            ``rgb`` [N, P, 3] in (0, 1).
+        """
+        expected = (points.shape[0], self.num_film_layers, self.width)
+        if tuple(frequencies.shape) != expected or tuple(phases.shape) != expected:
+            raise ValueError(
+                f"frequencies/phases must be {list(expected)}, got {list(frequencies.shape)} and {list(phases.shape)}"
+            )
+        freq = film_frequencies(frequencies)
+        x = points * self.coordinate_scale
+        for i, layer in enumerate(self.layers):
+            x = layer(x, freq[:, i], phases[:, i])
+        sigma = self.sigma_head(x)
+        color = self.color_film(torch.cat([directions, x], dim=-1), freq[:, -1], phases[:, -1])
+        rgb = torch.sigmoid(self.rgb_head(color))
+        return {"sigma": sigma, "rgb": rgb}
