@@ -7,12 +7,10 @@ failed capture never leaves a broken file and never replaces an existing one.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
-from renderers.images import save_png  # the app's screenshots import it from here
 from renderers.worker import Job
-
-__all__ = ["save_png", "video_job", "mesh_job"]
 
 
 def video_job(viz, path: str | Path | None = None, *, frames: int | None = None, fps: float | None = None,
@@ -33,9 +31,9 @@ def video_job(viz, path: str | Path | None = None, *, frames: int | None = None,
     kind = trajectory or cap.video_trajectory
     args = viz.state.args.copy()
     args.mode = mode or cap.video_mode
-    display = _copy(viz.state.display)
+    display = copy.deepcopy(viz.state.display)
     seed_text = seeds if seeds is not None else cap.video_seeds
-    camera_path = _copy(viz.state.camera_path)
+    camera_path = copy.deepcopy(viz.state.camera_path)
     target = Path(path) if path else next_numbered_path(cap.out_dir, f"video-{kind if kind in TRAJECTORIES else 'path'}", ".mp4")
 
     def fn(job: Job, renderer):
@@ -92,12 +90,6 @@ def mesh_job(viz, path: str | Path | None = None, *, fmt: str | None = None, res
     job.on_done = lambda j: _report(viz, j, lambda r: f"saved {r[0]} ({len(r[1].vertices)} vertices, "
                                                      f"{len(r[1].faces)} faces)")
     return job
-
-
-def _copy(obj):
-    import copy
-
-    return copy.deepcopy(obj)
 
 
 def _report(viz, job: Job, describe) -> None:

@@ -191,19 +191,18 @@ class ScriptPlayer:
         if isinstance(what, tuple) and what[0] == "screenshot":
             if not viz.settled():
                 return False
-            _, target, kind, height = what
-            if kind is not None:  # settled: take it now (window shots complete at the frame's end)
-                self._waiting_for = ("saved", target)
-                viz.screenshot(target, kind, on_saved=lambda p: setattr(self, "_saved", str(p)), height=height)
-                return False
-            return True
-        if isinstance(what, tuple) and what[0] == "saved":
-            if getattr(self, "_saved", None) == what[1]:
-                return True
-            if viz.state.messages and viz.state.messages[-1].level == "error" and "screenshot" in viz.state.messages[-1].text:
-                self._fail(viz.state.messages[-1].text)
-                return True
+            _, target, kind, height = what  # settled: take it now (window shots complete at the frame's end)
+            self._waiting_for = ("saved", None)
+            viz.screenshot(target, kind, height=height,
+                           on_done=lambda _path, error: setattr(self, "_waiting_for", ("saved", error or "")))
             return False
+        if isinstance(what, tuple) and what[0] == "saved":
+            error = what[1]
+            if error is None:  # not written yet
+                return False
+            if error:
+                self._fail(f"screenshot not saved: {error}")
+            return True
         if hasattr(what, "finished"):  # a job
             if not what.finished or what in viz.jobs:
                 return False

@@ -28,6 +28,9 @@ from renderers.render_args import RENDER_MODES
 from renderers.renderer import GeneratorRenderer, camera_label
 from renderers.worker import Frame, Job, RenderWorker
 
+ScreenshotCallback = Callable[[Path, "str | None"], None]
+"""Called with (path, None) once a screenshot is written, or (path, error) if it could not be."""
+
 PANEL_WIDTH = 390
 """Width of the control panel on the left (window pixels)."""
 
@@ -57,7 +60,7 @@ class Visualizer:
         self._last_request = None
         self._drag: _Drag | None = None
         self._cursor = (0.0, 0.0)
-        self._pending_window_shots: list[tuple[Path, Callable[[Path], None] | None]] = []
+        self._pending_window_shots: list[tuple[Path, ScreenshotCallback | None]] = []
         self.jobs: list[Job] = []
         self.panel_requests: dict[str, bool] = {}
         """Panels to expand (True) or collapse on the next UI frame, by title (session scripts)."""
@@ -236,11 +239,12 @@ class Visualizer:
     # --- capture --------------------------------------------------------------------------------
 
     def screenshot(self, path: str | Path | None = None, what: str | None = None,
-                   on_saved: Callable[[Path], None] | None = None, height: int | None = None) -> Path:
+                   on_done: ScreenshotCallback | None = None, height: int | None = None) -> Path:
         """Save a PNG of the image (as displayed; native resolution, or ``height`` pixels high) or of
         the whole window.
 
         Without a path, the next free ``screenshot-NNNN.png`` in the capture folder is used.
+        ``on_done(path, error)`` is called once the file is written (error None) or could not be.
         """
         from renderers.video import next_numbered_path
 
@@ -249,27 +253,29 @@ class Visualizer:
             raise ValueError(f"screenshot of {what!r}: choose image or window")
         target = Path(path) if path else next_numbered_path(self.state.capture.out_dir, "screenshot", ".png")
         if what == "window":
-            self._pending_window_shots.append((target, on_saved))  # read after the UI is drawn
+            self._pending_window_shots.append((target, on_done))  # read after the UI is drawn
             return target
         size = None
         if height:
             width, native_height = self.viewport.native_size()
             size = (round(width * height / max(native_height, 1)), int(height))
         pixels = self.viewport.render_image(self.state.display, self.view_camera(), size=size)
-        self._save_png(target, pixels, on_saved)
+        self._save_png(target, pixels, on_done)
         return target
 
-    def _save_png(self, target: Path, pixels: np.ndarray, on_saved) -> None:
-        from app.capture import save_png
+    def _save_png(self, target: Path, pixels: np.ndarray, on_done: ScreenshotCallback | None) -> None:
+        from renderers.images import save_png
 
+        error = None
         try:
             save_png(target, pixels)
         except OSError as e:
-            self.state.notify(f"screenshot not saved: {e}", "error")
-            return
-        self.state.notify(f"saved {target} ({pixels.shape[1]}x{pixels.shape[0]})")
-        if on_saved:
-            on_saved(target)
+            error = str(e)
+            self.state.notify(f"screenshot not saved: {error}", "error")
+        else:
+            self.state.notify(f"saved {target} ({pixels.shape[1]}x{pixels.shape[0]})")
+        if on_done:
+            on_done(target, error)
 
     def start_video(self, path: str | Path | None = None, **overrides) -> Job:
         """Record a video on the render thread (see ``app.capture.video_job``)."""
@@ -387,8 +393,8 @@ class Visualizer:
         gl.glViewport(0, 0, fb_w, fb_h)
         self.window.end_frame_ui()
         while self._pending_window_shots:
-            target, on_saved = self._pending_window_shots.pop(0)
-            self._save_png(target, read_pixels(0, 0, fb_w, fb_h), on_saved)
+            target, on_done = self._pending_window_shots.pop(0)
+            self._save_png(target, read_pixels(0, 0, fb_w, fb_h), on_done)
         t1 = time.perf_counter()
         self.window.swap()
         perf.present_ms.append(1000 * (time.perf_counter() - t1))

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ops.camera import fov_to_focal, orbit_label, unpack_label
-from ops.normals import normals_from_depth, normals_from_field
+from ops.normals import normals_from_depth, normals_from_field, world_to_camera_normals
 from renderers.colormaps import depth_range
 from renderers.render_args import SEED_STEP_Y, CameraPose, LatentArgs, RenderArgs
 
@@ -178,8 +178,7 @@ class GeneratorRenderer:
 
         with _no_density_noise(self.G):
             world = normals_from_field(sigma, points, negate=True)[0]  # [r*r, 3]
-        cam = world @ cam2world[0, :3, :3]  # world -> camera: R^T n, written as n R
-        return cam.T.reshape(3, r, r)
+        return world_to_camera_normals(world.T.reshape(1, 3, r, r), cam2world)[0]
 
     # --- the render -----------------------------------------------------------------------------
 
@@ -261,8 +260,8 @@ class GeneratorRenderer:
                     out.normals = self.density_normals(planes[i:i + 1], camera, depth_i)
                 else:
                     cam2world, intrinsics = unpack_label(camera)
-                    world = normals_from_depth(depth_i, cam2world, intrinsics)[0]
-                    out.normals = torch.einsum("ji,jhw->ihw", cam2world[0, :3, :3], world)
+                    world = normals_from_depth(depth_i, cam2world, intrinsics)
+                    out.normals = world_to_camera_normals(world, cam2world)[0]
             clock.lap("normals")
         if first.mode in ("depth", "side"):
             for out in outs:

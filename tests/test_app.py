@@ -420,3 +420,17 @@ def test_keyframe_camera_path_is_recorded_saved_and_reloaded(viz, tmp_path):
     frames = [np.frombuffer(f, np.uint8).reshape(64, 64, 3).astype(np.float32) for f in reader]
     assert len(frames) == 8
     assert np.abs(frames[0] - frames[-1]).mean() > 5  # the camera moved from yaw -0.3 to 0.3
+
+
+def test_script_stops_on_a_screenshot_that_cannot_be_written(viz, tmp_path):
+    from app.script import ScriptPlayer
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for what in ("image", "window"):
+        viz.script = ScriptPlayer(viz, [{"screenshot": str(blocker / f"{what}.png"), "what": what}, {"frames": 1}])
+        try:
+            run_until(viz, lambda: viz.script.done)
+        finally:
+            error, viz.script = viz.script.error, None
+        assert error is not None and "action 0" in error and "screenshot not saved" in error, what
