@@ -4,7 +4,9 @@
 Usage:
     python train.py dataset synthetic --kind heads|objects --out OUT.zip --count N --res R [--seed S]
     python train.py dataset folder --source DIR --out OUT.zip [--res R] [--mirror] [--force]
-    python train.py fit --data PATH --cfg ffhq512|shapenet128|tiny --outdir DIR [options]
+    python train.py fit --data PATH --cfg eg3d|pigan|graf|giraffe|volumegan|stylenerf|stylesdf|gram|epigraf[-tiny] --outdir DIR [options]
+    python train.py fit ... --cfg pigan --embedder volume --decoder siren        (ablation: swap components)
+    python train.py fit ... --cfg stylesdf --stage 2 --init STAGE1_RUN_OR_SNAPSHOT
     torchrun --nproc_per_node=8 train.py fit --gpus 8 ...          (data parallel, one node)
     python train.py bench --cfg NAME [--gpus N] [--batch B] [--amp bf16|fp16|off]
     python train.py monitor RUN_DIR
@@ -90,7 +92,8 @@ def cmd_dataset_folder(args: argparse.Namespace) -> int:
 
 def resolve_train_config(args: argparse.Namespace):
     """Preset + command-line options + ``--set`` overrides -> TrainConfig."""
-    from training.config import apply_overrides, train_preset
+    from models.pipeline_config import COMPONENT_CHOICES
+    from training.config import apply_components, apply_overrides, train_preset, with_stage
 
     config = train_preset(args.cfg)
     for name, value in (("batch", args.batch), ("batch_gpu", args.batch_gpu), ("gpus", args.gpus),
@@ -99,10 +102,27 @@ def resolve_train_config(args: argparse.Namespace):
             setattr(config, name, value)
     if getattr(args, "gamma", None) is not None:
         config.loss.r1_gamma = args.gamma
+    config = apply_components(config, {name: getattr(args, name, None) for name in COMPONENT_CHOICES})
+    if getattr(args, "stage", None) is not None:
+        config = with_stage(config, int(args.stage))
     if getattr(args, "neural_res", None) is not None:
-        config.loss.neural_rendering_resolution_initial = args.neural_res
+        if hasattr(config.loss, "neural_rendering_resolution_initial"):
+            config.loss.neural_rendering_resolution_initial = args.neural_res
         config.generator.neural_rendering_resolution = args.neural_res
     return apply_overrides(config, args.set or [])
+
+
+def resolve_snapshot(path: str) -> str:
+    """A snapshot file, or a run directory's newest snapshot."""
+    from training import run_dir as rundir
+
+    p = Path(path)
+    if p.is_dir():
+        latest = rundir.read_latest(p)
+        if latest is None:
+            raise ValueError(f"{p}: run directory has no complete snapshot")
+        return str(p / latest["snapshot"])
+    return str(p)
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -116,6 +136,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     try:
         config = resolve_train_config(args)
         config.data, config.outdir = args.data, args.outdir
+        if args.init:
+            config.init = resolve_snapshot(args.init)
         for name, value in (("kimg", args.kimg), ("tick_kimg", args.tick), ("snap", args.snap),
                             ("metric_images", args.metric_images), ("workers", args.workers),
                             ("inception", args.inception)):
@@ -163,7 +185,15 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cfg", default="tiny", help="preset: ffhq512, shapenet128 or tiny")
+    from models.pipeline_config import COMPONENT_CHOICES
+    from training.config import TRAIN_PRESETS
+
+    p.add_argument("--cfg", default="tiny", choices=TRAIN_PRESETS, metavar="CFG",
+                   help="preset: eg3d (= ffhq512), shapenet128, pigan, graf, giraffe, volumegan, stylenerf, "
+                        "stylesdf, gram or epigraf; '-tiny' variants for CPU; tiny = eg3d-tiny")
+    for component, kinds in COMPONENT_CHOICES.items():
+        p.add_argument(f"--{component}", choices=kinds, help=f"ablation: replace the preset's {component}")
+    p.add_argument("--stage", type=int, choices=[1, 2], help="StyleSDF stage (2: start from a stage-1 snapshot via --init)")
     p.add_argument("--batch", type=int, help="total batch size over all GPUs")
     p.add_argument("--batch-gpu", type=int, help="images per forward pass per GPU (gradient accumulation)")
     p.add_argument("--gpus", type=int, help="number of processes; launch with torchrun when > 1")
@@ -213,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric-images", type=int, help="images per metric evaluation")
     p.add_argument("--inception", help="TorchScript Inception feature network for fid/kid (we cannot ship it)")
     p.add_argument("--workers", type=int, help="data-loading processes per GPU")
+    p.add_argument("--init", help="generator snapshot or run directory whose matching weights initialise G (StyleSDF stage 2)")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
     p.set_defaults(func=cmd_fit)
 

@@ -30,6 +30,7 @@ import torch
 from app.adaptive import AdaptiveQuality
 from renderers.display_frame import to_display_frame
 from renderers.render_args import DisplayArgs, RenderArgs
+from models.scene import generator_device
 from renderers.renderer import DeviceClock, GeneratorRenderer
 
 APP_STAGES = ("render", "convert", "upload", "draw")
@@ -97,7 +98,7 @@ def benchmark_app(G, frames: int = 10, warmup: int = 2, interop: str = "auto", s
     from app.viewport import Viewport
     from app.window import AppWindow
 
-    device = G.backbone.mapping.w_avg.device
+    device = generator_device(G)
     window = AppWindow("3D-GAN Studio bench", size, size, visible=False)
     uploader = viewport = None
     try:

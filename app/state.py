@@ -57,6 +57,8 @@ class ModelState:
     """The model's average camera radius (used when a pose leaves it None)."""
     avg_camera_pivot: tuple[float, float, float] = (0.0, 0.0, 0.2)
     """The model's average camera pivot."""
+    camera_fov: float | None = None
+    """The model's own field of view in degrees (pipeline methods say it; EG3D models do not)."""
     recent: list[str] = field(default_factory=list)
     """Recently opened paths, newest first."""
 

@@ -128,6 +128,10 @@ class Visualizer:
         model.importance_samples = int(opts["depth_resolution_importance"])
         model.avg_camera_radius = float(opts["avg_camera_radius"])
         model.avg_camera_pivot = tuple(float(v) for v in opts["avg_camera_pivot"])
+        fov = opts.get("avg_camera_fov")
+        if fov is not None and fov != model.camera_fov:  # a new family of model: frame it with its own lens
+            self.state.args.view.fov_degrees = self.state.args.cond.fov_degrees = float(fov)
+        model.camera_fov = None if fov is None else float(fov)
         if source.kind == "run":
             model.run_dir, model.snapshot_kimg = str(source.run_dir), source.kimg
             if self.follower is None or self.follower.run_dir != source.run_dir:

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from models.eg3d import EG3DConfig, TriPlaneGenerator
+from models.pipeline import PipelineGenerator
+from models.pipeline_config import PipelineConfig
 from models.errors import CheckpointError
 
 FORMAT_NAME = "3dgan-studio/generator"
@@ -29,8 +31,16 @@ FORMAT_VERSION = "1"
 
 GENERATOR_TYPES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[Any], nn.Module]]] = {
     "eg3d": (EG3DConfig.from_dict, TriPlaneGenerator),
+    "pipeline": (PipelineConfig.from_dict, PipelineGenerator),
 }
 """Method name -> (config-from-dict, generator-from-config). New methods register here."""
+
+
+def build_generator(config: Any) -> nn.Module:
+    """A freshly initialised generator of any registered family (``config.method``)."""
+    if config.method not in GENERATOR_TYPES:
+        raise ValueError(f"unknown generator method {config.method!r}; known: {', '.join(sorted(GENERATOR_TYPES))}")
+    return GENERATOR_TYPES[config.method][1](config)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -232,9 +242,13 @@ def open_generator(spec: str | os.PathLike, device: torch.device | str = "cpu", 
     Presets are seeded so that two runs build the same random generator.
     """
     from models.eg3d import EG3D_PRESETS, build_eg3d
+    from models.pipeline import build_pipeline
+    from models.pipeline_config import PIPELINE_PRESET_NAMES
 
     name = os.fspath(spec)
-    if not Path(name).exists() and name.removeprefix("preset:") in EG3D_PRESETS:
+    preset = name.removeprefix("preset:")
+    if not Path(name).exists() and (preset in EG3D_PRESETS or preset in PIPELINE_PRESET_NAMES):
         torch.manual_seed(seed)
-        return build_eg3d(name.removeprefix("preset:")).eval().requires_grad_(False).to(device)
+        G = build_eg3d(preset) if preset in EG3D_PRESETS else build_pipeline(preset)
+        return G.eval().requires_grad_(False).to(device)
     return load_generator(name, device=device)

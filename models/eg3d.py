@@ -21,10 +21,11 @@ import torch
 from torch import nn
 
 from models.stylegan2 import FullyConnectedLayer, FusedModconv, NoiseMode, StyleGAN2Generator
+from models.scene import MeshFields
 from models.superresolution import OFFICIAL_SR_PREFIX, Superresolution
 from ops.camera import FFHQ_FOCAL, generate_rays, orbit_label, unpack_label
 from ops.compositing import Composite, composite_midpoint
-from ops.ray_sampling import auto_ray_bounds, importance_depths, stratified_depths
+from ops.ray_sampling import auto_ray_bounds, importance_depths, merge_sorted_samples, stratified_depths
 from ops.triplane import PlaneAxes, plane_axes, sample_triplane
 
 TRIPLANE_CHANNELS = 32
@@ -271,12 +272,14 @@ EG3D_PRESETS = ("ffhq512", "afhq512", "shapenet128", "ref128", "tiny")
 class OSGDecoder(nn.Module):
     """EG3D's small MLP: averaged tri-plane feature -> (raw sigma, 32-channel feature in [0, 1])."""
 
-    def __init__(self, n_features: int, hidden_dim: int = 64, output_dim: int = 32, lr_multiplier: float = 1.0):
+    def __init__(self, n_features: int, hidden_dim: int = 64, output_dim: int = 32, lr_multiplier: float = 1.0,
+                 activation: str = "softplus"):
+        """``activation``: 'softplus' (EG3D) or 'lrelu' (EpiGRAF's variant of this decoder)."""
         super().__init__()
         self.hidden_dim = hidden_dim
         self.net = nn.Sequential(
             FullyConnectedLayer(n_features, hidden_dim, lr_multiplier=lr_multiplier),
-            nn.Softplus(),
+            nn.Softplus() if activation == "softplus" else nn.LeakyReLU(0.2),
             FullyConnectedLayer(hidden_dim, 1 + output_dim, lr_multiplier=lr_multiplier),
         )
 
@@ -452,7 +455,7 @@ class TriPlaneGenerator(nn.Module):
             coarse = composite_midpoint(colors, densities, depths, white_background=white)
             depths_fine = importance_depths(depths, coarse.weights, num_fine, deterministic=not jitter)
             colors_fine, densities_fine = self._evaluate(planes, ray_origins, ray_directions, depths_fine)
-            depths, colors, densities = _merge_sorted(depths, colors, densities, depths_fine, colors_fine, densities_fine)
+            depths, colors, densities = merge_sorted_samples(depths, colors, densities, depths_fine, colors_fine, densities_fine)
         return composite_midpoint(colors, densities, depths, white_background=white)
 
     def _evaluate(self, planes, ray_origins, ray_directions, depths):
@@ -463,6 +466,28 @@ class TriPlaneGenerator(nn.Module):
         out = self.run_decoder(planes, coordinates, directions)
         return out["rgb"].reshape(n, m, k, out["rgb"].shape[-1]), out["sigma"].reshape(n, m, k, 1)
 
+    def mesh_fields(self, planes: torch.Tensor) -> MeshFields:
+        """Density and colour fields of one identity (planes [1, 3, 32, H, W]) in the tri-plane box.
+
+        The density is the raw sigma (EG3D meshes it at level 10; None lets the viewer pick the
+        rendered surface's level) and the colour the first three feature channels in [0, 1]. The
+        decoder is called piecewise, without ``run_decoder``'s training density noise, so a render
+        thread may use ``G`` meanwhile. Points go to the planes' device.
+        """
+        if planes.ndim != 5 or planes.shape[0] != 1 or planes.shape[1] != 3:
+            raise ValueError(f"planes must be [1, 3, C, H, W] (one identity), got {tuple(planes.shape)}")
+        box_warp = float(self.rendering_kwargs["box_warp"])
+
+        def decode(points: torch.Tensor) -> dict[str, torch.Tensor]:
+            coordinates = points.to(device=planes.device, dtype=planes.dtype).reshape(1, -1, 3)
+            directions = torch.zeros_like(coordinates)  # the OSG decoder ignores directions
+            directions[..., 2] = -1
+            return self.decoder(sample_triplane(self.plane_axes, planes, coordinates, box_warp=box_warp), directions)
+
+        return MeshFields(field=lambda p: decode(p)["sigma"][0, :, 0],
+                          color=lambda p: decode(p)["rgb"][0, :, :3].clamp(0, 1),
+                          bounds=(-box_warp / 2, box_warp / 2), level=None, eg3d_cleanup=True)
+
     # --- conveniences ---------------------------------------------------------------------------
 
     def default_camera(self, batch: int = 1, yaw: float = 0.0, pitch: float = 0.0, focal: float = FFHQ_FOCAL,
@@ -471,18 +496,6 @@ class TriPlaneGenerator(nn.Module):
         opts = self.rendering_kwargs
         label = orbit_label(yaw, pitch, float(opts["avg_camera_radius"]), opts["avg_camera_pivot"], focal)
         return label.repeat(batch, 1).to(device if device is not None else self.backbone.mapping.w_avg.device)
-
-
-def _merge_sorted(depths1, colors1, densities1, depths2, colors2, densities2):
-    """Concatenate two sample sets along K and sort everything by depth."""
-    depths = torch.cat([depths1, depths2], dim=-2)
-    colors = torch.cat([colors1, colors2], dim=-2)
-    densities = torch.cat([densities1, densities2], dim=-2)
-    _, idx = torch.sort(depths, dim=-2)
-    depths = torch.gather(depths, -2, idx)
-    colors = torch.gather(colors, -2, idx.expand(-1, -1, -1, colors.shape[-1]))
-    densities = torch.gather(densities, -2, idx.expand(-1, -1, -1, 1))
-    return depths, colors, densities
 
 
 def build_eg3d(config: EG3DConfig | str) -> TriPlaneGenerator:

@@ -321,3 +321,23 @@ def pose_prior(name: str) -> PosePrior:
         raise KeyError(f"{name} samples dataset poses, not a prior ({DATASET_POSE_METHODS[name]})")
     raise KeyError(f"unknown pose prior {name!r}; known: {sorted(POSE_PRIORS)}")
 
+
+
+def camera_angles(label: torch.Tensor, pivot: tuple[float, float, float] | torch.Tensor = (0.0, 0.0, 0.0)) -> torch.Tensor:
+    """(yaw, elevation) [N, 2] of cameras [N, 25] seen from ``pivot``: the inverse of
+    ``sample_cameras`` with an 'elevation' prior (yaw 0 = frontal on +z, positive elevation lowers
+    the camera, as ``orbit_pose``'s pitch). This is the pose a pose-predicting discriminator
+    regresses (pi-GAN, GRAM, StyleSDF)."""
+    centre = label[:, [3, 7, 11]] - torch.as_tensor(pivot, dtype=label.dtype, device=label.device)
+    x, y, z = centre.unbind(-1)
+    yaw = torch.atan2(x, z)
+    elevation = torch.asin(torch.clamp(-y / centre.norm(dim=-1).clamp_min(1e-8), -1.0, 1.0))
+    return torch.stack([yaw, elevation], dim=-1)
+
+
+def angles_to_label(angles: torch.Tensor, radius: float, focal: float,
+                    pivot: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> torch.Tensor:
+    """[N, 25] labels of cameras at (yaw, elevation) [N, 2] (``camera_angles``'s convention),
+    ``radius`` from ``pivot``, looking at it: EpiGRAF's "custom" poses re-placed in its own world."""
+    cam2world = orbit_pose(angles[:, 0], elevation_to_orbit_pitch(angles[:, 1]).float(), radius, pivot)
+    return pack_label(cam2world, intrinsics_from_focal(focal).to(cam2world.device))

@@ -175,3 +175,22 @@ def auto_ray_bounds(
         near = torch.where(hit, near, near[hit].min())
         far = torch.where(hit, far, near[hit].max())
     return near, far
+
+
+def merge_sorted_samples(depths1, colors1, densities1, depths2, colors2, densities2):
+    """Concatenate two sample sets along K and sort everything by depth.
+
+    Args:
+        depths*: [N, M, K*, 1]; colors*: [N, M, K*, C]; densities*: [N, M, K*, 1].
+
+    Returns:
+        (depths, colors, densities) with K1 + K2 samples, sorted by depth.
+    """
+    depths = torch.cat([depths1, depths2], dim=-2)
+    colors = torch.cat([colors1, colors2], dim=-2)
+    densities = torch.cat([densities1, densities2], dim=-2)
+    _, idx = torch.sort(depths, dim=-2)
+    depths = torch.gather(depths, -2, idx)
+    colors = torch.gather(colors, -2, idx.expand(-1, -1, -1, colors.shape[-1]))
+    densities = torch.gather(densities, -2, idx.expand(-1, -1, -1, 1))
+    return depths, colors, densities

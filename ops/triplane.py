@@ -61,6 +61,7 @@ def sample_triplane(
     coordinates: torch.Tensor,
     box_warp: float,
     mode: str = "bilinear",
+    align_corners: bool = False,
 ) -> torch.Tensor:
     """Bilinear features of points from each plane (zero outside the box).
 
@@ -70,12 +71,13 @@ def sample_triplane(
         coordinates: [N, M, 3] world points; the planes span the cube of side ``box_warp``.
 
     Returns:
-        [N, P, M, C] per-plane features (callers average over P).
+        [N, P, M, C] per-plane features (callers average over P). ``align_corners`` is EG3D's
+        False; EpiGRAF samples with True.
     """
     n, p, c, h, w = planes.shape
     _, m, _ = coordinates.shape
     planes = planes.view(n * p, c, h, w)
     coordinates = (2 / box_warp) * coordinates
     grid = project_onto_planes(axes.to(coordinates.device), coordinates).unsqueeze(1)
-    features = F.grid_sample(planes, grid.float(), mode=mode, padding_mode="zeros", align_corners=False)
+    features = F.grid_sample(planes, grid.float(), mode=mode, padding_mode="zeros", align_corners=align_corners)
     return features.permute(0, 3, 2, 1).reshape(n, p, m, c)

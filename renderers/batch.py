@@ -359,11 +359,12 @@ def run_mesh(G, seeds: Sequence[int], out_dir: str | os.PathLike, *, res: int = 
              fmt: str = "ply", colors: bool = False, psi: float = 0.7, trunc_cutoff: int | None = None,
              force: bool = False, chunk: int | None = None, progress: bool = True,
              log: Log = print) -> list[tuple[Path, Any]]:
-    """Per seed: sample the density on a ``res``^3 grid over the tri-plane box (in chunks of grid
-    points that fit memory), clear EG3D's border layers (``renderers.mesh.eg3d_border``), run
+    """Per seed: sample the geometry field (``G.mesh_fields``) on a ``res``^3 grid over the model's
+    box (in chunks of grid points that fit memory), clear EG3D's border layers where the model asks
+    for it (``renderers.mesh.eg3d_border``), run
     marching cubes at ``level`` (None: ``GeneratorRenderer.surface_level`` of that identity, printed)
     and write ``seedNNNN.<fmt>`` (``mrc``: the density volume). Returns (path, mesh) pairs."""
-    from renderers.mesh import MESH_FORMATS, eg3d_border, save_identity_mesh
+    from renderers.mesh import MESH_FORMATS, save_identity_mesh
 
     fmt = fmt.lower()
     if fmt not in MESH_FORMATS:
@@ -381,11 +382,12 @@ def run_mesh(G, seeds: Sequence[int], out_dir: str | os.PathLike, *, res: int = 
     elif chunk < 1:
         raise BatchError(f"--chunk must be >= 1, got {chunk}")
     chunker = BatchSize(chunk, log=log, what="chunk")
-    border = eg3d_border(res)
-    log(f"border cleanup (EG3D's): {border[0]} voxel layers cleared on each side, {border[3]} at +y")
     results = []
-    for seed, path in zip(seeds, targets):
+    for i, (seed, path) in enumerate(zip(seeds, targets)):
         _, planes = renderer.identity_planes(seed_request(seed, psi, trunc_cutoff))
+        border = renderer.mesh_border(planes, res)
+        if i == 0 and border:
+            log(f"border cleanup (EG3D's): {border[0]} voxel layers cleared on each side, {border[3]} at +y")
         iso = renderer.surface_level(planes) if level is None else float(level)
         while True:
             try:

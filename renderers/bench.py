@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from models.scene import generator_device
 from renderers.renderer import DeviceClock
 
 STAGES = ("mapping", "backbone", "rendering", "superres")
@@ -65,7 +66,7 @@ def benchmark_generator(G, neural_resolution: int | None = None, frames: int = 1
 
     The camera sweeps in yaw between frames so that no stage can be served from a stale result.
     """
-    device = G.backbone.mapping.w_avg.device
+    device = generator_device(G)
     r = int(neural_resolution or G.neural_rendering_resolution)
     result = BenchResult(str(device), r, int(G.img_resolution))
     clock = DeviceClock(device)

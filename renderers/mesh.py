@@ -364,44 +364,9 @@ def eg3d_border(resolution: int) -> tuple[int, int, int, int, int, int]:
 
 
 def eg3d_fields(G: Any, planes: torch.Tensor) -> tuple[FieldFn, ColorFn, tuple[float, float]]:
-    """Density and colour fields of one EG3D identity, and the box they live in.
-
-    Args:
-        G: a ``models.eg3d.TriPlaneGenerator``.
-        planes: [1, 3, 32, H, W] tri-planes from ``G.planes(ws, noise_mode="const")`` (the default
-            random noise gives different planes, and a different mesh, on every call).
-
-    Returns:
-        (density, colour, (lo, hi)): density maps points [M, 3] -> raw sigma [M] (EG3D meshes it
-        at level 10, ``inside="above"``); colour maps points [M, 3] -> the first three decoder
-        feature channels [M, 3] clamped to [0, 1]; the box is ``[-box_warp/2, box_warp/2]^3``.
-
-    The decoder is called piecewise (tri-plane sampling + OSG MLP) rather than through
-    ``G.run_decoder``, so training's ``density_noise`` never reaches the mesh and ``G`` is not
-    modified (a render thread may be using it); with the noise off both give the same values.
-    Points are moved to the planes' device and the results are returned there.
-    """
-    from ops.triplane import sample_triplane
-
-    if planes.ndim != 5 or planes.shape[0] != 1 or planes.shape[1] != 3:
-        raise ValueError(f"planes must be [1, 3, C, H, W] (one identity), got {tuple(planes.shape)}")
-    box_warp = float(G.rendering_kwargs["box_warp"])
-
-    def decode(points: torch.Tensor) -> dict[str, torch.Tensor]:
-        coordinates = points.to(device=planes.device, dtype=planes.dtype).reshape(1, -1, 3)
-        # The OSG decoder ignores directions; any unit vector will do.
-        directions = torch.zeros_like(coordinates)
-        directions[..., 2] = -1
-        features = sample_triplane(G.plane_axes, planes, coordinates, box_warp=box_warp)
-        return G.decoder(features, directions)
-
-    def density(points: torch.Tensor) -> torch.Tensor:
-        return decode(points)["sigma"][0, :, 0]
-
-    def color(points: torch.Tensor) -> torch.Tensor:
-        return decode(points)["rgb"][0, :, :3].clamp(0, 1)
-
-    return density, color, (-box_warp / 2, box_warp / 2)
+    """(density, colour, (lo, hi)) of one EG3D identity: ``G.mesh_fields(planes)`` as a tuple."""
+    fields = G.mesh_fields(planes)
+    return fields.field, fields.color, fields.bounds
 
 
 # --- export -----------------------------------------------------------------------------------

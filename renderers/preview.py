@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from models.scene import generator_device
 from ops.camera import FFHQ_FOCAL
 from renderers.images import depth_to_uint8, image_to_uint8, resize_nearest
 
@@ -17,22 +18,24 @@ def render_grid(
     seeds: Sequence[int],
     yaws: Sequence[float] = (-0.4, 0.0, 0.4),
     truncation_psi: float = 0.7,
-    focal: float = FFHQ_FOCAL,
+    focal: float | None = FFHQ_FOCAL,
     pitch: float = 0.0,
 ) -> np.ndarray:
     """[2 * len(seeds) * R, len(yaws) * R, 3] uint8: per seed, final images above neural depth.
 
     Each seed is conditioned on the frontal camera (as EG3D's tools do) and rendered from every yaw
-    around the model's average pivot; the tri-planes are computed once per seed.
+    around the model's average pivot; the tri-planes are computed once per seed. ``focal`` None:
+    the model's own field of view.
     """
-    device = G.backbone.mapping.w_avg.device
+    lens = {} if focal is None else {"focal": focal}
+    device = generator_device(G)
     rows = []
     for seed in seeds:
         z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(int(seed))).to(device)
-        ws = G.mapping(z, G.default_camera(focal=focal, device=device), truncation_psi=truncation_psi)
+        ws = G.mapping(z, G.default_camera(**lens, device=device), truncation_psi=truncation_psi)
         top, bottom = [], []
         for i, yaw in enumerate(yaws):
-            camera = G.default_camera(yaw=float(yaw), pitch=pitch, focal=focal, device=device)
+            camera = G.default_camera(yaw=float(yaw), pitch=pitch, device=device, **lens)
             out = G.synthesis(ws, camera, use_cached_backbone=i > 0, cache_backbone=i == 0, noise_mode="const")
             res = out["image"].shape[-1]
             top.append(image_to_uint8(out["image"][0]))

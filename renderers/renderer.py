@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from models.scene import cat_scenes, generator_device
 from ops.camera import fov_to_focal, orbit_label, unpack_label
 from ops.normals import normals_from_depth, normals_from_field, world_to_camera_normals
 from renderers.colormaps import depth_range
@@ -116,7 +117,7 @@ class GeneratorRenderer:
         """``identities``: how many identities' tri-planes stay cached (the app needs two; a batch
         grid video that shows several fixed identities keeps one per grid cell)."""
         self.G = G
-        self.device = G.backbone.mapping.w_avg.device
+        self.device = generator_device(G)
         self._ws_cache = _LRU(max(64, 2 * identities))
         self._planes_cache = _LRU(max(1, identities))
         self._mesh_cache = _LRU(2)
@@ -163,9 +164,10 @@ class GeneratorRenderer:
         finally:
             opts.update(saved)
 
-    def density_normals(self, planes: torch.Tensor, camera: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        """[3, r, r] camera-space normals: the outward density gradient at each pixel's expected
-        surface point (camera origin + depth along the unit ray)."""
+    def density_normals(self, planes: Any, camera: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """[3, r, r] camera-space normals: the outward gradient of the model's geometry field
+        (density, -SDF, GRAM's manifold field: ``G.mesh_fields``) at each pixel's expected surface
+        point (camera origin + depth along the unit ray)."""
         from ops.camera import generate_rays
 
         cam2world, intrinsics = unpack_label(camera)
@@ -173,11 +175,12 @@ class GeneratorRenderer:
         origins, directions = generate_rays(cam2world, intrinsics, r)  # [1, r*r, 3]
         points = origins + depth.reshape(1, -1, 1) * directions
 
-        def sigma(p: torch.Tensor) -> torch.Tensor:
-            return self.G.run_decoder(planes, p, directions)["sigma"]
+        fields = self.G.mesh_fields(planes)
 
-        with _no_density_noise(self.G):
-            world = normals_from_field(sigma, points, negate=True)[0]  # [r*r, 3]
+        def field(p: torch.Tensor) -> torch.Tensor:
+            return fields.field(p.reshape(-1, 3)).reshape(1, -1, 1)
+
+        world = normals_from_field(field, points, negate=fields.inside == "above")[0]  # [r*r, 3]
         return world_to_camera_normals(world.T.reshape(1, 3, r, r), cam2world)[0]
 
     # --- the render -----------------------------------------------------------------------------
@@ -220,7 +223,7 @@ class GeneratorRenderer:
                     identity, lambda: G.planes(w, noise_mode=a.latent.noise_mode))
                 planes_list.append(planes_i)
             ws = ws_list[0] if len(ws_list) == 1 else torch.cat(ws_list)
-            planes = planes_list[0] if len(planes_list) == 1 else torch.cat(planes_list)
+            planes = cat_scenes(planes_list)
         else:
             if ws.shape[0] != len(requests):
                 raise ValueError(f"{ws.shape[0]} ws for {len(requests)} requests")
@@ -281,27 +284,38 @@ class GeneratorRenderer:
         mesh, _ = self._mesh_cache.get_or_make(key, make)
         return mesh
 
-    def surface_level(self, planes: torch.Tensor) -> float:
-        """The density at which this identity's rendered surface sits: the median sigma at the
-        expected surface points (camera + depth along the ray) of the nearer half of the pixels of
-        the model's frontal view. EG3D's fixed level 10 suits its trained models; a young or small
-        model's surface sits at a lower density (the bundled one near 4.6), where 10 gives blobs."""
+    def surface_level(self, planes: Any) -> float:
+        """The iso level of this identity's surface. Models that define it (SDF: 0; GRAM: its
+        dominant manifold) say so in ``G.mesh_fields``; for density fields it is the median density
+        at the expected surface points (camera + depth along the ray) of the nearer half of the
+        pixels of the model's frontal view. EG3D's fixed level 10 suits its trained models; a
+        young or small model's surface sits at a lower density (the bundled one near 4.6)."""
         from ops.camera import generate_rays
 
+        fields = self.G.mesh_fields(planes)
+        if fields.level is not None:
+            return float(fields.level)
         camera = self.camera(CameraPose())
         r = int(self.G.neural_rendering_resolution)
         with _no_density_noise(self.G):
             _, depth = self.G.render_neural(planes, camera, r)
-            cam2world, intrinsics = unpack_label(camera)
-            origins, directions = generate_rays(cam2world, intrinsics, r)
-            depth = depth.reshape(1, -1, 1)
-            sigma = self.G.run_decoder(planes, origins + depth * directions, directions)["sigma"].reshape(-1)
+        cam2world, intrinsics = unpack_label(camera)
+        origins, directions = generate_rays(cam2world, intrinsics, r)
+        depth = depth.reshape(-1, 1)
+        sigma = fields.field(origins[0] + depth * directions[0]).reshape(-1)
         near = depth.reshape(-1) <= depth.median()
         return float(sigma[near].median())
 
+    def mesh_border(self, planes: Any, resolution: int) -> tuple[int, ...] | int:
+        """Border layers cleared before marching cubes: EG3D's cleanup for models that ask for it."""
+        from renderers.mesh import eg3d_border
+
+        return eg3d_border(resolution) if self.G.mesh_fields(planes).eg3d_cleanup else 0
+
     def identity_mesh(self, planes: torch.Tensor, resolution: int, level: float | None, colors: bool,
                       progress: Callable[[int, int], None] | None = None, chunk: int = 2**18):
-        """Marching-cubes mesh of one identity's density, with EG3D's border cleanup.
+        """Marching-cubes mesh of one identity's geometry field (``G.mesh_fields``), with EG3D's
+        border cleanup where the model asks for it.
 
         ``level`` None picks ``surface_level``; the mesh's ``level`` attribute records the one used.
         ``chunk``: points per decoder call while sampling the grid and colouring the vertices.
@@ -309,17 +323,20 @@ class GeneratorRenderer:
         Returns:
             (``renderers.mesh.Mesh``, density grid [res, res, res] as float32 numpy, box bounds).
         """
-        from renderers.mesh import eg3d_border, eg3d_fields, marching_cubes, sample_grid, vertex_colors
+        from renderers.mesh import marching_cubes, sample_grid, vertex_colors
 
         if level is None:
             level = self.surface_level(planes)
-        density, color, bounds = eg3d_fields(self.G, planes)
+        fields = self.G.mesh_fields(planes)
         res = int(resolution)
-        grid = sample_grid(density, bounds, res, chunk=chunk, device=self.device, progress=progress)
-        mesh = marching_cubes(grid, float(level), bounds, inside="above", border=eg3d_border(res))
+        with _no_density_noise(self.G):
+            grid = sample_grid(fields.field, fields.bounds, res, chunk=chunk, device=self.device, progress=progress)
+        mesh = marching_cubes(grid, float(level), fields.bounds, inside=fields.inside,
+                              border=self.mesh_border(planes, res))
         mesh.level = float(level)
         if colors:
-            mesh.vertex_colors = vertex_colors(color, mesh.vertices, chunk=chunk, device=self.device)
+            mesh.vertex_colors = vertex_colors(fields.color, mesh.vertices, chunk=chunk, device=self.device)
+        bounds = fields.bounds
         return mesh, grid, bounds
 
     def identity_planes(self, args: RenderArgs) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+
+from models.scene import MeshFields
 from torch import nn
 
 from models import load_generator
@@ -310,7 +312,6 @@ class SphereScene:
     RADIUS, FAR = 0.25, 3.3
 
     def __init__(self, resolution: int = 64, view_dependent: bool = False, density_centre=(0.0, 0.0, 0.0)):
-        self.backbone = SimpleNamespace(mapping=SimpleNamespace(w_avg=torch.zeros(4)))
         self.rendering_kwargs = {"avg_camera_radius": 2.7, "avg_camera_pivot": [0.0, 0.0, 0.0], "ray_start": 2.0,
                                  "ray_end": self.FAR, "depth_resolution": 8, "depth_resolution_importance": 8,
                                  "density_noise": 0.0}
@@ -342,8 +343,14 @@ class SphereScene:
         features[:, :3] = rgb.permute(0, 2, 1).reshape(n, 3, r, r)
         return features, t.reshape(n, 1, r, r)
 
-    def run_decoder(self, planes, coordinates, directions):
-        return {"sigma": (10 * (self.RADIUS - (coordinates - self.density_centre).norm(dim=-1)))[..., None]}
+    def buffers(self):
+        yield self.density_centre
+
+    def mesh_fields(self, planes):
+        def density(points):
+            return 10 * (self.RADIUS - (points - self.density_centre).norm(dim=-1))
+
+        return MeshFields(density, lambda p: torch.zeros_like(p), (-1.0, 1.0), None)
 
 
 def test_project_points_inverts_generate_rays():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from ops.camera import fov_to_focal, generate_rays, orbit_label, unpack_label
 from renderers.colormaps import colormap_lut, colorize_depth
 from renderers.display_frame import frame_to_rgb, image_to_rgba8, to_display_frame
 from renderers.images import resize_nearest
+from models.scene import MeshFields
 from renderers.mesh import Mesh, eg3d_fields
 from renderers.render_args import (
     RENDER_MODES,
@@ -497,7 +497,6 @@ class SphereGenerator:
     RADIUS = 0.6
 
     def __init__(self):
-        self.backbone = SimpleNamespace(mapping=SimpleNamespace(w_avg=torch.zeros(4)))
         self.rendering_kwargs = {"avg_camera_radius": 2.7, "avg_camera_pivot": [0.0, 0.0, 0.0],
                                  "depth_resolution": 8, "depth_resolution_importance": 8, "density_noise": 0.0}
         self.z_dim, self.img_resolution, self.neural_rendering_resolution = 4, 32, 32
@@ -516,8 +515,11 @@ class SphereGenerator:
         depth = t.reshape(1, 1, resolution, resolution)
         return torch.zeros(1, 32, resolution, resolution), depth
 
-    def run_decoder(self, planes, coordinates, directions):
-        return {"sigma": (10 * (self.RADIUS - coordinates.norm(dim=-1)))[..., None]}
+    def buffers(self):
+        yield torch.zeros(1)
+
+    def mesh_fields(self, planes):
+        return MeshFields(lambda p: 10 * (self.RADIUS - p.norm(dim=-1)), lambda p: torch.zeros_like(p), (-1.0, 1.0), None)
 
 
 @pytest.mark.parametrize("source,atol", [("density", 1e-4), ("depth", 2e-2)])

@@ -23,10 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.checkpoint import atomic_output, atomic_write_bytes, save_generator
+from models.checkpoint import atomic_output, atomic_write_bytes, build_generator, load_generator, save_generator
 from models.discriminator import build_discriminator
-from models.eg3d import TriPlaneGenerator
 from models.errors import CheckpointError
+from models.pipeline_config import PipelineConfig
+from models.pipeline_discriminators import build_pipeline_discriminator
+from models.poses import PoseSampler, pose_config
 from renderers.preview import render_grid
 from training import run_dir as rundir
 from training.config import TrainConfig
@@ -39,6 +41,7 @@ from training.distributed import (
     broadcast_module,
 )
 from training.loss import EG3DLoss
+from training.pipeline_loss import PipelineLoss
 
 STATE_FORMAT = "3dgan-studio/training-state"
 STATE_VERSION = 1
@@ -96,13 +99,14 @@ class DynamicLossScale:
 
 
 class Trainer:
-    """Networks, optimisers and one training step of the EG3D recipe on one rank.
+    """Networks, optimisers and one training step on one rank: EG3D's recipe, or a pipeline
+    method's (its loss, discriminator and pose sampler).
 
     Args:
         config: the resolved training config.
         ctx: this rank's place in the job.
-        pose_labels: [L, 25] camera labels of the training set; fake images are rendered from poses
-            drawn from it (EG3D's pose sampler).
+        pose_labels: [L, 25] camera labels of the training set; the generator's pose sampler draws
+            fake cameras from them (EG3D, EpiGRAF) or from its prior.
     """
 
     def __init__(self, config: TrainConfig, ctx: DistributedContext, pose_labels: np.ndarray):
@@ -116,9 +120,13 @@ class Trainer:
 
         # Identical initialisation on every rank (then broadcast, in case of non-determinism).
         torch.manual_seed(config.seed)
-        self.G: TriPlaneGenerator = TriPlaneGenerator(config.generator).train().requires_grad_(False).to(device)
-        self.D = build_discriminator(config.discriminator).train().requires_grad_(False).to(device)
-        self.G_ema: TriPlaneGenerator = copy.deepcopy(self.G).eval()
+        pipeline = isinstance(config.generator, PipelineConfig)
+        self.G = build_generator(config.generator).train().requires_grad_(False).to(device)
+        if config.init:
+            self.init_from(config.init)
+        build_d = build_pipeline_discriminator if pipeline else build_discriminator
+        self.D = build_d(config.discriminator).train().requires_grad_(False).to(device)
+        self.G_ema = copy.deepcopy(self.G).eval()
         broadcast_module(self.G, ctx.world_size)
         broadcast_module(self.D, ctx.world_size)
         self.G_ema.load_state_dict(self.G.state_dict())
@@ -129,8 +137,12 @@ class Trainer:
         self.autocast: Callable[[], Any] = (
             (lambda: torch.autocast(device_type=device.type, dtype=amp_dtype)) if amp_dtype is not None else nullcontext)
         self.loss_scales = {"G": DynamicLossScale(config.amp == "fp16"), "D": DynamicLossScale(config.amp == "fp16")}
-        self.loss = EG3DLoss(self.G, self.D, config.loss, autocast=self.autocast,
-                             grad_scale=lambda phase, x: x * self.loss_scales[phase[0]].scale)
+        self.poses = PoseSampler(pose_config(self.G), self.pose_labels)
+        grad_scale = lambda phase, x: x * self.loss_scales[phase[0]].scale  # noqa: E731
+        if pipeline:
+            self.loss = PipelineLoss(self.G, self.D, config.loss, self.poses, autocast=self.autocast, grad_scale=grad_scale)
+        else:
+            self.loss = EG3DLoss(self.G, self.D, config.loss, autocast=self.autocast, grad_scale=grad_scale)
 
         self.phases: list[Phase] = []
         optim = config.optim
@@ -139,8 +151,11 @@ class Trainer:
             # Lazy regularisation: the regulariser runs every k steps, so the main phase's Adam
             # hyper-parameters are corrected to keep the overall step size (StyleGAN2 App. B).
             ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
-            opt = torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=tuple(b**ratio for b in optim.betas),
-                                   eps=optim.eps)
+            if optim.optimizer == "rmsprop":
+                opt = torch.optim.RMSprop(module.parameters(), lr=lr * ratio, alpha=0.99, eps=optim.eps)
+            else:
+                opt = torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=tuple(b**ratio for b in optim.betas),
+                                       eps=optim.eps)
             self.phases.append(Phase(f"{name}main", module, opt, 1))
             if reg_interval:
                 self.phases.append(Phase(f"{name}reg", module, opt, reg_interval))
@@ -150,6 +165,14 @@ class Trainer:
         self.cur_nimg = 0
         self.batch_idx = 0
 
+    def initialize(self, log: Callable[[str], None] = print) -> None:
+        """Method-specific preparation of a fresh run (StyleSDF's sphere prior); G_ema follows G.
+        Every rank runs it from the same seed, so the networks stay identical."""
+        self.G.requires_grad_(True)
+        self.loss.initialize(log)
+        self.G.requires_grad_(False)
+        self.G_ema.load_state_dict(self.G.state_dict())
+
     # --- one step ----------------------------------------------------------------------------
 
     @property
@@ -157,9 +180,20 @@ class Trainer:
         return self.config.batch // self.ctx.world_size
 
     def sample_poses(self, n: int) -> torch.Tensor:
-        """[n, 25] camera labels of random training images."""
-        idx = torch.randint(len(self.pose_labels), (n,)).to(self.pose_labels.device)
-        return self.pose_labels[idx]
+        """[n, 25] camera labels from the generator's pose sampler (EG3D: random training images)."""
+        return self.poses(n, device=self.ctx.device)
+
+    def init_from(self, path: str) -> None:
+        """Start G from a snapshot's weights where names and shapes match (StyleSDF stage 2 starts
+        from stage 1; the new upsampler keeps its initialisation)."""
+        source = load_generator(path).state_dict()
+        own = self.G.state_dict()
+        matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+        if not matched:
+            raise CheckpointError(Path(path), "no tensor of this snapshot fits the generator being trained")
+        with torch.no_grad():
+            for key, value in matched.items():
+                own[key].copy_(value)
 
     def step(self, real_img: torch.Tensor, real_c: torch.Tensor) -> dict[str, list[float]]:
         """One optimisation step on this rank's share of the batch.
@@ -197,6 +231,8 @@ class Trainer:
             params = [p for p in phase.module.parameters() if p.grad is not None]
             all_reduce_gradients(params, self.ctx.world_size)
             if self.loss_scales[phase.name[0]].unscale_and_check(params):
+                if config.optim.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
                 phase.opt.step()
 
         self.update_ema()
@@ -397,11 +433,15 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
         log(f"--resume auto: no resumable {config.cfg} run under {outdir}; starting a new run")
     config.validate()
 
-    dataset = ImageLabelDataset(config.data, resolution=config.generator.img_resolution)
+    # EG3D trains on images of its own size; pipeline losses resize (and crop patches from) any size.
+    pipeline = isinstance(config.generator, PipelineConfig)
+    dataset = ImageLabelDataset(config.data, resolution=None if pipeline else config.generator.img_resolution)
     if dataset.label_dim != config.generator.c_dim:
         raise ValueError(f"{config.data}: dataset has {dataset.label_dim}-d labels but the generator needs "
                          f"{config.generator.c_dim}-d camera labels (dataset.json)")
     trainer = Trainer(config, ctx, dataset.labels)
+    if state is None and not config.init:
+        trainer.initialize(log if ctx.is_main else (lambda message: None))
     if state is not None:
         trainer.load_state_dict(state)
         rng = state["rng"]
@@ -452,8 +492,10 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
     if ctx.is_main:
         from torch.utils.tensorboard import SummaryWriter
 
+        # Pipeline models frame their samples with their own lens; EG3D with the dataset's.
+        focal = None if isinstance(config.generator, PipelineConfig) else dataset_focal(dataset.labels)
         out = RunOutputs(run_dir, SummaryWriter(str(run_dir)), dataset, list(range(config.grid_seeds)),
-                         dataset_focal(dataset.labels), command, log)
+                         focal, command, log)
         if state is None:
             atomic_write_bytes(run_dir / rundir.REALS, encode_png(reals_grid(dataset, len(config.grid_yaws), config.grid_seeds)))
             with preserve_rng(ctx.device):
@@ -550,8 +592,8 @@ class RunOutputs:
     """Training data (reals for metrics)."""
     grid_seeds: list[int]
     """Latent seeds of the sample grid rows."""
-    focal: float
-    """Normalised focal length of the sample-grid cameras (the dataset's median)."""
+    focal: float | None
+    """Normalised focal length of the sample-grid cameras (the dataset's median; None: the model's own)."""
     command: str
     """Command line, recorded in snapshot metadata."""
     log: Callable[[str], None]

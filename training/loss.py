@@ -89,6 +89,9 @@ class EG3DLoss:
     def schedule(self, cur_nimg: float) -> Schedule:
         return schedule_at(cur_nimg, self.config, self.gpc_reg_prob)
 
+    def initialize(self, log=print) -> None:
+        """Before a fresh run: nothing to do for EG3D (the pipeline's loss may fit an SDF prior)."""
+
     # --- forward helpers --------------------------------------------------------------------
 
     def conditioning(self, c: torch.Tensor, swapping_prob: float | None, per_sample: bool = True) -> torch.Tensor:

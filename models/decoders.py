@@ -1,0 +1,376 @@
+"""Feature decoders (point features -> density and colour/feature) of the non-EG3D presets.
+
+Sources are the "Decoder" rows of ``docs/methods.md`` (shared copy: ``/work/shared/docs/methods.md``)
+§2 and §3.2-3.8; pi-GAN's own decoder is :class:`ops.siren.SirenFiLMDecoder`.
+
+* :class:`ModulatedMLPDecoder`: VolumeGAN (§3.2: 4 modulated 1x1 convs of width 256, LReLU, one w
+  per layer, linear density head and linear 512-d feature head; input = 32-ch volume feature + 63-d
+  PE = 95) and StyleNeRF's foreground (§3.8: 8 modulated FC of width 128, LReLU, PE(10), feature 256).
+* :class:`NeRFMLPDecoder`: GRAF (§3.6: 8 x 256 ReLU, skip at 4, PE 10/4, z_shape = z_app = 128,
+  RGB out) and GIRAFFE's object field (§3.7: hidden 128, skip at 4, z_shape = z_app = 256,
+  feature out 256).
+* :class:`GramSirenDecoder`: GRAM's ``GramRF`` (§3.3).
+* :class:`StyleSDFSirenDecoder`: StyleSDF's ``SirenGenerator`` (§3.4).
+
+All decoders take batched point sets, N identities x M points, and return raw heads unless the
+method's decoder itself applies the activation (GRAM's widened sigmoid, StyleSDF's RGB sigmoid);
+density activations live in the renderer (methods.md §4 note 2).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from models.stylegan2 import FullyConnectedLayer
+from ops.siren import PIGAN_BOX_SIDE, PIGAN_DEPTH, PIGAN_WIDTH, FiLMSiren, film_frequencies, siren_init_
+from ops.stylegan2 import bias_act, modulated_conv2d
+
+GRAM_RGB_WIDEN = 1e-3  # rgb = sigmoid * (1 + 2 eps) - eps, methods.md §3.3 "RGB: sigmoid·(1 + 2·1e-3) − 1e-3"
+STYLESDF_BOX_SIDE = 0.24  # far - near = 2 x 0.12; points x 2/(far - near), methods.md §3.4
+STYLESDF_BETA_SCALE = 0.25  # FiLM beta = 0.25 Linear(w), methods.md §3.4
+
+
+def _check_points(name: str, x: torch.Tensor, n: int | None, features: int) -> None:
+    if x.ndim != 3 or x.shape[-1] != features or (n is not None and x.shape[0] != n):
+        want = ["N" if n is None else n, "M", features]
+        raise ValueError(f"{name} must be {want}, got {list(x.shape)}")
+
+
+def _check_ws(ws: torch.Tensor, n: int, num_ws: int, w_dim: int) -> None:
+    if tuple(ws.shape) != (n, num_ws, w_dim):
+        raise ValueError(f"ws must be {[n, num_ws, w_dim]}, got {list(ws.shape)}")
+
+
+# --- VolumeGAN / StyleNeRF -------------------------------------------------------------------
+
+class ModulatedLinear(nn.Module):
+    """StyleGAN2 modulated, demodulated 1x1 convolution + bias + LeakyReLU(0.2) x sqrt(2).
+
+    Same parameterisation as :class:`models.stylegan2.SynthesisLayer` (affine with bias 1,
+    N(0, 1) weight, zero bias) with a 1x1 kernel and no noise; points run along the height axis.
+    """
+
+    def __init__(self, in_features: int, out_features: int, w_dim: int, activation: str = "lrelu") -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.activation = activation
+        self.affine = FullyConnectedLayer(w_dim, in_features, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_features, in_features, 1, 1]))
+        self.bias = nn.Parameter(torch.zeros([out_features]))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """x [N, in, M, 1] (channels first), w [N, w_dim] -> [N, out, M, 1]."""
+        styles = self.affine(w)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=True)
+        return bias_act(x, self.bias.to(x.dtype), act=self.activation)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
+
+
+class ModulatedMLPDecoder(nn.Module):
+    """VolumeGAN / StyleNeRF decoder: ``num_layers`` modulated FC layers, one w each, then two linear heads.
+
+    Defaults are VolumeGAN's (§3.2); StyleNeRF's foreground is ``hidden=128, num_layers=8,
+    out_features=256`` (§3.8). Heads are equalized-lr linear layers (zero bias).
+    """
+
+    def __init__(self, in_features: int, w_dim: int, hidden: int = 256, num_layers: int = 4, out_features: int = 512) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.in_features = in_features
+        self.w_dim = w_dim
+        self.hidden = hidden
+        self.num_layers = num_layers
+        self.out_features = out_features
+        self.layers = nn.ModuleList(
+            ModulatedLinear(in_features if i == 0 else hidden, hidden, w_dim) for i in range(num_layers)
+        )
+        self.sigma_head = FullyConnectedLayer(hidden, 1)
+        self.rgb_head = FullyConnectedLayer(hidden, out_features)
+
+    @property
+    def num_ws(self) -> int:
+        """One w per modulated layer."""
+        return self.num_layers
+
+    def forward(self, features: torch.Tensor, ws: torch.Tensor) -> dict[str, torch.Tensor]:
+        """
+        Args:
+            features: [N, M, in_features] point features (e.g. volume feature ++ PE(xyz)).
+            ws: [N, num_ws, w_dim]; layer i uses ``ws[:, i]``.
+
+        Returns:
+            ``sigma`` [N, M, 1] and ``rgb`` [N, M, out_features], both raw.
+        """
+        _check_points("features", features, None, self.in_features)
+        n, m = features.shape[:2]
+        _check_ws(ws, n, self.num_ws, self.w_dim)
+        # Channels first with points on the height axis, so a 1x1 modulated conv is a per-point FC.
+        x = features.transpose(1, 2).unsqueeze(-1)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, ws[:, i])
+        h = x.squeeze(-1).transpose(1, 2).reshape(n * m, self.hidden)
+        sigma = self.sigma_head(h).reshape(n, m, 1)
+        rgb = self.rgb_head(h).reshape(n, m, self.out_features)
+        return {"sigma": sigma, "rgb": rgb}
+
+
+# --- GRAF / GIRAFFE --------------------------------------------------------------------------
+
+class NeRFMLPDecoder(nn.Module):
+    """GRAF / GIRAFFE conditional NeRF MLP (methods.md §3.6, §3.7).
+
+    ``input = [PE(x), z_shape]`` -> ``num_layers`` ReLU FC of width ``hidden``; the output of layer
+    index ``skip`` (0-based, NeRF's ``skips=[4]``: after 5 layers) is concatenated as
+    ``[input, h]`` before the next layer. ``sigma = Linear(h)``; colour branch
+    ``Linear(h)`` (no activation) ++ ``[PE(d), z_app]`` -> ReLU FC(``view_hidden``) -> ``out_features``.
+    Layers keep PyTorch's default init (NeRF / GRAF do not re-initialise).
+
+    ``view_hidden`` defaults to ``hidden // 2`` (NeRF / GRAF); GIRAFFE keeps ``hidden`` there.
+    """
+
+    def __init__(
+        self,
+        point_features: int,
+        dir_features: int,
+        z_shape_dim: int,
+        z_app_dim: int,
+        hidden: int = 256,
+        num_layers: int = 8,
+        skip: int = 4,
+        out_features: int = 3,
+        *,
+        view_hidden: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not 0 <= skip < num_layers - 1:
+            raise ValueError(f"skip must be in [0, num_layers - 2] = [0, {num_layers - 2}], got {skip}")
+        self.point_features = point_features
+        self.dir_features = dir_features
+        self.z_shape_dim = z_shape_dim
+        self.z_app_dim = z_app_dim
+        self.hidden = hidden
+        self.skip = skip
+        self.out_features = out_features
+        view_hidden = hidden // 2 if view_hidden is None else view_hidden
+        in_dim = point_features + z_shape_dim
+        self.layers = nn.ModuleList(
+            nn.Linear(in_dim if i == 0 else hidden + (in_dim if i == skip + 1 else 0), hidden) for i in range(num_layers)
+        )
+        self.sigma_head = nn.Linear(hidden, 1)
+        self.feature_linear = nn.Linear(hidden, hidden)
+        self.view_linear = nn.Linear(hidden + dir_features + z_app_dim, view_hidden)
+        self.rgb_head = nn.Linear(view_hidden, out_features)
+
+    def forward(
+        self,
+        point_features: torch.Tensor,
+        dir_features: torch.Tensor,
+        z_shape: torch.Tensor,
+        z_app: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """
+        Args:
+            point_features: [N, M, point_features], already positionally encoded.
+            dir_features: [N, M, dir_features], already encoded.
+            z_shape: [N, z_shape_dim].
+            z_app: [N, z_app_dim].
+
+        Returns:
+            ``sigma`` [N, M, 1] and ``rgb`` [N, M, out_features], both raw.
+        """
+        _check_points("point_features", point_features, None, self.point_features)
+        n, m = point_features.shape[:2]
+        _check_points("dir_features", dir_features, n, self.dir_features)
+        if dir_features.shape[1] != m:
+            raise ValueError(f"dir_features must have M = {m} points, got {dir_features.shape[1]}")
+        if tuple(z_shape.shape) != (n, self.z_shape_dim) or tuple(z_app.shape) != (n, self.z_app_dim):
+            raise ValueError(
+                f"z_shape/z_app must be {[n, self.z_shape_dim]} and {[n, self.z_app_dim]}, "
+                f"got {list(z_shape.shape)} and {list(z_app.shape)}"
+            )
+        inputs = torch.cat([point_features, z_shape.unsqueeze(1).expand(n, m, -1)], dim=-1)
+        h = inputs
+        for i, layer in enumerate(self.layers):
+            h = torch.relu(layer(h))
+            if i == self.skip:
+                h = torch.cat([inputs, h], dim=-1)
+        sigma = self.sigma_head(h)
+        view_in = torch.cat([self.feature_linear(h), dir_features, z_app.unsqueeze(1).expand(n, m, -1)], dim=-1)
+        rgb = self.rgb_head(torch.relu(self.view_linear(view_in)))
+        return {"sigma": sigma, "rgb": rgb}
+
+
+# --- GRAM ------------------------------------------------------------------------------------
+
+class GramSirenDecoder(nn.Module):
+    """GRAM's ``GramRF`` radiance decoder (methods.md §3.3).
+
+    points x 2/box_side -> ``depth`` FiLM-SIREN layers h_0..h_{depth-1}. Every layer but the first
+    has a linear sigma head and a linear RGB head (``depth - 1`` of each); sigma is the sum of the
+    sigma heads. RGB sums ``rgb_head[i-1](h_i)`` for ``i < depth - 1`` and, for the last layer,
+    ``rgb_head[-1](FiLMSiren(cat([direction, h])))``. ``rgb = sigmoid(sum) (1 + 2e-3) - 1e-3``;
+    sigma is raw (the renderer applies softplus). Init: ``frequency_init(25)`` everywhere, first
+    layer ``U(-1/n, 1/n)``. FiLM slices: ``depth + 1``, the last for the colour layer.
+    """
+
+    def __init__(self, width: int = PIGAN_WIDTH, depth: int = PIGAN_DEPTH, box_side: float = PIGAN_BOX_SIDE) -> None:
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"depth must be >= 2 (layer 0 has no heads), got {depth}")
+        self.width = width
+        self.depth = depth
+        self.coordinate_scale = 2.0 / box_side
+        self.layers = nn.ModuleList(FiLMSiren(3 if i == 0 else width, width, is_first=(i == 0)) for i in range(depth))
+        self.sigma_heads = nn.ModuleList(siren_init_(nn.Linear(width, 1)) for _ in range(depth - 1))
+        self.rgb_heads = nn.ModuleList(siren_init_(nn.Linear(width, 3)) for _ in range(depth - 1))
+        self.color_film = FiLMSiren(3 + width, width)
+
+    @property
+    def num_film_layers(self) -> int:
+        """How many (frequency, phase) slices the decoder consumes: ``depth + 1``."""
+        return self.depth + 1
+
+    def forward(
+        self,
+        points: torch.Tensor,
+        directions: torch.Tensor,
+        frequencies: torch.Tensor,
+        phases: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """
+        Args:
+            points: [N, M, 3] world points (manifold intersections).
+            directions: [N, M, 3] ray directions (not renormalised here).
+            frequencies: [N, depth + 1, width] **raw** mapper output (``15 f + 30`` applied here).
+            phases: [N, depth + 1, width].
+
+        Returns:
+            ``sigma`` [N, M, 1] raw and ``rgb`` [N, M, 3] in (-1e-3, 1 + 1e-3).
+        """
+        expected = (points.shape[0], self.num_film_layers, self.width)
+        if tuple(frequencies.shape) != expected or tuple(phases.shape) != expected:
+            raise ValueError(
+                f"frequencies/phases must be {list(expected)}, got {list(frequencies.shape)} and {list(phases.shape)}"
+            )
+        _check_points("points", points, None, 3)
+        _check_points("directions", directions, points.shape[0], 3)
+        freq = film_frequencies(frequencies)
+        x = points * self.coordinate_scale
+        sigma = 0
+        rgb = 0
+        for i, layer in enumerate(self.layers):
+            x = layer(x, freq[:, i], phases[:, i])
+            if i == 0:
+                continue
+            sigma = sigma + self.sigma_heads[i - 1](x)
+            if i == self.depth - 1:
+                # Only the last RGB head sees the view direction.
+                color = self.color_film(torch.cat([directions, x], dim=-1), freq[:, -1], phases[:, -1])
+                rgb = rgb + self.rgb_heads[i - 1](color)
+            else:
+                rgb = rgb + self.rgb_heads[i - 1](x)
+        rgb = torch.sigmoid(rgb) * (1 + 2 * GRAM_RGB_WIDEN) - GRAM_RGB_WIDEN
+        return {"sigma": sigma, "rgb": rgb}
+
+
+# --- StyleSDF --------------------------------------------------------------------------------
+
+class StyleFiLMSiren(nn.Module):
+    """FiLM-SIREN layer whose FiLM comes from w: ``sin(gamma (W x + b) + beta)``.
+
+    ``gamma = 15 Linear_g(w) + 30`` and ``beta = 0.25 Linear_b(w)`` (methods.md §3.4). methods.md
+    gives no init for the two affine layers; we follow StyleSDF's code (``[S] volume_renderer.py``):
+    Kaiming-normal fan-in weights with LReLU(0.2) gain, x 0.25, and PyTorch's default bias.
+    """
+
+    def __init__(self, in_features: int, out_features: int, w_dim: int, is_first: bool = False) -> None:
+        super().__init__()
+        self.film = FiLMSiren(in_features, out_features, is_first=is_first)
+        self.gamma = nn.Linear(w_dim, out_features)
+        self.beta = nn.Linear(w_dim, out_features)
+        with torch.no_grad():
+            for affine in (self.gamma, self.beta):
+                nn.init.kaiming_normal_(affine.weight, a=0.2, mode="fan_in", nonlinearity="leaky_relu")
+                affine.weight.mul_(0.25)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """x [N, M, in], w [N, w_dim] -> [N, M, out]."""
+        return self.film(x, film_frequencies(self.gamma(w)), STYLESDF_BETA_SCALE * self.beta(w))
+
+
+class StyleSDFSirenDecoder(nn.Module):
+    """StyleSDF's ``SirenGenerator`` (methods.md §3.4): SDF, view-dependent RGB and a feature.
+
+    points x coordinate_scale -> ``depth`` :class:`StyleFiLMSiren` layers (layer i uses
+    ``ws[:, i]``) -> h; ``sdf = Linear(h)``; ``v = StyleFiLMSiren(cat([h, direction]), ws[:, -1])``;
+    ``rgb = sigmoid(Linear(v))``; ``feature = v`` when ``feature_dim == width`` (StyleSDF outputs
+    the view activation itself, 256 = width), else ``Linear(v)`` to ``feature_dim`` (raw). Linear
+    heads use ``frequency_init(25)``; the first FiLM layer ``U(-1/n, 1/n)``. Passing the same w
+    for every layer reproduces StyleSDF, which feeds one w to all layers.
+    """
+
+    def __init__(
+        self,
+        w_dim: int = 256,
+        width: int = PIGAN_WIDTH,
+        depth: int = PIGAN_DEPTH,
+        feature_dim: int = 256,
+        coordinate_scale: float = 2.0 / STYLESDF_BOX_SIDE,
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.w_dim = w_dim
+        self.width = width
+        self.depth = depth
+        self.feature_dim = feature_dim
+        self.coordinate_scale = coordinate_scale
+        self.layers = nn.ModuleList(
+            StyleFiLMSiren(3 if i == 0 else width, width, w_dim, is_first=(i == 0)) for i in range(depth)
+        )
+        self.sdf_head = siren_init_(nn.Linear(width, 1))
+        self.view_film = StyleFiLMSiren(width + 3, width, w_dim)
+        self.rgb_head = siren_init_(nn.Linear(width, 3))
+        self.feature_head = None if feature_dim == width else siren_init_(nn.Linear(width, feature_dim))
+
+    @property
+    def num_ws(self) -> int:
+        """One w per FiLM layer plus one for the view layer: ``depth + 1``."""
+        return self.depth + 1
+
+    def forward(self, points: torch.Tensor, directions: torch.Tensor, ws: torch.Tensor) -> dict[str, torch.Tensor]:
+        """
+        Args:
+            points: [N, M, 3] world points (differentiable: the eikonal loss takes d sdf / d points).
+            directions: [N, M, 3] normalised view directions (not renormalised here).
+            ws: [N, depth + 1, w_dim].
+
+        Returns:
+            ``sdf`` [N, M, 1], ``rgb`` [N, M, 3] in (0, 1) and ``feature`` [N, M, feature_dim].
+        """
+        _check_points("points", points, None, 3)
+        _check_points("directions", directions, points.shape[0], 3)
+        _check_ws(ws, points.shape[0], self.num_ws, self.w_dim)
+        x = points * self.coordinate_scale
+        for i, layer in enumerate(self.layers):
+            x = layer(x, ws[:, i])
+        sdf = self.sdf_head(x)
+        v = self.view_film(torch.cat([x, directions], dim=-1), ws[:, -1])
+        rgb = torch.sigmoid(self.rgb_head(v))
+        feature = v if self.feature_head is None else self.feature_head(v)
+        return {"sdf": sdf, "rgb": rgb, "feature": feature}
+
+
+__all__ = [
+    "GramSirenDecoder",
+    "ModulatedLinear",
+    "ModulatedMLPDecoder",
+    "NeRFMLPDecoder",
+    "StyleFiLMSiren",
+    "StyleSDFSirenDecoder",
+]

@@ -1,0 +1,48 @@
+"""What every generator hands the renderer: a per-identity scene, and the fields a mesh comes from.
+
+EG3D's scene is its tri-plane tensor [N, 3, 32, H, W]; pipeline generators return a
+:class:`models.pipeline.Scene`. Both slice along the batch (``scene[i:i + 1]``) and concatenate
+with :func:`cat_scenes`, which is all the renderer does with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+
+@dataclass
+class MeshFields:
+    """What a mesh of one identity is extracted from."""
+
+    field: Callable[[torch.Tensor], torch.Tensor]
+    """points [M, 3] -> scalar [M] (raw density, -SDF, or GRAM's manifold field)."""
+    color: Callable[[torch.Tensor], torch.Tensor]
+    """points [M, 3] -> RGB [M, 3] in [0, 1]."""
+    bounds: tuple[float, float]
+    """The cube (lo, hi) on every axis."""
+    level: float | None
+    """Iso level, or None: the rendered surface's level (``GeneratorRenderer.surface_level``)."""
+    inside: str = "above"
+    """Which side of the level is solid: 'above' (density, -SDF) or 'below' (GRAM's field)."""
+    eg3d_cleanup: bool = False
+    """Clear EG3D's border layers before marching cubes (``renderers.mesh.eg3d_border``)."""
+
+
+def cat_scenes(scenes: Sequence[Any]) -> Any:
+    """Concatenate per-identity scenes along the batch."""
+    if len(scenes) == 1:
+        return scenes[0]
+    if isinstance(scenes[0], torch.Tensor):
+        return torch.cat(list(scenes))
+    return type(scenes[0]).cat(list(scenes))
+
+
+def generator_device(G: nn.Module) -> torch.device:
+    """The device a generator's tensors live on."""
+    for tensor in G.buffers():
+        return tensor.device
+    return next(G.parameters()).device

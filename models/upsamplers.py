@@ -1,0 +1,234 @@
+"""2D upsamplers of the non-EG3D presets: volume-rendered feature image -> final image.
+
+* ``StyleGANUpsampler`` -- VolumeGAN, StyleSDF and StyleNeRF: StyleGAN2 'skip' synthesis blocks that
+  start from the rendered feature image instead of a learned constant. StyleNeRF's ``nn_cat``
+  upsampling is an option.
+* ``GiraffeNeuralRenderer`` -- GIRAFFE's unmodulated CNN with per-scale RGB skips.
+
+EG3D's super-resolution modules live in ``models/superresolution.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.discriminator import Conv2dLayer
+from models.stylegan2 import NoiseMode, SynthesisBlock, SynthesisLayer
+from ops.stylegan2 import DEFAULT_RESAMPLE_FILTER, filter2d, setup_filter
+
+UpsampleMode = Literal["stylegan", "nn_cat"]
+UPSAMPLE_MODES: tuple[str, ...] = ("stylegan", "nn_cat")
+
+
+def _octaves(in_resolution: int, out_resolution: int) -> int:
+    """log2(out / in), or ValueError unless out / in is a power of two >= 1."""
+    if (
+        not isinstance(in_resolution, (int, np.integer))
+        or not isinstance(out_resolution, (int, np.integer))
+        or in_resolution < 1
+        or out_resolution < in_resolution
+        or out_resolution % in_resolution
+    ):
+        raise ValueError(
+            f"out_resolution / in_resolution must be a power of two >= 1, got in_resolution={in_resolution}, "
+            f"out_resolution={out_resolution}"
+        )
+    ratio = out_resolution // in_resolution
+    if ratio & (ratio - 1):
+        raise ValueError(
+            f"out_resolution / in_resolution must be a power of two >= 1, got in_resolution={in_resolution}, "
+            f"out_resolution={out_resolution} (ratio {ratio})"
+        )
+    return int(ratio).bit_length() - 1
+
+
+def _check_features(features: torch.Tensor, channels: int, resolution: int) -> None:
+    if features.ndim != 4 or features.shape[1] != channels or features.shape[2:] != (resolution, resolution):
+        raise ValueError(
+            f"expected features [N, {channels}, {resolution}, {resolution}], got {list(features.shape)}"
+        )
+
+
+# --- StyleNeRF 'nn_cat' upsampling -------------------------------------------------------------
+
+def quad_average_upsample(x: torch.Tensor) -> torch.Tensor:
+    """Parameter-free x2 upsampling: each output pixel is the mean of the 2x2 input quad it lies in.
+
+    x [N, C, H, W] -> [N, C, 2H, 2W]. Output pixel (2i + dy, 2j + dx) averages input rows
+    {i, i - 1 + 2 dy} and columns {j, j - 1 + 2 dx}; the four sub-pixel phases are stacked as
+    channels and interleaved with ``pixel_shuffle``. Borders replicate, so a constant stays constant.
+    """
+    n, c, h, w = x.shape
+    padded = F.pad(x, [1, 1, 1, 1], mode="replicate")
+    quads = F.avg_pool2d(padded, kernel_size=2, stride=1)  # [N, C, H + 1, W + 1]; quads[p, q] covers rows p-1..p
+    phases = [quads[:, :, dy : dy + h, dx : dx + w] for dy in (0, 1) for dx in (0, 1)]
+    stacked = torch.stack(phases, dim=2).reshape(n, c * 4, h, w)  # pixel_shuffle reads channel c*4 + dy*2 + dx
+    return F.pixel_shuffle(stacked, 2)
+
+
+class NNCatUpsample(nn.Module):
+    """StyleNeRF's ``nn_cat`` x2 upsampling: [nearest copy, quad-average copy] -> 1x1 fuse -> FIR blur.
+
+    The nearest copy keeps sharp, alias-free-by-construction values; the pixel-shuffled neighbour
+    average supplies sub-pixel detail; a learned 1x1 adapter mixes the two, and the blur removes the
+    remaining blockiness of nearest upsampling. x [N, C, H, W] -> [N, C, 2H, 2W].
+    """
+
+    def __init__(self, channels: int, resample_filter: Sequence[float] = DEFAULT_RESAMPLE_FILTER):
+        super().__init__()
+        self.channels = channels
+        self.adapter = Conv2dLayer(2 * channels, channels, kernel_size=1)
+        self.register_buffer("resample_filter", setup_filter(resample_filter))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nearest = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = self.adapter(torch.cat([nearest, quad_average_upsample(x)], dim=1))
+        return filter2d(x, self.resample_filter)
+
+
+class NNCatSynthesisLayer(SynthesisLayer):
+    """``SynthesisLayer`` whose x2 upsampling is ``NNCatUpsample`` followed by a same-size modulated conv.
+
+    Drop-in for a block's upsampling ``conv0``: same call signature, ``resolution`` is the output
+    resolution (noise is drawn there), and it consumes one w like the layer it replaces.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, **layer_kwargs):
+        """``layer_kwargs`` go to ``SynthesisLayer`` (``up`` is fixed to 1: the upsampling happens before)."""
+        super().__init__(in_channels, out_channels, w_dim, resolution, up=1, **layer_kwargs)
+        self.upsampler = NNCatUpsample(in_channels, layer_kwargs.get("resample_filter", DEFAULT_RESAMPLE_FILTER))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, **layer_kwargs) -> torch.Tensor:
+        """x [N, C_in, r, r], w [N, w_dim] -> [N, C_out, 2r, 2r]; ``layer_kwargs`` as ``SynthesisLayer.forward``."""
+        return super().forward(self.upsampler(x), w, **layer_kwargs)
+
+
+# --- StyleGAN2 upsampler -----------------------------------------------------------------------
+
+class StyleGANUpsampler(nn.Module):
+    """VolumeGAN / StyleNeRF / StyleSDF upsampler: StyleGAN2 'skip' synthesis blocks from a feature image.
+
+    Blocks: one at ``in_resolution`` that keeps the size (``upsample=False``, adapts the rendered
+    features), then one per octave up to ``out_resolution``, each x2. The toRGB outputs are summed
+    (upsampled with the FIR filter between blocks). Channels at resolution q are
+    ``min(channel_base // q, channel_max)``.
+
+    ``upsample_mode``: ``'stylegan'`` uses StyleGAN2's FIR up-convolution in each block's conv0;
+    ``'nn_cat'`` (StyleNeRF) replaces it by ``NNCatUpsample`` followed by a same-size modulated conv.
+    Both modes consume the same ws.
+
+    ws layout follows ``SynthesisNetwork``: every block takes 2 conv ws, a block's toRGB shares the
+    next block's first w, and the last toRGB takes one more, so ``num_ws = 2 * num_blocks + 1``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        in_resolution: int,
+        out_resolution: int,
+        w_dim: int,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        img_channels: int = 3,
+        upsample_mode: str = "stylegan",
+        conv_clamp: float | None = None,
+    ):
+        super().__init__()
+        num_up = _octaves(in_resolution, out_resolution)
+        if upsample_mode not in UPSAMPLE_MODES:
+            raise ValueError(f"unknown upsample_mode {upsample_mode!r}; expected one of {UPSAMPLE_MODES}")
+        self.in_channels = in_channels
+        self.in_resolution = in_resolution
+        self.out_resolution = out_resolution
+        self.w_dim = w_dim
+        self.img_channels = img_channels
+        self.upsample_mode = upsample_mode
+        self.block_resolutions = [in_resolution * 2**i for i in range(num_up + 1)]
+        self.channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+
+        self.num_ws = 0
+        prev_channels = in_channels
+        for idx, res in enumerate(self.block_resolutions):
+            upsample = idx > 0  # the first block only adapts the rendered features
+            is_last = res == out_resolution
+            block = SynthesisBlock(prev_channels, self.channels[res], w_dim, res, img_channels, is_last,
+                                   upsample=upsample, conv_clamp=conv_clamp)
+            if upsample and upsample_mode == "nn_cat":
+                block.conv0 = NNCatSynthesisLayer(prev_channels, self.channels[res], w_dim, res, conv_clamp=conv_clamp)
+            self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
+            setattr(self, f"b{res}", block)
+            prev_channels = self.channels[res]
+
+    def forward(self, features: torch.Tensor, ws: torch.Tensor, noise_mode: NoiseMode = "const",
+                **block_kwargs) -> torch.Tensor:
+        """features [N, in_channels, r, r], ws [N, >= num_ws, w_dim] -> image [N, img_channels, R, R] float32.
+
+        Only the first ``num_ws`` ws are used (callers slice their w+ themselves); fewer raise.
+        ``block_kwargs`` go to every ``SynthesisBlock`` (``force_fp32``, ``fused_modconv``, ``update_emas``).
+        The image is unbounded, like StyleGAN2's (roughly [-1, 1] once trained).
+        """
+        _check_features(features, self.in_channels, self.in_resolution)
+        if ws.ndim != 3 or ws.shape[0] != features.shape[0] or ws.shape[2] != self.w_dim:
+            raise ValueError(f"expected ws [{features.shape[0]}, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        if ws.shape[1] < self.num_ws:
+            raise ValueError(f"StyleGANUpsampler needs {self.num_ws} ws, got {ws.shape[1]}")
+        x, img, w_idx = features, None, 0
+        for res in self.block_resolutions:
+            block = getattr(self, f"b{res}")
+            # One w is shared between a block's toRGB and the next block's conv0 (SynthesisNetwork's layout).
+            cur_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+            x, img = block(x, img, cur_ws, noise_mode=noise_mode, **block_kwargs)
+            w_idx += block.num_conv
+        return img
+
+
+# --- GIRAFFE -----------------------------------------------------------------------------------
+
+class GiraffeNeuralRenderer(nn.Module):
+    """GIRAFFE's 2D neural renderer: feature image [N, in_channels, r, r] -> image [N, img_channels, R, R].
+
+    ``conv_in`` (1x1, or identity when ``feature_channels`` equals ``in_channels``) sets the first
+    width; each of the log2(R / r) blocks is nearest x2 upsampling, a 3x3 conv and LeakyReLU 0.2,
+    block i having ``max(width // 2**(i + 1), min_channels)`` channels. ``to_rgb[0]`` maps the input
+    scale and ``to_rgb[i + 1]`` block i's output to RGB with a 3x3 conv; the running RGB sum is
+    bilinearly upsampled x2 before each block's RGB is added. The output is ``2 * sigmoid(sum) - 1``,
+    i.e. in [-1, 1] like the other generators (GIRAFFE itself returns ``sigmoid(sum)`` in [0, 1]).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 256,
+        in_resolution: int = 16,
+        out_resolution: int = 256,
+        min_channels: int = 32,
+        img_channels: int = 3,
+        feature_channels: int | None = None,
+    ):
+        super().__init__()
+        num_blocks = _octaves(in_resolution, out_resolution)
+        width = in_channels if feature_channels is None else feature_channels
+        self.in_channels = in_channels
+        self.in_resolution = in_resolution
+        self.out_resolution = out_resolution
+        self.img_channels = img_channels
+        self.min_channels = min_channels
+        self.conv_in = nn.Identity() if width == in_channels else nn.Conv2d(in_channels, width, 1)
+        self.block_channels = [max(width // 2 ** (i + 1), min_channels) for i in range(num_blocks)]
+        widths = [width] + self.block_channels
+        self.blocks = nn.ModuleList(nn.Conv2d(widths[i], widths[i + 1], 3, padding=1) for i in range(num_blocks))
+        self.to_rgb = nn.ModuleList(nn.Conv2d(c, img_channels, 3, padding=1) for c in widths)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[N, in_channels, r, r] -> [N, img_channels, R, R] in [-1, 1]."""
+        _check_features(features, self.in_channels, self.in_resolution)
+        x = self.conv_in(features)
+        rgb = self.to_rgb[0](x)
+        for block, to_rgb in zip(self.blocks, self.to_rgb[1:]):
+            x = F.leaky_relu(block(F.interpolate(x, scale_factor=2, mode="nearest")), 0.2)
+            rgb = F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False) + to_rgb(x)
+        return 2 * torch.sigmoid(rgb) - 1
