@@ -31,11 +31,11 @@ KEY_ORBIT_STEP = 0.05
 """Radians per arrow-key press."""
 
 CAMERA_PRESETS: dict[str, dict] = {
-    "model": {"radius": None, "pivot": None, "fov_degrees": 2 * math.degrees(math.atan(0.5 / 4.2647))},
+    "model": {"radius": None, "pivot": None, "fov_degrees": None},  # None lens: the model's own
     "ffhq": {"radius": 2.7, "pivot": (0.0, 0.0, 0.2), "fov_degrees": 2 * math.degrees(math.atan(0.5 / 4.2647))},
     "shapenet": {"radius": 1.7, "pivot": (0.0, 0.0, 0.0), "fov_degrees": 2 * math.degrees(math.atan(0.5 / 1.7074))},
 }
-"""EG3D's camera set-ups: the model's own averages, FFHQ/AFHQ (focal 4.2647) and ShapeNet (1.7074)."""
+"""Camera set-ups: the model's own averages and lens, EG3D's FFHQ/AFHQ (focal 4.2647) and ShapeNet (1.7074)."""
 
 
 def orbit(pose: CameraPose, dx: float, dy: float, viewport_height: float) -> None:
@@ -65,16 +65,21 @@ def zoom(pose: CameraPose, notches: float, default_radius: float) -> None:
     pose.radius = min(max(radius * ZOOM_FACTOR ** notches, RADIUS_LIMITS[0]), RADIUS_LIMITS[1])
 
 
-def apply_preset(pose: CameraPose, name: str) -> None:
-    """Set radius, pivot and field of view from ``CAMERA_PRESETS`` (angles are kept)."""
+def apply_preset(pose: CameraPose, name: str, model_fov: float | None = None) -> None:
+    """Set radius, pivot and field of view from ``CAMERA_PRESETS`` (angles are kept);
+    ``model_fov`` is the lens of the 'model' preset (default: EG3D's)."""
     if name not in CAMERA_PRESETS:
         raise ValueError(f"unknown camera preset {name!r}; choose one of {', '.join(CAMERA_PRESETS)}")
     for key, value in CAMERA_PRESETS[name].items():
+        if key == "fov_degrees" and value is None:
+            value = CameraPose().fov_degrees if model_fov is None else float(model_fov)
         setattr(pose, key, value)
 
 
-def reset(pose: CameraPose) -> None:
-    """Frontal view with the model's own radius, pivot and FFHQ field of view."""
+def reset(pose: CameraPose, model_fov: float | None = None) -> None:
+    """Frontal view with the model's own radius, pivot and lens (``model_fov``; default EG3D's)."""
     fresh = CameraPose()
     for key in ("yaw", "pitch", "radius", "fov_degrees", "pivot"):
         setattr(pose, key, getattr(fresh, key))
+    if model_fov is not None:
+        pose.fov_degrees = float(model_fov)

@@ -95,7 +95,7 @@ def apply_settings(viz, settings: dict[str, Any]) -> None:
         elif key in ("cond_yaw", "cond_pitch"):
             setattr(args.cond, key.removeprefix("cond_"), float(value))
         elif key == "camera_preset":
-            camera_control.apply_preset(args.view, value)
+            camera_control.apply_preset(args.view, value, state.model.camera_fov)
         elif key in QUALITY_KEYS:
             setattr(args.quality, key, value)
         elif key in ARGS_KEYS:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Deque
 
 from app.adaptive import AdaptiveQuality
-from renderers.render_args import DisplayArgs, RenderArgs
+from renderers.render_args import EG3D_FOV_DEGREES, DisplayArgs, RenderArgs
 from renderers.trajectories import CameraPath
 
 HISTORY = 240
@@ -57,8 +57,8 @@ class ModelState:
     """The model's average camera radius (used when a pose leaves it None)."""
     avg_camera_pivot: tuple[float, float, float] = (0.0, 0.0, 0.2)
     """The model's average camera pivot."""
-    camera_fov: float | None = None
-    """The model's own field of view in degrees (pipeline methods say it; EG3D models do not)."""
+    camera_fov: float = EG3D_FOV_DEGREES
+    """The model's own field of view in degrees (``renderers.render_args.model_fov``)."""
     recent: list[str] = field(default_factory=list)
     """Recently opened paths, newest first."""
 

@@ -24,7 +24,7 @@ from app.model_source import ModelSource, RunFollower, SourceError, resolve_sour
 from app.state import AppState
 from app.viewport import Viewport, read_pixels
 from app.window import AppWindow
-from renderers.render_args import RENDER_MODES
+from renderers.render_args import RENDER_MODES, model_fov
 from renderers.renderer import GeneratorRenderer, camera_label
 from renderers.worker import Frame, Job, RenderWorker
 
@@ -128,10 +128,10 @@ class Visualizer:
         model.importance_samples = int(opts["depth_resolution_importance"])
         model.avg_camera_radius = float(opts["avg_camera_radius"])
         model.avg_camera_pivot = tuple(float(v) for v in opts["avg_camera_pivot"])
-        fov = opts.get("avg_camera_fov")
-        if fov is not None and fov != model.camera_fov:  # a new family of model: frame it with its own lens
-            self.state.args.view.fov_degrees = self.state.args.cond.fov_degrees = float(fov)
-        model.camera_fov = None if fov is None else float(fov)
+        fov = model_fov(opts)
+        if fov != model.camera_fov:  # another family of model: frame it with its own lens
+            self.state.args.view.fov_degrees = self.state.args.cond.fov_degrees = fov
+        model.camera_fov = fov
         if source.kind == "run":
             model.run_dir, model.snapshot_kimg = str(source.run_dir), source.kimg
             if self.follower is None or self.follower.run_dir != source.run_dir:
@@ -213,7 +213,7 @@ class Visualizer:
         if key in arrows:
             self.drag_camera(*arrows[key])
         elif key == glfw.KEY_R:
-            camera_control.reset(args.view)
+            camera_control.reset(args.view, self.state.model.camera_fov)
         elif key == glfw.KEY_PAGE_UP:
             args.latent.seed_x = float(int(args.latent.seed_x) + 1)
         elif key == glfw.KEY_PAGE_DOWN:

@@ -1,9 +1,11 @@
 """Generator and discriminator networks, and checkpoint I/O."""
 
-from models.checkpoint import load_generator, save_generator
+from models.checkpoint import build_generator, load_generator, save_generator
 from models.discriminator import DiscriminatorConfig, DualDiscriminator, build_discriminator, discriminator_preset
 from models.eg3d import EG3DConfig, EG3DRenderingConfig, TriPlaneGenerator, build_eg3d, eg3d_preset
 from models.errors import CheckpointError, UnsafePickleError
+from models.pipeline import PipelineGenerator, build_pipeline
+from models.pipeline_config import PipelineConfig, pipeline_preset
 
 __all__ = [
     "CheckpointError",
@@ -11,12 +13,17 @@ __all__ = [
     "DualDiscriminator",
     "EG3DConfig",
     "EG3DRenderingConfig",
+    "PipelineConfig",
+    "PipelineGenerator",
     "TriPlaneGenerator",
     "UnsafePickleError",
     "build_discriminator",
+    "build_generator",
+    "build_pipeline",
     "build_eg3d",
     "discriminator_preset",
     "eg3d_preset",
     "load_generator",
+    "pipeline_preset",
     "save_generator",
 ]

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from models.eg3d import EG3DConfig, TriPlaneGenerator
+from models.errors import CheckpointError
 from models.pipeline import PipelineGenerator
 from models.pipeline_config import PipelineConfig
-from models.errors import CheckpointError
 
 FORMAT_NAME = "3dgan-studio/generator"
 """Value of the ``format`` metadata key in our checkpoints."""

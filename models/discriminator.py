@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from models.stylegan2 import FullyConnectedLayer, MappingNetwork
+from models.typed_config import dataclass_from_dict
 from ops.resize import filtered_resizing
 from ops.stylegan2 import ACTIVATIONS, DEFAULT_RESAMPLE_FILTER, bias_act, conv2d_resample, downsample2d, setup_filter
 
@@ -383,11 +384,7 @@ class DiscriminatorConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "DiscriminatorConfig":
         """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown discriminator config keys: {', '.join(unknown)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "discriminator config")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict."""

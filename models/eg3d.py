@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.stylegan2 import FullyConnectedLayer, FusedModconv, NoiseMode, StyleGAN2Generator
 from models.scene import MeshFields
+from models.stylegan2 import FullyConnectedLayer, FusedModconv, NoiseMode, StyleGAN2Generator
 from models.superresolution import OFFICIAL_SR_PREFIX, Superresolution
+from models.typed_config import dataclass_from_dict
 from ops.camera import FFHQ_FOCAL, generate_rays, orbit_label, unpack_label
 from ops.compositing import Composite, composite_midpoint
 from ops.ray_sampling import auto_ray_bounds, importance_depths, merge_sorted_samples, stratified_depths
@@ -152,11 +153,7 @@ class EG3DConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EG3DConfig":
         """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown EG3D config keys: {', '.join(unknown)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "EG3D config")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict."""

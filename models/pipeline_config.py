@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.typed_config import dataclass_from_dict
 from ops.pose_sampling import POSE_PRIORS
 
 MAPPING_KINDS = ("stylegan2", "film", "none")
@@ -256,7 +257,7 @@ class PipelineConfig:
         for name, cls in _COMPONENTS.items():
             value = getattr(self, name)
             if isinstance(value, dict):
-                setattr(self, name, _from_dict(cls, value))
+                setattr(self, name, dataclass_from_dict(cls, value))
         self.frozen = tuple(self.frozen)
         self.pose.pivot = tuple(float(v) for v in self.pose.pivot)
         self.embedder.volume_bounds = tuple(tuple(float(v) for v in c) for c in self.embedder.volume_bounds)
@@ -315,20 +316,12 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
         """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
-        return _from_dict(cls, data)
+        return dataclass_from_dict(cls, data)
 
 
 _COMPONENTS = {"mapping": MappingConfig, "pose": PoseSamplerConfig, "points": PointSamplerConfig,
                "embedder": EmbedderConfig, "decoder": DecoderConfig, "renderer": VolumeRendererConfig,
                "upsampler": UpsamplerConfig}
-
-
-def _from_dict(cls, data: dict[str, Any]):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
-    return cls(**data)
 
 
 # --- presets ---------------------------------------------------------------------------------------
@@ -343,7 +336,7 @@ def _pigan() -> PipelineConfig:
     """pi-GAN (methods.md §3.5, CelebA curriculum): Gaussian poses (yaw 0.3, pitch 0.155, r 1, fov 12),
     12+12 samples on 0.88-1.12 with +-half-spacing jitter, raw coordinates x 2/0.24, 8x256 FiLM-SIREN,
     3x256 FiLM mapping, ReLU density with noise annealed over 5000 steps (here kimg = steps x batch 56
-    / 1000 = 280), last delta 1e10, 64 px, no upsampler."""
+    / 1000 = 280), last delta 1e10, 64 px, no upsampler. Carver (pigan_ffhq64): batch 8, otherwise the same."""
     return PipelineConfig(
         preset="pigan", img_resolution=64, neural_rendering_resolution=64,
         mapping=MappingConfig(kind="film", z_dim=256, layers=3, hidden=256),
@@ -360,7 +353,7 @@ def _gram() -> PipelineConfig:
     """GRAM (methods.md §3.3, FFHQ): pi-GAN's pose prior, 64 unperturbed samples on 0.88-1.12 into a
     3x128 manifold predictor, 23 levels 23 -> 8 plus the background plane at z = -0.12, GramRF
     8x256 FiLM-SIREN with summed per-layer heads, softplus density, constant delta 0.04, 256 px.
-    Carver's default ``levels_end`` is 3, not the official 8 (set embedder.levels_end=3)."""
+    Carver: ``levels_end`` defaults to 3, not the official 8 (``--set generator.embedder.levels_end=3``)."""
     return PipelineConfig(
         preset="gram", img_resolution=256, neural_rendering_resolution=256,
         mapping=MappingConfig(kind="film", z_dim=256, layers=3, hidden=256),
@@ -379,7 +372,8 @@ def _stylesdf() -> PipelineConfig:
     x 2/(far - near), 8x256 FiLM-SIREN SDF decoder with a 256-ch feature, sigma = sigmoid(-d/a)/a
     with learnable a (init 0.1), 64 px volume rendering; stage 2 adds the StyleGAN2 decoder to
     1024 px with the renderer frozen. Simplification: one 3-layer 256-d mapping feeds both stages
-    (StyleSDF's 2D decoder has its own 5-layer 512-d mapping)."""
+    (StyleSDF's 2D decoder has its own 5-layer 512-d mapping). Carver: elevation std 0.155
+    (``pose.prior='stylesdf_carver'``) and R1 0.2 for the 1024 px pipeline."""
     return PipelineConfig(
         preset="stylesdf", img_resolution=1024, neural_rendering_resolution=64,
         mapping=MappingConfig(kind="stylegan2", z_dim=256, w_dim=256, layers=3),
@@ -396,7 +390,7 @@ def _volumegan() -> PipelineConfig:
     """VolumeGAN (methods.md §3.2): Gaussian poses (yaw 0.3, pitch 0.155, r 1, fov 12), 12+12 samples
     on 0.8-1.2, a 32^3 x 32 feature volume over the FFHQ bounds concatenated with PE(10) of xyz,
     4 modulated 1x1 layers of 256 with a 512-ch feature head, ReLU density, 512-ch feature map at
-    32 px, StyleGAN2 skip synthesis 32 -> 256, 8-layer mapping."""
+    32 px, StyleGAN2 skip synthesis 32 -> 256, 8-layer mapping. Carver uses the same values."""
     return PipelineConfig(
         preset="volumegan", img_resolution=256, neural_rendering_resolution=32,
         mapping=MappingConfig(kind="stylegan2", z_dim=512, w_dim=512, layers=8),
@@ -413,7 +407,8 @@ def _stylenerf() -> PipelineConfig:
     """StyleNeRF (methods.md §3.8): Gaussian poses (u 0.3, v 0.155, r 1, fov 12), 14+14 samples on
     0.88-1.12, PE(10) coordinates, 8 modulated FC layers of 128 (LReLU) with a 256-ch feature head,
     ReLU density, 256-ch map at 32 px, StyleGAN2 blocks with 'nn_cat' upsampling to 256, 8-layer
-    mapping. Left out: the 4-sample NeRF++ background and the NeRF-path regulariser."""
+    mapping. Left out: the 4-sample NeRF++ background and the NeRF-path regulariser.
+    Carver: batch 8 per GPU, R1 0.5, path length 2."""
     return PipelineConfig(
         preset="stylenerf", img_resolution=256, neural_rendering_resolution=32,
         mapping=MappingConfig(kind="stylegan2", z_dim=512, w_dim=512, layers=8),
@@ -430,7 +425,9 @@ def _graf() -> PipelineConfig:
     """GRAF (methods.md §3.6, CelebA): uniform poses (u in [0, 0.25], v in [0.329, 0.456], r U(9.5,
     10.5), fov 10), 64 stratified samples on 7.5-12.5, PE(10) xyz / PE(4) view, 8x256 ReLU NeRF MLP
     with a skip at 4, 128-d shape and appearance codes used directly, ReLU density with noise 1
-    annealed to 0 over 5000 iterations (batch 8: 40 kimg), 32 px patches, 64 px images."""
+    annealed to 0 over 5000 iterations (batch 8: 40 kimg), 32 px patches, 64 px images. Carver: the
+    shared Gaussian prior at r 1, fov 12 (``pose.prior='graf_carver'``, near/far 0.88-1.12), Adam
+    (0, 0.99), R1 20, 128 px output."""
     return PipelineConfig(
         preset="graf", img_resolution=64, neural_rendering_resolution=64,
         mapping=MappingConfig(kind="none", z_dim=256),
@@ -449,7 +446,8 @@ def _giraffe() -> PipelineConfig:
     folded into the camera yaw, fov 10, 64 samples on 0.5-6, one object (box scale 0.21) and a
     background, 8x128 object MLP (skip 4, 256-d codes) and 4x64 background MLP (128-d codes), PE(10)
     xyz / PE(4) view, ReLU, sum of densities and density-weighted features -> 256 ch at 16 px, neural
-    renderer 16 -> 256."""
+    renderer 16 -> 256. The object's box translation is 0 and its rotation is folded into the camera
+    yaw (one object; GIRAFFE's per-object affine sampling is not modelled). Carver: Adam (0, 0.99)."""
     return PipelineConfig(
         preset="giraffe", img_resolution=256, neural_rendering_resolution=16,
         mapping=MappingConfig(kind="none", z_dim=256 + 256 + 128 + 128),
@@ -468,7 +466,8 @@ def _epigraf() -> PipelineConfig:
     """EpiGRAF (methods.md §3.9): dataset camera angles re-placed at r 1, fov 12, 48+48 samples on
     0.88-1.12, a 512^2 x 3 x 32 tri-plane (corrected axes, align_corners, coordinates / 0.2) from
     StyleGAN2 synthesis, FC 32 -> 64 (LReLU) -> 3 + 1, softplus density with noise 1 annealed over
-    5000 kimg, 64 px patches of the 512 px image, 2-layer mapping, no upsampler."""
+    5000 kimg, 64 px patches of the 512 px image, 2-layer mapping, no upsampler. Carver: R1 0.1,
+    batch 8 per GPU, pose_dim 3."""
     return PipelineConfig(
         preset="epigraf", img_resolution=512, neural_rendering_resolution=512,
         mapping=MappingConfig(kind="stylegan2", z_dim=512, w_dim=512, layers=2),

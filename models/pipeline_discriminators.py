@@ -41,6 +41,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from models.discriminator import Conv2dLayer, DiscriminatorBlock, DiscriminatorEpilogue, MinibatchStdLayer
 from models.stylegan2 import FullyConnectedLayer, MappingNetwork
+from models.typed_config import dataclass_from_dict
 from ops.patch_sampling import PatchParams
 from ops.stylegan2 import ACTIVATIONS, DEFAULT_RESAMPLE_FILTER, bias_act, modulated_conv2d, setup_filter
 
@@ -88,11 +89,7 @@ class PipelineDiscriminatorConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PipelineDiscriminatorConfig":
         """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown pipeline discriminator config keys: {', '.join(unknown)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, data, "pipeline discriminator config")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict."""

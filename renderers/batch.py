@@ -219,6 +219,7 @@ def run_images(G, seeds: Sequence[int], views: Sequence[CameraPose], out_dir: st
     check_targets(targets, force)
     _make_dir(out_dir)
     renderer = GeneratorRenderer(G)
+    views = [dataclasses.replace(v, fov_degrees=renderer.default_pose().fov_degrees) for v in views]  # the model's lens
     batcher = _start_batch(G, renderer.device, batch, log)
     strips = []
     written = []
@@ -320,7 +321,7 @@ def run_video(G, seeds: Sequence[int], out: str | os.PathLike, *, trajectory: st
         if path_obj is not None:
             poses, ws = camera_path_frames(renderer, request, path_obj, n_frames)
         else:
-            poses = trajectory_poses(trajectory, n_frames, CameraPose())
+            poses = trajectory_poses(trajectory, n_frames, renderer.default_pose())
         if looping:
             ws = latent_loop_ws(renderer, request, keys, n_frames)
         cell_streams.append(render_frames(renderer, request, display, poses, ws, size=size, batch=batcher))

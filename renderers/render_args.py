@@ -27,6 +27,17 @@ SEED_STEP_Y = 100
 EG3D's latent widget."""
 
 
+EG3D_FOV_DEGREES = 2 * math.degrees(math.atan(0.5 / 4.2647))
+"""Full vertical field of view of EG3D's FFHQ cameras (focal 4.2647, true pinhole relation)."""
+
+
+def model_fov(rendering_kwargs: dict[str, Any]) -> float:
+    """A model's own full field of view in degrees: ``avg_camera_fov`` for pipeline methods, else
+    EG3D's FFHQ lens (focal 4.2647) that ``CameraPose`` defaults to."""
+    fov = rendering_kwargs.get("avg_camera_fov")
+    return float(fov) if fov is not None else EG3D_FOV_DEGREES
+
+
 @dataclass
 class CameraPose:
     """An orbit camera around a pivot. Angles are offsets from the frontal view, in radians."""
@@ -37,7 +48,7 @@ class CameraPose:
     """Vertical orbit angle; positive lowers the camera (EG3D's convention)."""
     radius: float | None = None
     """Distance from the world origin; None: the model's average camera radius."""
-    fov_degrees: float = 2 * math.degrees(math.atan(0.5 / 4.2647))
+    fov_degrees: float = EG3D_FOV_DEGREES
     """Full vertical field of view of the pinhole (true pinhole relation). Default: FFHQ's focal 4.2647."""
     pivot: tuple[float, float, float] | None = None
     """World point the camera looks at; None: the model's average pivot."""

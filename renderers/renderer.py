@@ -32,7 +32,7 @@ from models.scene import cat_scenes, generator_device
 from ops.camera import fov_to_focal, orbit_label, unpack_label
 from ops.normals import normals_from_depth, normals_from_field, world_to_camera_normals
 from renderers.colormaps import depth_range
-from renderers.render_args import SEED_STEP_Y, CameraPose, LatentArgs, RenderArgs
+from renderers.render_args import SEED_STEP_Y, CameraPose, LatentArgs, RenderArgs, model_fov
 
 STAGES = ("mapping", "backbone", "render", "superres", "normals", "mesh", "convert")
 """Timed stages of one render, in order."""
@@ -126,6 +126,10 @@ class GeneratorRenderer:
 
     def camera(self, pose: CameraPose) -> torch.Tensor:
         return camera_label(pose, self.G.rendering_kwargs, self.device)
+
+    def default_pose(self, yaw: float = 0.0, pitch: float = 0.0) -> CameraPose:
+        """An orbit pose at the model's average radius and pivot, through the model's own lens."""
+        return CameraPose(yaw=float(yaw), pitch=float(pitch), fov_degrees=model_fov(self.G.rendering_kwargs))
 
     def _seed_ws(self, seed: int, c: torch.Tensor, c_key, latent: LatentArgs) -> torch.Tensor:
         key = (seed, c_key, latent.psi, latent.trunc_cutoff)
@@ -295,7 +299,7 @@ class GeneratorRenderer:
         fields = self.G.mesh_fields(planes)
         if fields.level is not None:
             return float(fields.level)
-        camera = self.camera(CameraPose())
+        camera = self.camera(self.default_pose())
         r = int(self.G.neural_rendering_resolution)
         with _no_density_noise(self.G):
             _, depth = self.G.render_neural(planes, camera, r)

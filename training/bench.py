@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ops.camera import orbit_label
+from models.pipeline_config import PipelineConfig
+from ops.camera import FFHQ_FOCAL, fov_to_focal, orbit_label
 from training.config import TrainConfig
 from training.distributed import DistributedContext, barrier
 from training.loop import Trainer, memory_gb
@@ -48,11 +49,15 @@ class TrainBenchResult:
 def random_pose_labels(config: TrainConfig, count: int = 1024, seed: int = 0) -> np.ndarray:
     """[count, 25] cameras around the preset's average pivot: FFHQ-like yaw/pitch spread."""
     g = torch.Generator().manual_seed(seed)
-    kwargs = config.generator.rendering
+    generator = config.generator
+    if isinstance(generator, PipelineConfig):
+        radius, pivot = generator.pose.radius, generator.pose.pivot
+        focal = fov_to_focal(generator.pose.fov_degrees)
+    else:
+        radius, pivot, focal = float(generator.rendering.avg_camera_radius), generator.rendering.avg_camera_pivot, FFHQ_FOCAL
     yaw = torch.randn(count, generator=g) * 0.3
     pitch = torch.randn(count, generator=g) * 0.15
-    labels = orbit_label(yaw, pitch, float(kwargs.avg_camera_radius), kwargs.avg_camera_pivot)
-    return labels.numpy()
+    return orbit_label(yaw, pitch, radius, pivot, focal).numpy()
 
 
 def benchmark_training(config: TrainConfig, ctx: DistributedContext, steps: int | None = None, warmup: int = 2,
@@ -90,10 +95,16 @@ def benchmark_training(config: TrainConfig, ctx: DistributedContext, steps: int 
 def format_result(config: TrainConfig, ctx: DistributedContext, result: TrainBenchResult) -> str:
     gpu = f"{result.peak_gpu_gb:.2f} GiB" if result.peak_gpu_gb is not None else "n/a (CPU)"
     return (f"train bench: cfg={config.cfg} device={ctx.device.type} ranks={ctx.world_size} batch={config.batch} "
-            f"batch_gpu={config.batch_per_gpu} amp={config.amp} neural_res={config.loss.neural_rendering_resolution_initial} "
-            f"res={config.generator.img_resolution}\n"
+            f"batch_gpu={config.batch_per_gpu} amp={config.amp} neural_res={trainer_neural_resolution(config)} "
+            f"res={config.generator.img_resolution} shown_to_D={config.shown_resolution}\n"
             f"  {result.steps} steps (one full lazy-regularisation cycle): {result.img_per_s:.2f} img/s, "
             f"{result.sec_per_kimg:.1f} s/kimg, {result.img_per_s / ctx.world_size:.2f} img/s per rank\n"
             f"  step time median {statistics.median(result.seconds) * 1000:.0f} ms, "
             f"min {min(result.seconds) * 1000:.0f} ms, max {max(result.seconds) * 1000:.0f} ms\n"
             f"  peak GPU memory {gpu}, peak RSS {result.peak_rss_gb:.2f} GiB")
+
+
+def trainer_neural_resolution(config: TrainConfig) -> int:
+    """The volume-rendering resolution a run starts at."""
+    initial = getattr(config.loss, "neural_rendering_resolution_initial", None)
+    return int(initial if initial is not None else config.generator.neural_rendering_resolution)

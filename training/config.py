@@ -15,6 +15,7 @@ from models.discriminator import DiscriminatorConfig, discriminator_preset
 from models.eg3d import EG3DConfig, eg3d_preset
 from models.pipeline_config import PIPELINE_METHODS, PipelineConfig, pipeline_preset, with_component
 from models.pipeline_discriminators import PipelineDiscriminatorConfig
+from models.typed_config import dataclass_from_dict
 
 AmpMode = Literal["off", "bf16", "fp16"]
 
@@ -185,9 +186,9 @@ class TrainConfig:
             self.discriminator = cls.from_dict(self.discriminator)
         if isinstance(self.loss, dict):
             cls = PipelineLossConfig if self.loss.get("kind") == "pipeline" else LossConfig
-            self.loss = _dataclass_from_dict(cls, self.loss)
+            self.loss = dataclass_from_dict(cls, self.loss)
         if isinstance(self.optim, dict):
-            self.optim = _dataclass_from_dict(OptimConfig, self.optim)
+            self.optim = dataclass_from_dict(OptimConfig, self.optim)
         self.optim.betas = tuple(self.optim.betas)
         self.grid_yaws = tuple(self.grid_yaws)
 
@@ -238,18 +239,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        return _dataclass_from_dict(cls, data)
+        return dataclass_from_dict(cls, data)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-
-def _dataclass_from_dict(cls, data: dict[str, Any]):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
-    return cls(**data)
 
 
 TRAIN_PRESETS = ("ffhq512", "shapenet128", "tiny", "eg3d", "eg3d-tiny") + tuple(

@@ -432,6 +432,9 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
     elif resume == "auto" and ctx.is_main:
         log(f"--resume auto: no resumable {config.cfg} run under {outdir}; starting a new run")
     config.validate()
+    if state is None and getattr(config.loss, "stage", 0) == 2 and not config.init:
+        raise ValueError("StyleSDF stage 2 trains the upsampler on a frozen stage-1 renderer: "
+                         "give the stage-1 run or snapshot with --init")
 
     # EG3D trains on images of its own size; pipeline losses resize (and crop patches from) any size.
     pipeline = isinstance(config.generator, PipelineConfig)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.poses import PoseSampler, pose_config
 from ops.resize import filtered_resizing
 from ops.stylegan2 import setup_filter, upfirdn2d
 
@@ -382,6 +383,13 @@ def real_indices(dataset_size: int, options: MetricOptions) -> torch.Tensor:
     return torch.randint(dataset_size, (options.num_images,), generator=gen)
 
 
+def _dataset_labels(dataset: ImageLabelDatasetLike, poses) -> torch.Tensor | None:
+    """All camera labels [L, 25] when the pose sampler reads them, else None."""
+    if poses.kind == "prior":
+        return None
+    return torch.stack([_camera_label(dataset, i) for i in range(len(dataset))])
+
+
 def _real_batches(dataset: ImageLabelDatasetLike, options: MetricOptions) -> Iterator[torch.Tensor]:
     """``options.num_images`` random items as uint8 [B, 3, R, R] batches on ``options.device``.
 
@@ -393,14 +401,20 @@ def _real_batches(dataset: ImageLabelDatasetLike, options: MetricOptions) -> Ite
 
 def _fake_batches(G: GeneratorLike, dataset: ImageLabelDatasetLike, options: MetricOptions,
                   resolution: int) -> Iterator[torch.Tensor]:
-    """``options.num_images`` fakes as uint8 [B, 3, R, R] batches, rendered from random dataset poses."""
+    """``options.num_images`` fakes as uint8 [B, 3, R, R] batches, rendered from the generator's
+    pose sampler: random dataset poses (EG3D), or the method's prior (``models.poses``)."""
     # A stream of its own, so the fakes do not depend on whether the reals came from the cache.
     gen = torch.Generator().manual_seed(options.seed + 1)
+    poses = pose_config(G)
+    sampler = None if poses.kind == "dataset" else PoseSampler(poses, _dataset_labels(dataset, poses))
     for start in range(0, options.num_images, options.batch):
         count = min(options.batch, options.num_images - start)
         z = torch.randn(count, G.z_dim, generator=gen).to(options.device)
-        pose_indices = torch.randint(len(dataset), (count,), generator=gen)
-        c = torch.stack([_camera_label(dataset, int(i)) for i in pose_indices]).to(options.device)
+        if sampler is not None:
+            c = sampler(count, generator=gen, device=options.device)
+        else:
+            pose_indices = torch.randint(len(dataset), (count,), generator=gen)
+            c = torch.stack([_camera_label(dataset, int(i)) for i in pose_indices]).to(options.device)
         images = G(z, c, truncation_psi=options.truncation_psi, noise_mode="const")["image"]
         if images.shape[-2:] != (resolution, resolution):
             images = filtered_resizing(images.float(), resolution)

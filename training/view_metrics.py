@@ -43,20 +43,21 @@ float convention; i.e. the 8-bit images below mapped by ``u / 127.5 - 1``):
     (depth 1, normal (0, 0, -1)), the generators' rendered background shell; it is filled in
     before resizing to r with area averaging (then normals are renormalised).
 
-The metric focal length (all view metrics): ``options.focal``, else the dataset's median focal
-when there is a dataset, else FFHQ's 4.2647 (the default camera of the model and the app).
+The metric focal length (all view metrics): ``options.focal``, else the model's own lens when it
+has one (pipeline methods), else the dataset's median focal when there is a dataset, else FFHQ's
+4.2647 (the default camera of the model and the app).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ops.camera import FFHQ_FOCAL, focal_to_fov, project_points, unpack_label
+from ops.camera import FFHQ_FOCAL, focal_to_fov, fov_to_focal, project_points, unpack_label
 from ops.normals import normals_from_depth, unproject_depth, world_to_camera_normals
 from training.metrics import (
     SWD_MIN_RESOLUTION,
@@ -99,10 +100,13 @@ def foreground_mask(depth: torch.Tensor) -> torch.Tensor:
     return background == 0
 
 
-def metric_focal(dataset: ImageLabelDatasetLike | None, options: MetricOptions) -> float:
+def metric_focal(dataset: ImageLabelDatasetLike | None, options: MetricOptions, G: Any = None) -> float:
     """Focal length of the view metrics' cameras (see the module docstring)."""
     if options.focal is not None:
         return float(options.focal)
+    fov = (getattr(G, "rendering_kwargs", None) or {}).get("avg_camera_fov")
+    if fov is not None:  # pipeline models carry their own lens, and their world differs from the data's
+        return fov_to_focal(float(fov))
     labels = getattr(dataset, "labels", None) if dataset is not None else None
     if labels is not None and np.asarray(labels).ndim == 2 and np.asarray(labels).shape[1] == 25 and len(labels):
         from training.loop import dataset_focal
@@ -187,7 +191,7 @@ def reprojection_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike | None,
     if options.num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {options.num_images}")
     renderer = GeneratorRenderer(G)
-    focal = metric_focal(dataset, options)
+    focal = metric_focal(dataset, options, G)
     src, dst = view_pairs(len(REPROJECTION_YAWS))
     error_sum, valid_count, pixel_count = 0.0, 0, 0
     for i in _progress(range(options.num_images), options.num_images, "reprojection", options.progress):
@@ -223,7 +227,7 @@ def geometry_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike | None,
     if options.num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {options.num_images}")
     renderer = GeneratorRenderer(G)
-    focal = metric_focal(dataset, options)
+    focal = metric_focal(dataset, options, G)
     angle_sum, within, count = 0.0, 0, 0
     for i in _progress(range(options.num_images), options.num_images, "geometry", options.progress):
         for yaw in GEOMETRY_YAWS:

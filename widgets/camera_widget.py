@@ -48,10 +48,10 @@ class CameraWidget(Panel):
         for name in camera_control.CAMERA_PRESETS:
             imgui.same_line()
             if imgui.button(name):
-                camera_control.apply_preset(view, name)
+                camera_control.apply_preset(view, name, model.camera_fov)
         imgui.same_line()
         if imgui.button("reset"):
-            camera_control.reset(view)
+            camera_control.reset(view, model.camera_fov)
 
         imgui.separator()
         _, args.cond_follows_view = imgui.checkbox("condition on the view camera", args.cond_follows_view)
