@@ -96,15 +96,16 @@ def resolve_train_config(args: argparse.Namespace):
     from training.config import apply_components, apply_overrides, train_preset, with_stage
 
     config = train_preset(args.cfg)
+    # Ablations and stages first: they may replace the recipe that the options below adjust.
+    config = apply_components(config, {name: getattr(args, name, None) for name in COMPONENT_CHOICES})
+    if getattr(args, "stage", None) is not None:
+        config = with_stage(config, int(args.stage))
     for name, value in (("batch", args.batch), ("batch_gpu", args.batch_gpu), ("gpus", args.gpus),
                         ("seed", args.seed), ("amp", args.amp)):
         if value is not None:
             setattr(config, name, value)
     if getattr(args, "gamma", None) is not None:
         config.loss.r1_gamma = args.gamma
-    config = apply_components(config, {name: getattr(args, name, None) for name in COMPONENT_CHOICES})
-    if getattr(args, "stage", None) is not None:
-        config = with_stage(config, int(args.stage))
     if getattr(args, "neural_res", None) is not None:
         if hasattr(config.loss, "neural_rendering_resolution_initial"):
             config.loss.neural_rendering_resolution_initial = args.neural_res

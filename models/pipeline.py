@@ -368,14 +368,17 @@ class PipelineGenerator(nn.Module):
         raw = out["raw"] if self.renderer.sdf else self.renderer.noisy(out["raw"], self.rendering_kwargs["density_noise"])
         return out["rgb"].reshape(n, m, k, -1), raw.reshape(n, m, k, 1)
 
-    def _depths(self, origins: torch.Tensor, directions: torch.Tensor, count: int) -> torch.Tensor:
+    def _depths(self, origins: torch.Tensor, directions: torch.Tensor, count: int, jitter: bool | None = None) -> torch.Tensor:
+        """[N, M, K, 1] sample depths between the ray bounds (fixed or 'auto'), jittered in
+        training (``jitter`` overrides)."""
         opts = self.rendering_kwargs
         n, m, _ = origins.shape
         if opts["ray_start"] == "auto" or opts["ray_end"] == "auto":
             start, end = auto_ray_bounds(origins, directions, float(opts["box_warp"]))
         else:
             start, end = float(opts["ray_start"]), float(opts["ray_end"])
-        perturb = self.config.points.perturb if self.training else "none"
+        jitter = self.training if jitter is None else jitter
+        perturb = self.config.points.perturb if jitter else "none"
         depths = stratified_depths(n, m, start, end, count, jitter=False, device=origins.device)
         if perturb == "none" or count < 2:
             return depths
@@ -401,9 +404,18 @@ class PipelineGenerator(nn.Module):
             rgb_fine, raw_fine = self._evaluate(scene, origins, directions, fine)
             depths, rgb, raw = merge_sorted_samples(depths, rgb, raw, fine, rgb_fine, raw_fine)
         result = self.renderer.composite(rgb, raw, depths)
-        return self._to_signed(result)
+        return self._finish(result, depths)
 
-    def _to_signed(self, result: Composite) -> Composite:
+    def _finish(self, result: Composite, depths: torch.Tensor) -> Composite:
+        """One output convention for every integrator: colour in [-1, 1] for colour decoders, and
+        depth = the weight-normalised expected depth, clamped to the samples' range, with empty rays
+        at the far end (EG3D's ``MipRayMarcher2`` convention; the NeRF-style sum alone would put
+        empty pixels at depth 0, in front of the camera)."""
+        if self.renderer.integrator != "midpoint":
+            total = result.weights.sum(-2)
+            lo, hi = depths.amin(dim=-2), depths.amax(dim=-2)
+            depth = torch.where(total > 1e-6, result.depth / total.clamp_min(1e-6), hi)
+            result = Composite(result.features, torch.minimum(torch.maximum(depth, lo), hi), result.weights)
         if self.renderer.integrator == "midpoint" or not self.decoder.unit_range:
             return result  # midpoint integration already maps [0, 1] to [-1, 1]
         rgb, rest = result.features[..., :3], result.features[..., 3:]
@@ -436,7 +448,7 @@ class PipelineGenerator(nn.Module):
         result = composite_constant_delta(out["rgb"].reshape(n, m, num, -1), density, depth[..., None],
                                           delta=delta[..., None], valid=valid[..., None],
                                           white_background=self.renderer.white_back)
-        return self._to_signed(result)
+        return self._finish(result, depth[..., None])
 
     def _world_scale(self) -> float:
         # GRAM's plane sits at z = -0.12 for its 0.24-wide face box; scale with the box.
@@ -482,9 +494,7 @@ class PipelineGenerator(nn.Module):
         camera = self.default_camera(device=scene.ws.device)
         cam2world, intrinsics = unpack_label(camera)
         origins, directions = generate_rays(cam2world, intrinsics, 32)
-        depths = stratified_depths(1, origins.shape[1], float(self.rendering_kwargs["ray_start"]),
-                                   float(self.rendering_kwargs["ray_end"]), int(self.rendering_kwargs["depth_resolution"]),
-                                   jitter=False, device=origins.device)
+        depths = self._depths(origins, directions, int(self.rendering_kwargs["depth_resolution"]), jitter=False)
         samples = origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)
         values = self.embedder.field(samples)
         levels = self.embedder.levels

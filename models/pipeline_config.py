@@ -285,6 +285,9 @@ class PipelineConfig:
                              "SDF densities need the 'sdf_siren' decoder and it needs one of them")
         if self.embedder.kind == "manifold" and self.renderer.integrator != "constant_delta":
             raise ValueError("the manifold embedder composites with the 'constant_delta' integrator")
+        if self.decoder.kind in ("gram_siren", "sdf_siren") and self.embedder.kind not in ("coordinate", "manifold"):
+            raise ValueError(f"decoder {self.decoder.kind!r} reads 3-d coordinates: use the 'coordinate' or "
+                             f"'manifold' embedder, not {self.embedder.kind!r} (or the 'siren' decoder)")
         if self.mapping.kind == "film" and self.decoder.kind not in ("siren", "gram_siren"):
             raise ValueError(f"FiLM mapping drives FiLM-SIREN decoders, not {self.decoder.kind!r}")
         if self.mapping.kind == "film" and self.upsampler.kind in ("eg3d_sr", "stylegan"):
@@ -562,8 +565,9 @@ COMPONENT_CHOICES = {"embedder": EMBEDDER_KINDS, "decoder": DECODER_KINDS, "mapp
 
 def with_component(config: PipelineConfig, component: str, kind: str) -> PipelineConfig:
     """An ablation: ``config`` with one component replaced, and the couplings that swap implies
-    (a FiLM-SIREN decoder brings the FiLM mapping, an SDF decoder an SDF density, no upsampler
-    renders at the image resolution, ...). Raises ValueError for unknown kinds."""
+    (a FiLM-SIREN decoder brings the FiLM mapping, and drops a StyleGAN upsampler that would need
+    StyleGAN2 ws; an SDF decoder brings an SDF density; no upsampler renders at the image
+    resolution, ...). Raises ValueError for unknown kinds and for combinations that cannot work."""
     if component not in COMPONENT_CHOICES:
         raise ValueError(f"unknown component {component!r}; swappable: {', '.join(COMPONENT_CHOICES)}")
     if kind not in COMPONENT_CHOICES[component]:
@@ -576,6 +580,8 @@ def with_component(config: PipelineConfig, component: str, kind: str) -> Pipelin
     if component == "decoder":
         if kind in ("siren", "gram_siren"):
             c.mapping.kind = "film"
+            if c.upsampler.kind in ("eg3d_sr", "stylegan"):  # they need StyleGAN2 ws: render at full size instead
+                c.upsampler.kind = "none"
         elif kind == "nerf_mlp":
             c.mapping.kind = "none"
         elif c.mapping.kind != "stylegan2":
@@ -597,7 +603,7 @@ def with_component(config: PipelineConfig, component: str, kind: str) -> Pipelin
             c.decoder.kind, c.mapping.kind = "nerf_mlp", "none"
         if kind == "volume" and c.embedder.pe_frequencies == 0:
             c.embedder.pe_frequencies = 4
-    if component == "upsampler" and kind == "none":
+    if c.upsampler.kind == "none":
         c.neural_rendering_resolution = c.img_resolution
     if component == "upsampler" and kind != "none" and config.upsampler.kind == "none":
         c.neural_rendering_resolution = max(c.img_resolution // 4, 16)

@@ -371,7 +371,7 @@ def pipeline_train_preset(name: str) -> TrainConfig:
             loss.topk_interval_kimg = 0.1
         loss.blur_fade_kimg = min(loss.blur_fade_kimg, 1.0)
         loss.geometry_points = 64
-        loss.sdf_sphere_init_steps = min(loss.sdf_sphere_init_steps, 50)
+        loss.sdf_sphere_init_steps = min(loss.sdf_sphere_init_steps, 400)
         config.batch, config.kimg, config.tick_kimg, config.snap = 4, 4.0, 0.2, 2
         config.metric_images, config.workers, config.grid_seeds = 64, 1, 2
         config.ema_kimg = min(config.ema_kimg or 1.0, 1.0)
@@ -448,8 +448,10 @@ def apply_components(config: TrainConfig, swaps: dict[str, str | None]) -> Train
     if not swaps:
         return config
     if not isinstance(config.generator, PipelineConfig):
-        tiny = config.cfg in ("tiny", "eg3d-tiny")
-        config = pipeline_train_preset("eg3d-tiny" if tiny else "eg3d")
+        recipes = {"tiny": "eg3d-tiny", "eg3d-tiny": "eg3d-tiny", "ffhq512": "eg3d", "eg3d": "eg3d"}
+        if config.cfg not in recipes:
+            raise ValueError(f"component swaps start from EG3D's FFHQ recipe (eg3d, eg3d-tiny), not {config.cfg!r}")
+        config = pipeline_train_preset(recipes[config.cfg])
     generator = config.generator
     for component, kind in swaps.items():
         generator = with_component(generator, component, kind)

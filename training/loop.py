@@ -61,6 +61,12 @@ class Phase:
     """That network's optimiser (shared by its main and reg phases)."""
     interval: int
     """Run every this many steps; also the loss gain."""
+    losses: tuple[str, ...] = ()
+    """Loss phases accumulated before this phase's one optimiser step (default: its own name);
+    a regulariser run every step joins its main phase, as in pi-GAN and GRAM."""
+
+    def __post_init__(self):
+        self.losses = self.losses or (self.name,)
 
 
 class DynamicLossScale:
@@ -107,9 +113,10 @@ class Trainer:
         ctx: this rank's place in the job.
         pose_labels: [L, 25] camera labels of the training set; the generator's pose sampler draws
             fake cameras from them (EG3D, EpiGRAF) or from its prior.
+        init: load ``config.init``'s weights into G (off when a training state follows).
     """
 
-    def __init__(self, config: TrainConfig, ctx: DistributedContext, pose_labels: np.ndarray):
+    def __init__(self, config: TrainConfig, ctx: DistributedContext, pose_labels: np.ndarray, init: bool = True):
         config.validate()
         self.config, self.ctx = config, ctx
         device = ctx.device
@@ -122,7 +129,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         pipeline = isinstance(config.generator, PipelineConfig)
         self.G = build_generator(config.generator).train().requires_grad_(False).to(device)
-        if config.init:
+        if config.init and init:
             self.init_from(config.init)
         build_d = build_pipeline_discriminator if pipeline else build_discriminator
         self.D = build_d(config.discriminator).train().requires_grad_(False).to(device)
@@ -150,14 +157,16 @@ class Trainer:
                                                ("D", self.D, optim.d_lr, optim.d_reg_interval)):
             # Lazy regularisation: the regulariser runs every k steps, so the main phase's Adam
             # hyper-parameters are corrected to keep the overall step size (StyleGAN2 App. B).
-            ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
+            # Interval 1 is not lazy: the regulariser joins the main step, with no correction.
+            ratio = reg_interval / (reg_interval + 1) if reg_interval > 1 else 1.0
             if optim.optimizer == "rmsprop":
                 opt = torch.optim.RMSprop(module.parameters(), lr=lr * ratio, alpha=0.99, eps=optim.eps)
             else:
                 opt = torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=tuple(b**ratio for b in optim.betas),
                                        eps=optim.eps)
-            self.phases.append(Phase(f"{name}main", module, opt, 1))
-            if reg_interval:
+            self.phases.append(Phase(f"{name}main", module, opt, 1,
+                                     (f"{name}main", f"{name}reg") if reg_interval == 1 else ()))
+            if reg_interval > 1:
                 self.phases.append(Phase(f"{name}reg", module, opt, reg_interval))
         self.opt_G = self.phases[0].opt
         self.opt_D = next(p.opt for p in self.phases if p.name == "Dmain")
@@ -222,11 +231,12 @@ class Trainer:
             phase.module.requires_grad_(True)
             phase.opt.zero_grad(set_to_none=True)
             for r_img, r_c, g_z, g_c in zip(real_imgs, real_cs, gen_z, gen_c):
-                # Dividing by the rounds makes --batch-gpu a memory knob that leaves the maths alone.
-                out = self.loss.accumulate_gradients(phase.name, r_img, r_c, g_z, g_c,
-                                                     gain=phase.interval / rounds, cur_nimg=self.cur_nimg)
-                for key, value in out.items():
-                    stats.setdefault(key, []).append(value.float().flatten())
+                for loss_phase in phase.losses:
+                    # Dividing by the rounds makes --batch-gpu a memory knob that leaves the maths alone.
+                    out = self.loss.accumulate_gradients(loss_phase, r_img, r_c, g_z, g_c,
+                                                         gain=phase.interval / rounds, cur_nimg=self.cur_nimg)
+                    for key, value in out.items():
+                        stats.setdefault(key, []).append(value.float().flatten())
             phase.module.requires_grad_(False)
             params = [p for p in phase.module.parameters() if p.grad is not None]
             all_reduce_gradients(params, self.ctx.world_size)
@@ -442,7 +452,7 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
     if dataset.label_dim != config.generator.c_dim:
         raise ValueError(f"{config.data}: dataset has {dataset.label_dim}-d labels but the generator needs "
                          f"{config.generator.c_dim}-d camera labels (dataset.json)")
-    trainer = Trainer(config, ctx, dataset.labels)
+    trainer = Trainer(config, ctx, dataset.labels, init=state is None)
     if state is None and not config.init:
         trainer.initialize(log if ctx.is_main else (lambda message: None))
     if state is not None:
