@@ -19,7 +19,6 @@ training needs nothing from the generator. Shapes: N identities, M rays, K sampl
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,7 +29,7 @@ from models.decoders import GramSirenDecoder, ModulatedMLPDecoder, NeRFMLPDecode
 from models.eg3d import OSGDecoder
 from models.embedders import build_embedder, encoded_size
 from models.pipeline_config import PipelineConfig
-from models.scene import MeshFields
+from models.scene import MeshFields, Scene
 from models.stylegan2 import MappingNetwork
 from models.superresolution import Superresolution
 from models.upsamplers import GiraffeNeuralRenderer, StyleGANUpsampler
@@ -48,29 +47,6 @@ from ops.compositing import (
 from ops.manifolds import GRAM_BACKGROUND_DELTA, GRAM_BACKGROUND_Z, ray_manifold_intersections, ray_plane_z_intersection, sort_by_depth
 from ops.ray_sampling import auto_ray_bounds, importance_depths, merge_sorted_samples, stratified_depths
 from ops.siren import FiLMMapping, SirenFiLMDecoder, positional_encoding
-
-
-@dataclass
-class Scene:
-    """One batch of identities as the renderer needs them: the ws and the embedder's
-    representation (tri-planes, feature volume, or None)."""
-
-    ws: torch.Tensor
-    """[N, num_ws, w_dim]."""
-    features: torch.Tensor | None = None
-    """Embedder representation with batch dimension N, or None."""
-
-    def __len__(self) -> int:
-        return self.ws.shape[0]
-
-    def __getitem__(self, index: slice | int) -> "Scene":
-        index = slice(index, index + 1) if isinstance(index, int) else index
-        return Scene(self.ws[index], None if self.features is None else self.features[index])
-
-    @staticmethod
-    def cat(scenes: list["Scene"]) -> "Scene":
-        features = None if scenes[0].features is None else torch.cat([s.features for s in scenes])
-        return Scene(torch.cat([s.ws for s in scenes]), features)
 
 
 # --- mapping -------------------------------------------------------------------------------------
@@ -478,8 +454,9 @@ class PipelineGenerator(nn.Module):
             return self._decode(scene, pts, directions.contiguous())
 
         def color(points: torch.Tensor) -> torch.Tensor:
-            return decode(points)["rgb"][0, :, :3].clamp(0, 1) if self.decoder.unit_range else \
-                (decode(points)["rgb"][0, :, :3] * 0.5 + 0.5).clamp(0, 1)
+            rgb = decode(points)["rgb"][0, :, :3]
+            # Colour decoders give [0, 1]; feature decoders' first channels are read like image_raw.
+            return (rgb if self.decoder.unit_range else rgb * 0.5 + 0.5).clamp(0, 1)
 
         if self.renderer.sdf:
             return MeshFields(lambda p: -decode(p)["raw"][0, :, 0], color, (-half, half), 0.0)

@@ -1,7 +1,7 @@
 """What every generator hands the renderer: a per-identity scene, and the fields a mesh comes from.
 
 EG3D's scene is its tri-plane tensor [N, 3, 32, H, W]; pipeline generators return a
-:class:`models.pipeline.Scene`. Both slice along the batch (``scene[i:i + 1]``) and concatenate
+:class:`Scene`. Both slice along the batch (``scene[i:i + 1]``) and concatenate
 with :func:`cat_scenes`, which is all the renderer does with them.
 """
 
@@ -30,6 +30,29 @@ class MeshFields:
     """Which side of the level is solid: 'above' (density, -SDF) or 'below' (GRAM's field)."""
     eg3d_cleanup: bool = False
     """Clear EG3D's border layers before marching cubes (``renderers.mesh.eg3d_border``)."""
+
+
+@dataclass
+class Scene:
+    """One batch of identities as the renderer needs them: the ws and the embedder's
+    representation (tri-planes, feature volume, or None)."""
+
+    ws: torch.Tensor
+    """[N, num_ws, w_dim]."""
+    features: torch.Tensor | None = None
+    """Embedder representation with batch dimension N, or None."""
+
+    def __len__(self) -> int:
+        return self.ws.shape[0]
+
+    def __getitem__(self, index: slice | int) -> "Scene":
+        index = slice(index, index + 1) if isinstance(index, int) else index
+        return Scene(self.ws[index], None if self.features is None else self.features[index])
+
+    @staticmethod
+    def cat(scenes: list["Scene"]) -> "Scene":
+        features = None if scenes[0].features is None else torch.cat([s.features for s in scenes])
+        return Scene(torch.cat([s.ws for s in scenes]), features)
 
 
 def cat_scenes(scenes: Sequence[Any]) -> Any:
