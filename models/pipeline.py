@@ -256,12 +256,17 @@ class PipelineGenerator(nn.Module):
         return Scene(ws, features)
 
     def synthesis(self, ws: torch.Tensor, c: torch.Tensor, neural_rendering_resolution: int | None = None,
-                  update_emas: bool = False, noise_mode: str = "const", **_) -> dict[str, torch.Tensor]:
-        """Render ws from cameras c [N, 25]: image [N, 3, R, R], image_raw [N, 3, r, r], image_depth [N, 1, r, r]."""
+                  update_emas: bool = False, noise_mode: str = "const", max_resolution: int | None = None,
+                  fade_alpha: float = 1.0, **_) -> dict[str, torch.Tensor]:
+        """Render ws from cameras c [N, 25]: image [N, 3, R, R], image_raw [N, 3, r, r], image_depth [N, 1, r, r].
+
+        ``max_resolution`` / ``fade_alpha``: a StyleGAN upsampler grown only this far, its newest
+        block faded in (progressive growing in training); other upsamplers ignore them."""
         r = int(neural_rendering_resolution or self.neural_rendering_resolution)
         scene = self.planes(ws, update_emas=update_emas, noise_mode=noise_mode)
         features, depth = self.render_neural(scene, c, r)
-        image, image_raw = self.superresolve(features, ws, noise_mode=noise_mode)
+        image, image_raw = self.superresolve(features, ws, noise_mode=noise_mode, max_resolution=max_resolution,
+                                             fade_alpha=fade_alpha)
         return {"image": image, "image_raw": image_raw, "image_depth": depth}
 
     def forward(self, z, c, truncation_psi=1, truncation_cutoff=None, neural_rendering_resolution=None,
@@ -270,7 +275,8 @@ class PipelineGenerator(nn.Module):
         return self.synthesis(ws, c, neural_rendering_resolution=neural_rendering_resolution, update_emas=update_emas,
                               **synthesis_kwargs)
 
-    def superresolve(self, features: torch.Tensor, ws: torch.Tensor, noise_mode: str = "const", **_) -> tuple[torch.Tensor, torch.Tensor]:
+    def superresolve(self, features: torch.Tensor, ws: torch.Tensor, noise_mode: str = "const",
+                     max_resolution: int | None = None, fade_alpha: float = 1.0, **_) -> tuple[torch.Tensor, torch.Tensor]:
         """Feature image [N, C, r, r] -> (image [N, 3, R', R'], image_raw [N, 3, r, r]).
 
         Without an upsampler the image is the rendering itself (R' = r: a patch stays a patch)."""
@@ -280,7 +286,8 @@ class PipelineGenerator(nn.Module):
         if isinstance(self.upsampler, Superresolution):
             return self.upsampler(image_raw, features, ws[:, self.ws_slices[2]], noise_mode="none")[0], image_raw
         if isinstance(self.upsampler, StyleGANUpsampler):
-            return self.upsampler(features, ws[:, self.ws_slices[2]], noise_mode=noise_mode), image_raw
+            return self.upsampler(features, ws[:, self.ws_slices[2]], noise_mode=noise_mode,
+                                  max_resolution=max_resolution, alpha=fade_alpha), image_raw
         return self.upsampler(features), image_raw
 
     def sample_mixed(self, coordinates, directions, ws, update_emas: bool = False, noise_mode: str = "const", **_):

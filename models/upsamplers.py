@@ -19,7 +19,7 @@ from torch import nn
 
 from models.discriminator import Conv2dLayer
 from models.stylegan2 import NoiseMode, SynthesisBlock, SynthesisLayer
-from ops.stylegan2 import DEFAULT_RESAMPLE_FILTER, filter2d, setup_filter
+from ops.stylegan2 import DEFAULT_RESAMPLE_FILTER, filter2d, setup_filter, upsample2d
 
 UpsampleMode = Literal["stylegan", "nn_cat"]
 UPSAMPLE_MODES: tuple[str, ...] = ("stylegan", "nn_cat")
@@ -165,13 +165,19 @@ class StyleGANUpsampler(nn.Module):
             prev_channels = self.channels[res]
 
     def forward(self, features: torch.Tensor, ws: torch.Tensor, noise_mode: NoiseMode = "const",
-                **block_kwargs) -> torch.Tensor:
+                max_resolution: int | None = None, alpha: float = 1.0, **block_kwargs) -> torch.Tensor:
         """features [N, in_channels, r, r], ws [N, >= num_ws, w_dim] -> image [N, img_channels, R, R] float32.
 
         Only the first ``num_ws`` ws are used (callers slice their w+ themselves); fewer raise.
         ``block_kwargs`` go to every ``SynthesisBlock`` (``force_fp32``, ``fused_modconv``, ``update_emas``).
         The image is unbounded, like StyleGAN2's (roughly [-1, 1] once trained).
+
+        Progressive growing (VolumeGAN, StyleNeRF): ``max_resolution`` stops after the block of that
+        resolution, and ``alpha`` fades that block's toRGB in over the upsampled image below it
+        (with skip outputs this is exactly ``alpha * new + (1 - alpha) * upsampled old``).
         """
+        if max_resolution is not None and max_resolution not in self.block_resolutions:
+            raise ValueError(f"max_resolution {max_resolution} is not one of the blocks' {self.block_resolutions}")
         _check_features(features, self.in_channels, self.in_resolution)
         if ws.ndim != 3 or ws.shape[0] != features.shape[0] or ws.shape[2] != self.w_dim:
             raise ValueError(f"expected ws [{features.shape[0]}, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
@@ -182,8 +188,13 @@ class StyleGANUpsampler(nn.Module):
             block = getattr(self, f"b{res}")
             # One w is shared between a block's toRGB and the next block's conv0 (SynthesisNetwork's layout).
             cur_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+            below = img
             x, img = block(x, img, cur_ws, noise_mode=noise_mode, **block_kwargs)
             w_idx += block.num_conv
+            if res == max_resolution:
+                if alpha < 1 and below is not None:
+                    img = torch.lerp(upsample2d(below, block.resample_filter), img, alpha)
+                break
         return img
 
 

@@ -689,3 +689,57 @@ def test_bench_reports_throughput_and_memory(name, capsys):
     assert "peak GPU memory n/a (CPU)" in out.out
     rss = re.search(r"peak RSS ([0-9.]+) GiB", out.out)
     assert rss and float(rss.group(1)) > 0
+
+
+# --- path length ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["volumegan-tiny", "stylenerf-tiny"])
+def test_path_length_regulariser_tracks_its_mean_and_resumes_with_it(name):
+    """StyleGAN2's path length: one Greg pass moves the running mean from 0 by pl_decay x the mean
+    length (recovered from the logged penalties), sends gradients into the mapping network, and
+    the mean travels with the training state into a fresh trainer."""
+    trainer = make_trainer(name)
+    loss = trainer.loss
+    assert trainer.config.loss.pl_weight == 2.0
+    torch.manual_seed(0)
+    z = torch.randn(BATCH, trainer.G.z_dim)
+    c = trainer.sample_poses(BATCH)
+    real = torch.zeros(BATCH, 3, 32, 32)
+    trainer.G.requires_grad_(True)
+    stats = loss.accumulate_gradients("Greg", real, c, z, c, gain=1.0, cur_nimg=0)
+    penalty = stats["pl_penalty"]
+    assert penalty.shape == (BATCH // trainer.config.loss.pl_batch_shrink,)
+    lengths = loss.pl_mean + penalty.sqrt()  # lengths exceed the mean, which starts at 0
+    assert float(loss.pl_mean) == pytest.approx(trainer.config.loss.pl_decay * float(lengths.mean()), rel=1e-5)
+    mapping_grads = [p.grad for p in trainer.G.mapping_network.parameters() if p.grad is not None]
+    assert mapping_grads and any(g.abs().sum() > 0 for g in mapping_grads)
+
+    other = make_trainer(name)
+    assert float(other.loss.pl_mean) == 0.0
+    other.load_state_dict(trainer.state_dict())
+    assert float(other.loss.pl_mean) == float(loss.pl_mean) > 0
+
+
+def test_volumegan_generator_grows_with_the_discriminator():
+    """VolumeGAN-tiny grows G's StyleGAN upsampler with D: at level 0 the fakes D sees come out of
+    G at 16 px (no pooling), during the next level's fade they are the alpha blend, then 32 px."""
+    trainer = make_trainer("volumegan-tiny")
+    loss, G = trainer.loss, trainer.G
+    assert trainer.config.loss.progressive_generator
+    z = torch.randn(BATCH, G.z_dim)
+    c = trainer.sample_poses(BATCH)
+    for kimg, size in ((0.0, 16), (0.25, 32), (0.5, 32)):
+        schedule = loss.schedule(kimg * 1e3)
+        assert schedule.d_resolution == size
+        torch.manual_seed(0)
+        images, _, _ = loss.run_G(z, c, schedule, kimg * 1e3)
+        assert images.shape[-1] == size
+    # Mid-fade (alpha 0.5 at 0.25 kimg): G's image is the blend of the new block and the one below.
+    schedule = loss.schedule(0.25e3)
+    assert 0 < schedule.fade_alpha < 1
+    G.eval()
+    ws = G.mapping(z, c)
+    grown = G.synthesis(ws, c, max_resolution=32, fade_alpha=1.0)["image"]
+    faded = G.synthesis(ws, c, max_resolution=32, fade_alpha=schedule.fade_alpha)["image"]
+    assert not torch.allclose(grown, faded)
+    torch.testing.assert_close(G.synthesis(ws, c)["image"], grown)

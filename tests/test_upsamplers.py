@@ -284,3 +284,28 @@ def test_giraffe_rejects_mismatched_features():
     g = make_giraffe(in_res=4, out_res=8)
     with pytest.raises(ValueError, match="features"):
         g(torch.randn(1, 8, 4, 4))
+
+
+# --- progressive growing ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["stylegan", "nn_cat"])
+def test_growing_stops_at_a_block_and_fades_its_rgb_in(mode):
+    """max_resolution=R is the full upsampler when R is the last block; at an inner block the image
+    is that block's skip sum (what a smaller upsampler with the same weights would give); alpha
+    blends the newest block's skip image with the upsampled one below it, linearly."""
+    from ops.stylegan2 import upsample2d
+
+    up = make_upsampler(upsample_mode=mode)
+    features, ws = inputs(up)
+    full = up(features, ws)
+    torch.testing.assert_close(up(features, ws, max_resolution=32), full, rtol=0, atol=0)
+    at16 = up(features, ws, max_resolution=16)
+    assert at16.shape[-1] == 16
+    below = upsample2d(at16, up.b32.resample_filter)
+    torch.testing.assert_close(up(features, ws, max_resolution=32, alpha=0.0), below, rtol=0, atol=1e-6)
+    half = up(features, ws, max_resolution=32, alpha=0.5)
+    torch.testing.assert_close(half, 0.5 * (full + below), rtol=0, atol=1e-5)
+    # The first block has nothing below it: alpha does not apply.
+    torch.testing.assert_close(up(features, ws, max_resolution=8, alpha=0.3), up(features, ws, max_resolution=8))
+    with pytest.raises(ValueError, match="max_resolution 12 is not one of the blocks"):
+        up(features, ws, max_resolution=12)

@@ -69,6 +69,12 @@ class PipelineLossConfig:
     """StyleSDF's (|grad d| - 1)^2 weight."""
     minimal_surface_weight: float = 0.0
     """StyleSDF's exp(-100 |d|) weight."""
+    pl_weight: float = 0.0
+    """StyleGAN2 path-length regulariser weight, run with the G regularisers (VolumeGAN, StyleNeRF: 2)."""
+    pl_decay: float = 0.01
+    """Decay of the running mean path length."""
+    pl_batch_shrink: int = 2
+    """The path-length pass uses batch / this many samples (StyleGAN2)."""
     sdf_sphere_init_steps: int = 0
     """Steps fitting the SDF to a sphere of radius (far - near) / 4 before training (StyleSDF)."""
     geometry_points: int = 1024
@@ -91,6 +97,9 @@ class PipelineLossConfig:
     """kimg spent per resolution level, fade included."""
     progressive_fade_kimg: float = 0.0
     """kimg of fade-in at the start of each new level."""
+    progressive_generator: bool = False
+    """Grow the generator's StyleGAN upsampler with D (VolumeGAN, StyleNeRF); else G renders the
+    full size and D sees it pooled (pi-GAN's renderer cannot grow)."""
     style_mixing_prob: float = 0.0
     """Probability of style mixing in G steps (StyleGAN2-mapped methods)."""
     stage: int = 0
@@ -327,13 +336,15 @@ def pipeline_train_preset(name: str) -> TrainConfig:
         config = TrainConfig(batch=24, ema_kimg=_ema_kimg(0.5 ** (32 / 10000), 24), ema_rampup=None)
     elif method == "volumegan":  # [V]: R1 10 / 16, lr 0.002, progressive 32 -> 256, 750k + 750k per level
         disc = D(kind="resnet", img_resolution=G.img_resolution, progressive=True, min_resolution=32)
-        loss = PipelineLossConfig(r1_gamma=10.0, style_mixing_prob=0.9, progressive_start=32,
+        loss = PipelineLossConfig(r1_gamma=10.0, style_mixing_prob=0.9, pl_weight=2.0, progressive_start=32,
+                                  progressive_generator=True,
                                   progressive_level_kimg=1500.0, progressive_fade_kimg=750.0)
         optim = OptimConfig(g_lr=0.002, d_lr=0.002)
         config = TrainConfig(batch=64, ema_kimg=20.0)
     elif method == "stylenerf":  # [SN] paper256: R1 0.5, lr 0.0025, mixing 0.9, batch 64, EMA 20 kimg
         disc = D(kind="resnet", img_resolution=G.img_resolution, progressive=True, min_resolution=32)
-        loss = PipelineLossConfig(r1_gamma=0.5, style_mixing_prob=0.9, progressive_start=32,
+        loss = PipelineLossConfig(r1_gamma=0.5, style_mixing_prob=0.9, pl_weight=2.0, progressive_start=32,
+                                  progressive_generator=True,
                                   progressive_level_kimg=1500.0, progressive_fade_kimg=500.0)
         optim = OptimConfig(g_lr=0.0025, d_lr=0.0025)
         config = TrainConfig(batch=64, ema_kimg=20.0)
@@ -407,7 +418,7 @@ def stylesdf_stage2_train_config(stage1: TrainConfig) -> TrainConfig:
     config.discriminator = PipelineDiscriminatorConfig(kind="resnet", img_resolution=res,
                                                        channel_base=stage1.discriminator.channel_base * 2 if res <= 64 else 32768,
                                                        channel_max=stage1.discriminator.channel_max if res <= 64 else 512)
-    config.loss = PipelineLossConfig(r1_gamma=10.0, style_mixing_prob=0.9, stage=2)
+    config.loss = PipelineLossConfig(r1_gamma=10.0, style_mixing_prob=0.9, pl_weight=2.0, stage=2)
     config.optim = OptimConfig(g_lr=0.002, d_lr=0.002)
     config.batch = stage1.batch if res <= 64 else 32
     config.ema_kimg, config.ema_rampup = _ema_kimg(0.5 ** (32 / 10000), config.batch), None

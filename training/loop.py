@@ -280,6 +280,7 @@ class Trainer:
             "opt_D": self.opt_D.state_dict(),
             "loss_scale_G": self.loss_scales["G"].state_dict(),
             "loss_scale_D": self.loss_scales["D"].state_dict(),
+            "loss": self.loss.state_dict(),
             "cur_nimg": self.cur_nimg,
             "batch_idx": self.batch_idx,
         }
@@ -292,6 +293,8 @@ class Trainer:
         self.opt_D.load_state_dict(state["opt_D"])
         self.loss_scales["G"].load_state_dict(state["loss_scale_G"])
         self.loss_scales["D"].load_state_dict(state["loss_scale_D"])
+        if state.get("loss"):  # running loss statistics (path length); states before them have none
+            self.loss.load_state_dict(state["loss"])
         self.cur_nimg = int(state["cur_nimg"])
         self.batch_idx = int(state["batch_idx"])
         self.G_ema.neural_rendering_resolution = self.loss.schedule(self.cur_nimg).neural_rendering_resolution

@@ -92,6 +92,13 @@ class EG3DLoss:
     def initialize(self, log=print) -> None:
         """Before a fresh run: nothing to do for EG3D (the pipeline's loss may fit an SDF prior)."""
 
+    def state_dict(self) -> dict:
+        """EG3D's loss keeps no running statistics."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     # --- forward helpers --------------------------------------------------------------------
 
     def conditioning(self, c: torch.Tensor, swapping_prob: float | None, per_sample: bool = True) -> torch.Tensor:

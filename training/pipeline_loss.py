@@ -10,10 +10,12 @@ trainer drives both alike. What a method uses is set by :class:`PipelineLossConf
 * eikonal and minimal-surface terms on the SDF (StyleSDF stage 1);
 * EG3D's L1 density smoothness (any density model);
 * top-k generator loss (pi-GAN);
+* StyleGAN2's path-length regulariser (VolumeGAN, StyleNeRF, StyleSDF stage 2);
 * patch-wise training: fakes are rendered through patch cameras (GRAF, EpiGRAF) and D is told
   the patch (EpiGRAF's hyper-modulation);
 * progressive growing: D sees images average-pooled to a resolution that doubles every
   ``progressive_level_kimg``, fading in over ``progressive_fade_kimg`` (pi-GAN, VolumeGAN, StyleNeRF);
+  VolumeGAN's and StyleNeRF's StyleGAN upsampler grows with it, its newest block faded in;
 * training density noise annealed per the generator's renderer config.
 """
 
@@ -77,6 +79,14 @@ class PipelineLoss:
         g = G.config
         self.patch, self.patch_size = g.points.patch, g.points.patch_size
         self.image_resolution = g.img_resolution
+        self.pl_mean = torch.zeros([])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The running path-length mean (saved in training states, so a resumed run is exact)."""
+        return {"pl_mean": self.pl_mean.detach().cpu()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.pl_mean = torch.as_tensor(state["pl_mean"]).float()
 
     # --- schedules ------------------------------------------------------------------------
 
@@ -126,14 +136,20 @@ class PipelineLoss:
         return ws
 
     def run_G(self, z: torch.Tensor, c: torch.Tensor, schedule: PipelineSchedule, cur_nimg: float,
-              update_emas: bool = False) -> tuple[torch.Tensor, torch.Tensor, PatchParams | None]:
+              update_emas: bool = False, ws_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor, PatchParams | None]:
         """Fakes seen from cameras c [N, 25]: (images [N, 3, S, S], ws, patches). S is the patch
-        size in patch-wise training, else the image resolution."""
+        size in patch-wise training, else the image resolution. ``ws_grad``: the images are
+        differentiable w.r.t. ws even when the mapping is frozen (path length)."""
         self.G.rendering_kwargs["density_noise"] = schedule.density_noise
         ws = self.mapping(z, c, update_emas)
+        if ws_grad and not ws.requires_grad:
+            ws.requires_grad_(True)
         patches = self.sample_patches(len(z), cur_nimg, z.device)
         if patches is None:
-            out = self.G.synthesis(ws, c, update_emas=update_emas, noise_mode="random")
+            growth = {}
+            if self.config.progressive_generator:  # at full size with alpha 1 this is the plain image
+                growth = {"max_resolution": schedule.d_resolution, "fade_alpha": schedule.fade_alpha}
+            out = self.G.synthesis(ws, c, update_emas=update_emas, noise_mode="random", **growth)
             return out["image"], ws, None
         cam2world, intrinsics = unpack_label(c)
         c_patch = pack_label(cam2world, patch_intrinsics(intrinsics, patches))
@@ -241,6 +257,18 @@ class PipelineLoss:
             stats["scores/fake_G"] = logits.detach()
 
         elif phase == "Greg":
+            if c.pl_weight > 0:
+                count = max(len(gen_z) // c.pl_batch_shrink, 1)
+                with self.autocast():
+                    images, ws, _ = self.run_G(gen_z[:count], gen_c[:count], schedule, cur_nimg, ws_grad=True)
+                noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+                grads = torch.autograd.grad(outputs=[(images * noise).sum()], inputs=[ws], create_graph=True)[0]
+                lengths = grads.float().square().sum(2).mean(1).sqrt()
+                self.pl_mean = self.pl_mean.to(lengths.device).lerp(lengths.mean().detach(), c.pl_decay)
+                penalty = (lengths - self.pl_mean).square()
+                self.grad_scale(phase, (penalty * c.pl_weight).mean().mul(gain)).backward()
+                stats["pl_penalty"] = penalty.detach()
+                stats["loss/G_pl"] = (penalty * c.pl_weight).detach()
             if c.density_reg > 0:
                 with self.autocast():
                     ws = self.mapping(gen_z, gen_c, False)
