@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from models.stylegan2 import FullyConnectedLayer
-from ops.siren import PIGAN_BOX_SIDE, PIGAN_DEPTH, PIGAN_WIDTH, FiLMSiren, film_frequencies, siren_init_
+from ops.siren import PIGAN_BOX_SIDE, PIGAN_DEPTH, PIGAN_WIDTH, FiLMSiren, check_film_params, film_frequencies, siren_init_
 from ops.stylegan2 import bias_act, modulated_conv2d
 
 GRAM_RGB_WIDEN = 1e-3  # rgb = sigmoid * (1 + 2 eps) - eps, methods.md §3.3 "RGB: sigmoid·(1 + 2·1e-3) − 1e-3"
@@ -252,11 +252,7 @@ class GramSirenDecoder(nn.Module):
         Returns:
             ``sigma`` [N, M, 1] raw and ``rgb`` [N, M, 3] in (-1e-3, 1 + 1e-3).
         """
-        expected = (points.shape[0], self.num_film_layers, self.width)
-        if tuple(frequencies.shape) != expected or tuple(phases.shape) != expected:
-            raise ValueError(
-                f"frequencies/phases must be {list(expected)}, got {list(frequencies.shape)} and {list(phases.shape)}"
-            )
+        check_film_params(frequencies, phases, (points.shape[0], self.num_film_layers, self.width))
         _check_points("points", points, None, 3)
         _check_points("directions", directions, points.shape[0], 3)
         freq = film_frequencies(frequencies)

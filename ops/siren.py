@@ -183,6 +183,14 @@ class FiLMMapping(nn.Module):
         return frequencies, phases
 
 
+def check_film_params(frequencies: torch.Tensor, phases: torch.Tensor, expected: tuple[int, int, int]) -> None:
+    """Raise ValueError unless frequencies and phases are both ``expected`` = [N, layers, width]."""
+    if tuple(frequencies.shape) != expected or tuple(phases.shape) != expected:
+        raise ValueError(
+            f"frequencies/phases must be {list(expected)}, got {list(frequencies.shape)} and {list(phases.shape)}"
+        )
+
+
 # --- decoder ---------------------------------------------------------------------------------
 
 class SirenFiLMDecoder(nn.Module):
@@ -235,11 +243,7 @@ class SirenFiLMDecoder(nn.Module):
             ``sigma`` [N, P, 1] raw density (any real; the renderer applies ReLU) and
             ``rgb`` [N, P, 3] in (0, 1).
         """
-        expected = (points.shape[0], self.num_film_layers, self.width)
-        if tuple(frequencies.shape) != expected or tuple(phases.shape) != expected:
-            raise ValueError(
-                f"frequencies/phases must be {list(expected)}, got {list(frequencies.shape)} and {list(phases.shape)}"
-            )
+        check_film_params(frequencies, phases, (points.shape[0], self.num_film_layers, self.width))
         freq = film_frequencies(frequencies)
         x = points * self.coordinate_scale
         for i, layer in enumerate(self.layers):
