@@ -410,7 +410,7 @@ def _stylenerf() -> PipelineConfig:
     """StyleNeRF (methods.md §3.8): Gaussian poses (u 0.3, v 0.155, r 1, fov 12), 14+14 samples on
     0.88-1.12, PE(10) coordinates, 8 modulated FC layers of 128 (LReLU) with a 256-ch feature head,
     ReLU density, 256-ch map at 32 px, StyleGAN2 blocks with 'nn_cat' upsampling to 256, 8-layer
-    mapping. Left out: the 4-sample NeRF++ background and the NeRF-path regulariser.
+    mapping. Left out: the 4-sample NeRF++ background (the NeRF-path regulariser is in the loss).
     Carver: batch 8 per GPU, R1 0.5, path length 2."""
     return PipelineConfig(
         preset="stylenerf", img_resolution=256, neural_rendering_resolution=32,

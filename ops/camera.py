@@ -197,10 +197,15 @@ def camera_directions(intrinsics: torch.Tensor, height: int, width: int | None =
         [N, H * W, 3] in raster order.
     """
     n = intrinsics.shape[0]
+    return lift_uv(intrinsics, pixel_centers(height, width, intrinsics.device).unsqueeze(0).expand(n, -1, -1))
+
+
+def lift_uv(intrinsics: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Camera-space directions (x, y, 1) through normalised image points uv [N, M, 2] (skew
+    honoured, not normalised): [N, M, 3]."""
     fx, fy = intrinsics[:, 0, 0, None], intrinsics[:, 1, 1, None]
     cx, cy = intrinsics[:, 0, 2, None], intrinsics[:, 1, 2, None]
     skew = intrinsics[:, 0, 1, None]
-    uv = pixel_centers(height, width, intrinsics.device).unsqueeze(0).expand(n, -1, -1)
     x_cam, y_cam = uv[:, :, 0], uv[:, :, 1]
     z_cam = torch.ones_like(x_cam)
     # EG3D's arithmetic order, so rays agree with the official ones to the last bit.
@@ -222,8 +227,17 @@ def generate_rays(
     Returns:
         origins [N, M, 3] and unit directions [N, M, 3] in world space.
     """
+    return _world_rays(cam2world, camera_directions(intrinsics, resolution))
+
+
+def rays_through(cam2world: torch.Tensor, intrinsics: torch.Tensor, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """World rays through arbitrary normalised image points uv [N, M, 2] (e.g. random sub-pixel
+    locations): origins and unit directions [N, M, 3]; at pixel centres equal to ``generate_rays``."""
+    return _world_rays(cam2world, lift_uv(intrinsics, uv))
+
+
+def _world_rays(cam2world: torch.Tensor, directions_cam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     cam_centres = cam2world[:, :3, 3]
-    directions_cam = camera_directions(intrinsics, resolution)
     cam_points = torch.cat([directions_cam, torch.ones_like(directions_cam[..., :1])], dim=-1)
     world_points = torch.bmm(cam2world, cam_points.permute(0, 2, 1)).permute(0, 2, 1)[:, :, :3]
     directions = torch.nn.functional.normalize(world_points - cam_centres[:, None, :], dim=2)

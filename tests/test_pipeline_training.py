@@ -743,3 +743,43 @@ def test_volumegan_generator_grows_with_the_discriminator():
     faded = G.synthesis(ws, c, max_resolution=32, fade_alpha=schedule.fade_alpha)["image"]
     assert not torch.allclose(grown, faded)
     torch.testing.assert_close(G.synthesis(ws, c)["image"], grown)
+
+
+def test_nerf_path_term_compares_the_rendering_with_the_image_at_the_same_points(monkeypatch):
+    """StyleNeRF's NeRF-path term: where the volume rendering at each random sub-pixel point equals
+    the image there, the term is 0 (so rays, points and the bilinear read line up); a rendering
+    off by 0.1 everywhere gives exactly 0.01; only the NeRF path gets gradient."""
+    from ops.camera import project_points, unpack_label
+    from ops.compositing import Composite
+
+    trainer = make_trainer("stylenerf-tiny")
+    loss, G = trainer.loss, trainer.G
+    assert trainer.config.loss.nerf_path_weight == 2.0
+    n, res = 2, 32
+    c = trainer.sample_poses(n)
+    cam2world, intrinsics = unpack_label(c)
+
+    def field(uv):  # a linear image: bilinear reads of it are exact away from the border
+        return torch.stack([0.3 + 0.5 * uv[..., 0], -0.2 + 0.4 * uv[..., 1], 0.6 * uv[..., 0] - 0.3 * uv[..., 1]], -1)
+
+    centres = (torch.arange(res) + 0.5) / res
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    images = field(torch.stack([u, v], -1)).permute(2, 0, 1).unsqueeze(0).repeat(n, 1, 1, 1)
+    shift = {"value": 0.0}
+
+    def render_rays(scene, origins, directions):
+        uv, _ = project_points(origins + directions, cam2world, intrinsics)
+        uv = uv.clamp(0.5 / res, 1 - 0.5 / res)  # beyond the outer pixel centres the read holds the edge (border)
+        rgb = field(uv) + shift["value"]
+        return Composite(rgb, torch.ones_like(rgb[..., :1]), torch.ones_like(rgb[..., :1, None]))
+
+    monkeypatch.setattr(G, "render_rays", render_rays)
+    ws = G.mapping(torch.randn(n, G.z_dim), c)
+    assert float(loss.nerf_path_term(ws, c, images)) == pytest.approx(0.0, abs=1e-10)
+    shift["value"] = 0.1
+    assert float(loss.nerf_path_term(ws, c, images)) == pytest.approx(0.01, rel=1e-5)
+    images.requires_grad_(True)
+    shift["value"] = torch.tensor(0.1, requires_grad=True)  # stands for the NeRF path's parameters
+    loss.nerf_path_term(ws, c, images).backward()
+    assert images.grad is None  # the image is the target
+    assert float(shift["value"].grad) == pytest.approx(2 * 0.1, rel=1e-5)  # d/ds mean((f + s - f)^2) = 2 s

@@ -75,6 +75,11 @@ class PipelineLossConfig:
     """Decay of the running mean path length."""
     pl_batch_shrink: int = 2
     """The path-length pass uses batch / this many samples (StyleGAN2)."""
+    nerf_path_weight: float = 0.0
+    """StyleNeRF's NeRF-path regulariser: L2 between the volume-rendered RGB at random sub-pixel
+    points of the output image and the upsampled image there (StyleNeRF: 2)."""
+    nerf_path_points: int = 16
+    """The regulariser's points per image side (16 x 16 random sub-pixel locations)."""
     sdf_sphere_init_steps: int = 0
     """Steps fitting the SDF to a sphere of radius (far - near) / 4 before training (StyleSDF)."""
     geometry_points: int = 1024
@@ -343,7 +348,8 @@ def pipeline_train_preset(name: str) -> TrainConfig:
         config = TrainConfig(batch=64, ema_kimg=20.0)
     elif method == "stylenerf":  # [SN] paper256: R1 0.5, lr 0.0025, mixing 0.9, batch 64, EMA 20 kimg
         disc = D(kind="resnet", img_resolution=G.img_resolution, progressive=True, min_resolution=32)
-        loss = PipelineLossConfig(r1_gamma=0.5, style_mixing_prob=0.9, pl_weight=2.0, progressive_start=32,
+        loss = PipelineLossConfig(r1_gamma=0.5, style_mixing_prob=0.9, pl_weight=2.0, nerf_path_weight=2.0,
+                                  progressive_start=32,
                                   progressive_generator=True,
                                   progressive_level_kimg=1500.0, progressive_fade_kimg=500.0)
         optim = OptimConfig(g_lr=0.0025, d_lr=0.0025)

@@ -11,6 +11,8 @@ trainer drives both alike. What a method uses is set by :class:`PipelineLossConf
 * EG3D's L1 density smoothness (any density model);
 * top-k generator loss (pi-GAN);
 * StyleGAN2's path-length regulariser (VolumeGAN, StyleNeRF, StyleSDF stage 2);
+* StyleNeRF's NeRF-path regulariser (volume-rendered RGB at random sub-pixel points against the
+  upsampled image there);
 * patch-wise training: fakes are rendered through patch cameras (GRAF, EpiGRAF) and D is told
   the patch (EpiGRAF's hyper-modulation);
 * progressive growing: D sees images average-pooled to a resolution that doubles every
@@ -31,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.pipeline_discriminators import fade_downsample
-from ops.camera import pack_label, unpack_label
+from ops.camera import pack_label, rays_through, unpack_label
 from ops.patch_sampling import PatchParams, crop_real_patches, patch_intrinsics, sample_epigraf_patches, sample_graf_patches
 from training.config import PipelineLossConfig
 from training.loss import PHASES, Schedule, gaussian_blur
@@ -179,6 +181,22 @@ class PipelineLoss:
         loss = F.smooth_l1_loss if self.config.pose_loss == "smooth_l1" else F.mse_loss
         return loss(predicted, target, reduction="none").mean(1, keepdim=True)
 
+    def nerf_path_term(self, ws: torch.Tensor, c: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """StyleNeRF's NeRF-path regulariser: mean squared difference between the volume-rendered
+        RGB (the first feature channels) at random sub-pixel points of the output image and the
+        image bilinearly read there. The image is the target (detached): the term pulls the NeRF
+        path towards what the upsampler shows, which keeps the upsampler from inventing geometry
+        (methods.md gives the points and weight; which side carries the gradient is our reading)."""
+        n, side = images.shape[0], self.config.nerf_path_points
+        uv = torch.rand(n, side * side, 2, device=images.device)
+        cam2world, intrinsics = unpack_label(c)
+        origins, directions = rays_through(cam2world, intrinsics, uv)
+        rendered = self.G.render_rays(self.G.planes(ws, noise_mode="random"), origins, directions).features[..., :3]
+        grid = (uv * 2 - 1).unsqueeze(2).to(images.dtype)  # [N, M, 1, 2]
+        target = F.grid_sample(images.detach(), grid, mode="bilinear", padding_mode="border",
+                               align_corners=False)[..., 0].permute(0, 2, 1)
+        return F.mse_loss(rendered.float(), target.float())
+
     def geometry_terms(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
         """Eikonal and minimal-surface terms of the SDF at random points of the scene box."""
         c = self.config
@@ -247,6 +265,10 @@ class PipelineLoss:
                 pose = self.pose_loss(out.pose, gen_c)
                 total = total + c.pose_weight * pose.mean()
                 stats["loss/G_pose"] = pose.detach()
+            if c.nerf_path_weight > 0 and patches is None:
+                nerf_path = self.nerf_path_term(ws, gen_c, images)
+                total = total + c.nerf_path_weight * nerf_path
+                stats["loss/G_nerf_path"] = nerf_path.detach().reshape(1)
             if c.eikonal_weight > 0 or c.minimal_surface_weight > 0:
                 terms = self.geometry_terms(ws)
                 total = total + c.eikonal_weight * terms["eikonal"] + c.minimal_surface_weight * terms["minimal_surface"]
