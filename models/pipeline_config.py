@@ -599,6 +599,8 @@ def with_component(config: PipelineConfig, component: str, kind: str) -> Pipelin
                 c.decoder.kind, c.mapping.kind = "gram_siren", "film"
         elif c.renderer.integrator == "constant_delta":
             c.renderer.integrator = "last_delta"
+        if kind not in ("coordinate", "manifold") and c.decoder.kind == "gram_siren":
+            c.decoder.kind = "siren"  # GramRF reads coordinates; pi-GAN's FiLM-SIREN reads any features
         if kind == "composition":
             c.decoder.kind, c.mapping.kind = "nerf_mlp", "none"
         if kind == "volume" and c.embedder.pe_frequencies == 0:

@@ -715,6 +715,7 @@ SWAPS = [
     ("pigan-tiny", "decoder", "sdf_siren"),
     ("stylenerf-tiny", "density", "softplus"),
     ("volumegan-tiny", "decoder", "siren"),  # FiLM mapping: the StyleGAN upsampler goes, rendering at full size
+    ("gram-tiny", "embedder", "volume"),  # GramRF reads coordinates: pi-GAN's SIREN takes the features
 ]
 
 
