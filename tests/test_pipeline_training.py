@@ -633,18 +633,19 @@ def test_eikonal_term_vanishes_for_an_exact_sdf(monkeypatch):
     G = build_generator(config.generator)
     loss = PipelineLoss(G, None, config.loss, None)
     ws = G.mapping(torch.randn(2, G.z_dim), torch.zeros(2, G.c_dim))
-    real = loss.geometry_terms(ws)  # the network's own SDF: finite, and differentiable to its weights
+    cameras = G.default_camera(2)
+    real = loss.geometry_terms(ws, cameras)  # the network's own SDF: finite, and differentiable to its weights
     assert torch.isfinite(real["eikonal"]) and torch.isfinite(real["minimal_surface"])
     real["eikonal"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in G.decoder.parameters())
 
     radius = 0.06
     monkeypatch.setattr(G, "sample_mixed", _sphere_sdf_patch(G, radius))
-    exact = loss.geometry_terms(ws)
+    exact = loss.geometry_terms(ws, cameras)
     assert exact["eikonal"].item() < 1e-8
     assert 0 < exact["minimal_surface"].item() < 1
     monkeypatch.setattr(G, "sample_mixed", _sphere_sdf_patch(G, radius, gain=3.0))
-    assert loss.geometry_terms(ws)["eikonal"].item() == pytest.approx(4.0, rel=1e-4)  # (3 - 1)^2
+    assert loss.geometry_terms(ws, cameras)["eikonal"].item() == pytest.approx(4.0, rel=1e-4)  # (3 - 1)^2
 
 
 def test_sphere_initialisation_fits_the_sdf_to_the_sphere():

@@ -82,8 +82,8 @@ class PipelineLossConfig:
     """The regulariser's points per image side (16 x 16 random sub-pixel locations)."""
     sdf_sphere_init_steps: int = 0
     """Steps fitting the SDF to a sphere of radius (far - near) / 4 before training (StyleSDF)."""
-    geometry_points: int = 1024
-    """Random points per identity in the scene box for the eikonal and minimal-surface terms."""
+    geometry_points: int = 64
+    """Rays per identity whose samples carry the eikonal and minimal-surface terms."""
     density_reg: float = 0.0
     """EG3D's L1 density smoothness weight (0: off)."""
     density_reg_p_dist: float = 0.004
@@ -387,7 +387,7 @@ def pipeline_train_preset(name: str) -> TrainConfig:
         if loss.topk_interval_kimg:
             loss.topk_interval_kimg = 0.1
         loss.blur_fade_kimg = min(loss.blur_fade_kimg, 1.0)
-        loss.geometry_points = 64
+        loss.geometry_points = 16
         loss.sdf_sphere_init_steps = min(loss.sdf_sphere_init_steps, 400)
         config.batch, config.kimg, config.tick_kimg, config.snap = 4, 4.0, 0.2, 2
         config.metric_images, config.workers, config.grid_seeds = 64, 1, 2

@@ -197,13 +197,17 @@ class PipelineLoss:
                                align_corners=False)[..., 0].permute(0, 2, 1)
         return F.mse_loss(rendered.float(), target.float())
 
-    def geometry_terms(self, ws: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Eikonal and minimal-surface terms of the SDF at random points of the scene box."""
-        c = self.config
-        half = self.G.config.points.box_side / 2
-        points = (torch.rand(ws.shape[0], c.geometry_points, 3, device=ws.device) * 2 - 1) * half
-        points.requires_grad_(True)
-        directions = F.normalize(torch.randn_like(points), dim=-1)
+    def geometry_terms(self, ws: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eikonal and minimal-surface terms of the SDF where the renderer samples it, as StyleSDF
+        takes them: the (jittered) samples of ``geometry_points`` rays through random points of
+        each fake's image, cameras c [N, 25]."""
+        uv = torch.rand(ws.shape[0], self.config.geometry_points, 2, device=ws.device)
+        cam2world, intrinsics = unpack_label(c)
+        origins, directions = rays_through(cam2world, intrinsics, uv)
+        depths = self.G._depths(origins, directions, int(self.G.rendering_kwargs["depth_resolution"]), jitter=True)
+        points = (origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)).reshape(ws.shape[0], -1, 3)
+        points = points.detach().requires_grad_(True)
+        directions = directions.unsqueeze(-2).expand(-1, -1, depths.shape[2], -1).reshape(points.shape)
         sdf = self.G.sample_mixed(points, directions, ws)["sdf"]
         # The SDF is in the decoder's normalised units (points x coordinate_scale): so is its gradient.
         grad = torch.autograd.grad(sdf.sum(), points, create_graph=True)[0] / self.G.config.embedder.coordinate_scale
@@ -270,7 +274,7 @@ class PipelineLoss:
                 total = total + c.nerf_path_weight * nerf_path
                 stats["loss/G_nerf_path"] = nerf_path.detach().reshape(1)
             if c.eikonal_weight > 0 or c.minimal_surface_weight > 0:
-                terms = self.geometry_terms(ws)
+                terms = self.geometry_terms(ws, gen_c)
                 total = total + c.eikonal_weight * terms["eikonal"] + c.minimal_surface_weight * terms["minimal_surface"]
                 stats["loss/G_eikonal"] = terms["eikonal"].detach().reshape(1)
                 stats["loss/G_minimal_surface"] = terms["minimal_surface"].detach().reshape(1)
