@@ -503,15 +503,22 @@ class VolumeRenderer(nn.Module):
         self.white_back = bool(r.white_back)
         if self.sdf:
             self.sdf_alpha = nn.Parameter(torch.tensor(float(r.sdf_alpha_init)))
+            self.sdf_scale = float(config.embedder.coordinate_scale)
 
     def activate(self, raw: torch.Tensor) -> torch.Tensor:
         """Density from a raw decoder output (not for SDF models)."""
         return DENSITY_ACTIVATIONS[self.kind](raw)
 
     def density(self, sdf: torch.Tensor) -> torch.Tensor:
-        """Density from an SDF (alpha kept positive)."""
+        """Density per world unit from an SDF in the decoder's normalised units (alpha kept positive).
+
+        The SDF, alpha and StyleSDF's sphere prior live in the units the decoder sees (world x
+        ``sdf_scale``), so the density per normalised unit is scaled to per world unit, the unit
+        of the ray intervals. With that, sigmoid(-d/alpha)/alpha puts the expected depth of an exact
+        SDF exactly on its zero level (the optical depth is softplus(u/a), a = alpha/scale)."""
         alpha = self.sdf_alpha.abs().clamp_min(1e-4)
-        return density_from_sdf_sigmoid(sdf, alpha) if self.kind == "sdf_sigmoid" else density_from_sdf_laplace(sdf, alpha)
+        density = density_from_sdf_sigmoid(sdf, alpha) if self.kind == "sdf_sigmoid" else density_from_sdf_laplace(sdf, alpha)
+        return density * self.sdf_scale
 
     def noisy(self, raw: torch.Tensor, std: float) -> torch.Tensor:
         return raw + torch.randn_like(raw) * std if self.training and std > 0 else raw

@@ -42,7 +42,6 @@ TINY = tuple(f"{method}-tiny" for method in PIPELINE_METHODS) + ("eg3d-tiny",)
 """Every pipeline method at CPU size, plus EG3D's components as a pipeline."""
 BUILD_SEED = 3  # torch seed of every generator built here (all nine render a non-empty scene)
 MESH_RES = 32
-EULER_GAMMA = 0.5772156649015329
 
 
 @pytest.fixture(autouse=True)
@@ -173,7 +172,8 @@ def test_eg3d_style_calls(name):
     if G.config.decoder.kind == "sdf_siren":
         assert mixed["sdf"].shape == (2, 50, 1)
         alpha = G.renderer.sdf_alpha.abs()
-        assert torch.allclose(mixed["sigma"], torch.sigmoid(-mixed["sdf"] / alpha) / alpha, rtol=1e-5)
+        scale = G.config.embedder.coordinate_scale  # density per world unit; the SDF is in normalised units
+        assert torch.allclose(mixed["sigma"], scale * torch.sigmoid(-mixed["sdf"] / alpha) / alpha, rtol=1e-5)
     else:
         assert "sdf" not in mixed
 
@@ -404,28 +404,23 @@ SDF_SAMPLES = 512
 SDF_RES = 15  # odd: pixel 7 looks straight down the axis
 
 
-def _harmonic(k: float) -> float:
-    """H_k = digamma(k + 1) + gamma for real k."""
-    return float(torch.special.digamma(torch.tensor(k + 1.0, dtype=torch.float64))) + EULER_GAMMA
-
-
 def test_stylesdf_sphere_depth_silhouette_normals_and_mesh():
     """Derivation. The decoder's SDF is d = s (|x| - R) with s = coordinate_scale (it sees
-    coordinates x s), so along the central ray (camera at distance 1, unit direction) d = -s u with
-    u = t - t0 and t0 = 1 - R. The density sigma = sigmoid(s u / alpha) / alpha has optical depth
-    tau(u) = k softplus(u / a) with a = alpha / s and k = a / alpha = 1 / s, so the transmittance is
-    T = sigmoid(-u / a)^k. With S = sigmoid(-Y), Y = u / a, P(Y > y) = S^k is uniform, i.e. S is
-    Beta(k, 1): E[Y] = E[-log S] + E[log(1 - S)] = 1 / k - H_k. Hence the expected depth is
-    t0 + a (1 / k - H_k) = t0 + alpha - (alpha / s) H_(1/s): the sphere is a fog of mean free path
-    alpha (= 1 / the inner density) in world units, here 0.005, minus a small blur term.
+    coordinates x s, and the SDF is in those units), so along the central ray (camera at distance
+    1, unit direction) d = -s u with u = t - t0 and t0 = 1 - R. The renderer converts the density
+    sigmoid(-d / alpha) / alpha from per normalised unit to per world unit (x s), so
+    sigma = (1 / a) sigmoid(u / a) with a = alpha / s, the optical depth is tau(u) = softplus(u / a)
+    and the transmittance T = sigmoid(-u / a). With S = sigmoid(-Y), Y = u / a, P(Y > y) = S is
+    uniform: E[Y] = E[-log S] + E[log(1 - S)] = 1 - H_1 = 0. Hence the expected depth is exactly
+    t0: an exact SDF renders at its zero level (with the units mixed it would sit a fog of mean free
+    path alpha behind it, which is what this test caught).
 
     Quadrature. With the last-delta rule on samples t_i = near + i h, depth = near + h sum_{i>=1} T_i
-    (the last sample sees sigma ~ e^-100 and the ray leaves the sphere at T ~ e^-24). sigma rises
-    along the ray up to the centre, so the left-Riemann optical depth lies between tau(t_{i-1}) and
-    tau(t_i), giving T(t_i) <= T_i <= T(t_{i-1}); and T falls, so both Riemann sums of T are within
-    h T(near) = h of the integral. The error is therefore at most h = 0.24 / 511 = 4.7e-4, ten times
-    below the fog offset alpha that it must resolve. The region past the centre, where sigma falls
-    again, carries T <= e^-12 and changes the depth by < 1e-6.
+    (the ray leaves the sphere at T ~ e^-(0.12 s / alpha)). sigma rises along the ray up to the
+    centre, so the left-Riemann optical depth lies between tau(t_{i-1}) and tau(t_i), giving
+    T(t_i) <= T_i <= T(t_{i-1}); and T falls, so both Riemann sums of T are within h T(near) = h of
+    the integral. The error is therefore at most h = 0.24 / 511 = 4.7e-4. The region past the
+    centre, where sigma falls again, carries a negligible T and changes the depth by < 1e-6.
     """
     G = fresh("stylesdf-tiny")
     scale = float(G.config.embedder.coordinate_scale)
@@ -451,20 +446,18 @@ def test_stylesdf_sphere_depth_silhouette_normals_and_mesh():
 
     centre = SDF_RES // 2 * SDF_RES + SDF_RES // 2
     assert miss_distance(origins, directions)[0, centre] < 1e-6  # really the axis
-    a = SDF_ALPHA / scale
-    expected = (1 - SPHERE_R) + SDF_ALPHA - a * _harmonic(1 / scale)
+    expected = 1 - SPHERE_R  # 1 - H_1 = 0: no fog offset (see the docstring)
     got = float(depth.reshape(-1)[centre])
     assert abs(got - expected) <= h + 2e-5
-    assert abs(got - (1 - SPHERE_R)) > SDF_ALPHA / 2  # the fog offset is real, and resolved
 
     # Silhouette. A ray passing >= 0.01 outside the sphere sees d >= 0.01 s = 16.7 alpha, so
-    # sigma <= e^-16.7 / alpha = 1.2e-5 over at most 0.24: opacity <= 3e-6.
+    # sigma <= s e^-16.7 / alpha = 1e-4 per world unit over at most 0.24: opacity <= 2.4e-5.
     # A ray passing >= 0.01 inside crosses >= 2 sqrt(0.055^2 - 0.05^2) = 0.046 where d <= -8.3
-    # alpha, i.e. sigma >= 0.9998 / alpha: optical depth >= 9, opacity >= 0.9998 (less h sigma).
+    # alpha, i.e. sigma >= 0.9998 s / alpha: optical depth >= 70, opacity ~ 1 (less h sigma).
     miss = miss_distance(origins, directions).reshape(-1)
     outside, inside = miss > SPHERE_R + 0.01, miss < SPHERE_R - 0.01
     assert outside.sum() > 50 and inside.sum() > 4
-    assert opacity[outside].max() < 1e-5
+    assert opacity[outside].max() < 2.5e-5
     # no surface there: depth ~0 (sum w t, unnormalised) or the far end (normalised, as EG3D)
     missed = depth.reshape(-1)[outside]
     assert torch.all((missed <= 1e-5 * far) | ((missed - far).abs() <= 1e-4))
