@@ -369,8 +369,8 @@ def pipeline_train_preset(name: str) -> TrainConfig:
         loss = PipelineLossConfig(r1_gamma=0.0002 * G.img_resolution**2 / 64, blur_init_sigma=10.0, blur_fade_kimg=200.0)
         optim = OptimConfig(g_lr=0.0025, d_lr=0.002)
         config = TrainConfig(batch=64, kimg=50000.0)
-    elif method == "eg3d":  # ablations of EG3D (--cfg eg3d --embedder volume): its recipe, single-image D
-        disc = D(kind="resnet", img_resolution=G.img_resolution)
+    elif method == "eg3d":  # ablations of EG3D (--cfg eg3d --embedder volume): its recipe, single-image pose-conditioned D
+        disc = D(kind="resnet", img_resolution=G.img_resolution, c_dim=25)
         loss = PipelineLossConfig(r1_gamma=1.0, blur_init_sigma=10.0, blur_fade_kimg=200.0, density_reg=0.25)
         optim = OptimConfig()
         config = TrainConfig(batch=32)

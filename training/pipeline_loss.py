@@ -167,12 +167,13 @@ class PipelineLoss:
             return real_img, None
         return crop_real_patches(real_img, patches, self.patch_size), patches
 
-    def run_D(self, images: torch.Tensor, patches: PatchParams | None, schedule: PipelineSchedule):
-        """D's output for images at full size: pooled to D's current resolution, blurred."""
+    def run_D(self, images: torch.Tensor, c: torch.Tensor, patches: PatchParams | None, schedule: PipelineSchedule):
+        """D's output for images at full size seen from cameras c [N, 25] (used by pose-conditioned
+        discriminators, c_dim > 0): pooled to D's current resolution, blurred."""
         while images.shape[-1] > schedule.d_resolution:
             images = fade_downsample(images)
         images = gaussian_blur(images, schedule.blur_sigma)
-        return self.D(images, None, patch=None if patches is None else patches.as_tensor(), alpha=schedule.fade_alpha)
+        return self.D(images, c, patch=None if patches is None else patches.as_tensor(), alpha=schedule.fade_alpha)
 
     def pose_loss(self, predicted: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
         if predicted is None:
@@ -258,7 +259,7 @@ class PipelineLoss:
         if phase == "Gmain":
             with self.autocast():
                 images, ws, patches = self.run_G(gen_z, gen_c, schedule, cur_nimg)
-                out = self.run_D(images, patches, schedule)
+                out = self.run_D(images, gen_c, patches, schedule)
             logits = out.logits.float()
             loss_G = F.softplus(-logits)
             if schedule.topk < 1:
@@ -311,7 +312,7 @@ class PipelineLoss:
             with torch.no_grad(), self.autocast():
                 images, _, patches = self.run_G(gen_z, gen_c, schedule, cur_nimg, update_emas=True)
             with self.autocast():
-                out = self.run_D(images, patches, schedule)
+                out = self.run_D(images, gen_c, patches, schedule)
             logits = out.logits.float()
             loss_fake = F.softplus(logits)
             total = loss_fake.mean()
@@ -328,7 +329,7 @@ class PipelineLoss:
             real, patches = self.real_images(real_img, cur_nimg)
             real = real.detach().requires_grad_(with_r1)
             with self.autocast():
-                out = self.run_D(real, patches, schedule)
+                out = self.run_D(real, real_c, patches, schedule)
             logits = out.logits.float()
             loss = torch.zeros_like(logits)
             if phase == "Dmain":
