@@ -8,6 +8,8 @@ these same callbacks, so an injected drag takes the path of a real one.
 from __future__ import annotations
 
 import os
+import time
+import warnings
 from typing import Callable
 
 import glfw
@@ -24,14 +26,30 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+DISPLAY_RETRIES = (0.25, 0.5, 1.0, 2.0)
+"""Seconds to wait before each retry when the display refuses a connection."""
+
+
 def init_glfw() -> None:
-    """Initialise glfw; without an X/Wayland display, fall back to its null platform (EGL/OSMesa)."""
+    """Initialise glfw; without an X/Wayland display, fall back to its null platform (EGL/OSMesa).
+
+    A display that refuses the connection is retried a few times: an X server can turn a client
+    away for a moment while it is still tearing down the previous one (seen with Xvfb when a
+    window closes and another opens straight after, as the test suite does)."""
     if not has_display() and hasattr(glfw, "PLATFORM_NULL"):
         glfw.init_hint(glfw.PLATFORM, glfw.PLATFORM_NULL)
-    if not glfw.init():
+    for delay in (*DISPLAY_RETRIES, None):
+        with warnings.catch_warnings():
+            if delay is not None:  # only the last attempt's failure is worth a warning
+                warnings.simplefilter("ignore", glfw.GLFWError)
+            if glfw.init():
+                return
         description = glfw.get_error()[1] if hasattr(glfw, "get_error") else None
-        raise WindowError(f"glfw could not start ({description or 'no display?'}); run under Xvfb "
-                          "(xvfb-run) or on a desktop")
+        if delay is None or not has_display():
+            break
+        time.sleep(delay)
+    raise WindowError(f"glfw could not start ({description or 'no display?'}); run under Xvfb "
+                      "(xvfb-run) or on a desktop")
 
 
 class AppWindow:
