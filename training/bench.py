@@ -62,8 +62,12 @@ def random_pose_labels(config: TrainConfig, count: int = 1024, seed: int = 0) ->
 
 def benchmark_training(config: TrainConfig, ctx: DistributedContext, steps: int | None = None, warmup: int = 2,
                        ) -> TrainBenchResult:
-    """Time ``steps`` training steps (default: one full R1 cycle) after ``warmup`` untimed ones."""
+    """Time ``steps`` training steps (default: one full R1 cycle) after ``warmup`` untimed ones.
+
+    Progressively grown presets are timed at full size (past their last growth level), the
+    resolution most of a run trains at."""
     trainer = Trainer(config, ctx, random_pose_labels(config))
+    trainer.cur_nimg = grown_nimg(config)
     cycle = math.lcm(max(config.optim.d_reg_interval, 1), max(config.optim.g_reg_interval, 1))
     steps = steps or cycle
     res = config.generator.img_resolution
@@ -108,3 +112,13 @@ def trainer_neural_resolution(config: TrainConfig) -> int:
     """The volume-rendering resolution a run starts at."""
     initial = getattr(config.loss, "neural_rendering_resolution_initial", None)
     return int(initial if initial is not None else config.generator.neural_rendering_resolution)
+
+
+def grown_nimg(config: TrainConfig) -> int:
+    """Images after which a progressively grown preset trains at full size (0 for the others)."""
+    loss = config.loss
+    start = getattr(loss, "progressive_start", 0)
+    if not start or not getattr(loss, "progressive_level_kimg", 0):
+        return 0
+    levels = max(int(config.shown_resolution // start).bit_length() - 1, 0)
+    return int(levels * loss.progressive_level_kimg * 1000)
