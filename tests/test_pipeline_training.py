@@ -784,3 +784,18 @@ def test_nerf_path_term_compares_the_rendering_with_the_image_at_the_same_points
     loss.nerf_path_term(ws, c, images).backward()
     assert images.grad is None  # the image is the target
     assert float(shift["value"].grad) == pytest.approx(2 * 0.1, rel=1e-5)  # d/ds mean((f + s - f)^2) = 2 s
+
+
+def test_bench_times_grown_presets_at_full_size():
+    """train.py bench starts a progressively grown preset past its last level, so D (and G) run at
+    full size; presets that do not grow start at 0."""
+    from training.bench import grown_nimg
+
+    for name in ("pigan-tiny", "volumegan-tiny", "stylenerf-tiny"):
+        config = train_preset(name)
+        nimg = grown_nimg(config)
+        loss = stub_loss(config.generator, **{k: getattr(config.loss, k) for k in (
+            "progressive_start", "progressive_level_kimg", "progressive_fade_kimg")})
+        assert loss.d_input_resolution(nimg) == (config.shown_resolution, 1.0)
+        assert loss.d_input_resolution(nimg - 1)[0] < config.shown_resolution or loss.d_input_resolution(nimg - 1)[1] < 1
+    assert grown_nimg(train_preset("graf-tiny")) == 0 and grown_nimg(train_preset("tiny")) == 0

@@ -115,10 +115,12 @@ def trainer_neural_resolution(config: TrainConfig) -> int:
 
 
 def grown_nimg(config: TrainConfig) -> int:
-    """Images after which a progressively grown preset trains at full size (0 for the others)."""
+    """Images after which a progressively grown preset trains at full size, its last level faded in
+    (0 for the others)."""
     loss = config.loss
     start = getattr(loss, "progressive_start", 0)
     if not start or not getattr(loss, "progressive_level_kimg", 0):
         return 0
     levels = max(int(config.shown_resolution // start).bit_length() - 1, 0)
-    return int(levels * loss.progressive_level_kimg * 1000)
+    # The last level starts after ``levels`` levels and has faded in ``fade`` kimg later.
+    return int((levels * loss.progressive_level_kimg + loss.progressive_fade_kimg) * 1000) if levels else 0

@@ -114,8 +114,8 @@ class PipelineLoss:
         resolution = min(c.progressive_start << level, full)
         if resolution == full and (c.progressive_start << level) > full:
             return full, 1.0
-        into = cur_nimg / 1e3 - level * c.progressive_level_kimg
-        alpha = 1.0 if level == 0 or c.progressive_fade_kimg <= 0 else min(into / c.progressive_fade_kimg, 1.0)
+        into = cur_nimg - level * (c.progressive_level_kimg * 1e3)  # in images, so level ends are exact
+        alpha = 1.0 if level == 0 or c.progressive_fade_kimg <= 0 else min(into / (c.progressive_fade_kimg * 1e3), 1.0)
         return resolution, alpha
 
     # --- forward helpers ----------------------------------------------------------------
