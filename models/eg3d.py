@@ -26,7 +26,7 @@ from models.superresolution import OFFICIAL_SR_PREFIX, Superresolution
 from models.typed_config import dataclass_from_dict
 from ops.camera import FFHQ_FOCAL, generate_rays, orbit_label, unpack_label
 from ops.compositing import Composite, composite_midpoint
-from ops.ray_sampling import auto_ray_bounds, importance_depths, merge_sorted_samples, stratified_depths
+from ops.ray_sampling import auto_ray_bounds, importance_depths, merge_sorted_samples, ray_samples, stratified_depths
 from ops.triplane import PlaneAxes, plane_axes, sample_triplane
 
 TRIPLANE_CHANNELS = 32
@@ -458,8 +458,7 @@ class TriPlaneGenerator(nn.Module):
     def _evaluate(self, planes, ray_origins, ray_directions, depths):
         """Decoder outputs at depths [N, M, K, 1] along rays: colors [N, M, K, 32], raw sigma [N, M, K, 1]."""
         n, m, k, _ = depths.shape
-        coordinates = (ray_origins.unsqueeze(-2) + depths * ray_directions.unsqueeze(-2)).reshape(n, -1, 3)
-        directions = ray_directions.unsqueeze(-2).expand(-1, -1, k, -1).reshape(n, -1, 3)
+        coordinates, directions = ray_samples(ray_origins, ray_directions, depths)
         out = self.run_decoder(planes, coordinates, directions)
         return out["rgb"].reshape(n, m, k, out["rgb"].shape[-1]), out["sigma"].reshape(n, m, k, 1)
 

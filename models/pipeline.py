@@ -45,7 +45,7 @@ from ops.compositing import (
     density_from_sdf_sigmoid,
 )
 from ops.manifolds import GRAM_BACKGROUND_DELTA, GRAM_BACKGROUND_Z, ray_manifold_intersections, ray_plane_z_intersection, sort_by_depth
-from ops.ray_sampling import auto_ray_bounds, importance_depths, merge_sorted_samples, stratified_depths
+from ops.ray_sampling import auto_ray_bounds, importance_depths, merge_sorted_samples, ray_samples, stratified_depths
 from ops.siren import FiLMMapping, SirenFiLMDecoder, positional_encoding
 
 
@@ -345,8 +345,7 @@ class PipelineGenerator(nn.Module):
     def _evaluate(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor, depths: torch.Tensor):
         """Decoder at depths [N, M, K, 1] along rays: rgb [N, M, K, C], raw [N, M, K, 1]."""
         n, m, k, _ = depths.shape
-        points = (origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)).reshape(n, -1, 3)
-        dirs = directions.unsqueeze(-2).expand(-1, -1, k, -1).reshape(n, -1, 3)
+        points, dirs = ray_samples(origins, directions, depths)
         out = self._decode(scene, points, dirs)
         raw = out["raw"] if self.renderer.sdf else self.renderer.noisy(out["raw"], self.rendering_kwargs["density_noise"])
         return out["rgb"].reshape(n, m, k, -1), raw.reshape(n, m, k, 1)

@@ -177,6 +177,14 @@ def auto_ray_bounds(
     return near, far
 
 
+def ray_samples(origins: torch.Tensor, directions: torch.Tensor, depths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points at depths [N, M, K, 1] along rays (origins, directions [N, M, 3]), flattened for a
+    decoder: points [N, M * K, 3] and each point's ray direction [N, M * K, 3]."""
+    n, _, k, _ = depths.shape
+    points = (origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)).reshape(n, -1, 3)
+    return points, directions.unsqueeze(-2).expand(-1, -1, k, -1).reshape(n, -1, 3)
+
+
 def merge_sorted_samples(depths1, colors1, densities1, depths2, colors2, densities2):
     """Concatenate two sample sets along K and sort everything by depth.
 

@@ -219,7 +219,8 @@ def run_images(G, seeds: Sequence[int], views: Sequence[CameraPose], out_dir: st
     check_targets(targets, force)
     _make_dir(out_dir)
     renderer = GeneratorRenderer(G)
-    views = [dataclasses.replace(v, fov_degrees=renderer.default_pose().fov_degrees) for v in views]  # the model's lens
+    lens = renderer.default_pose().fov_degrees
+    views = [dataclasses.replace(v, fov_degrees=lens) for v in views]  # the model's lens
     batcher = _start_batch(G, renderer.device, batch, log)
     strips = []
     written = []

@@ -1,8 +1,8 @@
 """Marching-cubes meshes of a generator's current identity, and mesh / density-volume export.
 
 Extraction is method-agnostic: it works from a *field function* (world points -> density or SDF)
-sampled on a regular grid, so any 3D-aware generator only needs an adapter such as
-:func:`eg3d_fields`. The same code serves the app (mesh view, mesh export) and batch tools.
+sampled on a regular grid, so any 3D-aware generator only needs to say which field that is
+(``G.mesh_fields``). The same code serves the app (mesh view, mesh export) and batch tools.
 
 Conventions:
 
@@ -361,12 +361,6 @@ def eg3d_border(resolution: int) -> tuple[int, int, int, int, int, int]:
     """
     pad, pad_top = int(30 * resolution / 256), int(38 * resolution / 256)
     return (pad, pad, pad, pad_top, pad, pad)
-
-
-def eg3d_fields(G: Any, planes: torch.Tensor) -> tuple[FieldFn, ColorFn, tuple[float, float]]:
-    """(density, colour, (lo, hi)) of one EG3D identity: ``G.mesh_fields(planes)`` as a tuple."""
-    fields = G.mesh_fields(planes)
-    return fields.field, fields.color, fields.bounds
 
 
 # --- export -----------------------------------------------------------------------------------

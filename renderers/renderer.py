@@ -121,6 +121,7 @@ class GeneratorRenderer:
         self._ws_cache = _LRU(max(64, 2 * identities))
         self._planes_cache = _LRU(max(1, identities))
         self._mesh_cache = _LRU(2)
+        self._fields: tuple[Any, Any] | None = None
 
     # --- pieces ---------------------------------------------------------------------------------
 
@@ -168,6 +169,14 @@ class GeneratorRenderer:
         finally:
             opts.update(saved)
 
+    def mesh_fields(self, planes: Any):
+        """``G.mesh_fields`` of an identity, kept for the last scene asked about: a mesh asks for its
+        level, its border and its grid in turn, and GRAM's level costs a frontal rendering per
+        manifold."""
+        if self._fields is None or self._fields[0] is not planes:
+            self._fields = (planes, self.G.mesh_fields(planes))
+        return self._fields[1]
+
     def density_normals(self, planes: Any, camera: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
         """[3, r, r] camera-space normals: the outward gradient of the model's geometry field
         (density, -SDF, GRAM's manifold field: ``G.mesh_fields``) at each pixel's expected surface
@@ -179,7 +188,7 @@ class GeneratorRenderer:
         origins, directions = generate_rays(cam2world, intrinsics, r)  # [1, r*r, 3]
         points = origins + depth.reshape(1, -1, 1) * directions
 
-        fields = self.G.mesh_fields(planes)
+        fields = self.mesh_fields(planes)
 
         def field(p: torch.Tensor) -> torch.Tensor:
             return fields.field(p.reshape(-1, 3)).reshape(1, -1, 1)
@@ -296,7 +305,7 @@ class GeneratorRenderer:
         young or small model's surface sits at a lower density (the bundled one near 4.6)."""
         from ops.camera import generate_rays
 
-        fields = self.G.mesh_fields(planes)
+        fields = self.mesh_fields(planes)
         if fields.level is not None:
             return float(fields.level)
         camera = self.camera(self.default_pose())
@@ -314,7 +323,7 @@ class GeneratorRenderer:
         """Border layers cleared before marching cubes: EG3D's cleanup for models that ask for it."""
         from renderers.mesh import eg3d_border
 
-        return eg3d_border(resolution) if self.G.mesh_fields(planes).eg3d_cleanup else 0
+        return eg3d_border(resolution) if self.mesh_fields(planes).eg3d_cleanup else 0
 
     def identity_mesh(self, planes: torch.Tensor, resolution: int, level: float | None, colors: bool,
                       progress: Callable[[int, int], None] | None = None, chunk: int = 2**18):
@@ -331,7 +340,7 @@ class GeneratorRenderer:
 
         if level is None:
             level = self.surface_level(planes)
-        fields = self.G.mesh_fields(planes)
+        fields = self.mesh_fields(planes)
         res = int(resolution)
         with _no_density_noise(self.G):
             grid = sample_grid(fields.field, fields.bounds, res, chunk=chunk, device=self.device, progress=progress)

@@ -21,7 +21,6 @@ from renderers.mesh import (
     Mesh,
     MeshExportError,
     eg3d_border,
-    eg3d_fields,
     export_mesh,
     extract_mesh,
     marching_cubes,
@@ -239,13 +238,14 @@ def test_eg3d_border_widths():
 
 
 @torch.no_grad()
-def test_eg3d_fields_match_run_decoder():
+def test_eg3d_mesh_fields_match_run_decoder():
     from models.checkpoint import open_generator
 
     G = open_generator("preset:tiny")
     z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(1))
     planes = G.planes(G.mapping(z, G.default_camera()), noise_mode="const")
-    density, colour, bounds = eg3d_fields(G, planes)
+    fields = G.mesh_fields(planes)
+    density, colour, bounds = fields.field, fields.color, fields.bounds
     half = G.rendering_kwargs["box_warp"] / 2
     assert bounds == (-half, half)
 
@@ -274,7 +274,8 @@ def test_bundled_model_mesh_at_eg3d_level():
     # noise_mode="const", as the renderer uses: the default random noise changes the planes per call.
     z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(2))
     planes = G.planes(G.mapping(z, G.default_camera(), truncation_psi=0.7), noise_mode="const")
-    density, colour, bounds = eg3d_fields(G, planes)
+    fields = G.mesh_fields(planes)
+    density, colour, bounds = fields.field, fields.color, fields.bounds
     start = time.perf_counter()
     mesh = extract_mesh(density, bounds, 64, 10.0, inside="above", border=eg3d_border(64), color_fn=colour)
     elapsed = time.perf_counter() - start

@@ -22,7 +22,7 @@ from renderers.colormaps import colormap_lut, colorize_depth
 from renderers.display_frame import frame_to_rgb, image_to_rgba8, to_display_frame
 from renderers.images import resize_nearest
 from models.scene import MeshFields
-from renderers.mesh import Mesh, eg3d_fields
+from renderers.mesh import Mesh
 from renderers.render_args import (
     RENDER_MODES,
     SEED_STEP_Y,
@@ -548,7 +548,7 @@ def test_mesh_mode(G, renderer):
     out = renderer.render(args)
     mesh = out.mesh
     assert out.image is None and out.image_raw is None and out.depth is None
-    _, _, (lo, hi) = eg3d_fields(G, renderer.identity_planes(args)[1])
+    lo, hi = G.mesh_fields(renderer.identity_planes(args)[1]).bounds
     assert (lo, hi) == (-G.rendering_kwargs["box_warp"] / 2, G.rendering_kwargs["box_warp"] / 2)
     assert len(mesh.faces) > 0 and mesh.faces.max() < len(mesh.vertices)
     assert (mesh.vertices >= lo - 1e-5).all() and (mesh.vertices <= hi + 1e-5).all()

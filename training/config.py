@@ -421,12 +421,14 @@ def stylesdf_stage2_train_config(stage1: TrainConfig) -> TrainConfig:
     config = TrainConfig.from_dict(stage1.to_dict())
     config.generator = stylesdf_stage(stage1.generator, 2)
     res = config.generator.img_resolution
-    config.discriminator = PipelineDiscriminatorConfig(kind="resnet", img_resolution=res,
-                                                       channel_base=stage1.discriminator.channel_base * 2 if res <= 64 else 32768,
-                                                       channel_max=stage1.discriminator.channel_max if res <= 64 else 512)
+    cpu_sized = res <= 64  # a -tiny preset (32 px); StyleSDF's own stage 2 makes 1024 px images
+    config.discriminator = PipelineDiscriminatorConfig(
+        kind="resnet", img_resolution=res,
+        channel_base=stage1.discriminator.channel_base * 2 if cpu_sized else 32768,
+        channel_max=stage1.discriminator.channel_max if cpu_sized else 512)
     config.loss = PipelineLossConfig(r1_gamma=10.0, style_mixing_prob=0.9, pl_weight=2.0, stage=2)
     config.optim = OptimConfig(g_lr=0.002, d_lr=0.002)
-    config.batch = stage1.batch if res <= 64 else 32
+    config.batch = stage1.batch if cpu_sized else 32  # [S]: 8 per GPU on 4 GPUs
     config.ema_kimg, config.ema_rampup = _ema_kimg(0.5 ** (32 / 10000), config.batch), None
     return config
 

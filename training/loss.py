@@ -34,6 +34,26 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return filter2d(images, taps / taps.sum())
 
 
+def mix_styles(G: nn.Module, z: torch.Tensor, c: torch.Tensor, ws: torch.Tensor, prob: float) -> torch.Tensor:
+    """StyleGAN2's style mixing: with probability ``prob``, the ws after a random cutoff come from
+    another z (draws: the cutoff, then the coin, as the official code). ws [N, num_ws, w_dim]."""
+    if prob > 0 and ws.shape[1] > 1:
+        cutoff = int(torch.randint(1, ws.shape[1], ()).item())
+        if torch.rand(()).item() < prob:
+            ws[:, cutoff:] = G.mapping(torch.randn_like(z), c, update_emas=False)[:, cutoff:]
+    return ws
+
+
+def r1_penalty(logits: torch.Tensor, inputs: list[torch.Tensor],
+               scale: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> torch.Tensor:
+    """Per-sample R1 penalty [N]: the squared norm of d(sum of logits)/d(inputs), summed over the
+    inputs, with a graph for the backward. ``scale`` is the fp16 loss scale (applied to the logits
+    and taken out of the gradients)."""
+    grads = torch.autograd.grad(outputs=[scale(logits.sum())], inputs=inputs, create_graph=True, only_inputs=True)
+    unscale = scale(torch.ones((), device=logits.device))
+    return sum((g.float() / unscale).square().sum(dim=[1, 2, 3]) for g in grads)
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Values that change with the number of images shown."""
@@ -111,11 +131,7 @@ class EG3DLoss:
 
     def mapping(self, z: torch.Tensor, c_cond: torch.Tensor, update_emas: bool) -> torch.Tensor:
         ws = self.G.mapping(z, c_cond, update_emas=update_emas)
-        if self.config.style_mixing_prob > 0:
-            cutoff = int(torch.randint(1, ws.shape[1], ()).item())
-            if torch.rand(()).item() < self.config.style_mixing_prob:
-                ws[:, cutoff:] = self.G.mapping(torch.randn_like(z), c_cond, update_emas=False)[:, cutoff:]
-        return ws
+        return mix_styles(self.G, z, c_cond, ws, self.config.style_mixing_prob)
 
     def run_G(self, z: torch.Tensor, c: torch.Tensor, schedule: Schedule, update_emas: bool = False) -> dict[str, torch.Tensor]:
         """z [N, z_dim], render camera c [N, 25] -> {'image', 'image_raw', 'image_depth'}."""
@@ -194,10 +210,7 @@ class EG3DLoss:
                 stats["scores/real"] = real_logits.detach()
             if with_r1:
                 inputs = [real["image"], real["image_raw"]] if self.config.dual_discrimination else [real["image"]]
-                grads = torch.autograd.grad(outputs=[self.grad_scale(phase, real_logits.sum())], inputs=inputs,
-                                            create_graph=True, only_inputs=True)
-                unscale = self.grad_scale(phase, torch.ones((), device=real_logits.device))
-                penalty = sum((g.float() / unscale).square().sum(dim=[1, 2, 3]) for g in grads)
+                penalty = r1_penalty(real_logits, inputs, lambda x: self.grad_scale(phase, x))
                 loss_r1 = penalty * (self.config.r1_gamma / 2)
                 loss = loss + loss_r1.unsqueeze(1)
                 stats["r1_penalty"] = penalty.detach()

@@ -35,8 +35,9 @@ from torch import nn
 from models.pipeline_discriminators import fade_downsample
 from ops.camera import pack_label, rays_through, unpack_label
 from ops.patch_sampling import PatchParams, crop_real_patches, patch_intrinsics, sample_epigraf_patches, sample_graf_patches
+from ops.ray_sampling import ray_samples
 from training.config import PipelineLossConfig
-from training.loss import PHASES, Schedule, gaussian_blur
+from training.loss import PHASES, Schedule, gaussian_blur, mix_styles, r1_penalty
 
 
 def schedule_value(start: float, fade_kimg: float, cur_nimg: float) -> float:
@@ -131,11 +132,7 @@ class PipelineLoss:
 
     def mapping(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool) -> torch.Tensor:
         ws = self.G.mapping(z, c, update_emas=update_emas)
-        if self.config.style_mixing_prob > 0 and ws.shape[1] > 1:
-            cutoff = int(torch.randint(1, ws.shape[1], ()).item())
-            if torch.rand(()).item() < self.config.style_mixing_prob:
-                ws[:, cutoff:] = self.G.mapping(torch.randn_like(z), c, update_emas=False)[:, cutoff:]
-        return ws
+        return mix_styles(self.G, z, c, ws, self.config.style_mixing_prob)
 
     def run_G(self, z: torch.Tensor, c: torch.Tensor, schedule: PipelineSchedule, cur_nimg: float,
               update_emas: bool = False, ws_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor, PatchParams | None]:
@@ -206,9 +203,8 @@ class PipelineLoss:
         cam2world, intrinsics = unpack_label(c)
         origins, directions = rays_through(cam2world, intrinsics, uv)
         depths = self.G._depths(origins, directions, int(self.G.rendering_kwargs["depth_resolution"]), jitter=True)
-        points = (origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)).reshape(ws.shape[0], -1, 3)
+        points, directions = ray_samples(origins, directions, depths)
         points = points.detach().requires_grad_(True)
-        directions = directions.unsqueeze(-2).expand(-1, -1, depths.shape[2], -1).reshape(points.shape)
         sdf = self.G.sample_mixed(points, directions, ws)["sdf"]
         # The SDF is in the decoder's normalised units (points x coordinate_scale): so is its gradient.
         grad = torch.autograd.grad(sdf.sum(), points, create_graph=True)[0] / self.G.config.embedder.coordinate_scale
@@ -340,10 +336,7 @@ class PipelineLoss:
                 stats["loss/D_real"] = loss_real.detach()
                 stats["scores/real"] = logits.detach()
             if with_r1:
-                grad = torch.autograd.grad(outputs=[self.grad_scale(phase, logits.sum())], inputs=[real],
-                                           create_graph=True, only_inputs=True)[0]
-                unscale = self.grad_scale(phase, torch.ones((), device=logits.device))
-                penalty = (grad.float() / unscale).square().sum(dim=[1, 2, 3])
+                penalty = r1_penalty(logits, [real], lambda x: self.grad_scale(phase, x))
                 loss_r1 = penalty * (c.r1_gamma / 2)
                 loss = loss + loss_r1.unsqueeze(1)
                 stats["r1_penalty"] = penalty.detach()
