@@ -92,12 +92,13 @@ def cmd_dataset_folder(args: argparse.Namespace) -> int:
 
 def resolve_train_config(args: argparse.Namespace):
     """Preset + command-line options + ``--set`` overrides -> TrainConfig."""
-    from models.pipeline_config import COMPONENT_CHOICES
-    from training.config import apply_components, apply_overrides, train_preset, with_stage
+    from models.pipeline_config import SWAPPABLE
+    from training.config import apply_overrides
+    from training.presets import apply_components, train_preset, with_stage
 
     config = train_preset(args.cfg)
     # Ablations and stages first: they may replace the recipe that the options below adjust.
-    config = apply_components(config, {name: getattr(args, name, None) for name in COMPONENT_CHOICES})
+    config = apply_components(config, {name: getattr(args, name, None) for name in SWAPPABLE})
     if getattr(args, "stage", None) is not None:
         config = with_stage(config, int(args.stage))
     for name, value in (("batch", args.batch), ("batch_gpu", args.batch_gpu), ("gpus", args.gpus),
@@ -186,13 +187,13 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    from models.pipeline_config import COMPONENT_CHOICES
-    from training.config import TRAIN_PRESETS
+    from models.pipeline_config import component_choices
+    from training.presets import TRAIN_PRESETS
 
     p.add_argument("--cfg", default="tiny", choices=TRAIN_PRESETS, metavar="CFG",
                    help="preset: eg3d (= ffhq512), shapenet128, pigan, graf, giraffe, volumegan, stylenerf, "
                         "stylesdf, gram or epigraf; '-tiny' variants for CPU; tiny = eg3d-tiny")
-    for component, kinds in COMPONENT_CHOICES.items():
+    for component, kinds in component_choices().items():
         p.add_argument(f"--{component}", choices=kinds, help=f"ablation: replace the preset's {component}")
     p.add_argument("--stage", type=int, choices=[1, 2], help="StyleSDF stage (2: start from a stage-1 snapshot via --init)")
     p.add_argument("--batch", type=int, help="total batch size over all GPUs")

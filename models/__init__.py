@@ -5,7 +5,8 @@ from models.discriminator import DiscriminatorConfig, DualDiscriminator, build_d
 from models.eg3d import EG3DConfig, EG3DRenderingConfig, TriPlaneGenerator, build_eg3d, eg3d_preset
 from models.errors import CheckpointError, UnsafePickleError
 from models.pipeline import PipelineGenerator, build_pipeline
-from models.pipeline_config import PipelineConfig, pipeline_preset
+from models.methods import pipeline_preset
+from models.pipeline_config import PipelineConfig
 
 __all__ = [
     "CheckpointError",

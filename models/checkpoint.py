@@ -19,9 +19,10 @@ from typing import Any, BinaryIO, Callable, Iterator
 import torch
 from torch import nn
 
-from models.eg3d import EG3DConfig, TriPlaneGenerator
+from models.eg3d import EG3D_PRESETS, EG3DConfig, TriPlaneGenerator, build_eg3d
 from models.errors import CheckpointError
-from models.pipeline import PipelineGenerator
+from models.methods import PIPELINE_PRESET_NAMES
+from models.pipeline import PipelineGenerator, build_pipeline
 from models.pipeline_config import PipelineConfig
 
 FORMAT_NAME = "3dgan-studio/generator"
@@ -241,10 +242,6 @@ def open_generator(spec: str | os.PathLike, device: torch.device | str = "cpu", 
 
     Presets are seeded so that two runs build the same random generator.
     """
-    from models.eg3d import EG3D_PRESETS, build_eg3d
-    from models.pipeline import build_pipeline
-    from models.pipeline_config import PIPELINE_PRESET_NAMES
-
     name = os.fspath(spec)
     preset = name.removeprefix("preset:")
     if not Path(name).exists() and (preset in EG3D_PRESETS or preset in PIPELINE_PRESET_NAMES):

@@ -19,11 +19,27 @@ density activations live in the renderer (methods.md §4 note 2).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 
+from models.eg3d import OSGDecoder
+from models.registry import ComponentConfig, Registry
 from models.stylegan2 import FullyConnectedLayer
-from ops.siren import PIGAN_BOX_SIDE, PIGAN_DEPTH, PIGAN_WIDTH, FiLMSiren, check_film_params, film_frequencies, siren_init_
+from ops.siren import (
+    PIGAN_BOX_SIDE,
+    PIGAN_DEPTH,
+    PIGAN_WIDTH,
+    FiLMSiren,
+    SirenFiLMDecoder,
+    check_film_params,
+    encoded_size,
+    film_frequencies,
+    positional_encoding,
+    siren_init_,
+)
 from ops.stylegan2 import bias_act, modulated_conv2d
 
 GRAM_RGB_WIDEN = 1e-3  # rgb = sigmoid * (1 + 2 eps) - eps, methods.md §3.3 "RGB: sigmoid·(1 + 2·1e-3) − 1e-3"
@@ -370,3 +386,266 @@ __all__ = [
     "StyleFiLMSiren",
     "StyleSDFSirenDecoder",
 ]
+
+
+# --- registered decoder components -----------------------------------------------------------
+#
+# One call shape for every kind: (features [N, M, C], directions [N, M, 3], ws slice, codes)
+# -> {'rgb' [N, M, channels], 'raw' [N, M, 1] (raw density, or the SDF when ``outputs_sdf``)}.
+# Each wraps its network as ``.net``, so parameter names are ``decoder.net.*``.
+
+DECODERS: Registry = Registry("decoder")
+
+
+class Decoder(nn.Module):
+    """Facts every decoder kind declares."""
+
+    needs_ws: ClassVar[str | None] = None
+    """The ws it reads from the mapping: 'stylegan', 'film', 'z' (its codes), or None."""
+    reads_coordinates: ClassVar[bool] = False
+    """It reads raw 3-d coordinates, so it needs an embedder that gives them."""
+    outputs_sdf: ClassVar[bool] = False
+    """'raw' is a signed distance (needs an SDF density)."""
+    coordinate_alternative: ClassVar[str | None] = None
+    """The kind that replaces this one on an embedder without coordinates (ablation swaps)."""
+    preferred_density: ClassVar[str] = "softplus"
+    """The density a swap to this decoder brings when the old one does not fit (SDF or not)."""
+    reset_on_swap: ClassVar[tuple[str, ...]] = ()
+    """Fields a swap to this kind sets to its defaults instead of keeping the old decoder's."""
+    unit_range: bool = True
+    """The colour is in [0, 1] (it becomes [-1, 1] after compositing)."""
+    num_ws: int = 0
+    """ws this decoder reads."""
+    channels: int = 3
+    """Channels of 'rgb' (colour or feature) composited along rays."""
+    codes_per_field: int = 0
+    """z entries one field of this decoder reads (shape + appearance codes)."""
+
+    @classmethod
+    def film_width(cls, config: ComponentConfig) -> int:
+        """Width of the FiLM layers a 'film' mapping drives (0 for other kinds)."""
+        return 0
+
+    @classmethod
+    def codes_dim(cls, config: ComponentConfig) -> int:
+        """z entries one field of this decoder reads (shape + appearance codes; 0 if none)."""
+        return 0
+
+    def codes(self, z: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(shape, appearance) codes of the field whose codes start at ``offset`` in z."""
+        return None
+
+
+@DECODERS.register("osg")
+class OSGFieldDecoder(Decoder):
+    """EG3D's (and EpiGRAF's) small MLP on tri-plane features (view-independent)."""
+
+    @dataclass
+    class Config(ComponentConfig):
+        hidden: int = 64
+        """Hidden width."""
+        out_features: int = 32
+        """Colour/feature channels (EG3D 32, EpiGRAF 3)."""
+        activation: str = "softplus"
+        """Hidden activation: 'softplus' (EG3D) or 'lrelu' (EpiGRAF)."""
+
+    reset_on_swap = ("hidden",)
+
+    def __init__(self, config: Config, in_features: int, w_dim: int):
+        super().__init__()
+        self.net = OSGDecoder(in_features, hidden_dim=config.hidden, output_dim=config.out_features,
+                              activation=config.activation)
+        self.channels = config.out_features
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(hidden=16, out_features=config.out_features if config.out_features == 3 else 16)
+
+    def forward(self, features, directions, ws, codes=None):
+        out = self.net(features.unsqueeze(1), directions)
+        return {"rgb": out["rgb"], "raw": out["sigma"]}
+
+
+class _FiLMDecoder(Decoder):
+    needs_ws = "film"
+
+    @dataclass
+    class Config(ComponentConfig):
+        hidden: int = 256
+        """FiLM-SIREN width."""
+        layers: int = 8
+        """FiLM-SIREN layers."""
+
+    @classmethod
+    def film_width(cls, config: Config) -> int:
+        return config.hidden
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(hidden=16, layers=min(config.layers, 3))
+
+    def forward(self, features, directions, ws, codes=None):
+        frequencies, phases = ws.chunk(2, dim=-1)
+        out = self.net(features, directions, frequencies, phases)
+        return {"rgb": out["rgb"], "raw": out["sigma"]}
+
+
+@DECODERS.register("siren")
+class SirenDecoder(_FiLMDecoder):
+    """pi-GAN's FiLM-SIREN (reads any point features)."""
+
+    @dataclass
+    class Config(_FiLMDecoder.Config):
+        pass
+
+    def __init__(self, config: Config, in_features: int, w_dim: int):
+        super().__init__()
+        self.net = SirenFiLMDecoder(width=config.hidden, depth=config.layers, in_features=in_features, box_side=2.0)
+        self.num_ws = self.net.num_film_layers
+
+
+def _need_coordinates(kind: str, in_features: int) -> None:
+    if in_features != 3:
+        raise ValueError(f"decoder {kind!r} reads 3-d coordinates; this embedder gives {in_features} features "
+                         "(use the 'coordinate' or 'manifold' embedder, or the 'siren' decoder)")
+
+
+@DECODERS.register("gram_siren")
+class GramSirenFieldDecoder(_FiLMDecoder):
+    """GRAM's GramRF (summed per-layer heads) on coordinates."""
+
+    reads_coordinates = True
+    coordinate_alternative = "siren"
+
+    @dataclass
+    class Config(_FiLMDecoder.Config):
+        pass
+
+    def __init__(self, config: Config, in_features: int, w_dim: int):
+        super().__init__()
+        _need_coordinates(self.kind, in_features)
+        self.net = GramSirenDecoder(width=config.hidden, depth=config.layers, box_side=2.0)
+        self.num_ws = self.net.num_film_layers
+
+
+@DECODERS.register("sdf_siren")
+class SDFSirenFieldDecoder(Decoder):
+    """StyleSDF's SIREN: an SDF, RGB and a feature vector composited beside it."""
+
+    needs_ws = "stylegan"
+    reads_coordinates = True
+    outputs_sdf = True
+    preferred_density = "sdf_sigmoid"
+
+    @dataclass
+    class Config(ComponentConfig):
+        hidden: int = 256
+        """Width."""
+        layers: int = 8
+        """FiLM-SIREN layers."""
+        feature_dim: int = 256
+        """Feature channels composited beside RGB."""
+
+    def __init__(self, config: Config, in_features: int, w_dim: int):
+        super().__init__()
+        _need_coordinates(self.kind, in_features)
+        self.net = StyleSDFSirenDecoder(w_dim=w_dim, width=config.hidden, depth=config.layers,
+                                        feature_dim=config.feature_dim, coordinate_scale=1.0)
+        self.num_ws = self.net.num_ws
+        self.channels = 3 + config.feature_dim
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(hidden=16, layers=min(config.layers, 3), feature_dim=8)
+
+    def forward(self, features, directions, ws, codes=None):
+        out = self.net(features, directions, ws)
+        return {"rgb": torch.cat([out["rgb"], out["feature"]], dim=-1), "raw": out["sdf"]}
+
+
+@DECODERS.register("modulated_mlp")
+class ModulatedMLPFieldDecoder(Decoder):
+    """VolumeGAN's / StyleNeRF's style-modulated MLP with a feature head."""
+
+    needs_ws = "stylegan"
+    unit_range = False
+
+    @dataclass
+    class Config(ComponentConfig):
+        hidden: int = 256
+        """Hidden width."""
+        layers: int = 4
+        """Modulated layers."""
+        out_features: int = 512
+        """Feature channels."""
+
+    def __init__(self, config: Config, in_features: int, w_dim: int):
+        super().__init__()
+        self.net = ModulatedMLPDecoder(in_features, w_dim, hidden=config.hidden, num_layers=config.layers,
+                                       out_features=config.out_features)
+        self.num_ws = self.net.num_ws
+        self.channels = config.out_features
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(hidden=16, layers=min(config.layers, 3),
+                              out_features=config.out_features if config.out_features == 3 else 16)
+
+    def forward(self, features, directions, ws, codes=None):
+        out = self.net(features, ws)
+        return {"rgb": out["rgb"], "raw": out["sigma"]}
+
+
+@DECODERS.register("nerf_mlp")
+class NeRFMLPFieldDecoder(Decoder):
+    """GRAF's / GIRAFFE's NeRF MLP conditioned on shape and appearance codes read from z."""
+
+    needs_ws = "z"
+
+    @dataclass
+    class Config(ComponentConfig):
+        hidden: int = 256
+        """Hidden width."""
+        layers: int = 8
+        """Hidden layers."""
+        skip: int = 4
+        """Skip connection after this layer."""
+        out_features: int = 3
+        """Colour (3: sigmoid RGB) or feature channels."""
+        z_shape_dim: int = 128
+        """Shape code size (read from z)."""
+        z_app_dim: int = 128
+        """Appearance code size."""
+        dir_frequencies: int = 0
+        """Positional-encoding frequencies of the view direction."""
+
+    def __init__(self, config: Config, in_features: int, w_dim: int):
+        super().__init__()
+        self.dir_frequencies = int(config.dir_frequencies)
+        self.shape_dim, self.app_dim = int(config.z_shape_dim), int(config.z_app_dim)
+        self.codes_per_field = self.shape_dim + self.app_dim
+        self.net = NeRFMLPDecoder(in_features, encoded_size(self.dir_frequencies), config.z_shape_dim, config.z_app_dim,
+                                  hidden=config.hidden, num_layers=config.layers,
+                                  skip=max(min(config.skip, config.layers - 2), 0), out_features=config.out_features)
+        self.channels = config.out_features
+        self.unit_range = config.out_features == 3
+
+    @classmethod
+    def codes_dim(cls, config: Config) -> int:
+        return config.z_shape_dim + config.z_app_dim
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(hidden=16, layers=min(config.layers, 3), skip=1, z_shape_dim=8, z_app_dim=8,
+                              out_features=config.out_features if config.out_features == 3 else 16,
+                              dir_frequencies=min(config.dir_frequencies, 2))
+
+    def codes(self, z: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        split = offset + self.shape_dim
+        return z[:, offset:split], z[:, split:split + self.app_dim]
+
+    def forward(self, features, directions, ws, codes=None):
+        z_shape, z_app = codes
+        out = self.net(features, positional_encoding(directions, self.dir_frequencies), z_shape, z_app)
+        rgb = torch.sigmoid(out["rgb"]) if self.unit_range else out["rgb"]
+        return {"rgb": rgb, "raw": out["sigma"]}

@@ -6,65 +6,166 @@ Every embedder has the same two-step contract, so the generator treats them alik
   (tri-planes [N, 3, C, H, W], a feature volume [N, C, D, H, W], or None when the points are
   encoded directly). The viewer caches it, so orbiting a model re-runs only ``forward``.
 * ``forward(scene, points [N, M, 3]) -> [N, M, out_features]``.
+* ``decode(fields, scene, points, directions)``: every field at the points, through the decoder
+  (GIRAFFE composes several fields here).
 
-The GRAM and GIRAFFE embedders add ray-level steps (manifold intersection; per-object frames),
-used by ``models.pipeline.PipelineGenerator``.
+GRAM's embedder also renders its rays itself (ray-manifold intersections, ``renders_rays``) and
+gives its own mesh field. Facts the config reads are class attributes (``gives_coordinates``,
+``needs_constant_interval``, ``needs_codes``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
-from models.pipeline_config import EmbedderConfig
+from models.registry import ComponentConfig, Registry
+from models.scene import MeshFields, Scene
 from models.stylegan2 import SynthesisNetwork
+from ops.compositing import Composite, combine_fields, composite_constant_delta
 from ops.feature_volume import FeatureVolume, sample_feature_volume
-from ops.manifolds import gram_levels
-from ops.siren import positional_encoding
+from ops.manifolds import (
+    GRAM_BACKGROUND_DELTA,
+    GRAM_BACKGROUND_Z,
+    gram_levels,
+    ray_manifold_intersections,
+    ray_plane_z_intersection,
+    sort_by_depth,
+)
+from ops.siren import encoded_size, positional_encoding
 from ops.triplane import plane_axes, sample_triplane
 
+if TYPE_CHECKING:
+    from models.pipeline import PipelineGenerator
 
-def encoded_size(num_frequencies: int, dims: int = 3) -> int:
-    """Width of ``positional_encoding`` of ``dims`` values with the input included."""
-    return dims * (1 + 2 * num_frequencies)
+EMBEDDERS: Registry = Registry("embedder")
 
 
-class CoordinateEmbedder(nn.Module):
+@dataclass
+class Fields:
+    """What ``Embedder.decode`` evaluates: the decoder, the ws slice it reads and z (for codes)."""
+
+    decoder: nn.Module
+    ws: torch.Tensor
+    z: torch.Tensor
+    extra: nn.Module | None = None
+    """A second decoder the embedder asked for (GIRAFFE's background), or None."""
+
+
+class Embedder(nn.Module):
+    """Facts every embedder kind declares, and the default field evaluation."""
+
+    num_ws: int = 0
+    """ws this embedder reads."""
+    out_features: int = 3
+    """Features per point handed to the decoder."""
+    coordinate_scale: float = 1.0
+    """World points are multiplied by this before encoding (the decoder's units per world unit)."""
+    gives_coordinates: ClassVar[bool] = False
+    """Its features are 3-d coordinates (decoders that read coordinates need this)."""
+    needs_constant_interval: ClassVar[bool] = False
+    """It composites surface hits with a constant interval (GRAM: the 'constant_delta' integrator)."""
+    needs_codes: ClassVar[bool] = False
+    """Its fields read codes from z (GIRAFFE's objects: a decoder with ``needs_ws == 'z'``)."""
+    renders_rays: ClassVar[bool] = False
+    """It renders rays itself (:meth:`render_rays`) instead of sampling depths for the decoder."""
+    tiny_num_coarse: ClassVar[int] = 8
+    """Coarse samples per ray of the ``-tiny`` reduction."""
+
+    def scene(self, ws: torch.Tensor, **_) -> torch.Tensor | None:
+        return None
+
+    def decode(self, fields: Fields, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
+               activate=None) -> dict[str, torch.Tensor]:
+        """The field at points [N, M, 3]: {'rgb' [N, M, C], 'raw' [N, M, 1]}."""
+        return fields.decoder(self(scene.features, points), directions, fields.ws, fields.decoder.codes(fields.z))
+
+    @classmethod
+    def extra_decoder(cls, config: ComponentConfig, decoder: ComponentConfig) -> ComponentConfig | None:
+        """Config of a second decoder this embedder needs (GIRAFFE's background), or None."""
+        return None
+
+    @classmethod
+    def codes_needed(cls, config: ComponentConfig, codes_per_field: int) -> int:
+        """z entries the fields read when each field reads ``codes_per_field``."""
+        return codes_per_field
+
+    @classmethod
+    def on_swap_in(cls, config: Any) -> None:
+        """Couplings a swap to this embedder brings (edits the PipelineConfig in place)."""
+
+    def mesh_fields(self, G: "PipelineGenerator", scene: Scene, color) -> MeshFields | None:
+        """The mesh field if this embedder defines its own geometry (GRAM), else None."""
+        return None
+
+
+@EMBEDDERS.register("coordinate")
+class CoordinateEmbedder(Embedder):
     """points x scale, optionally NeRF-encoded (pi-GAN, StyleSDF: raw; GRAF, StyleNeRF: PE(10))."""
 
-    num_ws = 0
+    gives_coordinates = True
 
-    def __init__(self, config: EmbedderConfig):
+    @dataclass
+    class Config(ComponentConfig):
+        coordinate_scale: float = 1.0
+        """Points are multiplied by this before encoding (pi-GAN: 2/0.24)."""
+        pe_frequencies: int = 0
+        """NeRF positional-encoding frequencies of xyz (0: raw scaled coordinates)."""
+
+    def __init__(self, config: Config, w_dim: int = 0, box_side: float = 1.0):
         super().__init__()
-        self.scale = float(config.coordinate_scale)
+        self.coordinate_scale = float(config.coordinate_scale)
         self.frequencies = int(config.pe_frequencies)
         self.out_features = encoded_size(self.frequencies) if self.frequencies else 3
 
-    def scene(self, ws: torch.Tensor, **_) -> None:
-        return None
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(pe_frequencies=min(config.pe_frequencies, 4))
 
     def forward(self, scene: torch.Tensor | None, points: torch.Tensor) -> torch.Tensor:
         """[N, M, 3] -> [N, M, out_features]."""
-        x = points * self.scale
+        x = points * self.coordinate_scale
         return positional_encoding(x, self.frequencies) if self.frequencies else x
 
 
-class TriplaneEmbedder(nn.Module):
+@EMBEDDERS.register("triplane")
+class TriplaneEmbedder(Embedder):
     """Tri-planes from a StyleGAN2 synthesis network (EG3D, EpiGRAF), averaged over the planes."""
 
-    def __init__(self, config: EmbedderConfig, w_dim: int, box_side: float):
+    @dataclass
+    class Config(ComponentConfig):
+        resolution: int = 256
+        """Tri-plane side in texels."""
+        channels: int = 32
+        """Channels per plane."""
+        axes: str = "corrected"
+        """'corrected' or 'official' (EG3D's duplicated xz plane)."""
+        align_corners: bool = False
+        """grid_sample corner alignment (EpiGRAF: True)."""
+        channel_base: int = 32768
+        """Backbone width: channels at res r = min(channel_base // r, channel_max)."""
+        channel_max: int = 512
+        """Backbone channel cap."""
+
+    def __init__(self, config: Config, w_dim: int, box_side: float):
         super().__init__()
-        self.channels = int(config.triplane_channels)
+        self.channels = int(config.channels)
         self.box_side = float(box_side)
-        self.align_corners = bool(config.triplane_align_corners)
-        self.backbone = SynthesisNetwork(w_dim, config.triplane_resolution, 3 * self.channels,
+        self.align_corners = bool(config.align_corners)
+        self.backbone = SynthesisNetwork(w_dim, config.resolution, 3 * self.channels,
                                          channel_base=config.channel_base, channel_max=config.channel_max,
                                          num_fp16_res=0, conv_clamp=None, fused_modconv_default="inference_only")
         self.num_ws = self.backbone.num_ws
         self.out_features = self.channels
-        self.register_buffer("axes", plane_axes(config.triplane_axes), persistent=False)
+        self.register_buffer("axes", plane_axes(config.axes), persistent=False)
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(resolution=32, channels=8, channel_base=1024, channel_max=32)
 
     def scene(self, ws: torch.Tensor, noise_mode: str = "const", update_emas: bool = False) -> torch.Tensor:
         """ws [N, num_ws, w_dim] -> planes [N, 3, C, H, W]."""
@@ -76,19 +177,51 @@ class TriplaneEmbedder(nn.Module):
                                align_corners=self.align_corners).mean(1)
 
 
-class VolumeEmbedder(nn.Module):
+VOLUMEGAN_FFHQ_BOUNDS = ((-0.1886, -0.1671, -0.1956), (0.1887, 0.1692, 0.1872))
+"""(min, max) corners of VolumeGAN's FFHQ feature volume (methods.md §3.2)."""
+
+
+@EMBEDDERS.register("volume")
+class VolumeEmbedder(Embedder):
     """VolumeGAN: trilinear features of a generated 3D volume, concatenated with PE(xyz)."""
 
     num_ws = 1
 
-    def __init__(self, config: EmbedderConfig, w_dim: int):
+    @dataclass
+    class Config(ComponentConfig):
+        resolution: int = 32
+        """Feature-volume side in voxels (VolumeGAN: 32)."""
+        channels: int = 32
+        """Feature-volume output channels."""
+        base_channels: int = 256
+        """Channels of the constant 4^3 input of the feature volume."""
+        bounds: tuple[tuple[float, float, float], tuple[float, float, float]] = VOLUMEGAN_FFHQ_BOUNDS
+        """(min, max) corners of the feature volume."""
+        coordinate_scale: float = 1.0
+        """Points are multiplied by this before the positional encoding."""
+        pe_frequencies: int = 10
+        """Positional-encoding frequencies of xyz concatenated to the volume feature."""
+
+        def __post_init__(self):
+            self.bounds = tuple(tuple(float(v) for v in corner) for corner in self.bounds)
+
+    def __init__(self, config: Config, w_dim: int, box_side: float = 1.0):
         super().__init__()
-        self.volume = FeatureVolume(w_dim, resolution=config.volume_resolution, base_channels=config.volume_base_channels,
-                                    out_channels=config.volume_channels)
-        self.register_buffer("bounds", torch.tensor(config.volume_bounds, dtype=torch.float32), persistent=False)
-        self.scale = float(config.coordinate_scale)
+        self.volume = FeatureVolume(w_dim, resolution=config.resolution, base_channels=config.base_channels,
+                                    out_channels=config.channels)
+        self.register_buffer("bounds", torch.tensor(config.bounds, dtype=torch.float32), persistent=False)
+        self.coordinate_scale = float(config.coordinate_scale)
         self.frequencies = int(config.pe_frequencies)
-        self.out_features = config.volume_channels + encoded_size(self.frequencies)
+        self.out_features = config.channels + encoded_size(self.frequencies)
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(resolution=8, channels=8, base_channels=16, pe_frequencies=min(config.pe_frequencies, 4))
+
+    @classmethod
+    def on_swap_in(cls, config: Any) -> None:
+        if config.embedder.pe_frequencies == 0:
+            config.embedder.pe_frequencies = 4
 
     def scene(self, ws: torch.Tensor, **_) -> torch.Tensor:
         """ws [N, 1, w_dim] -> volume [N, C, D, H, W]."""
@@ -96,23 +229,51 @@ class VolumeEmbedder(nn.Module):
 
     def forward(self, volume: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         features = sample_feature_volume(volume, points, self.bounds)
-        return torch.cat([features, positional_encoding(points * self.scale, self.frequencies)], dim=-1)
+        return torch.cat([features, positional_encoding(points * self.coordinate_scale, self.frequencies)], dim=-1)
 
 
-class ManifoldEmbedder(nn.Module):
+@EMBEDDERS.register("manifold")
+class ManifoldEmbedder(Embedder):
     """GRAM: a scalar field s(x) whose level sets are the radiance manifolds; the decoder is
     evaluated at ray-manifold intersections (``ops.manifolds``), at coordinates x scale."""
 
-    num_ws = 0
+    gives_coordinates = True
+    needs_constant_interval = True
+    renders_rays = True
+    tiny_num_coarse = 12
 
-    def __init__(self, config: EmbedderConfig):
+    @dataclass
+    class Config(ComponentConfig):
+        coordinate_scale: float = 2 / 0.24
+        """Points are multiplied by this (GRAM: 2/0.24)."""
+        hidden: int = 128
+        """Manifold predictor width."""
+        layers: int = 3
+        """Manifold predictor hidden layers."""
+        num_manifolds: int = 24
+        """Manifolds including the background plane (FFHQ 24)."""
+        levels_start: float = 23.0
+        """First (outermost) level value."""
+        levels_end: float = 8.0
+        """Last level value (GRAM 8; Carver's default 3)."""
+        center: tuple[float, float, float] = (0.0, 0.0, -1.5)
+        """Centre subtracted from the scaled coordinates before the manifold predictor."""
+        background_plane: bool = True
+        """Append GRAM's background plane at world z = -0.12 (scaled with the scene box)."""
+
+        def __post_init__(self):
+            self.center = tuple(float(v) for v in self.center)
+
+    def __init__(self, config: Config, w_dim: int = 0, box_side: float = 0.24):
         super().__init__()
-        self.scale = float(config.coordinate_scale)
-        self.register_buffer("center", torch.tensor(config.manifold_center, dtype=torch.float32), persistent=False)
+        self.coordinate_scale = float(config.coordinate_scale)
+        self.register_buffer("center", torch.tensor(config.center, dtype=torch.float32), persistent=False)
         self.register_buffer("levels", gram_levels(config.levels_start, config.levels_end, config.num_manifolds,
                                                    background=config.background_plane), persistent=False)
         self.background_plane = bool(config.background_plane)
-        dims = [3] + [config.manifold_hidden] * config.manifold_layers
+        # GRAM's plane sits at z = -0.12 for its 0.24-wide face box; scale with the box.
+        self.world_scale = float(box_side) / 0.24
+        dims = [3] + [config.hidden] * config.layers
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.out = nn.Linear(dims[-1], 1)
         with torch.no_grad():  # GRAM's geometric init: s(x) starts as a scaled distance from the centre
@@ -123,55 +284,166 @@ class ManifoldEmbedder(nn.Module):
             self.out.bias.zero_()
         self.out_features = 3
 
-    def scene(self, ws: torch.Tensor, **_) -> None:
-        return None
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(hidden=16, layers=2, num_manifolds=min(config.num_manifolds, 8))
+
+    @classmethod
+    def on_swap_in(cls, config: Any) -> None:
+        from models.decoders import DECODERS
+
+        if DECODERS.cls_of(config.decoder).needs_ws != "film":
+            config.decoder = DECODERS.default_config("gram_siren")
 
     def field(self, points: torch.Tensor) -> torch.Tensor:
         """s(x): [..., 3] -> [...]."""
-        x = points * self.scale - self.center
+        x = points * self.coordinate_scale - self.center
         for layer in self.hidden:
             x = torch.relu(layer(x))
         return self.out(x)[..., 0]
 
     def forward(self, scene: None, points: torch.Tensor) -> torch.Tensor:
-        return points * self.scale
+        return points * self.coordinate_scale
+
+    def render_rays(self, G: "PipelineGenerator", scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
+                    depths: torch.Tensor, density_noise: float) -> Composite:
+        """Intersect the rays with the level sets of s(x), shade the surface points, composite with
+        a constant interval (the background plane is opaque)."""
+        n, m, k, _ = depths.shape
+        samples = origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)  # [N, M, K, 3]
+        values = self.field(samples)
+        hits = ray_manifold_intersections(samples, values, self.levels, origins)
+        points, valid, depth = hits.points, hits.valid, hits.depth
+        delta = torch.full_like(depth, G.renderer.constant_delta)
+        if self.background_plane:
+            plane = ray_plane_z_intersection(origins, directions, GRAM_BACKGROUND_Z * self.world_scale)
+            plane_depth = torch.linalg.vector_norm(plane[:, :, 0] - origins, dim=-1)[..., None]
+            points = torch.cat([points, plane], 2)
+            valid = torch.cat([valid, plane_depth > 0], 2)
+            depth = torch.cat([depth, plane_depth], 2)
+            delta = torch.cat([delta, torch.full_like(plane_depth, GRAM_BACKGROUND_DELTA)], 2)
+            sorted_hits, order = sort_by_depth(points, valid, depth)
+            points, valid, depth = sorted_hits
+            delta = torch.gather(delta, -1, order)
+        num = points.shape[2]
+        dirs = directions.unsqueeze(-2).expand(-1, -1, num, -1).reshape(n, -1, 3)
+        out = G.decoder(self(None, points.reshape(n, -1, 3)), dirs, G.decoder_ws(scene))
+        raw = G.renderer.noisy(out["raw"], density_noise)
+        density = G.renderer.activate(raw).reshape(n, m, num, 1)
+        result = composite_constant_delta(out["rgb"].reshape(n, m, num, -1), density, depth[..., None],
+                                          delta=delta[..., None], valid=valid[..., None],
+                                          white_background=G.renderer.white_back)
+        return G.finish_composite(result, depth[..., None])
+
+    def mesh_fields(self, G: "PipelineGenerator", scene: Scene, color) -> MeshFields:
+        half = G.box_side / 2
+        field = lambda p: self.field(p.to(scene.ws.device))  # noqa: E731
+        return MeshFields(field, color, (-half, half), self.dominant_level(G, scene), inside="below")
+
+    @torch.no_grad()
+    def dominant_level(self, G: "PipelineGenerator", scene: Scene) -> float:
+        """The level whose manifold carries the most compositing weight in the frontal view."""
+        from ops.camera import generate_rays, unpack_label
+
+        camera = G.default_camera(device=scene.ws.device)
+        cam2world, intrinsics = unpack_label(camera)
+        origins, directions = generate_rays(cam2world, intrinsics, 32)
+        depths = G.sample_depths(origins, directions, int(G.rendering_kwargs["depth_resolution"]), jitter=False)
+        samples = origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)
+        values = self.field(samples)
+        levels = self.levels
+        weights = torch.zeros(len(levels), device=levels.device)
+        for i, level in enumerate(levels):
+            hits = ray_manifold_intersections(samples, values, level.reshape(1), origins)
+            out = G.decoder(self(None, hits.points.reshape(1, -1, 3)), directions, G.decoder_ws(scene[:1]))
+            alpha = 1 - torch.exp(-G.renderer.activate(out["raw"]) * G.renderer.constant_delta)
+            weights[i] = (alpha[..., 0] * hits.valid.reshape(1, -1)).sum()
+        return float(levels[int(weights.argmax())])
 
 
-class CompositionEmbedder(nn.Module):
+@EMBEDDERS.register("composition")
+class CompositionEmbedder(Embedder):
     """GIRAFFE: each object sees points in its own box frame ((x - t) / scale, PE), the background
-    sees world points (PE); ``forward`` returns the object frame, ``background`` the other."""
+    sees world points (PE); fields are composed by summed densities and density-weighted features."""
 
-    num_ws = 0
+    needs_codes = True
 
-    def __init__(self, config: EmbedderConfig):
+    @dataclass
+    class Config(ComponentConfig):
+        coordinate_scale: float = 1.0
+        """World points are multiplied by this."""
+        pe_frequencies: int = 10
+        """NeRF positional-encoding frequencies of xyz."""
+        num_objects: int = 1
+        """Foreground objects (each with its own shape and appearance codes)."""
+        object_scale: float = 0.21
+        """Object box scale (points are divided by it in the object's frame)."""
+        background: bool = True
+        """Add a background field."""
+        background_hidden: int = 64
+        """Background MLP width."""
+        background_layers: int = 4
+        """Background MLP depth."""
+        background_z_dim: int = 128
+        """Background shape and appearance code size (each)."""
+
+    def __init__(self, config: Config, w_dim: int = 0, box_side: float = 1.0):
         super().__init__()
-        self.scale = float(config.coordinate_scale)
+        self.coordinate_scale = float(config.coordinate_scale)
         self.object_scale = float(config.object_scale)
         self.frequencies = int(config.pe_frequencies)
         self.num_objects = int(config.num_objects)
         self.has_background = bool(config.background)
         self.out_features = encoded_size(self.frequencies)
 
-    def scene(self, ws: torch.Tensor, **_) -> None:
-        return None
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(pe_frequencies=min(config.pe_frequencies, 4), background_hidden=8, background_layers=2,
+                              background_z_dim=4)
+
+    @classmethod
+    def extra_decoder(cls, config: Config, decoder: ComponentConfig) -> ComponentConfig | None:
+        if not config.background:
+            return None
+        return decoder.replace(hidden=config.background_hidden, layers=config.background_layers,
+                               z_shape_dim=config.background_z_dim, z_app_dim=config.background_z_dim,
+                               skip=config.background_layers)
+
+    @classmethod
+    def codes_needed(cls, config: Config, codes_per_field: int) -> int:
+        return codes_per_field * config.num_objects + (2 * config.background_z_dim if config.background else 0)
+
+    @classmethod
+    def on_swap_in(cls, config: Any) -> None:
+        from models.decoders import DECODERS
+        from models.mappings import MAPPINGS
+
+        config.decoder = DECODERS.default_config("nerf_mlp")
+        config.mapping = MAPPINGS.default_config("none")
 
     def forward(self, scene: None, points: torch.Tensor) -> torch.Tensor:
         """Object-frame encoding (objects share the origin-centred box: translation 0 at inference)."""
-        return positional_encoding(points * (self.scale / self.object_scale), self.frequencies)
+        return positional_encoding(points * (self.coordinate_scale / self.object_scale), self.frequencies)
 
     def background(self, points: torch.Tensor) -> torch.Tensor:
-        return positional_encoding(points * self.scale, self.frequencies)
+        return positional_encoding(points * self.coordinate_scale, self.frequencies)
 
+    def decode(self, fields: Fields, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
+               activate=None) -> dict[str, torch.Tensor]:
+        decoder = fields.decoder
+        per = decoder.codes_per_field
+        features, raws = [], []
+        for i in range(self.num_objects):
+            out = decoder(self(None, points), directions, fields.ws, decoder.codes(fields.z, i * per))
+            features.append(out["rgb"])
+            raws.append(out["raw"])
+        if self.has_background:
+            out = fields.extra(self.background(points), directions, fields.ws,
+                               fields.extra.codes(fields.z, self.num_objects * per))
+            features.append(out["rgb"])
+            raws.append(out["raw"])
+        # GIRAFFE composes activated densities; the renderer re-applies ReLU, which is then a no-op.
+        densities = [activate(r) for r in raws]
+        feature, density = combine_fields(torch.stack(features), torch.stack(densities))
+        return {"rgb": feature, "raw": density}
 
-def build_embedder(config: EmbedderConfig, w_dim: int, box_side: float) -> nn.Module:
-    if config.kind == "coordinate":
-        return CoordinateEmbedder(config)
-    if config.kind == "triplane":
-        return TriplaneEmbedder(config, w_dim, box_side)
-    if config.kind == "volume":
-        return VolumeEmbedder(config, w_dim)
-    if config.kind == "manifold":
-        return ManifoldEmbedder(config)
-    if config.kind == "composition":
-        return CompositionEmbedder(config)
-    raise ValueError(f"unknown embedder {config.kind!r}")

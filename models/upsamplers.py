@@ -10,7 +10,8 @@ EG3D's super-resolution modules live in ``models/superresolution.py``.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Sequence
 
 import numpy as np
 import torch
@@ -18,7 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.discriminator import Conv2dLayer
+from models.registry import ComponentConfig, Registry
 from models.stylegan2 import NoiseMode, SynthesisBlock, SynthesisLayer
+from models.superresolution import Superresolution
 from ops.stylegan2 import DEFAULT_RESAMPLE_FILTER, filter2d, setup_filter, upsample2d
 
 UpsampleMode = Literal["stylegan", "nn_cat"]
@@ -243,3 +246,118 @@ class GiraffeNeuralRenderer(nn.Module):
             x = F.leaky_relu(block(F.interpolate(x, scale_factor=2, mode="nearest")), 0.2)
             rgb = F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False) + to_rgb(x)
         return 2 * torch.sigmoid(rgb) - 1
+
+
+# --- registered upsampler components ---------------------------------------------------------
+#
+# One call shape for every kind: ``upsample(features [N, C, r, r], ws slice, ...) -> image``.
+# Each subclasses its network, so parameter names are ``upsampler.*`` as before.
+
+UPSAMPLERS: Registry = Registry("upsampler")
+
+
+class _UpsamplerFacts:
+    needs_stylegan_ws: ClassVar[bool] = False
+    """It reads StyleGAN2 ws (a FiLM mapping cannot drive it)."""
+    identity: ClassVar[bool] = False
+    """No upsampler: the neural rendering is the image."""
+    tiny_resolutions: ClassVar[tuple[int, int]] = (32, 16)
+    """(image, neural rendering) resolution of the ``-tiny`` reduction."""
+
+
+@UPSAMPLERS.register("none")
+class NoUpsampler(_UpsamplerFacts, nn.Module):
+    """The rendering is the image (a patch stays a patch)."""
+
+    identity = True
+    tiny_resolutions = (32, 32)
+    num_ws = 0
+
+    @dataclass
+    class Config(ComponentConfig):
+        pass
+
+    def __init__(self, config: Config, channels: int = 3, in_resolution: int = 0, out_resolution: int = 0,
+                 w_dim: int = 0):
+        super().__init__()
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config
+
+    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0) -> torch.Tensor:
+        return features[:, :3]
+
+
+@UPSAMPLERS.register("eg3d_sr")
+class EG3DSuperresolution(_UpsamplerFacts, Superresolution):
+    """EG3D's super-resolution module (by its official name, or one of ours)."""
+
+    needs_stylegan_ws = True
+    tiny_resolutions = (64, 32)
+    num_ws = 1
+
+    @dataclass
+    class Config(ComponentConfig):
+        module: str = "training.superresolution.SuperresolutionHybrid8XDC"
+        """Module name (see models.superresolution)."""
+
+    def __init__(self, config: Config, channels: int, in_resolution: int, out_resolution: int, w_dim: int):
+        super().__init__(config.module, channels=channels, img_resolution=out_resolution, w_dim=w_dim,
+                         fused_modconv_default="inference_only")
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(module="studio.SuperresolutionLite2X64")
+
+    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0) -> torch.Tensor:
+        return self(features[:, :3], features, ws, noise_mode="none")[0]
+
+
+@UPSAMPLERS.register("stylegan")
+class StyleGANUpsamplerComponent(_UpsamplerFacts, StyleGANUpsampler):
+    """StyleGAN2 skip blocks from the feature image (VolumeGAN, StyleSDF, StyleNeRF); grows in training."""
+
+    needs_stylegan_ws = True
+
+    @dataclass
+    class Config(ComponentConfig):
+        channel_base: int = 32768
+        """Channels at res r = min(channel_base // r, channel_max)."""
+        channel_max: int = 512
+        """Channel cap."""
+        upsample_mode: str = "stylegan"
+        """'stylegan' or 'nn_cat' (StyleNeRF)."""
+
+    def __init__(self, config: Config, channels: int, in_resolution: int, out_resolution: int, w_dim: int):
+        super().__init__(channels, in_resolution, out_resolution, w_dim, channel_base=config.channel_base,
+                         channel_max=config.channel_max, upsample_mode=config.upsample_mode)
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(channel_base=256, channel_max=16)
+
+    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0) -> torch.Tensor:
+        return self(features, ws, noise_mode=noise_mode, max_resolution=max_resolution, alpha=fade_alpha)
+
+
+@UPSAMPLERS.register("giraffe")
+class GiraffeUpsampler(_UpsamplerFacts, GiraffeNeuralRenderer):
+    """GIRAFFE's neural renderer (no ws)."""
+
+    num_ws = 0
+
+    @dataclass
+    class Config(ComponentConfig):
+        min_channels: int = 32
+        """Channel floor."""
+
+    def __init__(self, config: Config, channels: int, in_resolution: int, out_resolution: int, w_dim: int = 0):
+        super().__init__(channels, in_resolution, out_resolution, min_channels=config.min_channels)
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(min_channels=4)
+
+    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0) -> torch.Tensor:
+        return self(features)

@@ -252,3 +252,8 @@ class SirenFiLMDecoder(nn.Module):
         color = self.color_film(torch.cat([directions, x], dim=-1), freq[:, -1], phases[:, -1])
         rgb = torch.sigmoid(self.rgb_head(color))
         return {"sigma": sigma, "rgb": rgb}
+
+
+def encoded_size(num_frequencies: int, dims: int = 3) -> int:
+    """Width of :func:`positional_encoding` of ``dims`` values with the input included."""
+    return dims * (1 + 2 * num_frequencies)

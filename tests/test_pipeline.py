@@ -27,12 +27,9 @@ from PIL import Image
 from models.checkpoint import load_generator, open_generator, save_generator
 from models.errors import CheckpointError
 from models.pipeline import PipelineGenerator, build_pipeline
-from models.pipeline_config import (
-    PIPELINE_METHODS,
-    PipelineConfig,
-    pipeline_preset,
-    with_component,
-)
+from models.methods import PIPELINE_METHODS, pipeline_preset
+from models.pipeline_config import PipelineConfig, with_component
+from models.volume_rendering import ReLUDensity
 from ops.camera import generate_rays, unpack_label
 from ops.siren import positional_encoding
 from renderers.render_args import RenderArgs
@@ -133,7 +130,7 @@ def test_depth_lies_in_the_ray_range(name):
     eps = 1e-5
     assert opacity.max() > 0.01, "the scene is empty: the range check below would be vacuous"
     assert torch.all(opacity <= 1 + 1e-5)
-    integrator = G.config.renderer.integrator
+    integrator = G.config.integrator.kind
     if integrator == "midpoint":
         assert torch.all(depth >= near - eps) and torch.all(depth <= far + eps)
     elif integrator == "last_delta":
@@ -266,7 +263,7 @@ def test_unknown_decoder_kind_is_a_checkpoint_error(tmp_path):
         load_generator(path)
     message = str(info.value)
     assert message.startswith(f"{path}: invalid model config")
-    assert "decoder.kind 'hyper_siren' is not one of" in message and "sdf_siren" in message
+    assert "unknown decoder 'hyper_siren'; expected one of" in message and "sdf_siren" in message
     assert "\n" not in message
 
 
@@ -274,7 +271,7 @@ def test_unknown_config_key_is_a_checkpoint_error(tmp_path):
     path = tmp_path / "bad.safetensors"
     save_generator(shared("gram-tiny"), path)
     _rewrite_config(path, lambda cfg: cfg["embedder"].update(warp_factor=2))
-    with pytest.raises(CheckpointError, match="invalid model config.*unknown EmbedderConfig keys: warp_factor"):
+    with pytest.raises(CheckpointError, match="invalid model config.*unknown embedder 'manifold' config keys: warp_factor"):
         load_generator(path)
 
 
@@ -344,7 +341,7 @@ def test_renderer_every_mode(name):
     elif G.config.embedder.kind == "manifold":
         levels = [float(v) for v in G.embedder.levels]
         assert fields.inside == "below"
-        assert mesh.level in levels and mesh.level == G.dominant_level(scene)
+        assert mesh.level in levels and mesh.level == G.embedder.dominant_level(G, scene)
     else:
         assert fields.level is None and mesh.level == pytest.approx(renderer.surface_level(scene))
 
@@ -636,14 +633,14 @@ def test_triplane_embedder_reproduces_linear_planes(name):
     half a texel inside the border."""
     G = shared(name)
     config = G.config.embedder
-    assert (config.triplane_axes, config.triplane_align_corners) == (
+    assert (config.axes, config.align_corners) == (
         ("corrected", True) if name == "epigraf-tiny" else ("official", False))
     embedder = G.embedder
     box = G.config.points.box_side
-    C, W = embedder.channels, config.triplane_resolution
+    C, W = embedder.channels, config.resolution
     gen = torch.Generator().manual_seed(5)
     a, b, c0 = (torch.randn(3, C, generator=gen) for _ in range(3))
-    if config.triplane_align_corners:
+    if config.align_corners:
         grid = -1 + 2 * torch.arange(W) / (W - 1)
         limit = 1.0
     else:
@@ -657,7 +654,7 @@ def test_triplane_embedder_reproduces_linear_planes(name):
     points = unit * box / 2
     got = embedder(planes, points)
     expected = sum(a[p] * unit[..., i, None] + b[p] * unit[..., j, None] + c0[p]
-                   for p, (i, j) in enumerate(PLANE_PAIRS[config.triplane_axes])) / 3
+                   for p, (i, j) in enumerate(PLANE_PAIRS[config.axes])) / 3
     assert got.shape == (2, 200, C)
     assert torch.allclose(got, expected, atol=2e-5)
 
@@ -667,9 +664,9 @@ def test_triplane_embedder_reproduces_linear_planes(name):
 def test_volume_embedder_reads_voxels_and_appends_pe():
     G = shared("volumegan-tiny")
     embedder, config = G.embedder, G.config.embedder
-    n_vox = config.volume_resolution
-    C = config.volume_channels
-    lo, hi = (torch.tensor(b) for b in config.volume_bounds)
+    n_vox = config.resolution
+    C = config.channels
+    lo, hi = (torch.tensor(b) for b in config.bounds)
     gen = torch.Generator().manual_seed(6)
     volume = torch.randn(2, C, n_vox, n_vox, n_vox, generator=gen)
     index = torch.randint(0, n_vox, (2, 30, 3), generator=gen)  # (x, y, z) voxel indices
@@ -719,10 +716,7 @@ EMBEDDER_CLASSES = {"coordinate": "CoordinateEmbedder", "triplane": "TriplaneEmb
 @pytest.mark.parametrize("base,component,kind", SWAPS)
 def test_component_swaps_build_and_render(base, component, kind):
     config = with_component(pipeline_preset(base), component, kind)
-    if component in ("density", "integrator"):
-        assert getattr(config.renderer, component) == kind
-    else:
-        assert getattr(config, component).kind == kind
+    assert getattr(config, component).kind == kind
     config.validate()
     torch.manual_seed(BUILD_SEED)
     G = PipelineGenerator(config).eval()
@@ -738,7 +732,7 @@ def test_component_swaps_build_and_render(base, component, kind):
 
 def _sdf_with_relu() -> None:
     config = pipeline_preset("stylesdf-tiny")
-    config.renderer.density = "relu"
+    config.density = ReLUDensity.Config()
     config.validate()
 
 
@@ -750,7 +744,7 @@ def _sdf_with_relu() -> None:
     (lambda: with_component(pipeline_preset("pigan-tiny"), "upsampler", "stylegan"),
      r"upsampler 'stylegan' needs StyleGAN2 ws"),
     (lambda: with_component(pipeline_preset("giraffe-tiny"), "decoder", "osg"),
-     r"composition embedder \(GIRAFFE\) needs the 'nerf_mlp' decoder"),
+     r"the 'composition' embedder needs a decoder that reads codes from z, not 'osg'"),
     (lambda: with_component(pipeline_preset("pigan-tiny"), "embedder", "voxels"),
      r"unknown embedder 'voxels'; expected one of coordinate, triplane"),
     (lambda: with_component(pipeline_preset("pigan-tiny"), "camera", "prior"), r"unknown component 'camera'"),

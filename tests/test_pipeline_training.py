@@ -7,6 +7,8 @@ Everything runs in-process on the CPU at 32 px with batch 4 (see ``tiny_config``
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import re
@@ -20,17 +22,13 @@ import torch.nn.functional as F
 
 import train
 from models.checkpoint import build_generator, load_generator
-from models.pipeline_config import PIPELINE_METHODS, PipelineConfig, pipeline_preset
+from models.methods import PIPELINE_METHODS, pipeline_preset
+from models.pipeline_config import PipelineConfig
 from ops.camera import fov_to_focal, orbit_label
 from ops.patch_sampling import PatchParams, crop_real_patches
 from ops.pose_sampling import POSE_PRIORS, angles_to_label, camera_angles, sample_cameras
-from training.config import (
-    TRAIN_PRESETS,
-    PipelineLossConfig,
-    TrainConfig,
-    train_preset,
-    with_stage,
-)
+from training.config import PipelineLossConfig, TrainConfig
+from training.presets import TRAIN_PRESETS, train_preset, with_stage
 from training.distributed import init_distributed
 from training.loop import Trainer, fit, load_training_state, save_training_state
 from training.pipeline_loss import PipelineLoss
@@ -224,8 +222,10 @@ def test_every_preset_validates_and_round_trips(name):
     if isinstance(config.generator, PipelineConfig):
         g = again.generator
         assert isinstance(g.frozen, tuple) and isinstance(g.pose.pivot, tuple)
-        assert isinstance(g.embedder.volume_bounds, tuple) and all(isinstance(c, tuple) for c in g.embedder.volume_bounds)
-        assert isinstance(g.embedder.manifold_center, tuple)
+        for component in (g.embedder, g.pose, g.points, g.decoder):  # JSON lists become tuples again
+            values = dataclasses.asdict(component).values()
+            assert not any(isinstance(v, list) or (isinstance(v, tuple) and any(isinstance(x, list) for x in v))
+                           for v in values)
         assert again.discriminator.img_resolution == again.shown_resolution
         if name.endswith("-tiny"):
             stage1 = name == "stylesdf-tiny"  # stage 1 renders at the neural resolution, 16 px
@@ -258,7 +258,7 @@ def test_full_presets_carry_the_recipes():
     c = train_preset("gram")  # 3.3
     e = c.generator.embedder
     assert (e.kind, e.num_manifolds, e.levels_start, e.levels_end) == ("manifold", 24, 23.0, 8.0)
-    assert c.generator.renderer.integrator == "constant_delta" and c.generator.renderer.constant_delta == 0.04
+    assert c.generator.integrator.kind == "constant_delta" and c.generator.integrator.delta == 0.04
     assert c.generator.points.num_coarse == 64 and c.generator.points.perturb == "none"
     assert (c.loss.r1_gamma, c.loss.pose_weight, c.loss.real_pose_weight) == (1.0, 15.0, 15.0)
     assert (c.optim.g_lr, c.optim.d_lr, c.optim.betas, c.optim.grad_clip) == (2e-5, 2e-4, (0.0, 0.9), 1.0)
@@ -295,7 +295,7 @@ def test_full_presets_carry_the_recipes():
     assert c.loss.sdf_sphere_init_steps > 0
     assert (c.optim.g_lr, c.optim.d_lr, c.optim.betas) == (2e-5, 2e-4, (0.0, 0.9))
     assert c.generator.upsampler.kind == "none" and c.generator.img_resolution == 64
-    assert c.generator.renderer.density == "sdf_sigmoid" and c.generator.renderer.sdf_alpha_init == 0.1
+    assert c.generator.density.kind == "sdf_sigmoid" and c.generator.density.alpha_init == 0.1
     assert ema_beta(c) == pytest.approx(0.5 ** (32 / 10000))
     s2 = with_stage(c, 2)
     assert (s2.loss.r1_gamma, s2.loss.style_mixing_prob, s2.loss.stage, s2.loss.eikonal_weight) == (10.0, 0.9, 2, 0.0)
@@ -366,10 +366,10 @@ def test_cli_ablation_of_eg3d_keeps_the_command_line_options():
 
 @pytest.mark.parametrize("argv, message", [
     (["--cfg", "pigan-tiny", "--embedder", "manifold", "--integrator", "midpoint"],
-     "the manifold embedder composites with the 'constant_delta' integrator"),
+     "the 'manifold' embedder composites with a constant-interval integrator, not 'midpoint'"),
     (["--cfg", "pigan-tiny", "--embedder", "composition", "--decoder", "siren"],
-     "the composition embedder (GIRAFFE) needs the 'nerf_mlp' decoder"),
-    (["--cfg", "pigan-tiny", "--stage", "2"], "--stage applies to StyleSDF-style (SDF) presets only"),
+     "the 'composition' embedder needs a decoder that reads codes from z, not 'siren'"),
+    (["--cfg", "pigan-tiny", "--stage", "2"], "--stage applies to staged presets only (StyleSDF)"),
     (["--cfg", "stylesdf-tiny", "--stage", "2"], "give the stage-1 run or snapshot with --init"),
 ])
 def test_cli_bad_combination_exits_2_with_a_clear_message(argv, message, heads32, tmp_path, capsys):
@@ -413,7 +413,7 @@ def test_stylesdf_stage2_trains_the_upsampler_on_a_frozen_renderer(stylesdf_stag
 
     G1 = load_generator(stage1 / latest(stage1)["snapshot"])
     G2 = load_generator(stage2 / latest(stage2)["snapshot"])
-    assert G1.upsampler is None and G2.upsampler is not None
+    assert G1.upsampler.identity and not G2.upsampler.identity
     with torch.no_grad():
         image = G2(torch.randn(1, G2.z_dim), G2.default_camera(1))["image"]
     assert image.shape == (1, 3, 32, 32) and torch.isfinite(image).all()

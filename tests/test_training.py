@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from tests.conftest import REPO_ROOT
-from training.config import LossConfig, TrainConfig, apply_overrides, train_preset
+from training.config import LossConfig, TrainConfig, apply_overrides
+from training.presets import train_preset
 from training.distributed import init_distributed
 from training.loop import Trainer, load_training_state
 from training.loss import gaussian_blur, schedule_at

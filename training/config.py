@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from models.discriminator import DiscriminatorConfig, discriminator_preset
-from models.eg3d import EG3DConfig, eg3d_preset
-from models.pipeline_config import PIPELINE_METHODS, PipelineConfig, pipeline_preset, with_component
+from models.discriminator import DiscriminatorConfig
+from models.eg3d import EG3DConfig
+from models.pipeline_config import PipelineConfig
 from models.pipeline_discriminators import PipelineDiscriminatorConfig
 from models.typed_config import dataclass_from_dict
 
@@ -215,7 +215,7 @@ class TrainConfig:
     def shown_resolution(self) -> int:
         """Size of the images D sees: the patch size in patch-wise training, else the image size."""
         g = self.generator
-        if isinstance(g, PipelineConfig) and g.points.patch != "none":
+        if isinstance(g, PipelineConfig) and g.patch_sampler.crops:
             return g.points.patch_size
         return g.img_resolution
 
@@ -249,7 +249,10 @@ class TrainConfig:
             raise ValueError("--tick must be > 0 and --snap >= 1")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        # Each part writes itself (registered components record their kind, which asdict cannot see).
+        data["generator"] = self.generator.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -257,180 +260,6 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-
-TRAIN_PRESETS = ("ffhq512", "shapenet128", "tiny", "eg3d", "eg3d-tiny") + tuple(
-    name for method in PIPELINE_METHODS for name in (method, f"{method}-tiny"))
-
-
-def train_preset(name: str) -> TrainConfig:
-    """Named recipes.
-
-    * ``ffhq512``: EG3D's FFHQ-512 recipe (batch 32, gamma 1, neural resolution 64, GPC 0.5).
-    * ``shapenet128``: EG3D's ShapeNet recipe (gamma 0.3, white background, ray box 0.1-2.6).
-    * ``tiny``: a small generator and discriminator at 128px that learns the synthetic data on CPU;
-      the schedules are shortened in proportion to the short run.
-    * ``eg3d`` / ``eg3d-tiny``: the same as ``ffhq512`` / ``tiny``.
-    * ``pigan``, ``graf``, ``giraffe``, ``volumegan``, ``stylenerf``, ``stylesdf``, ``gram``,
-      ``epigraf``: the pipeline methods' recipes (:func:`pipeline_train_preset`), and their
-      ``-tiny`` CPU variants.
-    """
-    if name in ("eg3d", "eg3d-tiny"):
-        config = train_preset("ffhq512" if name == "eg3d" else "tiny")
-        config.cfg = name
-        return config
-    if name.removesuffix("-tiny") in PIPELINE_METHODS:
-        return pipeline_train_preset(name)
-    if name == "ffhq512":
-        generator = eg3d_preset("ffhq512")
-        return TrainConfig(cfg=name, generator=generator, discriminator=discriminator_preset("ffhq512"),
-                           loss=LossConfig(r1_gamma=1.0, neural_rendering_resolution_initial=64),
-                           batch=32, kimg=25000, tick_kimg=4, snap=50, metric_images=10000)
-    if name == "shapenet128":
-        generator = eg3d_preset("shapenet128")
-        return TrainConfig(cfg=name, generator=generator, discriminator=discriminator_preset("shapenet128"),
-                           loss=LossConfig(r1_gamma=0.3, neural_rendering_resolution_initial=64),
-                           batch=32, kimg=25000, tick_kimg=4, snap=50, metric_images=10000,
-                           grid_yaws=(-2.0, -1.0, 0.0, 1.0, 2.0))
-    if name == "tiny":
-        generator = eg3d_preset("tiny")
-        # Short CPU runs: fade the blur and the pose swapping over a few kimg instead of hundreds.
-        return TrainConfig(cfg=name, generator=generator, discriminator=discriminator_preset("tiny"),
-                           loss=LossConfig(r1_gamma=1.0, blur_init_sigma=10.0, blur_fade_kimg=4.0,
-                                           neural_rendering_resolution_initial=generator.neural_rendering_resolution,
-                                           gpc_reg_fade_kimg=20.0),
-                           batch=8, kimg=100, tick_kimg=0.5, snap=2, metric_images=256, workers=1,
-                           grid_seeds=4, truncation_psi=0.7)
-    raise ValueError(f"unknown training preset {name!r}; expected one of {', '.join(TRAIN_PRESETS)}")
-
-
-def _ema_kimg(beta_per_step: float, batch: int) -> float:
-    """Half-life in kimg of a per-step EMA decay (pi-GAN/GRAM's 0.999 at their batch)."""
-    import math
-
-    return math.log(0.5) / math.log(beta_per_step) * batch / 1000
-
-
-def pipeline_train_preset(name: str) -> TrainConfig:
-    """Training recipes of the pipeline methods (methods.md section 3; original repos, not Carver,
-    where they differ). ``<method>-tiny`` keeps the recipe's losses and optimiser with a CPU-sized
-    generator and discriminator, batch 4, and schedules shortened to a few kimg."""
-    tiny = name.endswith("-tiny")
-    method = name.removesuffix("-tiny")
-    G = pipeline_preset(name)
-    D = PipelineDiscriminatorConfig
-    pose_head = dict(kind="coordconv", pose_dim=2, mbstd_group_size=None)
-    if method == "pigan":  # [P] CelebA: R1 0.2, pose 15, top-k, Adam 6e-5/2e-4 (0, 0.9), clip 10, batch 56
-        disc = D(img_resolution=G.img_resolution, **pose_head)
-        loss = PipelineLossConfig(r1_gamma=0.2, pose_weight=15.0, topk_start=1.0, topk_min=0.6, topk_decay=0.99,
-                                  topk_interval_kimg=2000 * 56 / 1000, progressive_start=32,
-                                  progressive_level_kimg=10000 * 56 / 1000, progressive_fade_kimg=10000 * 56 / 1000)
-        optim = OptimConfig(g_lr=6e-5, d_lr=2e-4, betas=(0.0, 0.9), g_reg_interval=0, d_reg_interval=1, grad_clip=10.0)
-        config = TrainConfig(batch=56, ema_kimg=_ema_kimg(0.999, 56), ema_rampup=None)
-    elif method == "gram":  # [G]: R1 1 each step, pose 15 fake and real, Adam 2e-5/2e-4 (0, 0.9), clip 1
-        disc = D(img_resolution=G.img_resolution, **pose_head)
-        loss = PipelineLossConfig(r1_gamma=1.0, pose_weight=15.0, real_pose_weight=15.0)
-        optim = OptimConfig(g_lr=2e-5, d_lr=2e-4, betas=(0.0, 0.9), g_reg_interval=0, d_reg_interval=1, grad_clip=1.0)
-        config = TrainConfig(batch=32, ema_kimg=_ema_kimg(0.999, 32), ema_rampup=None)
-    elif method == "stylesdf":  # [S] stage 1: R1 10, view 15 (smooth L1), eikonal 0.1, minimal surface 0.05
-        G = stylesdf_stage(G, 1)
-        disc = D(img_resolution=G.img_resolution, **pose_head)
-        loss = PipelineLossConfig(r1_gamma=10.0, pose_weight=15.0, pose_loss="smooth_l1", eikonal_weight=0.1,
-                                  minimal_surface_weight=0.05, stage=1, sdf_sphere_init_steps=1000)
-        optim = OptimConfig(g_lr=2e-5, d_lr=2e-4, betas=(0.0, 0.9), g_reg_interval=0, d_reg_interval=1)
-        config = TrainConfig(batch=24, ema_kimg=_ema_kimg(0.5 ** (32 / 10000), 24), ema_rampup=None)
-    elif method == "volumegan":  # [V]: R1 10 / 16, lr 0.002, progressive 32 -> 256, 750k + 750k per level
-        disc = D(kind="resnet", img_resolution=G.img_resolution, progressive=True, min_resolution=32)
-        loss = PipelineLossConfig(r1_gamma=10.0, style_mixing_prob=0.9, pl_weight=2.0, progressive_start=32,
-                                  progressive_generator=True,
-                                  progressive_level_kimg=1500.0, progressive_fade_kimg=750.0)
-        optim = OptimConfig(g_lr=0.002, d_lr=0.002)
-        config = TrainConfig(batch=64, ema_kimg=20.0)
-    elif method == "stylenerf":  # [SN] paper256: R1 0.5, lr 0.0025, mixing 0.9, batch 64, EMA 20 kimg
-        disc = D(kind="resnet", img_resolution=G.img_resolution, progressive=True, min_resolution=32)
-        loss = PipelineLossConfig(r1_gamma=0.5, style_mixing_prob=0.9, pl_weight=2.0, nerf_path_weight=2.0,
-                                  progressive_start=32,
-                                  progressive_generator=True,
-                                  progressive_level_kimg=1500.0, progressive_fade_kimg=500.0)
-        optim = OptimConfig(g_lr=0.0025, d_lr=0.0025)
-        config = TrainConfig(batch=64, ema_kimg=20.0)
-    elif method == "graf":  # [GF]: DCGAN D on 32 px patches, R1 10 on reals, RMSprop 5e-4/1e-4, batch 8
-        disc = D(kind="dcgan", img_resolution=G.points.patch_size, ndf=64)
-        loss = PipelineLossConfig(r1_gamma=10.0)
-        optim = OptimConfig(g_lr=5e-4, d_lr=1e-4, optimizer="rmsprop", g_reg_interval=0, d_reg_interval=1)
-        config = TrainConfig(batch=8, ema_kimg=_ema_kimg(0.999, 8), ema_rampup=None)
-    elif method == "giraffe":  # [GI]: DCGAN D, R1 10, RMSprop 2.5e-4/1e-4, batch 32
-        disc = D(kind="dcgan", img_resolution=G.img_resolution, ndf=64)
-        loss = PipelineLossConfig(r1_gamma=10.0)
-        optim = OptimConfig(g_lr=2.5e-4, d_lr=1e-4, optimizer="rmsprop", g_reg_interval=0, d_reg_interval=1)
-        config = TrainConfig(batch=32, ema_kimg=_ema_kimg(0.999, 32), ema_rampup=None)
-    elif method == "epigraf":  # [EP]: patch D (hyper-modulated), R1 auto 0.0002 res^2 / batch, blur 10 over 200 kimg
-        disc = D(kind="patch", img_resolution=G.points.patch_size, channel_base=16384)
-        loss = PipelineLossConfig(r1_gamma=0.0002 * G.img_resolution**2 / 64, blur_init_sigma=10.0, blur_fade_kimg=200.0)
-        optim = OptimConfig(g_lr=0.0025, d_lr=0.002)
-        config = TrainConfig(batch=64, kimg=50000.0)
-    elif method == "eg3d":  # ablations of EG3D (--cfg eg3d --embedder volume): its recipe, single-image pose-conditioned D
-        disc = D(kind="resnet", img_resolution=G.img_resolution, c_dim=25)
-        loss = PipelineLossConfig(r1_gamma=1.0, blur_init_sigma=10.0, blur_fade_kimg=200.0, density_reg=0.25)
-        optim = OptimConfig()
-        config = TrainConfig(batch=32)
-    else:
-        raise ValueError(f"unknown pipeline method {method!r}")
-    config.cfg, config.generator, config.discriminator, config.loss, config.optim = name, G, disc, loss, optim
-    config.metric_images = 10000
-    if tiny:
-        # CPU size: narrow D, batch 4, and every schedule over a few kimg.
-        disc.channel_base, disc.channel_max, disc.ndf, disc.patch_fourier_dim, disc.patch_mapping_dim = 256, 16, 8, 16, 16
-        disc.min_resolution = min(disc.min_resolution, 8)
-        if loss.progressive_start:
-            loss.progressive_start, loss.progressive_level_kimg, loss.progressive_fade_kimg = 16, 0.2, 0.1
-        if loss.topk_interval_kimg:
-            loss.topk_interval_kimg = 0.1
-        loss.blur_fade_kimg = min(loss.blur_fade_kimg, 1.0)
-        loss.geometry_points = 16
-        loss.sdf_sphere_init_steps = min(loss.sdf_sphere_init_steps, 400)
-        config.batch, config.kimg, config.tick_kimg, config.snap = 4, 4.0, 0.2, 2
-        config.metric_images, config.workers, config.grid_seeds = 64, 1, 2
-        config.ema_kimg = min(config.ema_kimg or 1.0, 1.0)
-    config.grid_yaws = (-0.4, -0.2, 0.0, 0.2, 0.4)
-    return config
-
-
-def stylesdf_stage(config: PipelineConfig, stage: int) -> PipelineConfig:
-    """StyleSDF's stages: 1 trains the SDF volume renderer alone (RGB at the neural resolution, no
-    upsampler); 2 adds the StyleGAN2 upsampler to the full resolution with the mapping, embedder,
-    decoder and renderer frozen (our stage 2 shares stage 1's mapping, so it is frozen too)."""
-    config = PipelineConfig.from_dict(config.to_dict())
-    full = pipeline_preset(config.preset)
-    if stage == 1:
-        config.upsampler.kind = "none"
-        config.img_resolution = config.neural_rendering_resolution = full.neural_rendering_resolution
-        config.frozen = ()
-    elif stage == 2:
-        config.upsampler = full.upsampler
-        config.img_resolution, config.neural_rendering_resolution = full.img_resolution, full.neural_rendering_resolution
-        config.frozen = ("mapping_network", "embedder", "decoder", "renderer")
-    else:
-        raise ValueError(f"StyleSDF has stages 1 and 2, not {stage}")
-    return config
-
-
-def stylesdf_stage2_train_config(stage1: TrainConfig) -> TrainConfig:
-    """The stage-2 recipe after a stage-1 config: full pipeline, StyleGAN2 D, R1 10 every 16,
-    lr 0.002 with lazy-regularisation ratios, mixing 0.9 ([S] train_full_pipeline.py)."""
-    config = TrainConfig.from_dict(stage1.to_dict())
-    config.generator = stylesdf_stage(stage1.generator, 2)
-    res = config.generator.img_resolution
-    cpu_sized = res <= 64  # a -tiny preset (32 px); StyleSDF's own stage 2 makes 1024 px images
-    config.discriminator = PipelineDiscriminatorConfig(
-        kind="resnet", img_resolution=res,
-        channel_base=stage1.discriminator.channel_base * 2 if cpu_sized else 32768,
-        channel_max=stage1.discriminator.channel_max if cpu_sized else 512)
-    config.loss = PipelineLossConfig(r1_gamma=10.0, style_mixing_prob=0.9, pl_weight=2.0, stage=2)
-    config.optim = OptimConfig(g_lr=0.002, d_lr=0.002)
-    config.batch = stage1.batch if cpu_sized else 32  # [S]: 8 per GPU on 4 GPUs
-    config.ema_kimg, config.ema_rampup = _ema_kimg(0.5 ** (32 / 10000), config.batch), None
-    return config
 
 
 def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
@@ -457,37 +286,3 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
             raise ValueError(f"override {key!r}: no config field {parts[-1]!r}")
         node[parts[-1]] = value
     return TrainConfig.from_dict(data)
-
-
-def apply_components(config: TrainConfig, swaps: dict[str, str | None]) -> TrainConfig:
-    """Ablations from the command line (``--embedder volume --decoder siren``): replace pipeline
-    components (``models.pipeline_config.with_component``). An EG3D preset first becomes EG3D's
-    recipe as a pipeline (its exact network has no swappable parts)."""
-    swaps = {k: v for k, v in swaps.items() if v}
-    if not swaps:
-        return config
-    if not isinstance(config.generator, PipelineConfig):
-        recipes = {"tiny": "eg3d-tiny", "eg3d-tiny": "eg3d-tiny", "ffhq512": "eg3d", "eg3d": "eg3d"}
-        if config.cfg not in recipes:
-            raise ValueError(f"component swaps start from EG3D's FFHQ recipe (eg3d, eg3d-tiny), not {config.cfg!r}")
-        config = pipeline_train_preset(recipes[config.cfg])
-    generator = config.generator
-    for component, kind in swaps.items():
-        generator = with_component(generator, component, kind)
-    config.generator = generator
-    config.discriminator.img_resolution = config.shown_resolution
-    config.cfg = config.cfg + "".join(f"+{component}={kind}" for component, kind in swaps.items())
-    return config
-
-
-def with_stage(config: TrainConfig, stage: int) -> TrainConfig:
-    """A StyleSDF config at ``stage`` (1: volume renderer; 2: full pipeline, renderer frozen)."""
-    if not isinstance(config.generator, PipelineConfig) or config.generator.decoder.kind != "sdf_siren":
-        raise ValueError("--stage applies to StyleSDF-style (SDF) presets only")
-    if stage == 1:
-        return config
-    if stage == 2:
-        stage2 = stylesdf_stage2_train_config(config)
-        stage2.cfg = config.cfg + "-stage2"
-        return stage2
-    raise ValueError(f"--stage must be 1 or 2, not {stage}")

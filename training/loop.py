@@ -28,7 +28,7 @@ from models.discriminator import build_discriminator
 from models.errors import CheckpointError
 from models.pipeline_config import PipelineConfig
 from models.pipeline_discriminators import build_pipeline_discriminator
-from models.poses import PoseSampler, pose_config
+from models.poses import pose_config, pose_sampler
 from renderers.preview import render_grid
 from training import run_dir as rundir
 from training.config import TrainConfig
@@ -144,7 +144,7 @@ class Trainer:
         self.autocast: Callable[[], Any] = (
             (lambda: torch.autocast(device_type=device.type, dtype=amp_dtype)) if amp_dtype is not None else nullcontext)
         self.loss_scales = {"G": DynamicLossScale(config.amp == "fp16"), "D": DynamicLossScale(config.amp == "fp16")}
-        self.poses = PoseSampler(pose_config(self.G), self.pose_labels)
+        self.poses = pose_sampler(pose_config(self.G), self.pose_labels)
         grad_scale = lambda phase, x: x * self.loss_scales[phase[0]].scale  # noqa: E731
         if pipeline:
             self.loss = PipelineLoss(self.G, self.D, config.loss, self.poses, autocast=self.autocast, grad_scale=grad_scale)

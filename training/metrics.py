@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.poses import PoseSampler, pose_config
+from models.poses import POSE_SAMPLERS, pose_config, pose_sampler
 from ops.resize import filtered_resizing
 from ops.stylegan2 import setup_filter, upfirdn2d
 
@@ -385,7 +385,7 @@ def real_indices(dataset_size: int, options: MetricOptions) -> torch.Tensor:
 
 def _dataset_labels(dataset: ImageLabelDatasetLike, poses) -> torch.Tensor | None:
     """All camera labels [L, 25] when the pose sampler reads them, else None."""
-    if poses.kind == "prior":
+    if not POSE_SAMPLERS.cls_of(poses).reads_labels:
         return None
     return torch.stack([_camera_label(dataset, i) for i in range(len(dataset))])
 
@@ -406,7 +406,8 @@ def _fake_batches(G: GeneratorLike, dataset: ImageLabelDatasetLike, options: Met
     # A stream of its own, so the fakes do not depend on whether the reals came from the cache.
     gen = torch.Generator().manual_seed(options.seed + 1)
     poses = pose_config(G)
-    sampler = None if poses.kind == "dataset" else PoseSampler(poses, _dataset_labels(dataset, poses))
+    dataset_cameras = POSE_SAMPLERS.cls_of(poses).returns_labels  # any dataset camera, drawn below
+    sampler = None if dataset_cameras else pose_sampler(poses, _dataset_labels(dataset, poses))
     for start in range(0, options.num_images, options.batch):
         count = min(options.batch, options.num_images - start)
         z = torch.randn(count, G.z_dim, generator=gen).to(options.device)

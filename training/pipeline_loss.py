@@ -34,7 +34,7 @@ from torch import nn
 
 from models.pipeline_discriminators import fade_downsample
 from ops.camera import pack_label, rays_through, unpack_label
-from ops.patch_sampling import PatchParams, crop_real_patches, patch_intrinsics, sample_epigraf_patches, sample_graf_patches
+from ops.patch_sampling import PatchParams, crop_real_patches, patch_intrinsics
 from ops.ray_sampling import ray_samples
 from training.config import PipelineLossConfig
 from training.loss import PHASES, Schedule, gaussian_blur, mix_styles, r1_penalty
@@ -80,8 +80,9 @@ class PipelineLoss:
         self.autocast = autocast
         self.grad_scale = grad_scale or (lambda phase, loss: loss)
         g = G.config
-        self.patch, self.patch_size = g.points.patch, g.points.patch_size
+        self.patch_size = g.points.patch_size
         self.image_resolution = g.img_resolution
+        self.patches = g.patch_sampler(self.patch_size, self.image_resolution)
         self.pl_mean = torch.zeros([])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -107,7 +108,7 @@ class PipelineLoss:
 
     def d_input_resolution(self, cur_nimg: float) -> tuple[int, float]:
         """(resolution, fade alpha) of D's inputs: the full image (or patch) size unless growing."""
-        full = self.patch_size if self.patch != "none" else self.image_resolution
+        full = self.patch_size if self.patches.crops else self.image_resolution
         c = self.config
         if c.progressive_start <= 0 or c.progressive_level_kimg <= 0:
             return full, 1.0
@@ -122,13 +123,7 @@ class PipelineLoss:
     # --- forward helpers ----------------------------------------------------------------
 
     def sample_patches(self, n: int, cur_nimg: float, device) -> PatchParams | None:
-        if self.patch == "graf":
-            return sample_graf_patches(n, self.patch_size, self.image_resolution, iteration=int(cur_nimg // 8),
-                                       min_scale=self.patch_size / self.image_resolution, device=device)
-        if self.patch == "epigraf":
-            return sample_epigraf_patches(n, min_scale=self.patch_size / self.image_resolution, kimg=cur_nimg / 1e3,
-                                          group_size=min(4, n), device=device)
-        return None
+        return self.patches.sample(n, cur_nimg, device)
 
     def mapping(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool) -> torch.Tensor:
         ws = self.G.mapping(z, c, update_emas=update_emas)
@@ -202,12 +197,12 @@ class PipelineLoss:
         uv = torch.rand(ws.shape[0], self.config.geometry_points, 2, device=ws.device)
         cam2world, intrinsics = unpack_label(c)
         origins, directions = rays_through(cam2world, intrinsics, uv)
-        depths = self.G._depths(origins, directions, int(self.G.rendering_kwargs["depth_resolution"]), jitter=True)
+        depths = self.G.sample_depths(origins, directions, int(self.G.rendering_kwargs["depth_resolution"]), jitter=True)
         points, directions = ray_samples(origins, directions, depths)
         points = points.detach().requires_grad_(True)
         sdf = self.G.sample_mixed(points, directions, ws)["sdf"]
         # The SDF is in the decoder's normalised units (points x coordinate_scale): so is its gradient.
-        grad = torch.autograd.grad(sdf.sum(), points, create_graph=True)[0] / self.G.config.embedder.coordinate_scale
+        grad = torch.autograd.grad(sdf.sum(), points, create_graph=True)[0] / self.G.embedder.coordinate_scale
         return {"eikonal": (grad.norm(dim=-1) - 1).square().mean(),
                 "minimal_surface": torch.exp(-100 * sdf.abs()).mean()}
 
@@ -234,7 +229,7 @@ class PipelineLoss:
             ws = self.G.mapping(z, torch.zeros(4, self.G.c_dim, device=device))
             points = (torch.rand(4, 512, 3, device=device) * 2 - 1) * half
             sdf = self.G.sample_mixed(points, F.normalize(torch.randn_like(points), dim=-1), ws)["sdf"][..., 0]
-            target = (points.norm(dim=-1) - radius) * g.embedder.coordinate_scale
+            target = (points.norm(dim=-1) - radius) * self.G.embedder.coordinate_scale
             loss = F.mse_loss(sdf, target)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,133 @@
+"""Mapping networks of the pipeline: z (and optionally the camera) -> ws [N, num_ws, w_dim].
+
+Each kind declares the ws it ``provides``: 'stylegan' (w broadcast to every layer), 'film'
+(pi-GAN's per-layer FiLM frequencies and phases) or 'z' (the codes themselves, GRAF/GIRAFFE).
+The decoder, embedder and upsampler declare what they read; the config checks the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from models.registry import ComponentConfig, Registry
+from models.stylegan2 import MappingNetwork
+from ops.siren import FiLMMapping
+
+MAPPINGS: Registry = Registry("mapping")
+
+
+def truncate(ws: torch.Tensor, avg: torch.Tensor, psi: float, cutoff: int | None) -> torch.Tensor:
+    """Pull ws [N, L, C] towards ``avg`` (broadcastable) by ``psi`` on the first ``cutoff`` layers."""
+    if psi == 1:
+        return ws
+    ws = ws.clone()
+    layers = slice(None) if cutoff is None else slice(0, cutoff)
+    ws[:, layers] = avg.expand_as(ws)[:, layers].lerp(ws[:, layers], psi)
+    return ws
+
+
+@MAPPINGS.register("stylegan2")
+class StyleGAN2Mapping(MappingNetwork):
+    """StyleGAN2's MLP to one w, broadcast to every layer (optionally conditioned on the camera)."""
+
+    provides: ClassVar[str] = "stylegan"
+
+    @dataclass
+    class Config(ComponentConfig):
+        z_dim: int = 512
+        """Latent z size."""
+        w_dim: int = 512
+        """w size."""
+        layers: int = 8
+        """Fully connected layers."""
+        camera_conditioning: bool = False
+        """Feed the 25-d camera label to the mapping network (EG3D's generator pose conditioning)."""
+        lr_multiplier: float = 0.01
+        """Learning-rate multiplier of the mapping layers."""
+
+    def __init__(self, config: Config, c_dim: int, num_ws: int, film_width: int = 0):
+        super().__init__(config.z_dim, c_dim if config.camera_conditioning else 0, config.w_dim, num_ws,
+                         num_layers=config.layers, lr_multiplier=config.lr_multiplier)
+
+    @staticmethod
+    def ws_width(config: Config, film_width: int) -> int:
+        return config.w_dim
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(layers=min(config.layers, 2), z_dim=32, w_dim=min(config.w_dim, 32))
+
+
+@MAPPINGS.register("film")
+class FiLMMappingNetwork(nn.Module):
+    """pi-GAN's mapper as a ws producer: ws [N, L, 2 width] = (raw frequencies | phases) per FiLM
+    layer, with a tracked average for truncation (pi-GAN truncates the same way)."""
+
+    provides: ClassVar[str] = "film"
+
+    @dataclass
+    class Config(ComponentConfig):
+        z_dim: int = 256
+        """Latent z size."""
+        layers: int = 3
+        """Hidden layers."""
+        hidden: int = 256
+        """Hidden width."""
+
+    def __init__(self, config: Config, c_dim: int, num_ws: int, film_width: int):
+        super().__init__()
+        self.z_dim, self.num_ws, self.w_dim = config.z_dim, num_ws, 2 * film_width
+        self.film = FiLMMapping(config.z_dim, hidden=config.hidden, hidden_layers=config.layers, out_layers=num_ws,
+                                width=film_width)
+        self.register_buffer("w_avg", torch.zeros([num_ws, 2 * film_width]))
+
+    @staticmethod
+    def ws_width(config: Config, film_width: int) -> int:
+        return 2 * film_width
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(layers=min(config.layers, 2), hidden=32, z_dim=32)
+
+    def forward(self, z, c=None, truncation_psi: float = 1, truncation_cutoff: int | None = None,
+                update_emas: bool = False) -> torch.Tensor:
+        frequencies, phases = self.film(z)
+        ws = torch.cat([frequencies, phases], dim=-1)
+        if update_emas:
+            self.w_avg.copy_(ws.detach().mean(0).lerp(self.w_avg, 0.995))
+        return truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
+
+
+@MAPPINGS.register("none")
+class IdentityMapping(nn.Module):
+    """GRAF/GIRAFFE use z directly: ws = z [N, 1, z_dim]; truncation pulls z towards 0, its mean.
+    ``z_dim`` must be what the decoder's codes read (the config checks it)."""
+
+    provides: ClassVar[str] = "z"
+    num_ws = 1
+
+    @dataclass
+    class Config(ComponentConfig):
+        z_dim: int = 256
+        """Latent z size: the shape and appearance codes of every field, concatenated."""
+
+    def __init__(self, config: Config, c_dim: int = 0, num_ws: int = 1, film_width: int = 0):
+        super().__init__()
+        self.z_dim = self.w_dim = config.z_dim
+        self.register_buffer("w_avg", torch.zeros([config.z_dim]))
+
+    @staticmethod
+    def ws_width(config: Config, film_width: int) -> int:
+        return config.z_dim
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config  # the pipeline sets z_dim to what the reduced codes need
+
+    def forward(self, z, c=None, truncation_psi: float = 1, truncation_cutoff: int | None = None,
+                update_emas: bool = False) -> torch.Tensor:
+        return truncate(z[:, None].float(), self.w_avg, truncation_psi, truncation_cutoff)

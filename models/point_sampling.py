@@ -1,0 +1,150 @@
+"""Point samplers of the pipeline: depths along each ray, their training jitter, and patch rays.
+
+The point sampler is a registered component (one kind today, 'stratified'); its jitter and its
+patch sampler are named variants looked up here (``PERTURBATIONS``, ``PATCH_SAMPLERS``), so new
+variants are one more entry, never a new branch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+import torch
+
+from models.registry import ComponentConfig, Registry
+from ops.patch_sampling import PatchParams, sample_epigraf_patches, sample_graf_patches
+from ops.ray_sampling import auto_ray_bounds, stratified_depths
+
+POINT_SAMPLERS: Registry = Registry("point sampler")
+PATCH_SAMPLERS: Registry = Registry("patch sampler")
+
+
+def _no_jitter(depths: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
+    return depths
+
+
+def _forward_uniform(depths: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
+    return depths + torch.rand_like(depths) * spacing  # EG3D: forward by U(0, 1) spacings
+
+
+def _centred_uniform(depths: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
+    return depths + (torch.rand_like(depths) - 0.5) * spacing  # pi-GAN: +-half a spacing
+
+
+def _ray_offset(depths: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
+    return depths + torch.rand_like(depths[:, :, :1]) * spacing  # StyleSDF: one offset per ray
+
+
+PERTURBATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "none": _no_jitter, "uniform": _forward_uniform, "self_uniform": _centred_uniform, "offset": _ray_offset,
+}
+"""Training jitter of stratified depths [N, M, K, 1] given the spacing [N, M, 1, 1], by name."""
+
+
+@POINT_SAMPLERS.register("stratified")
+class StratifiedPointSampler:
+    """Evenly spaced depths between the ray bounds, jittered in training; importance samples are
+    drawn by the generator from the coarse weights."""
+
+    @dataclass
+    class Config(ComponentConfig):
+        near: float | str = 0.88
+        """Near ray distance, or 'auto' for the ray-box intersection with ``box_side``."""
+        far: float | str = 1.12
+        """Far ray distance, or 'auto'."""
+        num_coarse: int = 12
+        """Stratified samples per ray (GRAM: samples fed to the manifold predictor)."""
+        num_fine: int = 12
+        """Importance samples per ray from the coarse weights (0: none)."""
+        perturb: str = "self_uniform"
+        """Training jitter (``PERTURBATIONS``): 'none', 'uniform' (forward U(0,1) of a spacing, EG3D),
+        'self_uniform' (+-half a spacing, pi-GAN) or 'offset' (one random shift per ray, StyleSDF)."""
+        box_side: float = 0.24
+        """Side of the cube, centred at the pivot, that holds the scene ('auto' bounds, meshes)."""
+        patch: str = "none"
+        """Patch-wise training (``PATCH_SAMPLERS``): 'none', 'graf' (scale/offset grid) or 'epigraf' (Beta scales)."""
+        patch_size: int = 32
+        """Rays per patch side in patch-wise training."""
+
+    def __init__(self, config: Config):
+        if config.perturb not in PERTURBATIONS:
+            raise ValueError(f"points.perturb {config.perturb!r} is not one of {', '.join(PERTURBATIONS)}")
+        PATCH_SAMPLERS.get(config.patch)
+        self.config = config
+
+    @staticmethod
+    def tiny(config: Config, num_coarse: int) -> Config:
+        return config.replace(num_coarse=min(config.num_coarse, num_coarse), num_fine=min(config.num_fine, 6),
+                              patch_size=min(config.patch_size, 16))
+
+    def depths(self, origins: torch.Tensor, directions: torch.Tensor, count: int, near: float | str, far: float | str,
+               box_side: float, jitter: bool) -> torch.Tensor:
+        """[N, M, K, 1] sample depths between the ray bounds (fixed or 'auto'), jittered if ``jitter``."""
+        n, m, _ = origins.shape
+        if near == "auto" or far == "auto":
+            start, end = auto_ray_bounds(origins, directions, float(box_side))
+        else:
+            start, end = float(near), float(far)
+        depths = stratified_depths(n, m, start, end, count, jitter=False, device=origins.device)
+        if not jitter or count < 2:
+            return depths
+        return PERTURBATIONS[self.config.perturb](depths, depths[:, :, 1:2] - depths[:, :, 0:1])
+
+
+# --- patch samplers (patch-wise training) ---------------------------------------------------------
+
+class PatchSampler:
+    """Which part of the image a training fake renders. ``crops``: D sees patches of ``patch_size``."""
+
+    crops: ClassVar[bool] = True
+
+    @dataclass
+    class Config(ComponentConfig):
+        pass
+
+    def __init__(self, patch_size: int, image_resolution: int):
+        self.patch_size, self.image_resolution = int(patch_size), int(image_resolution)
+
+    def sample(self, n: int, cur_nimg: float, device) -> PatchParams | None:
+        raise NotImplementedError
+
+
+@PATCH_SAMPLERS.register("none")
+class FullImages(PatchSampler):
+    """The whole image (no patches)."""
+
+    crops = False
+
+    @dataclass
+    class Config(ComponentConfig):
+        pass
+
+    def sample(self, n: int, cur_nimg: float, device) -> None:
+        return None
+
+
+@PATCH_SAMPLERS.register("graf")
+class GrafPatches(PatchSampler):
+    """GRAF: a scaled, offset grid of rays, the scale annealed with the iteration (batch 8)."""
+
+    @dataclass
+    class Config(ComponentConfig):
+        pass
+
+    def sample(self, n: int, cur_nimg: float, device) -> PatchParams:
+        return sample_graf_patches(n, self.patch_size, self.image_resolution, iteration=int(cur_nimg // 8),
+                                   min_scale=self.patch_size / self.image_resolution, device=device)
+
+
+@PATCH_SAMPLERS.register("epigraf")
+class EpigrafPatches(PatchSampler):
+    """EpiGRAF: Beta-distributed scales annealed over kimg, shared within groups of 4."""
+
+    @dataclass
+    class Config(ComponentConfig):
+        pass
+
+    def sample(self, n: int, cur_nimg: float, device) -> PatchParams:
+        return sample_epigraf_patches(n, min_scale=self.patch_size / self.image_resolution, kimg=cur_nimg / 1e3,
+                                      group_size=min(4, n), device=device)
