@@ -114,7 +114,7 @@ def cmd_app(args: argparse.Namespace) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from app.model_source import resolve_source
+    from renderers.model_source import resolve_source
     from models.checkpoint import open_generator
     from renderers.preview import render_preview
 
@@ -180,7 +180,7 @@ def cmd_mesh(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from renderers.batch import check_metrics_input, run_metrics
+    from training.evaluation import check_metrics_input, run_metrics
 
     names = [n for n in args.metrics.replace(" ", "").split(",") if n]
     check_metrics_input(args.data, names)  # bad names or data fail before the model loads
@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.model_source import SourceError
+    from renderers.model_source import SourceError
     from models.errors import CheckpointError
     from renderers.batch import BatchError
     from renderers.batching import OutOfMemory

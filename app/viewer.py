@@ -20,7 +20,7 @@ import torch
 
 from app import camera_control
 from app.interop import make_uploader
-from app.model_source import ModelSource, RunFollower, SourceError, resolve_source
+from renderers.model_source import ModelSource, RunFollower, SourceError, resolve_source
 from app.state import AppState
 from app.viewport import Viewport, read_pixels
 from app.window import AppWindow

@@ -22,8 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from models.siren import FiLMSiren
 from models.stylegan2 import FullyConnectedLayer
-from ops.siren import PIGAN_BOX_SIDE, PIGAN_DEPTH, PIGAN_WIDTH, FiLMSiren, check_film_params, film_frequencies, siren_init_
+from ops.siren import PIGAN_BOX_SIDE, PIGAN_DEPTH, PIGAN_WIDTH, check_film_params, film_frequencies, siren_init_
 from ops.stylegan2 import bias_act, modulated_conv2d
 
 GRAM_RGB_WIDEN = 1e-3  # rgb = sigmoid * (1 + 2 eps) - eps, methods.md §3.3 "RGB: sigmoid·(1 + 2·1e-3) − 1e-3"

@@ -18,9 +18,10 @@ import math
 import torch
 from torch import nn
 
+from models.feature_volume import FeatureVolume
 from models.pipeline_config import EmbedderConfig
 from models.stylegan2 import SynthesisNetwork
-from ops.feature_volume import FeatureVolume, sample_feature_volume
+from ops.feature_volume import sample_feature_volume
 from ops.manifolds import gram_levels
 from ops.siren import positional_encoding
 from ops.triplane import plane_axes, sample_triplane

@@ -30,6 +30,7 @@ from models.eg3d import OSGDecoder
 from models.embedders import build_embedder, encoded_size
 from models.pipeline_config import PipelineConfig
 from models.scene import MeshFields, Scene
+from models.siren import FiLMMapping, SirenFiLMDecoder
 from models.stylegan2 import MappingNetwork
 from models.superresolution import Superresolution
 from models.upsamplers import GiraffeNeuralRenderer, StyleGANUpsampler
@@ -46,7 +47,7 @@ from ops.compositing import (
 )
 from ops.manifolds import GRAM_BACKGROUND_DELTA, GRAM_BACKGROUND_Z, ray_manifold_intersections, ray_plane_z_intersection, sort_by_depth
 from ops.ray_sampling import auto_ray_bounds, importance_depths, merge_sorted_samples, ray_samples, stratified_depths
-from ops.siren import FiLMMapping, SirenFiLMDecoder, positional_encoding
+from ops.siren import positional_encoding
 
 
 # --- mapping -------------------------------------------------------------------------------------

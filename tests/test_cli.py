@@ -102,7 +102,7 @@ def test_bundled_model_loads_and_records_its_provenance():
     from safetensors import safe_open
 
     from models import load_generator
-    from app.model_source import DEFAULT_MODEL
+    from renderers.model_source import DEFAULT_MODEL
 
     with safe_open(str(DEFAULT_MODEL), "pt") as f:
         meta = f.metadata()

@@ -27,7 +27,7 @@ from ops.camera import generate_rays, orbit_label, project_points, unpack_label
 from ops.normals import world_to_camera_normals
 from training import fid as fid_module
 from training.dataset import DatasetError, ImageLabelDataset, write_dataset_zip
-from training.evaluation import append_results_jsonl, evaluate
+from training.evaluation import METRICS, append_results_jsonl, compute_metrics, evaluate
 from training.fid import (
     InceptionError,
     feature_statistics,
@@ -39,7 +39,7 @@ from training.fid import (
     mmd2_unbiased,
     trace_sqrt_product,
 )
-from training.metrics import METRICS, MetricOptions, compute_metrics
+from training.metrics import MetricOptions
 from training.synthetic import read_geometry, write_synthetic_dataset
 from training.view_metrics import (
     encode_depth_image,

@@ -32,7 +32,7 @@ from models.poses import PoseSampler, pose_config
 from renderers.preview import render_grid
 from training import run_dir as rundir
 from training.config import TrainConfig
-from training.dataset import ImageLabelDataset, InfiniteSampler, encode_png
+from training.dataset import ImageLabelDataset, InfiniteSampler, dataset_focal, encode_png
 from training.distributed import (
     DistributedContext,
     all_reduce_gradients,
@@ -380,11 +380,6 @@ def reals_grid(dataset, columns: int, rows: int) -> np.ndarray:
     return grid
 
 
-def dataset_focal(labels: np.ndarray) -> float:
-    """Median normalised focal length (fx) of the training cameras, used for sample grids."""
-    return float(np.median(np.asarray(labels)[:, 16]))
-
-
 def memory_gb(device: torch.device) -> tuple[float | None, float]:
     """(peak GPU memory allocated, peak process RSS) in GiB."""
     gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
@@ -633,7 +628,8 @@ def evaluate_metrics(trainer: Trainer, out: RunOutputs, snapshot: str) -> dict[s
     config = trainer.config
     if not config.metrics:
         return {}
-    from training.metrics import MetricOptions, compute_metrics
+    from training.evaluation import compute_metrics
+    from training.metrics import MetricOptions
 
     nimg = trainer.cur_nimg
     options = MetricOptions(num_images=min(config.metric_images, len(out.dataset)), batch=config.batch_per_gpu,

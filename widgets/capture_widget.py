@@ -9,7 +9,7 @@ import imgui
 
 from renderers.mesh import MESH_FORMATS
 from renderers.trajectories import CameraPathError
-from widgets import Panel
+from widgets.panel import Panel
 from widgets.controls import iso_level_input
 
 VIDEO_TRAJECTORIES = ["orbit", "yaw", "circle", "latent", "path"]

@@ -7,7 +7,7 @@ import statistics
 
 import imgui
 
-from widgets import Panel
+from widgets.panel import Panel
 
 
 def _median(values) -> float:
