@@ -29,6 +29,7 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 from OpenGL import GL
+
 # Raw entry points: PyOpenGL's wrapped image calls convert arrays and silently reset pixel-store
 # state (pack/unpack alignment, ...) as a side effect; these take a plain pointer and do neither.
 from OpenGL.raw.GL.VERSION.GL_1_0 import glGetTexImage as _raw_glGetTexImage

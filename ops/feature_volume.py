@@ -22,7 +22,7 @@ border voxel. We mask explicitly so that "outside" has one meaning (the closed b
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

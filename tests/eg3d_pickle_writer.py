@@ -92,7 +92,7 @@ class _Pickler(pickle._Pickler):  # the Python pickler, because its save_global 
         else:
             if self.proto < 3:  # same Python 2 renaming the stock pickler does
                 module = _compat_pickle.REVERSE_IMPORT_MAPPING.get(module, module)
-            self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode("utf-8"))
+            self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode())
         self.memoize(obj)
 
 

@@ -13,7 +13,8 @@ from tests.conftest import REPO_ROOT
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO_ROOT / "visualizer.py"), *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(REPO_ROOT / "visualizer.py"), *args], capture_output=True, text=True,
+                          timeout=300)
 
 
 def test_preview_without_arguments_writes_png(tmp_path):

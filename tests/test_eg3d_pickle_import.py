@@ -69,7 +69,8 @@ def test_hostile_global_in_network_is_refused(tmp_path, ref128_generator, ref128
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO_ROOT / "visualizer.py"), *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(REPO_ROOT / "visualizer.py"), *args], capture_output=True, text=True,
+                          timeout=300)
 
 
 def test_convert_command(tmp_path, official_pickle, ref128_cases):

@@ -281,7 +281,8 @@ def test_full_presets_carry_the_recipes():
     assert (c.optim.optimizer, c.optim.g_lr, c.optim.d_lr, c.batch, c.loss.r1_gamma) == ("rmsprop", 2.5e-4, 1e-4, 32, 10.0)
 
     c = train_preset("volumegan")  # 3.2
-    assert (c.loss.r1_gamma, c.loss.style_mixing_prob, c.optim.g_lr, c.optim.d_lr, c.ema_kimg) == (10.0, 0.9, 0.002, 0.002, 20.0)
+    assert ((c.loss.r1_gamma, c.loss.style_mixing_prob, c.optim.g_lr, c.optim.d_lr, c.ema_kimg)
+            == (10.0, 0.9, 0.002, 0.002, 20.0))
     assert (c.loss.progressive_start, c.loss.progressive_level_kimg, c.loss.progressive_fade_kimg) == (32, 1500.0, 750.0)
     assert c.optim.d_reg_interval == 16 and c.discriminator.progressive
 

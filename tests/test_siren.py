@@ -16,7 +16,6 @@ from ops.siren import (
     siren_uniform_bound,
 )
 
-
 # --- positional encoding ---------------------------------------------------------------------
 
 def test_positional_encoding_sizes():

@@ -141,9 +141,8 @@ def test_config_round_trips_and_overrides():
 
 def test_tiny_fit_writes_a_complete_run(heads_zip, tmp_path):
     from models import load_generator
-    from training.loop import fit
-
     from tests.test_eval_metrics import FakeInception, script_to
+    from training.loop import fit
 
     inception = script_to(FakeInception(), tmp_path / "inception.pt")  # stands in for the user's file
     config = fast_config(heads_zip, tmp_path / "runs", kimg=0.016, tick_kimg=0.008, snap=1, metrics=["swd", "fid"],

@@ -14,10 +14,11 @@ import math
 import resource
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -508,7 +509,8 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
         out = RunOutputs(run_dir, SummaryWriter(str(run_dir)), dataset, list(range(config.grid_seeds)),
                          focal, command, log)
         if state is None:
-            atomic_write_bytes(run_dir / rundir.REALS, encode_png(reals_grid(dataset, len(config.grid_yaws), config.grid_seeds)))
+            reals = reals_grid(dataset, len(config.grid_yaws), config.grid_seeds)
+            atomic_write_bytes(run_dir / rundir.REALS, encode_png(reals))
             with preserve_rng(ctx.device):
                 save_samples(trainer, out)
                 # The value at initialisation is the baseline every later evaluation is read against.

@@ -51,7 +51,8 @@ has one (pipeline methods), else the dataset's median focal when there is a data
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
