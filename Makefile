@@ -1,10 +1,10 @@
-# 3D-GAN Studio. Two entry points: `make demo` and `make test`. Both install into .venv first.
+# 3D-GAN Studio. Two entry points: `make demo` and `make test` (lint, then the suite). Both install into .venv first.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean-venv
+.PHONY: demo lint test install clean-venv
 
 # Re-installs whenever a requirements file changes.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -18,8 +18,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) visualizer.py
 
+# Lint (pyproject.toml configures ruff); `make test` runs it first, so lint errors fail the tests.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
 # GUI tests need a display: without one, run the suite under Xvfb with Mesa's software OpenGL.
-test: $(STAMP)
+test: lint
 	@if [ -n "$$DISPLAY" ]; then \
 		$(PY) -m pytest tests -q; \
 	elif command -v xvfb-run >/dev/null 2>&1; then \

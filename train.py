@@ -4,7 +4,8 @@
 Usage:
     python train.py dataset synthetic --kind heads|objects --out OUT.zip --count N --res R [--seed S]
     python train.py dataset folder --source DIR --out OUT.zip [--res R] [--mirror] [--force]
-    python train.py fit --data PATH --cfg eg3d|pigan|graf|giraffe|volumegan|stylenerf|stylesdf|gram|epigraf[-tiny] --outdir DIR [options]
+    python train.py fit --data PATH --cfg eg3d|pigan|graf|giraffe|volumegan|stylenerf|stylesdf|gram|epigraf[-tiny]
+                        --outdir DIR [options]
     python train.py fit ... --cfg pigan --embedder volume --decoder siren        (ablation: swap components)
     python train.py fit ... --cfg stylesdf --stage 2 --init STAGE1_RUN_OR_SNAPSHOT
     torchrun --nproc_per_node=8 train.py fit --gpus 8 ...          (data parallel, one node)
@@ -209,7 +210,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="train.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     dataset = sub.add_parser("dataset", help="make training datasets").add_subparsers(dest="source", required=True)
 

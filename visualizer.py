@@ -86,22 +86,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from app.script import ScriptError, ScriptPlayer, load_script
     from app.interop import InteropError
+    from app.script import ScriptError, ScriptPlayer, load_script
     from app.viewer import Visualizer
     from app.window import WindowError
 
     try:
         actions = load_script(args.script) if args.script else None
     except ScriptError as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     if args.device == "cuda":
         _device("cuda")
     width, height = (int(v) for v in args.size.lower().split("x"))
     try:
         viz = Visualizer(args.path, device=args.device, interop=args.interop, size=(width, height))
     except (WindowError, InteropError) as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     if actions is not None:
         viz.script = ScriptPlayer(viz, actions, exit_when_done=args.exit)
     status = viz.run(max_frames=args.max_frames)
@@ -114,8 +114,8 @@ def cmd_app(args: argparse.Namespace) -> int:
 def cmd_preview(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from app.model_source import resolve_source
     from models.checkpoint import open_generator
+    from renderers.model_source import resolve_source
     from renderers.preview import render_preview
 
     device = _device(args.device)
@@ -180,7 +180,7 @@ def cmd_mesh(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from renderers.batch import check_metrics_input, run_metrics
+    from training.evaluation import check_metrics_input, run_metrics
 
     names = [n for n in args.metrics.replace(" ", "").split(",") if n]
     check_metrics_input(args.data, names)  # bad names or data fail before the model loads
@@ -203,7 +203,8 @@ def _batch_arguments(p: argparse.ArgumentParser, seeds_default: str = "0") -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="visualizer.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="visualizer.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("app", help="open the app window (the default action)")
@@ -306,11 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.model_source import SourceError
     from models.errors import CheckpointError
     from renderers.batch import BatchError
     from renderers.batching import OutOfMemory
     from renderers.mesh import MeshExportError
+    from renderers.model_source import SourceError
     from renderers.video import VideoError
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 import torch
 
 from app.adaptive import AdaptiveQuality
+from models.scene import generator_device
 from renderers.display_frame import to_display_frame
 from renderers.render_args import DisplayArgs, RenderArgs
-from models.scene import generator_device
 from renderers.renderer import DeviceClock, GeneratorRenderer
 
 APP_STAGES = ("render", "convert", "upload", "draw")

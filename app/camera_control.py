@@ -13,7 +13,7 @@ the tests all move the camera the same way.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

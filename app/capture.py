@@ -34,7 +34,8 @@ def video_job(viz, path: str | Path | None = None, *, frames: int | None = None,
     display = copy.deepcopy(viz.state.display)
     seed_text = seeds if seeds is not None else cap.video_seeds
     camera_path = copy.deepcopy(viz.state.camera_path)
-    target = Path(path) if path else next_numbered_path(cap.out_dir, f"video-{kind if kind in TRAJECTORIES else 'path'}", ".mp4")
+    stem = f"video-{kind if kind in TRAJECTORIES else 'path'}"
+    target = Path(path) if path else next_numbered_path(cap.out_dir, stem, ".mp4")
 
     def fn(job: Job, renderer):
         if renderer is None:

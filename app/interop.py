@@ -35,12 +35,12 @@ Importing this module never imports cuda-python or pycuda and never initialises 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import torch
 from OpenGL import GL
 
-from app.textures import Texture2D, TextureFormat, format_spec
+from app.textures import Texture2D, TextureFormat, Uploader, format_spec
 
 InteropPreference = Literal["auto", "cuda", "pycuda", "host"]
 INTEROP_CHOICES: tuple[str, ...] = ("auto", "cuda", "pycuda", "host")
@@ -59,33 +59,6 @@ _ERROR_HINTS = {
 
 class InteropError(RuntimeError):
     """A CUDA-OpenGL interop backend could not be set up or failed; the message says why."""
-
-
-class Uploader(Protocol):
-    """Copies [H, W, C] tensors into ``Texture2D`` storage; owns any interop registrations."""
-
-    name: str
-    """"cuda-python", "pycuda" or "host"."""
-
-    def upload(self, texture: Texture2D, tensor: torch.Tensor) -> None:
-        """Copy ``tensor`` into ``texture``.
-
-        ``tensor``: [H, W, C] contiguous, H x W = the texture's current size, C and dtype matching
-        its format, ready on torch's current stream (``Texture2D.upload`` checks all of this and
-        does the stream wait; call that rather than this).
-        """
-        ...
-
-    def forget(self, texture: Texture2D) -> None:
-        """Drop registrations of ``texture``'s storage (it is about to be reallocated or deleted)."""
-        ...
-
-    def close(self) -> None:
-        """Drop all registrations; the uploader is not used afterwards.
-
-        Call it while the GL context still exists and is current (before destroying the window).
-        """
-        ...
 
 
 def _check_upload(texture: Texture2D, tensor: torch.Tensor) -> None:

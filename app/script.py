@@ -17,8 +17,9 @@ Used for reproducible figures and for the GUI tests. Each action is one JSON obj
   path's next keyframe; ``duration`` respaces the path evenly), ``{"save_camera_path": "p.json"}``,
   ``{"load_camera_path": "p.json"}``.
 
-The first key of an object names the action; the other keys are its options. Video, mesh and load actions wait until their job finishes. Any error stops the script; with
-``--exit`` the app then exits with status 1, having printed the action and the problem.
+The first key of an object names the action; the other keys are its options. Video, mesh and load
+actions wait until their job finishes. Any error stops the script; with ``--exit`` the app then
+exits with status 1, having printed the action and the problem.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ import collections
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Deque
 
 from app.adaptive import AdaptiveQuality
 from renderers.render_args import EG3D_FOV_DEGREES, DisplayArgs, RenderArgs
@@ -105,17 +104,17 @@ class PerfState:
     """Upload path in use (cuda-python, pycuda or host)."""
     interop_note: str = ""
     """Why that path (e.g. the reason for a fallback)."""
-    frame_ms: Deque[float] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
+    frame_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
     """UI frame-to-frame times."""
-    render_ms: Deque[float] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
+    render_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
     """Generator time of each displayed frame."""
-    convert_ms: Deque[float] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
+    convert_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
     """Output -> texture-layout conversion time of each displayed frame."""
-    upload_ms: Deque[float] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
+    upload_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
     """Texture upload (or interop copy) time of each displayed frame."""
-    draw_ms: Deque[float] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
+    draw_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
     """Viewport draw time (CPU side) per UI frame."""
-    present_ms: Deque[float] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
+    present_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=HISTORY))
     """Buffer swap time per UI frame."""
     last_stage_ms: dict[str, float] = field(default_factory=dict)
     """Per-stage split of the newest displayed frame."""

@@ -24,19 +24,17 @@ from __future__ import annotations
 import ctypes
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
 from OpenGL import GL
+
 # Raw entry points: PyOpenGL's wrapped image calls convert arrays and silently reset pixel-store
 # state (pack/unpack alignment, ...) as a side effect; these take a plain pointer and do neither.
 from OpenGL.raw.GL.VERSION.GL_1_0 import glGetTexImage as _raw_glGetTexImage
 from OpenGL.raw.GL.VERSION.GL_1_0 import glTexImage2D as _raw_glTexImage2D
 from OpenGL.raw.GL.VERSION.GL_1_1 import glTexSubImage2D as _raw_glTexSubImage2D
-
-if TYPE_CHECKING:
-    from app.interop import Uploader
 
 TextureFormat = Literal["rgba8", "r32f", "rgba32f"]
 FilterMode = Literal["nearest", "linear"]
@@ -84,6 +82,36 @@ def format_spec(fmt: str) -> FormatSpec:
         return FORMATS[fmt]
     except KeyError:
         raise ValueError(f"unknown texture format {fmt!r}; expected one of {sorted(FORMATS)}") from None
+
+
+class Uploader(Protocol):
+    """Copies [H, W, C] tensors into ``Texture2D`` storage; owns any interop registrations.
+
+    The implementations (CUDA-GL interop, host upload) are in ``app.interop``.
+    """
+
+    name: str
+    """"cuda-python", "pycuda" or "host"."""
+
+    def upload(self, texture: Texture2D, tensor: torch.Tensor) -> None:
+        """Copy ``tensor`` into ``texture``.
+
+        ``tensor``: [H, W, C] contiguous, H x W = the texture's current size, C and dtype matching
+        its format, ready on torch's current stream (``Texture2D.upload`` checks all of this and
+        does the stream wait; call that rather than this).
+        """
+        ...
+
+    def forget(self, texture: Texture2D) -> None:
+        """Drop registrations of ``texture``'s storage (it is about to be reallocated or deleted)."""
+        ...
+
+    def close(self) -> None:
+        """Drop all registrations; the uploader is not used afterwards.
+
+        Call it while the GL context still exists and is current (before destroying the window).
+        """
+        ...
 
 
 class Texture2D:

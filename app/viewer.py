@@ -9,9 +9,9 @@ the panels, fulfil a pending window screenshot, swap. The generator runs only on
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import glfw
 import imgui
@@ -20,10 +20,10 @@ import torch
 
 from app import camera_control
 from app.interop import make_uploader
-from app.model_source import ModelSource, RunFollower, SourceError, resolve_source
 from app.state import AppState
 from app.viewport import Viewport, read_pixels
 from app.window import AppWindow
+from renderers.model_source import ModelSource, RunFollower, SourceError, resolve_source
 from renderers.render_args import RENDER_MODES, model_fov
 from renderers.renderer import GeneratorRenderer, camera_label
 from renderers.worker import Frame, Job, RenderWorker
@@ -419,7 +419,8 @@ class Visualizer:
         for widget in self.widgets:
             if widget.title in self.panel_requests:
                 imgui.set_next_item_open(self.panel_requests.pop(widget.title), imgui.ALWAYS)
-            expanded, _ = imgui.collapsing_header(widget.title, flags=imgui.TREE_NODE_DEFAULT_OPEN if widget.open_by_default else 0)
+            flags = imgui.TREE_NODE_DEFAULT_OPEN if widget.open_by_default else 0
+            expanded, _ = imgui.collapsing_header(widget.title, flags=flags)
             widget(expanded)
         imgui.end()
         draw_overlay(self)

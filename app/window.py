@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import glfw
 import imgui

@@ -4,8 +4,8 @@ from models.checkpoint import build_generator, load_generator, save_generator
 from models.discriminator import DiscriminatorConfig, DualDiscriminator, build_discriminator, discriminator_preset
 from models.eg3d import EG3DConfig, EG3DRenderingConfig, TriPlaneGenerator, build_eg3d, eg3d_preset
 from models.errors import CheckpointError, UnsafePickleError
-from models.pipeline import PipelineGenerator, build_pipeline
 from models.methods import pipeline_preset
+from models.pipeline import PipelineGenerator, build_pipeline
 from models.pipeline_config import PipelineConfig
 
 __all__ = [

@@ -13,8 +13,9 @@ import functools
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -168,7 +169,8 @@ def read_safetensors_generator(path: str | os.PathLike) -> nn.Module:
     if meta.get("format") != FORMAT_NAME:
         raise CheckpointError(path, f"safetensors file is not a 3D-GAN Studio generator (format={meta.get('format')!r})")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(path, f"unsupported checkpoint format version {meta.get('format_version')!r} (this build reads {FORMAT_VERSION})")
+        raise CheckpointError(path, f"unsupported checkpoint format version {meta.get('format_version')!r} "
+                                    f"(this build reads {FORMAT_VERSION})")
     method = meta.get("method")
     if method not in GENERATOR_TYPES:
         raise CheckpointError(path, f"unknown generator method {method!r}; known: {', '.join(sorted(GENERATOR_TYPES))}")

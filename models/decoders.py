@@ -27,13 +27,12 @@ import torch.nn as nn
 
 from models.eg3d import OSGDecoder
 from models.registry import ComponentConfig, Registry
+from models.siren import FiLMSiren, SirenFiLMDecoder
 from models.stylegan2 import FullyConnectedLayer
 from ops.siren import (
     PIGAN_BOX_SIDE,
     PIGAN_DEPTH,
     PIGAN_WIDTH,
-    FiLMSiren,
-    SirenFiLMDecoder,
     check_film_params,
     encoded_size,
     film_frequencies,

@@ -12,8 +12,9 @@ logit on the camera through a projection with a mapped label embedding.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -382,7 +383,7 @@ class DiscriminatorConfig:
     """Freeze-D: the first this many conv layers are fixed buffers (official ``--freezed``)."""
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DiscriminatorConfig":
+    def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
         return dataclass_from_dict(cls, data, "discriminator config")
 
@@ -404,7 +405,7 @@ class DiscriminatorConfig:
         }
 
     @classmethod
-    def from_official(cls, init_kwargs: dict[str, Any]) -> "DiscriminatorConfig":
+    def from_official(cls, init_kwargs: dict[str, Any]) -> DiscriminatorConfig:
         """Config from official ``DualDiscriminator`` constructor kwargs; unsupported options raise."""
         kw = dict(init_kwargs)
         kw.pop("class_name", None)

@@ -90,7 +90,7 @@ class EG3DRenderingConfig:
     """Unrecognised official keys, kept so that imported rendering_kwargs round-trip."""
 
     @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> "EG3DRenderingConfig":
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> EG3DRenderingConfig:
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         values = {k: v for k, v in kwargs.items() if k in known}
         extra = {k: v for k, v in kwargs.items() if k not in known and k != "extra"}
@@ -151,7 +151,7 @@ class EG3DConfig:
             self.rendering = EG3DRenderingConfig.from_kwargs(self.rendering)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EG3DConfig":
+    def from_dict(cls, data: dict[str, Any]) -> EG3DConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
         return dataclass_from_dict(cls, data, "EG3D config")
 
@@ -160,7 +160,7 @@ class EG3DConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_official(cls, init_kwargs: dict[str, Any], attributes: dict[str, Any] | None = None) -> "EG3DConfig":
+    def from_official(cls, init_kwargs: dict[str, Any], attributes: dict[str, Any] | None = None) -> EG3DConfig:
         """Config from official ``TriPlaneGenerator`` constructor kwargs (and pickled attributes).
 
         ``attributes`` may carry the live ``rendering_kwargs`` and ``neural_rendering_resolution``
@@ -204,7 +204,8 @@ class EG3DConfig:
         Raises:
             ValueError: for architectures the official code cannot build (small tri-planes, our SR modules).
         """
-        if self.triplane_resolution != BACKBONE_RESOLUTION or not self.rendering.superresolution_module.startswith(OFFICIAL_SR_PREFIX):
+        official_sr = self.rendering.superresolution_module.startswith(OFFICIAL_SR_PREFIX)
+        if self.triplane_resolution != BACKBONE_RESOLUTION or not official_sr:
             raise ValueError("this generator has no official EG3D equivalent "
                              f"(tri-planes {self.triplane_resolution}px, {self.rendering.superresolution_module})")
         return {
@@ -313,7 +314,8 @@ class TriPlaneGenerator(nn.Module):
             sr_num_fp16_res=config.sr_num_fp16_res, sr_antialias=config.rendering.sr_antialias,
             fused_modconv_default=config.sr_fused_modconv_default, w_dim=config.w_dim,
         )
-        self.decoder = OSGDecoder(TRIPLANE_CHANNELS, output_dim=TRIPLANE_CHANNELS, lr_multiplier=config.rendering.decoder_lr_mul)
+        self.decoder = OSGDecoder(TRIPLANE_CHANNELS, output_dim=TRIPLANE_CHANNELS,
+                                  lr_multiplier=config.rendering.decoder_lr_mul)
         self.register_buffer("plane_axes", plane_axes(config.rendering.triplane_axes), persistent=False)
         self._last_planes: torch.Tensor | None = None
 
@@ -331,7 +333,8 @@ class TriPlaneGenerator(nn.Module):
             neural_rendering_resolution=int(self.neural_rendering_resolution),
         )
 
-    def mapping(self, z, c, truncation_psi: float = 1, truncation_cutoff: int | None = None, update_emas: bool = False) -> torch.Tensor:
+    def mapping(self, z, c, truncation_psi: float = 1, truncation_cutoff: int | None = None,
+                update_emas: bool = False) -> torch.Tensor:
         """z [N, z_dim], c [N, 25] -> ws [N, num_ws, w_dim]."""
         if self.rendering_kwargs["c_gen_conditioning_zero"]:
             c = torch.zeros_like(c)
@@ -394,7 +397,8 @@ class TriPlaneGenerator(nn.Module):
         return self.superresolution(features[:, :3], features, ws,
                                     noise_mode=self.rendering_kwargs["superresolution_noise_mode"], **kwargs)
 
-    def sample(self, coordinates, directions, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False, **synthesis_kwargs):
+    def sample(self, coordinates, directions, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False,
+               **synthesis_kwargs):
         """σ and feature at world points for latent z: coordinates [N, M, 3] -> {'rgb', 'sigma'}."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
         return self.sample_mixed(coordinates, directions, ws, update_emas=update_emas, **synthesis_kwargs)
@@ -452,7 +456,8 @@ class TriPlaneGenerator(nn.Module):
             coarse = composite_midpoint(colors, densities, depths, white_background=white)
             depths_fine = importance_depths(depths, coarse.weights, num_fine, deterministic=not jitter)
             colors_fine, densities_fine = self._evaluate(planes, ray_origins, ray_directions, depths_fine)
-            depths, colors, densities = merge_sorted_samples(depths, colors, densities, depths_fine, colors_fine, densities_fine)
+            depths, colors, densities = merge_sorted_samples(depths, colors, densities,
+                                                             depths_fine, colors_fine, densities_fine)
         return composite_midpoint(colors, densities, depths, white_background=white)
 
     def _evaluate(self, planes, ray_origins, ray_directions, depths):

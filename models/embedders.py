@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from models.feature_volume import FeatureVolume
 from models.registry import ComponentConfig, Registry
 from models.scene import MeshFields, Scene
 from models.stylegan2 import SynthesisNetwork
 from ops.compositing import Composite, combine_fields, composite_constant_delta
-from ops.feature_volume import FeatureVolume, sample_feature_volume
+from ops.feature_volume import sample_feature_volume
 from ops.manifolds import (
     GRAM_BACKGROUND_DELTA,
     GRAM_BACKGROUND_Z,
@@ -98,7 +99,7 @@ class Embedder(nn.Module):
     def on_swap_in(cls, config: Any) -> None:
         """Couplings a swap to this embedder brings (edits the PipelineConfig in place)."""
 
-    def mesh_fields(self, G: "PipelineGenerator", scene: Scene, color) -> MeshFields | None:
+    def mesh_fields(self, G: PipelineGenerator, scene: Scene, color) -> MeshFields | None:
         """The mesh field if this embedder defines its own geometry (GRAM), else None."""
         return None
 
@@ -305,7 +306,7 @@ class ManifoldEmbedder(Embedder):
     def forward(self, scene: None, points: torch.Tensor) -> torch.Tensor:
         return points * self.coordinate_scale
 
-    def render_rays(self, G: "PipelineGenerator", scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
+    def render_rays(self, G: PipelineGenerator, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
                     depths: torch.Tensor, density_noise: float) -> Composite:
         """Intersect the rays with the level sets of s(x), shade the surface points, composite with
         a constant interval (the background plane is opaque)."""
@@ -335,13 +336,13 @@ class ManifoldEmbedder(Embedder):
                                           white_background=G.renderer.white_back)
         return G.finish_composite(result, depth[..., None])
 
-    def mesh_fields(self, G: "PipelineGenerator", scene: Scene, color) -> MeshFields:
+    def mesh_fields(self, G: PipelineGenerator, scene: Scene, color) -> MeshFields:
         half = G.box_side / 2
         field = lambda p: self.field(p.to(scene.ws.device))  # noqa: E731
         return MeshFields(field, color, (-half, half), self.dominant_level(G, scene), inside="below")
 
     @torch.no_grad()
-    def dominant_level(self, G: "PipelineGenerator", scene: Scene) -> float:
+    def dominant_level(self, G: PipelineGenerator, scene: Scene) -> float:
         """The level whose manifold carries the most compositing weight in the frontal view."""
         from ops.camera import generate_rays, unpack_label
 

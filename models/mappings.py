@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from models.registry import ComponentConfig, Registry
+from models.siren import FiLMMapping
 from models.stylegan2 import MappingNetwork
-from ops.siren import FiLMMapping
 
 MAPPINGS: Registry = Registry("mapping")
 

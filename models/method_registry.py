@@ -8,8 +8,8 @@ unless the method registers its own reduction. The training recipe of the same m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from models.pipeline_config import PipelineConfig, tiny
 
@@ -35,10 +35,13 @@ METHODS: dict[str, Method] = {}
 """Registered methods by name, in registration order."""
 
 
-def register_method(name: str, exact_generator: bool = False) -> Callable[[Callable[[], PipelineConfig]], Callable[[], PipelineConfig]]:
+PresetFn = Callable[[], PipelineConfig]
+
+
+def register_method(name: str, exact_generator: bool = False) -> Callable[[PresetFn], PresetFn]:
     """Decorator on a method's preset function."""
 
-    def decorate(preset: Callable[[], PipelineConfig]) -> Callable[[], PipelineConfig]:
+    def decorate(preset: PresetFn) -> PresetFn:
         if name in METHODS:
             raise ValueError(f"method {name!r} is registered twice")
         METHODS[name] = Method(name, preset, exact_generator)

@@ -45,7 +45,8 @@ class PipelineGenerator(nn.Module):
         super().__init__()
         config.validate()
         self.config = c = config
-        self.z_dim, self.c_dim, self.img_resolution, self.img_channels = c.mapping.z_dim, c.c_dim, c.img_resolution, c.img_channels
+        self.z_dim, self.c_dim = c.mapping.z_dim, c.c_dim
+        self.img_resolution, self.img_channels = c.img_resolution, c.img_channels
         self.neural_rendering_resolution = c.neural_rendering_resolution
         self.rendering_kwargs: dict[str, Any] = self._rendering_kwargs(c)
         self.box_side = float(c.points.box_side)
@@ -71,7 +72,7 @@ class PipelineGenerator(nn.Module):
         self.w_dim, self.num_ws = w_dim, num_ws
         self.requires_grad_(True)
 
-    def requires_grad_(self, requires_grad: bool = True) -> "PipelineGenerator":
+    def requires_grad_(self, requires_grad: bool = True) -> PipelineGenerator:
         """As nn.Module's, but frozen components (``config.frozen``) stay frozen."""
         super().requires_grad_(requires_grad)
         for name in self.config.frozen:

@@ -166,7 +166,7 @@ class PipelineConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PipelineConfig":
+    def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
         """Inverse of :meth:`to_dict` (and reader of format-1 configs); unknown keys are an error."""
         if not isinstance(data, dict):
             raise ValueError(f"a pipeline config must be a dict, got {type(data).__name__}")
@@ -174,7 +174,7 @@ class PipelineConfig:
             data = _from_format_1(data)
         return dataclass_from_dict(cls, data)
 
-    def copy(self) -> "PipelineConfig":
+    def copy(self) -> PipelineConfig:
         return PipelineConfig.from_dict(self.to_dict())
 
 

@@ -74,7 +74,8 @@ class PipelineDiscriminatorConfig:
     mbstd_group_size: int | None = 4
     """Minibatch-std group size of 'resnet'/'coordconv'/'patch' (None: whole batch, 0: no mbstd layer)."""
     progressive: bool = False
-    """'resnet'/'patch': accept power-of-two inputs in [min_resolution, img_resolution] with fade-in alpha ('coordconv' always does)."""
+    """'resnet'/'patch': accept power-of-two inputs in [min_resolution, img_resolution] with fade-in alpha
+    ('coordconv' always does)."""
     min_resolution: int = 8
     """Smallest accepted input resolution of a progressive discriminator (a power of two >= 8)."""
     patch_fourier_dim: int = 256
@@ -87,7 +88,7 @@ class PipelineDiscriminatorConfig:
     """'dcgan': channels of the first conv; each later conv doubles them (capped at channel_max)."""
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "PipelineDiscriminatorConfig":
+    def from_dict(cls, data: dict[str, Any]) -> PipelineDiscriminatorConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
         return dataclass_from_dict(cls, data, "pipeline discriminator config")
 

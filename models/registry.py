@@ -19,8 +19,9 @@ config's class (:meth:`Registry.cls_of`) for facts and builds it with :meth:`Reg
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from models.typed_config import dataclass_from_dict
 

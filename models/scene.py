@@ -7,8 +7,9 @@ with :func:`cat_scenes`, which is all the renderer does with them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,12 +46,12 @@ class Scene:
     def __len__(self) -> int:
         return self.ws.shape[0]
 
-    def __getitem__(self, index: slice | int) -> "Scene":
+    def __getitem__(self, index: slice | int) -> Scene:
         index = slice(index, index + 1) if isinstance(index, int) else index
         return Scene(self.ws[index], None if self.features is None else self.features[index])
 
     @staticmethod
-    def cat(scenes: list["Scene"]) -> "Scene":
+    def cat(scenes: list[Scene]) -> Scene:
         features = None if scenes[0].features is None else torch.cat([s.features for s in scenes])
         return Scene(torch.cat([s.ws for s in scenes]), features)
 

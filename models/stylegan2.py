@@ -6,7 +6,8 @@ Module and parameter names match the official ones exactly (``mapping.fc0.weight
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch

@@ -72,7 +72,8 @@ class Superresolution(nn.Module):
         super().__init__()
         name = module_name.removeprefix(OFFICIAL_SR_PREFIX)
         if name not in SUPERRESOLUTION_LAYOUTS:
-            raise ValueError(f"unknown super-resolution module {module_name!r}; expected one of {sorted(SUPERRESOLUTION_LAYOUTS)}")
+            raise ValueError(f"unknown super-resolution module {module_name!r}; "
+                             f"expected one of {sorted(SUPERRESOLUTION_LAYOUTS)}")
         layout = SUPERRESOLUTION_LAYOUTS[name]
         if img_resolution != layout.output_resolution:
             raise ValueError(f"{name} produces {layout.output_resolution}px images, not {img_resolution}px")

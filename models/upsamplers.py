@@ -10,8 +10,9 @@ EG3D's super-resolution modules live in ``models/superresolution.py``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Sequence
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch

@@ -15,7 +15,7 @@ with EG3D's to the last bits (the reference fixtures depend on it).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -10,7 +10,8 @@ channels; depths and densities have C = 1. All integrators return
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F

@@ -9,7 +9,7 @@ geometry puts it) and a starting point for SDF renderers (StyleSDF); it renders 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from ops.camera import camera_directions, generate_rays
 from ops.compositing import composite_last_delta, density_from_sdf_sigmoid
 from ops.ray_sampling import stratified_depths
-
 
 # --- normals from a depth map -----------------------------------------------------------------
 

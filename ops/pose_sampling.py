@@ -274,12 +274,17 @@ GIRAFFE_OBJECT_ROTATION = (0.40278, 0.59722)
 """GIRAFFE object rotation range as a fraction of 2 pi (methods.md §3.7); GUESS: its centre is the frontal view."""
 
 POSE_PRIORS: dict[str, PosePrior] = {
-    "pi_gan": _gaussian_prior(0.3, 0.155, "methods.md §3.5/§2: [P] curriculums.py CelebA, h~N(pi/2,0.3), v~N(pi/2,0.155), r=1, fov 12"),
+    "pi_gan": _gaussian_prior(0.3, 0.155, "methods.md §3.5/§2: [P] curriculums.py CelebA, "
+                                          "h~N(pi/2,0.3), v~N(pi/2,0.155), r=1, fov 12"),
     "gram": _gaussian_prior(0.3, 0.155, "methods.md §3.3/§2: [G] configs.py, h~N(pi/2,0.3), v~N(pi/2,0.155), r=1, fov 12"),
-    "volumegan": _gaussian_prior(0.3, 0.155, "methods.md §3.2/§2: [V] volumegan_ffhq_config.py, yaw~N(pi/2,0.3), pitch~N(pi/2,0.155), r=1, fov 12"),
-    "stylesdf": _gaussian_prior(0.3, 0.15, "methods.md §3.4/§2: [S] options.py, azim~N(0,0.3), elev~N(0,0.15), r=1, half-fov 6"),
-    "stylesdf_carver": _gaussian_prior(0.3, 0.155, "methods.md §3.4/§5: [C] stylesdf_config.py uses polar std 0.155 instead of 0.15"),
-    "stylenerf": _gaussian_prior(0.3, 0.155, "methods.md §3.8/§2: [SN] stylenerf_ffhq.yaml gaussian_camera, u~N(0,0.3), v~N(pi/2,0.155), r=1, fov 12"),
+    "volumegan": _gaussian_prior(0.3, 0.155, "methods.md §3.2/§2: [V] volumegan_ffhq_config.py, "
+                                             "yaw~N(pi/2,0.3), pitch~N(pi/2,0.155), r=1, fov 12"),
+    "stylesdf": _gaussian_prior(0.3, 0.15, "methods.md §3.4/§2: [S] options.py, "
+                                           "azim~N(0,0.3), elev~N(0,0.15), r=1, half-fov 6"),
+    "stylesdf_carver": _gaussian_prior(0.3, 0.155, "methods.md §3.4/§5: [C] stylesdf_config.py "
+                                                   "uses polar std 0.155 instead of 0.15"),
+    "stylenerf": _gaussian_prior(0.3, 0.155, "methods.md §3.8/§2: [SN] stylenerf_ffhq.yaml gaussian_camera, "
+                                             "u~N(0,0.3), v~N(pi/2,0.155), r=1, fov 12"),
     "graf": PosePrior(
         # GUESS: GRAF's azimuth range u in [0, 0.25] (2 pi u in [0, 90] deg) is centred on the frontal view.
         yaw=AnglePrior.uniform(-math.pi / 4, math.pi / 4),
@@ -290,7 +295,8 @@ POSE_PRIORS: dict[str, PosePrior] = {
         focal=fov_to_focal(10.0),
         source="methods.md §3.6/§2: [GF] configs/celebA.yaml, u in [0,0.25], v in [0.329,0.456], r~U(9.5,10.5), fov 10",
     ),
-    "graf_carver": _gaussian_prior(0.3, 0.155, "methods.md §3.6/§2: [C] graf_config.py shared FFHQ prior, azimuth std 0.3, polar std 0.155, r=1, fov 12"),
+    "graf_carver": _gaussian_prior(0.3, 0.155, "methods.md §3.6/§2: [C] graf_config.py shared FFHQ prior, "
+                                               "azimuth std 0.3, polar std 0.155, r=1, fov 12"),
     "giraffe": PosePrior(
         # GIRAFFE rotates the object, not the camera; the equivalent camera yaw is minus the
         # rotation offset from the range centre, and the range is symmetric.
@@ -301,7 +307,8 @@ POSE_PRIORS: dict[str, PosePrior] = {
         pitch_space="orbit",
         pivot=(0.0, 0.0, 0.0),
         focal=fov_to_focal(10.0),
-        source="methods.md §3.7/§2: [GI] ffhq_256.yaml, r=2.732, u=0, v in [0.4167,0.5], object rotation U(0.40278,0.59722)*2pi, fov 10",
+        source="methods.md §3.7/§2: [GI] ffhq_256.yaml, r=2.732, u=0, v in [0.4167,0.5], "
+               "object rotation U(0.40278,0.59722)*2pi, fov 10",
     ),
 }
 """Pose priors of the prior-sampling methods (FFHQ/CelebA settings), keyed by method name."""

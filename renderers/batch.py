@@ -1,4 +1,5 @@
-"""Batch tools behind ``visualizer.py images|video|mesh|metrics``: no window, no OpenGL.
+"""Batch tools behind ``visualizer.py images|video|mesh`` (``metrics``: ``training.evaluation``): no
+window, no OpenGL.
 
 Everything is rendered by the app's own code: ``GeneratorRenderer`` turns ``RenderArgs`` into
 pixels, ``to_display_frame`` + ``frame_to_rgb`` make them look as the viewport shows them (depth
@@ -24,8 +25,9 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,8 +113,8 @@ def resolve_device(name: str | None) -> torch.device:
 def load_model(path: str | None, device: torch.device | str) -> tuple[torch.nn.Module, str]:
     """(generator in eval mode, label) for a checkpoint, an EG3D pickle, a run directory (newest
     snapshot), a preset, or None (the bundled model). Raises SourceError / CheckpointError."""
-    from app.model_source import resolve_source
     from models.checkpoint import open_generator
+    from renderers.model_source import resolve_source
 
     source = resolve_source(path)
     G = open_generator(source.load_path, device=device, seed=0)
@@ -412,61 +414,4 @@ def run_mesh(G, seeds: Sequence[int], out_dir: str | os.PathLike, *, res: int = 
         what = "density volume" if fmt == "mrc" else f"{len(mesh.vertices)} vertices, {len(mesh.faces)} faces"
         log(f"seed {seed}: level {iso:.4g} ({how}) -> {path} ({what})")
         results.append((path, mesh))
-    return results
-
-
-# --- metrics ------------------------------------------------------------------------------------
-
-def check_metrics_input(data: str | None, names: Sequence[str]) -> Any:
-    """The evaluation module, after checking the data path and (where it lists them) the metric names."""
-    try:
-        from training import evaluation
-    except ModuleNotFoundError as e:
-        if e.name not in ("training.evaluation", "training"):
-            raise
-        raise BatchError("metrics are not available: training/evaluation.py is missing", status=1) from e
-    if not names:
-        raise BatchError("no metrics named (e.g. --metrics fid50k_full)")
-    if data is not None:
-        p = Path(data)
-        if not p.exists():
-            raise BatchError(f"{data}: no such dataset file or folder")
-        if not os.access(p, os.R_OK):
-            raise BatchError(f"{data}: cannot read the dataset (permission denied)")
-    known = None
-    for attr in ("METRICS", "METRIC_NAMES", "metric_names", "available_metrics"):
-        value = getattr(evaluation, attr, None)
-        if value is not None:
-            known = list(value() if callable(value) else value)
-            break
-    if known is not None:
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise BatchError(f"unknown metric{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
-                             f"choose from {', '.join(known)}")
-    return evaluation
-
-
-def run_metrics(G, model: str, data: str | None, names: Sequence[str], num: int, *, seed: int = 0,
-                out: str | os.PathLike | None = None, inception: str | None = None, device: Any = "cpu",
-                batch: int = 8, progress: bool = True, log: Log = print) -> dict[str, float]:
-    """``training.evaluation.evaluate`` on ``G``; prints each result and appends a record (model,
-    data, seed, num, metrics) to ``out`` (JSON lines) when given."""
-    evaluation = check_metrics_input(data, names)
-    if num < 1:
-        raise BatchError(f"--num must be >= 1, got {num}")
-    try:
-        results = evaluation.evaluate(G, data, list(names), int(num), seed=int(seed), device=device,
-                                      inception=inception, batch=int(batch), progress=progress)
-    except (ValueError, KeyError, OSError) as e:
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BatchError(text) from e
-    for name, value in results.items():
-        log(f"{name:<20} {value:.6g}")
-    if out is not None:
-        record = {"model": model, "data": data, "seed": int(seed), "num": int(num),
-                  "metrics": {k: float(v) for k, v in results.items()}}
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        evaluation.append_results_jsonl(out, record)
-        log(f"appended to {out}")
     return results

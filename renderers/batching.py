@@ -9,7 +9,8 @@ the batch, says so, and retries the same items, down to one item per call.
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator, Sequence, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import torch
 

@@ -30,7 +30,7 @@ LIGHT_DIRECTION = (-0.3, -0.4, -0.866)
 viewer). Normalised before use."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def colormap_lut(name: str) -> np.ndarray:
     """[256, 3] uint8 lookup table of a colormap (index 0 = low end)."""
     if name not in _STOPS:

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -111,7 +112,7 @@ class Mesh:
             raise ValueError("an empty mesh has no bounds")
         return np.stack([self.vertices.min(axis=0), self.vertices.max(axis=0)])
 
-    def to_trimesh(self) -> "trimesh.Trimesh":
+    def to_trimesh(self) -> trimesh.Trimesh:
         """The mesh as a ``trimesh.Trimesh`` (not processed: vertices and faces keep their order)."""
         trimesh = _import("trimesh", "trimesh")
         return trimesh.Trimesh(vertices=self.vertices, faces=self.faces, vertex_colors=self.vertex_colors,

@@ -57,7 +57,7 @@ class CameraPose:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CameraPose":
+    def from_dict(cls, data: dict[str, Any]) -> CameraPose:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -128,7 +128,7 @@ class RenderArgs:
     mesh_colors: bool = False
     """Colour mesh vertices with the generator's radiance."""
 
-    def copy(self) -> "RenderArgs":
+    def copy(self) -> RenderArgs:
         return copy.deepcopy(self)
 
 

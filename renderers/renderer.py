@@ -22,8 +22,9 @@ import dataclasses
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -233,7 +234,7 @@ class GeneratorRenderer:
             planes_list = []
             for a, out, identity, w in zip(requests, outs, identities, ws_list):
                 planes_i, out.backbone_cached = self._planes_cache.get_or_make(
-                    identity, lambda: G.planes(w, noise_mode=a.latent.noise_mode))
+                    identity, lambda w=w, a=a: G.planes(w, noise_mode=a.latent.noise_mode))
                 planes_list.append(planes_i)
             ws = ws_list[0] if len(ws_list) == 1 else torch.cat(ws_list)
             planes = cat_scenes(planes_list)

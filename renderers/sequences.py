@@ -8,7 +8,7 @@ and ``frame_to_rgb``, so a video shows exactly what the viewport shows.
 from __future__ import annotations
 
 import re
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -72,7 +72,7 @@ def camera_path_frames(renderer: GeneratorRenderer, args: RenderArgs, path: Came
 
 def render_frames(renderer: GeneratorRenderer, args: RenderArgs, display: DisplayArgs, poses: Sequence[CameraPose],
                   ws: torch.Tensor | None = None, size: int | None = None,
-                  batch: "int | BatchSize" = 1) -> Iterator[np.ndarray]:
+                  batch: int | BatchSize = 1) -> Iterator[np.ndarray]:
     """[H, W, 3] uint8 frames: the request rendered from each pose (with ws[i] when given).
 
     ``size``: the frames' height (``frame_to_rgb``; default: the larger of the rendered images).

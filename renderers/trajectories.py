@@ -28,9 +28,10 @@ import json
 import math
 import numbers
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 
@@ -470,7 +471,7 @@ class CameraPath:
         }
 
     @classmethod
-    def from_json(cls, data: Any, source: str = "camera path") -> "CameraPath":
+    def from_json(cls, data: Any, source: str = "camera path") -> CameraPath:
         """Parse and check a dict from ``to_json``; errors name ``source`` and the field."""
         return cls._from_json_checked(data, source)
 
@@ -483,7 +484,7 @@ class CameraPath:
         atomic_write_bytes(path, text.encode("utf-8"))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "CameraPath":
+    def load(cls, path: str | os.PathLike) -> CameraPath:
         """Read a camera-path JSON file.
 
         Format (``version`` 1)::
@@ -518,7 +519,7 @@ class CameraPath:
         return cls._from_json_checked(data, source)
 
     @classmethod
-    def _from_json_checked(cls, data: Any, source: str) -> "CameraPath":
+    def _from_json_checked(cls, data: Any, source: str) -> CameraPath:
         def fail(where: str, problem: str) -> CameraPathError:
             return CameraPathError(f"{source}: {where}: {problem}" if where else f"{source}: {problem}")
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -59,7 +60,7 @@ class Job:
 
     name: str
     """Shown in the UI while it runs."""
-    fn: Callable[["Job", GeneratorRenderer | None], Any]
+    fn: Callable[[Job, GeneratorRenderer | None], Any]
     """The work; calls ``job.progress(done, total)`` and ``job.check_cancel()`` as it goes."""
     done: int = 0
     """Progress numerator."""

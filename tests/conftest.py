@@ -63,8 +63,7 @@ def ref128_generator(ref128_init_kwargs, ref128_state_dict):
 @pytest.fixture(scope="session")
 def official_pickle(tmp_path_factory, ref128_generator, ref128_init_kwargs) -> Path:
     """The reference generator written with the byte layout of an official EG3D network snapshot."""
-    from tests.eg3d_pickle_writer import write_eg3d_pickle
-    from tests.test_eg3d_pickle_import import official_layout_copy
+    from tests.eg3d_pickle_writer import official_layout_copy, write_eg3d_pickle
 
     path = tmp_path_factory.mktemp("pkl") / "network-snapshot-000000.pkl"
     tree, persistent, plain = official_layout_copy(ref128_generator)

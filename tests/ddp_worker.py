@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ops.camera import orbit_label  # noqa: E402
 from training import loop  # noqa: E402
 from training.config import apply_overrides  # noqa: E402
-from training.presets import train_preset  # noqa: E402
 from training.distributed import all_reduce_gradients, init_distributed, shutdown  # noqa: E402
+from training.presets import train_preset  # noqa: E402
 
 
 def main(out_dir: str) -> None:

@@ -5,6 +5,7 @@ puts the real names (``torch_utils.persistence._reconstruct_persistent_obj``,
 ``dnnlib.util.EasyDict``, ``training.triplane.OSGDecoder``, ...) into the stream, so no fake
 modules have to be installed in ``sys.modules``. :class:`GlobalRef` and :class:`Call` let tests
 hand-assemble hostile pickles (``os.system``, ``builtins.eval``, ...) the same way.
+:func:`official_layout_copy` turns our EG3D generator into the object tree an official pickle holds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
+from models.eg3d import OSGDecoder, TriPlaneGenerator
+from models.stylegan2 import (
+    FullyConnectedLayer,
+    MappingNetwork,
+    StyleGAN2Generator,
+    SynthesisBlock,
+    SynthesisLayer,
+    SynthesisNetwork,
+    ToRGBLayer,
+)
+from models.superresolution import Superresolution
+from ops.triplane import plane_axes
 
 DEFAULT_MODULE_SRC = '"""Stand-in for the EG3D module source that persistence stores."""\n'
 
@@ -77,7 +92,7 @@ class _Pickler(pickle._Pickler):  # the Python pickler, because its save_global 
         else:
             if self.proto < 3:  # same Python 2 renaming the stock pickler does
                 module = _compat_pickle.REVERSE_IMPORT_MAPPING.get(module, module)
-            self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode("utf-8"))
+            self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode())
         self.memoize(obj)
 
 
@@ -190,3 +205,50 @@ def write_eg3d_pickle(
     }
     snapshot.update(extra_top_level or {})
     dump(snapshot, path, protocol, renames)
+
+
+# --- our generator in the official object tree -------------------------------------------------
+
+OFFICIAL_PLAIN = {
+    "renderer": "training.volumetric_rendering.renderer.ImportanceRenderer",
+    "renderer.ray_marcher": "training.volumetric_rendering.ray_marcher.MipRayMarcher2",
+    "ray_sampler": "training.volumetric_rendering.ray_sampler.RaySampler",
+}
+"""EG3D's parameter-free helpers, pickled as plain (not persistent) objects, by attribute path."""
+
+
+def official_class_name(module: nn.Module) -> str | None:
+    """The persistent EG3D class an official pickle would record for our module, if any."""
+    if isinstance(module, SynthesisBlock):
+        return "SynthesisBlock" if module.upsample else "SynthesisBlockNoUp"
+    if isinstance(module, Superresolution):
+        return module.module_name
+    names = {
+        TriPlaneGenerator: "TriPlaneGenerator", StyleGAN2Generator: "Generator", MappingNetwork: "MappingNetwork",
+        SynthesisNetwork: "SynthesisNetwork", SynthesisLayer: "SynthesisLayer", ToRGBLayer: "ToRGBLayer",
+        FullyConnectedLayer: "FullyConnectedLayer",
+    }
+    return names.get(type(module))
+
+
+def official_layout_copy(G: TriPlaneGenerator) -> tuple[nn.Module, dict[str, str], dict[str, str]]:
+    """A copy of G shaped like the official object tree: our config objects removed, EG3D's
+    parameter-free renderer/ray-sampler children added, and the class-name maps for the writer."""
+    clone = copy.deepcopy(G)
+    for module in clone.modules():
+        for attr in ("config", "layout", "_last_planes"):
+            module.__dict__.pop(attr, None)
+    del clone._buffers["plane_axes"]
+    clone._non_persistent_buffers_set.discard("plane_axes")
+    renderer = nn.Module()
+    renderer.plane_axes = plane_axes("official")  # a plain attribute in EG3D, not a buffer
+    renderer.ray_marcher = nn.Module()
+    clone.renderer = renderer
+    clone.ray_sampler = nn.Module()
+    persistent, plain = {}, dict(OFFICIAL_PLAIN)
+    for name, module in clone.named_modules():
+        if isinstance(module, OSGDecoder):
+            plain[name] = "training.triplane.OSGDecoder"
+        elif (cls := official_class_name(module)) is not None:
+            persistent[name] = cls
+    return clone, persistent, plain

@@ -18,6 +18,7 @@ from renderers.display_frame import frame_to_rgb, to_display_frame
 from renderers.render_args import CameraPose, DisplayArgs
 from renderers.renderer import GeneratorRenderer
 from tests.conftest import REPO_ROOT
+from training import evaluation
 
 R = 64  # the bundled model's image size
 
@@ -327,7 +328,7 @@ def test_every_command_works_on_an_official_pickle(official_pickle, tmp_path):
 # --- metrics ------------------------------------------------------------------------------------------
 
 def test_metrics_calls_evaluate_and_appends_a_record(G, tmp_path, monkeypatch):
-    evaluation = pytest.importorskip("training.evaluation")
+    """The metrics command (training.evaluation.run_metrics: it needs the trainer's metrics)."""
     seen = {}
 
     def fake_evaluate(G_, data, names, num, seed=0, device="cpu", inception=None, batch=8, progress=True):
@@ -337,21 +338,20 @@ def test_metrics_calls_evaluate_and_appends_a_record(G, tmp_path, monkeypatch):
     monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
     data = tmp_path / "data"
     data.mkdir()
-    names = list(getattr(evaluation, "METRICS", ["fid50k_full"]))[:1]
+    names = list(evaluation.METRICS)[:1]
     out = tmp_path / "results.jsonl"
     messages = []
-    results = B.run_metrics(G, "model.pkl", str(data), names, 16, seed=3, out=out, progress=False,
-                            log=messages.append)
+    results = evaluation.run_metrics(G, "model.pkl", str(data), names, 16, seed=3, out=out, progress=False,
+                                     log=messages.append)
     assert results == {names[0]: 1.5} and seen["num"] == 16 and seen["seed"] == 3
     record = json.loads(out.read_text().splitlines()[-1])
     record.pop("time", None)  # the evaluation module stamps its records
     assert record == {"model": "model.pkl", "data": str(data), "seed": 3, "num": 16, "metrics": {names[0]: 1.5}}
     with pytest.raises(B.BatchError, match="no such dataset"):
-        B.run_metrics(G, "m", str(tmp_path / "nope"), names, 4, progress=False, log=quiet)
+        evaluation.run_metrics(G, "m", str(tmp_path / "nope"), names, 4, progress=False, log=quiet)
 
 
 def test_cli_metrics_unknown_name_and_missing_data(tmp_path):
-    pytest.importorskip("training.evaluation")
     result = run_cli("metrics", "--metrics", "nonsense", "--num", "4", "--data", str(tmp_path))
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.splitlines()

@@ -166,8 +166,8 @@ def test_foreign_safetensors_and_bad_config(tiny, tmp_path):
 
 
 def test_missing_tensor_is_named(tiny, tmp_path):
-    from safetensors.torch import save_file
     from safetensors import safe_open
+    from safetensors.torch import save_file
 
     path = tmp_path / "g.safetensors"
     save_generator(tiny, path)

@@ -13,7 +13,8 @@ from tests.conftest import REPO_ROOT
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO_ROOT / "visualizer.py"), *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(REPO_ROOT / "visualizer.py"), *args], capture_output=True, text=True,
+                          timeout=300)
 
 
 def test_preview_without_arguments_writes_png(tmp_path):
@@ -102,7 +103,7 @@ def test_bundled_model_loads_and_records_its_provenance():
     from safetensors import safe_open
 
     from models import load_generator
-    from app.model_source import DEFAULT_MODEL
+    from renderers.model_source import DEFAULT_MODEL
 
     with safe_open(str(DEFAULT_MODEL), "pt") as f:
         meta = f.metadata()

@@ -155,7 +155,8 @@ BROKEN = {
     "no dataset.json": (lambda root: ((root / "dataset.json").unlink(), root)[1], None, "no dataset.json"),
     "bad json": (lambda root: (_set_labels(root, "{labels: "), root)[1], "dataset.json", "cannot read JSON"),
     "no labels key": (lambda root: (_set_labels(root, '{"poses": []}'), root)[1], "dataset.json", '"labels" list'),
-    "bad entry": (lambda root: (_set_labels(root, '{"labels": [{"img0.png": []}]}'), root)[1], "dataset.json", "labels[0] must be"),
+    "bad entry": (lambda root: (_set_labels(root, '{"labels": [{"img0.png": []}]}'), root)[1], "dataset.json",
+                  "labels[0] must be"),
     "short label": (lambda root: (_set_labels(root, json.dumps({"labels": [
         [n, v[:24] if n == "img2.png" else v] for n, v in _labels_json(root)]})), root)[1],
         "dataset.json", "labels[2] (img2.png): label must have 25 numbers, got 24"),
@@ -167,19 +168,23 @@ BROKEN = {
         "dataset.json", "labels[1] (img1.png): label must hold only numbers"),
     "image without label": (lambda root: (_set_labels(root, json.dumps({"labels": _labels_json(root)[:4]})), root)[1],
                             "sub/img4.png", "no label in dataset.json (and 1 more images)"),
-    "label without image": (lambda root: (_set_labels(root, json.dumps({"labels": _labels_json(root) + [["gone.png", _label(0)]]})), root)[1],
+    "label without image": (lambda root: (_set_labels(root, json.dumps(
+        {"labels": _labels_json(root) + [["gone.png", _label(0)]]})), root)[1],
                             "dataset.json", "names gone.png, which does not exist"),
     "label names non-image": (lambda root: ((root / "notes.txt").write_text("x"), _set_labels(root, json.dumps(
         {"labels": _labels_json(root) + [["notes.txt", _label(0)]]})), root)[2],
         "dataset.json", "names notes.txt, which is not a PNG or JPEG image"),
-    "duplicate label": (lambda root: (_set_labels(root, json.dumps({"labels": _labels_json(root) + [_labels_json(root)[1]]})), root)[1],
+    "duplicate label": (lambda root: (_set_labels(root, json.dumps(
+        {"labels": _labels_json(root) + [_labels_json(root)[1]]})), root)[1],
                         "dataset.json", "a second label for img1.png"),
     "mixed sizes": (lambda root: (_save(root, "sub/img4.png", _pixels(0, 8)), root)[1], "sub/img4.png",
                     "image is 8x8 but img0.png is 16x16"),
-    "not square": (lambda root: (_save(root, "img1.png", _pixels(0)[:12]), root)[1], "img1.png", "image is 16x12; images must be square"),
+    "not square": (lambda root: (_save(root, "img1.png", _pixels(0)[:12]), root)[1], "img1.png",
+                   "image is 16x12; images must be square"),
     "rgba": (lambda root: (_save(root, "img2.png", np.dstack([_pixels(2), _pixels(3)[:, :, :1]])), root)[1],
              "img2.png", "image mode RGBA is not supported (need RGB or grayscale L); flatten the alpha channel"),
-    "webp": (lambda root: ((root / "extra.webp").write_bytes(b"RIFF"), root)[1], "extra.webp", ".webp images are not supported"),
+    "webp": (lambda root: ((root / "extra.webp").write_bytes(b"RIFF"), root)[1], "extra.webp",
+             ".webp images are not supported"),
     "not an image": (lambda root: ((root / "img1.png").write_bytes(b"not a png"), root)[1], "img1.png", "cannot read image"),
 }
 

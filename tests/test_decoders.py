@@ -38,13 +38,16 @@ def test_shapes_all_four():
     out = mod(torch.randn(n, m, 11, generator=g), torch.randn(n, 3, 8, generator=g))
     assert out["sigma"].shape == (n, m, 1) and out["rgb"].shape == (n, m, 5)
 
-    nerf = NeRFMLPDecoder(point_features=9, dir_features=4, z_shape_dim=6, z_app_dim=5, hidden=16, num_layers=4, skip=1, out_features=7)
-    out = nerf(torch.randn(n, m, 9, generator=g), torch.randn(n, m, 4, generator=g), torch.randn(n, 6, generator=g), torch.randn(n, 5, generator=g))
+    nerf = NeRFMLPDecoder(point_features=9, dir_features=4, z_shape_dim=6, z_app_dim=5, hidden=16, num_layers=4, skip=1,
+                          out_features=7)
+    out = nerf(torch.randn(n, m, 9, generator=g), torch.randn(n, m, 4, generator=g), torch.randn(n, 6, generator=g),
+               torch.randn(n, 5, generator=g))
     assert out["sigma"].shape == (n, m, 1) and out["rgb"].shape == (n, m, 7)
 
     gram = GramSirenDecoder(width=16, depth=4)
     assert gram.num_film_layers == 5
-    out = gram(torch.rand(n, m, 3, generator=g) * 0.24 - 0.12, _dirs(n, m, g), torch.randn(n, 5, 16, generator=g), torch.randn(n, 5, 16, generator=g))
+    out = gram(torch.rand(n, m, 3, generator=g) * 0.24 - 0.12, _dirs(n, m, g), torch.randn(n, 5, 16, generator=g),
+               torch.randn(n, 5, 16, generator=g))
     assert out["sigma"].shape == (n, m, 1) and out["rgb"].shape == (n, m, 3)
 
     sdf = StyleSDFSirenDecoder(w_dim=8, width=16, depth=3, feature_dim=10)
@@ -150,12 +153,14 @@ def test_modulated_rejects_bad_ws():
 
 def _nerf_inputs(seed: int, n: int = 2, m: int = 9):
     g = _gen(seed)
-    return (torch.randn(n, m, 9, generator=g), torch.randn(n, m, 4, generator=g), torch.randn(n, 6, generator=g), torch.randn(n, 5, generator=g))
+    return (torch.randn(n, m, 9, generator=g), torch.randn(n, m, 4, generator=g), torch.randn(n, 6, generator=g),
+            torch.randn(n, 5, generator=g))
 
 
 def _tiny_nerf(**kwargs) -> NeRFMLPDecoder:
     torch.manual_seed(0)
-    return NeRFMLPDecoder(point_features=9, dir_features=4, z_shape_dim=6, z_app_dim=5, hidden=16, num_layers=4, skip=1, out_features=3, **kwargs)
+    return NeRFMLPDecoder(point_features=9, dir_features=4, z_shape_dim=6, z_app_dim=5, hidden=16, num_layers=4, skip=1,
+                          out_features=3, **kwargs)
 
 
 def test_nerf_conditioning_paths():
@@ -233,7 +238,8 @@ def test_nerf_rejects_bad_skip_and_shapes():
 def _gram_inputs(seed: int, width: int, depth: int, n: int = 2, m: int = 16):
     g = _gen(seed)
     points = torch.rand(n, m, 3, generator=g) * 0.24 - 0.12
-    return points, _dirs(n, m, g), torch.randn(n, depth + 1, width, generator=g) * 0.3, torch.randn(n, depth + 1, width, generator=g)
+    return (points, _dirs(n, m, g), torch.randn(n, depth + 1, width, generator=g) * 0.3,
+            torch.randn(n, depth + 1, width, generator=g))
 
 
 def test_gram_matches_explicit_composition():
@@ -335,7 +341,8 @@ def test_gram_and_stylesdf_inits():
     for first in (gram.layers[0].linear, sdf.layers[0].film.linear):
         assert first.weight.abs().max() <= 1 / 3 and first.weight.abs().max() > 0.9 / 3
     others = [*(l.linear for l in gram.layers[1:]), *gram.sigma_heads, *gram.rgb_heads, gram.color_film.linear]
-    others += [*(l.film.linear for l in sdf.layers[1:]), sdf.view_film.film.linear, sdf.sdf_head, sdf.rgb_head, sdf.feature_head]
+    others += [*(layer.film.linear for layer in sdf.layers[1:]), sdf.view_film.film.linear, sdf.sdf_head, sdf.rgb_head,
+               sdf.feature_head]
     for layer in others:
         bound = math.sqrt(6 / layer.in_features) / 25
         assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.8 * bound

@@ -2,65 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 
 import pytest
 import torch
-from torch import nn
 
 from models import CheckpointError, UnsafePickleError, load_generator
-from models.eg3d import OSGDecoder, TriPlaneGenerator
-from models.stylegan2 import FullyConnectedLayer, MappingNetwork, StyleGAN2Generator, SynthesisBlock, SynthesisLayer, SynthesisNetwork, ToRGBLayer
-from models.superresolution import Superresolution
-from ops.triplane import plane_axes
+from models.eg3d import TriPlaneGenerator
 from tests.conftest import REPO_ROOT
-from tests.eg3d_pickle_writer import Call, GlobalRef, write_eg3d_pickle
+from tests.eg3d_pickle_writer import Call, GlobalRef, official_layout_copy, write_eg3d_pickle
 from tests.test_eg3d_reference import MAX_ABS_ERR, reproduce_case
-
-PLAIN = {
-    "renderer": "training.volumetric_rendering.renderer.ImportanceRenderer",
-    "renderer.ray_marcher": "training.volumetric_rendering.ray_marcher.MipRayMarcher2",
-    "ray_sampler": "training.volumetric_rendering.ray_sampler.RaySampler",
-}
-
-
-def official_class_name(module: nn.Module) -> str | None:
-    """The persistent EG3D class an official pickle would record for our module, if any."""
-    if isinstance(module, SynthesisBlock):
-        return "SynthesisBlock" if module.upsample else "SynthesisBlockNoUp"
-    if isinstance(module, Superresolution):
-        return module.module_name
-    names = {
-        TriPlaneGenerator: "TriPlaneGenerator", StyleGAN2Generator: "Generator", MappingNetwork: "MappingNetwork",
-        SynthesisNetwork: "SynthesisNetwork", SynthesisLayer: "SynthesisLayer", ToRGBLayer: "ToRGBLayer",
-        FullyConnectedLayer: "FullyConnectedLayer",
-    }
-    return names.get(type(module))
-
-
-def official_layout_copy(G: TriPlaneGenerator) -> tuple[nn.Module, dict[str, str], dict[str, str]]:
-    """A copy of G shaped like the official object tree: our config objects removed, EG3D's
-    parameter-free renderer/ray-sampler children added, and the class-name maps for the writer."""
-    clone = copy.deepcopy(G)
-    for module in clone.modules():
-        for attr in ("config", "layout", "_last_planes"):
-            module.__dict__.pop(attr, None)
-    del clone._buffers["plane_axes"]
-    clone._non_persistent_buffers_set.discard("plane_axes")
-    renderer = nn.Module()
-    renderer.plane_axes = plane_axes("official")  # a plain attribute in EG3D, not a buffer
-    renderer.ray_marcher = nn.Module()
-    clone.renderer = renderer
-    clone.ray_sampler = nn.Module()
-    persistent, plain = {}, dict(PLAIN)
-    for name, module in clone.named_modules():
-        if isinstance(module, OSGDecoder):
-            plain[name] = "training.triplane.OSGDecoder"
-        elif (cls := official_class_name(module)) is not None:
-            persistent[name] = cls
-    return clone, persistent, plain
 
 
 @pytest.mark.parametrize("case", [0, 1, 2])
@@ -117,7 +69,8 @@ def test_hostile_global_in_network_is_refused(tmp_path, ref128_generator, ref128
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO_ROOT / "visualizer.py"), *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(REPO_ROOT / "visualizer.py"), *args], capture_output=True, text=True,
+                          timeout=300)
 
 
 def test_convert_command(tmp_path, official_pickle, ref128_cases):

@@ -18,16 +18,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
-from models.scene import MeshFields
 from torch import nn
 
 from models import load_generator
+from models.scene import MeshFields
 from ops.camera import generate_rays, orbit_label, project_points, unpack_label
 from ops.normals import world_to_camera_normals
 from training import fid as fid_module
 from training.dataset import DatasetError, ImageLabelDataset, write_dataset_zip
-from training.evaluation import append_results_jsonl, evaluate
+from training.evaluation import METRICS, append_results_jsonl, compute_metrics, evaluate
 from training.fid import (
     InceptionError,
     feature_statistics,
@@ -39,7 +38,7 @@ from training.fid import (
     mmd2_unbiased,
     trace_sqrt_product,
 )
-from training.metrics import METRICS, MetricOptions, compute_metrics
+from training.metrics import MetricOptions
 from training.synthetic import read_geometry, write_synthetic_dataset
 from training.view_metrics import (
     encode_depth_image,
@@ -509,7 +508,8 @@ def test_evaluate_smoke_on_the_bundled_model(bundled, synthetic_zip):
 
 
 def test_evaluate_validates_before_rendering(bundled, inception_path, tmp_path):
-    with pytest.raises(ValueError, match=r"unknown metric\(s\) 'fdi'; known: swd, fid, kid, reprojection, geometry, swd-depth, swd-normals$") as e:
+    known = "swd, fid, kid, reprojection, geometry, swd-depth, swd-normals"
+    with pytest.raises(ValueError, match=rf"unknown metric\(s\) 'fdi'; known: {known}$") as e:
         evaluate(bundled, None, ["fdi", "geometry"], num=1)
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match=r"metric\(s\) swd-depth need a dataset"):

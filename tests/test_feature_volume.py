@@ -1,13 +1,14 @@
-"""Feature-volume sampling conventions and VolumeGAN's FeatureVolume generator."""
+"""Feature-volume sampling conventions (ops/feature_volume.py) and VolumeGAN's FeatureVolume generator
+(models/feature_volume.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from models.feature_volume import FeatureVolume
 from ops.feature_volume import (
     VOLUMEGAN_FFHQ_BOUNDS,
-    FeatureVolume,
     normalize_to_bounds,
     sample_feature_volume,
     voxel_centres,

@@ -1,4 +1,5 @@
-"""training/metrics.py: multi-scale sliced Wasserstein distance and the trainer's metric registry."""
+"""training/metrics.py: multi-scale sliced Wasserstein distance; the trainer's metric registry
+(training/evaluation.py: METRICS, compute_metrics)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from torch import nn
 
 from ops.stylegan2 import filter2d, setup_filter
 from training import metrics
+from training.evaluation import METRICS, compute_metrics
 from training.metrics import (
-    METRICS,
     MetricOptions,
-    compute_metrics,
     laplacian_pyramid,
     sliced_wasserstein,
     swd_descriptors,

@@ -26,8 +26,8 @@ from PIL import Image
 
 from models.checkpoint import load_generator, open_generator, save_generator
 from models.errors import CheckpointError
-from models.pipeline import PipelineGenerator, build_pipeline
 from models.methods import PIPELINE_METHODS, pipeline_preset
+from models.pipeline import PipelineGenerator, build_pipeline
 from models.pipeline_config import PipelineConfig, with_component
 from models.volume_rendering import ReLUDensity
 from ops.camera import generate_rays, unpack_label

@@ -8,7 +8,6 @@ Everything runs in-process on the CPU at 32 px with batch 4 (see ``tiny_config``
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import math
 import re
@@ -28,10 +27,10 @@ from ops.camera import fov_to_focal, orbit_label
 from ops.patch_sampling import PatchParams, crop_real_patches
 from ops.pose_sampling import POSE_PRIORS, angles_to_label, camera_angles, sample_cameras
 from training.config import PipelineLossConfig, TrainConfig
-from training.presets import TRAIN_PRESETS, train_preset, with_stage
 from training.distributed import init_distributed
 from training.loop import Trainer, fit, load_training_state, save_training_state
 from training.pipeline_loss import PipelineLoss
+from training.presets import TRAIN_PRESETS, train_preset, with_stage
 
 TINY = tuple(f"{method}-tiny" for method in PIPELINE_METHODS)
 BATCH = 4
@@ -281,7 +280,8 @@ def test_full_presets_carry_the_recipes():
     assert (c.optim.optimizer, c.optim.g_lr, c.optim.d_lr, c.batch, c.loss.r1_gamma) == ("rmsprop", 2.5e-4, 1e-4, 32, 10.0)
 
     c = train_preset("volumegan")  # 3.2
-    assert (c.loss.r1_gamma, c.loss.style_mixing_prob, c.optim.g_lr, c.optim.d_lr, c.ema_kimg) == (10.0, 0.9, 0.002, 0.002, 20.0)
+    assert ((c.loss.r1_gamma, c.loss.style_mixing_prob, c.optim.g_lr, c.optim.d_lr, c.ema_kimg)
+            == (10.0, 0.9, 0.002, 0.002, 20.0))
     assert (c.loss.progressive_start, c.loss.progressive_level_kimg, c.loss.progressive_fade_kimg) == (32, 1500.0, 750.0)
     assert c.optim.d_reg_interval == 16 and c.discriminator.progressive
 

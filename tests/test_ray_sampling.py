@@ -15,7 +15,6 @@ from ops.ray_sampling import (
     stratified_depths,
 )
 
-
 # --- stratified -------------------------------------------------------------------------------
 
 def test_stratified_eval_is_exact_linspace() -> None:

@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from models import load_generator
+from models.scene import MeshFields
 from ops.camera import fov_to_focal, generate_rays, orbit_label, unpack_label
-from renderers.colormaps import colormap_lut, colorize_depth
+from renderers.colormaps import colorize_depth, colormap_lut
 from renderers.display_frame import frame_to_rgb, image_to_rgba8, to_display_frame
 from renderers.images import resize_nearest
-from models.scene import MeshFields
 from renderers.mesh import Mesh
 from renderers.render_args import (
     RENDER_MODES,

@@ -11,8 +11,8 @@ axis, wrong integrator); the silhouette bounds are rigorous and looser (~10x).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Callable
 
 import pytest
 import torch

@@ -1,4 +1,5 @@
-"""SIREN-FiLM ops (ops/siren.py): encoding values, init statistics, FiLM arithmetic, pi-GAN mapper/decoder."""
+"""SIREN-FiLM ops (ops/siren.py: encoding values, init statistics, FiLM arithmetic) and the pi-GAN
+layers built from them (models/siren.py: FiLM-SIREN layer, mapper, decoder)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from models.siren import FiLMMapping, FiLMSiren, SirenFiLMDecoder
 from ops.siren import (
-    FiLMMapping,
-    FiLMSiren,
-    SirenFiLMDecoder,
     film_frequencies,
     positional_encoding,
     siren_uniform_bound,
 )
-
 
 # --- positional encoding ---------------------------------------------------------------------
 

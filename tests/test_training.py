@@ -16,10 +16,10 @@ import torch
 
 from tests.conftest import REPO_ROOT
 from training.config import LossConfig, TrainConfig, apply_overrides
-from training.presets import train_preset
 from training.distributed import init_distributed
 from training.loop import Trainer, load_training_state
 from training.loss import gaussian_blur, schedule_at
+from training.presets import train_preset
 
 # A cut-down tiny preset so each step takes well under a second on 2 CPU cores.
 FAST = ["generator.rendering.depth_resolution=6", "generator.rendering.depth_resolution_importance=6",
@@ -142,9 +142,8 @@ def test_config_round_trips_and_overrides():
 
 def test_tiny_fit_writes_a_complete_run(heads_zip, tmp_path):
     from models import load_generator
-    from training.loop import fit
-
     from tests.test_eval_metrics import FakeInception, script_to
+    from training.loop import fit
 
     inception = script_to(FakeInception(), tmp_path / "inception.pt")  # stands in for the user's file
     config = fast_config(heads_zip, tmp_path / "runs", kimg=0.016, tick_kimg=0.008, snap=1, metrics=["swd", "fid"],

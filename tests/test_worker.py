@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from app.adaptive import AdaptiveQuality
-from app.model_source import DEFAULT_MODEL, RunFollower, SourceError, resolve_source
+from renderers.model_source import DEFAULT_MODEL, RunFollower, SourceError, resolve_source
 from renderers.render_args import QualityArgs, RenderArgs
 from renderers.renderer import RenderOutput
 from renderers.worker import Frame, Job, RenderWorker, describe_error

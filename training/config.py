@@ -233,7 +233,8 @@ class TrainConfig:
         if per_rank % self.batch_per_gpu != 0:
             raise ValueError(f"--batch-gpu {self.batch_per_gpu} does not divide the per-GPU batch {per_rank}")
         pipeline = isinstance(self.generator, PipelineConfig)
-        if pipeline != isinstance(self.discriminator, PipelineDiscriminatorConfig) or pipeline != isinstance(self.loss, PipelineLossConfig):
+        parts = (isinstance(self.discriminator, PipelineDiscriminatorConfig), isinstance(self.loss, PipelineLossConfig))
+        if any(part != pipeline for part in parts):
             raise ValueError("generator, discriminator and loss configs must all be EG3D's or all the pipeline's")
         if pipeline:
             self.generator.validate()
@@ -255,7 +256,7 @@ class TrainConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         return dataclass_from_dict(cls, data)
 
     def to_json(self) -> str:

@@ -16,6 +16,7 @@ Pieces, so that the dataset tool (`training.dataset_tool`) applies the same chec
 
 * `DatasetSource`: read access to the files of a folder or zip (fork-safe, picklable);
 * `list_images`, `read_labels`, `read_image_headers`, `check_image_sizes`, `decode_image`;
+* `dataset_focal`: the median focal length of the labels;
 * `ImageLabelDataset`: the torch dataset built from them;
 * `InfiniteSampler`: an endless, resumable, rank-sharded stream of indices;
 * `write_dataset_zip`: writes an EG3D zip atomically (used by the tool and the synthetic data).
@@ -29,9 +30,10 @@ import json
 import os
 import zipfile
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -252,6 +254,11 @@ def read_labels(source: DatasetSource, image_names: Sequence[str]) -> np.ndarray
         more = f" (and {len(unlabelled) - 1} more images)" if len(unlabelled) > 1 else ""
         raise DatasetError(path, f"no label in {DATASET_JSON}{more}", unlabelled[0])
     return np.stack([by_name[name] for name in image_names])
+
+
+def dataset_focal(labels: np.ndarray) -> float:
+    """Median normalised focal length (fx) of a dataset's cameras [L, 25] (sample grids, view metrics)."""
+    return float(np.median(np.asarray(labels)[:, 16]))
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ only part of a network (lazy regularisers) and with R1's double backward.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 import torch.distributed as dist

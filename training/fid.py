@@ -30,9 +30,9 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -171,7 +171,7 @@ def kernel_inception_distance(feats_a: np.ndarray | torch.Tensor, feats_b: np.nd
 
 # --- the feature network ------------------------------------------------------------------------
 
-_NETWORK_CACHE: dict[tuple[str, int, int, str], "InceptionFeatures"] = {}
+_NETWORK_CACHE: dict[tuple[str, int, int, str], InceptionFeatures] = {}
 
 
 class InceptionFeatures:

@@ -14,10 +14,11 @@ import math
 import resource
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from models.poses import pose_config, pose_sampler
 from renderers.preview import render_grid
 from training import run_dir as rundir
 from training.config import TrainConfig
-from training.dataset import ImageLabelDataset, InfiniteSampler, encode_png
+from training.dataset import ImageLabelDataset, InfiniteSampler, dataset_focal, encode_png
 from training.distributed import (
     DistributedContext,
     all_reduce_gradients,
@@ -380,11 +381,6 @@ def reals_grid(dataset, columns: int, rows: int) -> np.ndarray:
     return grid
 
 
-def dataset_focal(labels: np.ndarray) -> float:
-    """Median normalised focal length (fx) of the training cameras, used for sample grids."""
-    return float(np.median(np.asarray(labels)[:, 16]))
-
-
 def memory_gb(device: torch.device) -> tuple[float | None, float]:
     """(peak GPU memory allocated, peak process RSS) in GiB."""
     gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
@@ -513,7 +509,8 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
         out = RunOutputs(run_dir, SummaryWriter(str(run_dir)), dataset, list(range(config.grid_seeds)),
                          focal, command, log)
         if state is None:
-            atomic_write_bytes(run_dir / rundir.REALS, encode_png(reals_grid(dataset, len(config.grid_yaws), config.grid_seeds)))
+            reals = reals_grid(dataset, len(config.grid_yaws), config.grid_seeds)
+            atomic_write_bytes(run_dir / rundir.REALS, encode_png(reals))
             with preserve_rng(ctx.device):
                 save_samples(trainer, out)
                 # The value at initialisation is the baseline every later evaluation is read against.
@@ -633,7 +630,8 @@ def evaluate_metrics(trainer: Trainer, out: RunOutputs, snapshot: str) -> dict[s
     config = trainer.config
     if not config.metrics:
         return {}
-    from training.metrics import MetricOptions, compute_metrics
+    from training.evaluation import compute_metrics
+    from training.metrics import MetricOptions
 
     nimg = trainer.cur_nimg
     options = MetricOptions(num_images=min(config.metric_images, len(out.dataset)), batch=config.batch_per_gpu,

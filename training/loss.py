@@ -9,9 +9,10 @@ Phases follow StyleGAN2's lazy regularisation: ``Gmain``, ``Greg`` (density), ``
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -139,7 +140,8 @@ class EG3DLoss:
         return self.G.synthesis(ws, c, neural_rendering_resolution=schedule.neural_rendering_resolution,
                                 update_emas=update_emas)
 
-    def run_D(self, images: dict[str, torch.Tensor], c: torch.Tensor, blur_sigma: float, update_emas: bool = False) -> torch.Tensor:
+    def run_D(self, images: dict[str, torch.Tensor], c: torch.Tensor, blur_sigma: float,
+              update_emas: bool = False) -> torch.Tensor:
         """Logits [N, 1] for {'image' [N,3,R,R], 'image_raw' [N,3,r,r]} seen from cameras c."""
         images = {"image": gaussian_blur(images["image"], blur_sigma), "image_raw": images["image_raw"]}
         return self.D(images, c, update_emas=update_emas)

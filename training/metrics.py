@@ -20,16 +20,20 @@ Randomness (patch positions, directions) comes from seeded generators, so a resu
 of the images and the seed. Reals and fakes share patch positions when they share the seed:
 positions do not depend on the content, so this adds no bias and two identical sets score 0.
 
-The trainer-facing side is a registry, :data:`METRICS`, of functions
-``(G, dataset, MetricOptions) -> dict[str, float]``; :func:`compute_metrics` runs several by name.
-Besides SWD it holds FID and KID (``training.fid``) and the view and geometry metrics
-(``training.view_metrics``); ``training.evaluation`` runs them from the command line.
+The trainer-facing side: :func:`swd_metric` is a metric function
+``(G, dataset, MetricOptions) -> dict[str, float]``, and this module defines what every metric
+function shares (:class:`MetricOptions`, the generator and dataset protocols, the real and fake
+image streams). The registry of them by name, :data:`training.evaluation.METRICS`, also holds FID
+and KID (``training.fid``) and the view and geometry metrics (``training.view_metrics``);
+``training.evaluation.compute_metrics`` runs several by name for the trainer and
+``training.evaluation.evaluate`` for the command line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -305,7 +309,7 @@ def sliced_wasserstein(
         return swd_from_descriptors(real_desc, fake_desc, dirs_per_repeat, dir_repeats, seed)
 
 
-# --- trainer-facing metric registry -------------------------------------------------------------
+# --- trainer-facing metric interface and the SWD metric ------------------------------------------
 
 class GeneratorLike(Protocol):
     """A generator as metrics call it: ``G(z [B, z_dim], c [B, 25], ...)["image"]`` -> [B, 3, R, R] in [-1, 1]."""
@@ -449,72 +453,3 @@ def swd_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike, options: Metric
             _REAL_DESCRIPTOR_CACHE[key] = real_desc
     fake_desc = swd_descriptors(_fake_batches(G, dataset, options, resolution), **describe)
     return swd_from_descriptors(real_desc, fake_desc, seed=options.seed).as_metrics("swd")
-
-
-def _fid_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike, options: MetricOptions) -> dict[str, float]:
-    from training.fid import inception_metrics  # imported on use: it imports this module
-
-    return inception_metrics(G, dataset, options, ("fid",))
-
-
-def _kid_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike, options: MetricOptions) -> dict[str, float]:
-    from training.fid import inception_metrics
-
-    return inception_metrics(G, dataset, options, ("kid",))
-
-
-def _reprojection_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike | None,
-                         options: MetricOptions) -> dict[str, float]:
-    from training.view_metrics import reprojection_metric
-
-    return reprojection_metric(G, dataset, options)
-
-
-def _geometry_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike | None,
-                     options: MetricOptions) -> dict[str, float]:
-    from training.view_metrics import geometry_metric
-
-    return geometry_metric(G, dataset, options)
-
-
-def _swd_depth_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike, options: MetricOptions) -> dict[str, float]:
-    from training.view_metrics import geometry_swd_metrics
-
-    return geometry_swd_metrics(G, dataset, options, ("swd-depth",))
-
-
-def _swd_normals_metric(G: GeneratorLike, dataset: ImageLabelDatasetLike, options: MetricOptions) -> dict[str, float]:
-    from training.view_metrics import geometry_swd_metrics
-
-    return geometry_swd_metrics(G, dataset, options, ("swd-normals",))
-
-
-METRICS: dict[str, MetricFn] = {
-    "swd": swd_metric,
-    "fid": _fid_metric,
-    "kid": _kid_metric,
-    "reprojection": _reprojection_metric,
-    "geometry": _geometry_metric,
-    "swd-depth": _swd_depth_metric,
-    "swd-normals": _swd_normals_metric,
-}
-"""Metrics the trainer can request by name. Each returns a dict holding its own name as a key
-(plus ``name/...`` details): fid, kid (``kid/std``), reprojection (``reprojection/valid``),
-geometry (``geometry/within10``), swd-depth and swd-normals (per-level ``swd-*/R`` too). See
-``training.fid`` and ``training.view_metrics`` for the definitions."""
-
-METRICS_WITHOUT_DATA = frozenset({"reprojection", "geometry"})
-"""Metrics that need no dataset (they render fixed orbit views of seeded identities)."""
-
-
-def compute_metrics(names: Sequence[str], G: GeneratorLike, dataset: ImageLabelDatasetLike,
-                    options: MetricOptions | None = None) -> dict[str, float]:
-    """Run the named metrics and merge their results; unknown names fail before anything runs."""
-    unknown = [name for name in names if name not in METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; known: {', '.join(METRICS)}")
-    options = options or MetricOptions()
-    results: dict[str, float] = {}
-    for name in names:
-        results.update(METRICS[name](G, dataset, options))
-    return results

@@ -24,9 +24,10 @@ trainer drives both alike. What a method uses is set by :class:`PipelineLossConf
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, ContextManager
 
 import torch
 import torch.nn.functional as F

@@ -8,8 +8,8 @@ recipe into a full :class:`TrainConfig`, and its ``-tiny`` variant into a CPU-si
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from models.pipeline_config import PipelineConfig
 from training.config import TrainConfig

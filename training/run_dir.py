@@ -25,6 +25,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+# Re-exported (explicit "as" form): the readers' side of the snapshot names lives with the model
+# source, which the app and the batch tools use too; it is torch-free, like this module.
+from renderers.model_source import SNAPSHOT_PATTERN as SNAPSHOT_PATTERN
+from renderers.model_source import list_snapshots as list_snapshots
+
 LATEST = "latest"
 LOG = "log.jsonl"
 METRICS_LOG = "metrics.jsonl"
@@ -33,8 +38,6 @@ RUN_DIR_PATTERN = re.compile(r"^(\d{5})-")
 REALS = "reals.png"
 SAMPLES_PATTERN = re.compile(r"^samples-(\d+(?:\.\d+)?)\.png$")
 """Sample grid file names; group 1 is the kimg."""
-SNAPSHOT_PATTERN = re.compile(r"^network-snapshot-(\d+(?:\.\d+)?)\.safetensors$")
-"""Network snapshot file names; group 1 is the kimg."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -58,19 +61,6 @@ def state_name(nimg: int) -> str:
 
 def samples_name(nimg: int) -> str:
     return f"samples-{kimg_tag(nimg)}.png"
-
-
-def list_snapshots(run_dir: Path) -> list[tuple[float, Path]]:
-    """(kimg, path) of every generator snapshot in a run directory, newest first.
-
-    Snapshots appear by atomic rename, so every listed file is complete.
-    """
-    try:
-        names = os.listdir(run_dir)
-    except OSError:
-        return []
-    found = [(float(m.group(1)), Path(run_dir) / name) for name in names if (m := SNAPSHOT_PATTERN.match(name))]
-    return sorted(found, key=lambda item: item[0], reverse=True)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -35,8 +35,8 @@ import math
 import os
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -246,7 +246,8 @@ def _head(r: _Rng, b: _Builder) -> None:
     b.capsule((0, jaw_y - 0.04, cz - 0.05), (0, -0.42, cz - 0.08), r.u(0.085, 0.11), [c * 0.88 for c in skin])
 
 
-_PAINT = [(0.75, 0.08, 0.08), (0.10, 0.25, 0.70), (0.90, 0.90, 0.88), (0.15, 0.15, 0.16), (0.85, 0.65, 0.10), (0.20, 0.50, 0.25), (0.55, 0.55, 0.58)]
+_PAINT = [(0.75, 0.08, 0.08), (0.10, 0.25, 0.70), (0.90, 0.90, 0.88), (0.15, 0.15, 0.16), (0.85, 0.65, 0.10),
+          (0.20, 0.50, 0.25), (0.55, 0.55, 0.58)]
 _WOOD = [(0.55, 0.35, 0.18), (0.35, 0.22, 0.12), (0.80, 0.65, 0.45), (0.20, 0.20, 0.22), (0.85, 0.85, 0.82)]
 _FABRIC = [(0.70, 0.15, 0.15), (0.15, 0.30, 0.55), (0.30, 0.55, 0.30), (0.85, 0.75, 0.55), (0.25, 0.25, 0.27)]
 

@@ -51,7 +51,8 @@ has one (pipeline methods), else the dataset's median focal when there is a data
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,7 +110,7 @@ def metric_focal(dataset: ImageLabelDatasetLike | None, options: MetricOptions, 
         return fov_to_focal(float(fov))
     labels = getattr(dataset, "labels", None) if dataset is not None else None
     if labels is not None and np.asarray(labels).ndim == 2 and np.asarray(labels).shape[1] == 25 and len(labels):
-        from training.loop import dataset_focal
+        from training.dataset import dataset_focal
 
         return dataset_focal(labels)
     return FFHQ_FOCAL

@@ -1,30 +1,15 @@
 """The control panels: one immediate-mode widget class per file.
 
-Each widget is a ``Panel``: a ``title``, whether it starts expanded, and ``draw()``, called every UI
-frame while it is expanded. It reads and writes the typed app state (``viz.state``) and calls the
-app's actions, never another widget.
+Each widget is a ``Panel`` (``widgets/panel.py``): a ``title``, whether it starts expanded, and
+``draw()``, called every UI frame while it is expanded. It reads and writes the typed app state
+(``viz.state``) and calls the app's actions, never another widget.
 """
 
 from __future__ import annotations
 
+from widgets.panel import Panel
 
-class Panel:
-    """Base of the panels (immediate mode: ``draw`` runs every frame the panel is expanded)."""
-
-    title = ""
-    """Header text (also how session scripts name the panel)."""
-    open_by_default = True
-    """Expanded when the app starts."""
-
-    def __init__(self, viz):
-        self.viz = viz
-
-    def __call__(self, expanded: bool) -> None:
-        if expanded:
-            self.draw()
-
-    def draw(self) -> None:
-        raise NotImplementedError
+__all__ = ["Panel", "build_widgets"]
 
 
 def build_widgets(viz) -> list:

@@ -8,7 +8,7 @@ import imgui
 
 from app import camera_control
 from renderers.render_args import CameraPose
-from widgets import Panel
+from widgets.panel import Panel
 
 SHORTCUTS = ("drag: orbit   right/middle drag: pan   wheel: zoom\n"
              "arrows: orbit   R: reset   PgUp/PgDn: seed   space: animate\n"

@@ -9,8 +9,8 @@ import imgui
 
 from renderers.mesh import MESH_FORMATS
 from renderers.trajectories import CameraPathError
-from widgets import Panel
 from widgets.controls import iso_level_input
+from widgets.panel import Panel
 
 VIDEO_TRAJECTORIES = ["orbit", "yaw", "circle", "latent", "path"]
 VIDEO_MODES = ["rgb", "depth", "side"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import imgui
 
-from training.run_dir import SNAPSHOT_PATTERN
+from renderers.model_source import SNAPSHOT_PATTERN
 
 
 def is_run_dir(path: Path) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import imgui
 
-from widgets import Panel
+from widgets.panel import Panel
 
 
 class LatentWidget(Panel):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import imgui
 
-from widgets import Panel
 from widgets.file_browser import FileBrowser
+from widgets.panel import Panel
 
 
 class ModelWidget(Panel):

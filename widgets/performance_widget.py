@@ -7,7 +7,7 @@ import statistics
 
 import imgui
 
-from widgets import Panel
+from widgets.panel import Panel
 
 
 def _median(values) -> float:
@@ -25,8 +25,9 @@ class PerformanceWidget(Panel):
         render = _median(list(perf.render_ms)[-30:])
         imgui.text(f"render {render:.1f} ms ({1000 / render if render else 0:.1f} fps), neural res "
                    f"{perf.neural_resolution_shown}")
-        imgui.text(f"convert {_median(list(perf.convert_ms)[-30:]):.2f} ms   upload {_median(list(perf.upload_ms)[-30:]):.2f} ms"
-                   f"   draw {_median(list(perf.draw_ms)[-60:]):.2f} ms   present {_median(list(perf.present_ms)[-60:]):.2f} ms")
+        convert, upload = _median(list(perf.convert_ms)[-30:]), _median(list(perf.upload_ms)[-30:])
+        draw, present = _median(list(perf.draw_ms)[-60:]), _median(list(perf.present_ms)[-60:])
+        imgui.text(f"convert {convert:.2f} ms   upload {upload:.2f} ms   draw {draw:.2f} ms   present {present:.2f} ms")
         if perf.last_stage_ms:
             imgui.text_disabled("  ".join(f"{k} {v:.1f}" for k, v in perf.last_stage_ms.items()))
         for label, values in (("frame ms", perf.frame_ms), ("render ms", perf.render_ms)):

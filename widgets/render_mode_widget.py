@@ -6,8 +6,8 @@ import imgui
 
 from renderers.colormaps import COLORMAPS
 from renderers.render_args import NORMALS_SOURCES, RENDER_MODES
-from widgets import Panel
 from widgets.controls import iso_level_input
+from widgets.panel import Panel
 
 
 class RenderModeWidget(Panel):

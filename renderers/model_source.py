@@ -3,21 +3,40 @@
 A run directory is followed: the newest complete ``network-snapshot-*.safetensors`` is loaded, and
 ``RunFollower.poll`` reports a newer one as soon as the trainer renames it into place (snapshots
 are written atomically, so a listed file is always complete).
+
+Used by the app and the batch tools alike. This module imports no torch: the snapshot names it
+reads (:data:`SNAPSHOT_PATTERN`, :func:`list_snapshots`) are also the trainer's run-directory
+convention (``training.run_dir``), which the training monitor reads without torch.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from training.run_dir import list_snapshots
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "assets" / "default_generator.safetensors"
 """The bundled default model (made by the trainer); if it is missing a fresh tiny one stands in."""
 STAND_IN = "preset:tiny"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pkl")
+SNAPSHOT_PATTERN = re.compile(r"^network-snapshot-(\d+(?:\.\d+)?)\.safetensors$")
+"""Network snapshot file names (``training.run_dir.snapshot_name``); group 1 is the kimg."""
+
+
+def list_snapshots(run_dir: Path) -> list[tuple[float, Path]]:
+    """(kimg, path) of every generator snapshot in a run directory, newest first.
+
+    Snapshots appear by atomic rename, so every listed file is complete.
+    """
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return []
+    found = [(float(m.group(1)), Path(run_dir) / name) for name in names if (m := SNAPSHOT_PATTERN.match(name))]
+    return sorted(found, key=lambda item: item[0], reverse=True)
 
 
 @dataclass
