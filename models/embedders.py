@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from models.decoders import DECODERS
 from models.feature_volume import FeatureVolume
+from models.mappings import MAPPINGS
 from models.registry import ComponentConfig, Registry
 from models.scene import MeshFields, Scene
 from models.stylegan2 import SynthesisNetwork
+from ops.camera import generate_rays, unpack_label
 from ops.compositing import Composite, combine_fields, composite_constant_delta
 from ops.feature_volume import sample_feature_volume
 from ops.manifolds import (
@@ -40,8 +43,7 @@ from ops.manifolds import (
 from ops.siren import encoded_size, positional_encoding
 from ops.triplane import plane_axes, sample_triplane
 
-if TYPE_CHECKING:
-    from models.pipeline import PipelineGenerator
+Generator = Any  # models.pipeline.PipelineGenerator (which imports this module)
 
 EMBEDDERS: Registry = Registry("embedder")
 
@@ -99,7 +101,7 @@ class Embedder(nn.Module):
     def on_swap_in(cls, config: Any) -> None:
         """Couplings a swap to this embedder brings (edits the PipelineConfig in place)."""
 
-    def mesh_fields(self, G: PipelineGenerator, scene: Scene, color) -> MeshFields | None:
+    def mesh_fields(self, G: Generator, scene: Scene, color) -> MeshFields | None:
         """The mesh field if this embedder defines its own geometry (GRAM), else None."""
         return None
 
@@ -291,8 +293,6 @@ class ManifoldEmbedder(Embedder):
 
     @classmethod
     def on_swap_in(cls, config: Any) -> None:
-        from models.decoders import DECODERS
-
         if DECODERS.cls_of(config.decoder).needs_ws != "film":
             config.decoder = DECODERS.default_config("gram_siren")
 
@@ -306,7 +306,7 @@ class ManifoldEmbedder(Embedder):
     def forward(self, scene: None, points: torch.Tensor) -> torch.Tensor:
         return points * self.coordinate_scale
 
-    def render_rays(self, G: PipelineGenerator, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
+    def render_rays(self, G: Generator, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
                     depths: torch.Tensor, density_noise: float) -> Composite:
         """Intersect the rays with the level sets of s(x), shade the surface points, composite with
         a constant interval (the background plane is opaque)."""
@@ -336,16 +336,14 @@ class ManifoldEmbedder(Embedder):
                                           white_background=G.renderer.white_back)
         return G.finish_composite(result, depth[..., None])
 
-    def mesh_fields(self, G: PipelineGenerator, scene: Scene, color) -> MeshFields:
+    def mesh_fields(self, G: Generator, scene: Scene, color) -> MeshFields:
         half = G.box_side / 2
         field = lambda p: self.field(p.to(scene.ws.device))  # noqa: E731
         return MeshFields(field, color, (-half, half), self.dominant_level(G, scene), inside="below")
 
     @torch.no_grad()
-    def dominant_level(self, G: PipelineGenerator, scene: Scene) -> float:
+    def dominant_level(self, G: Generator, scene: Scene) -> float:
         """The level whose manifold carries the most compositing weight in the frontal view."""
-        from ops.camera import generate_rays, unpack_label
-
         camera = G.default_camera(device=scene.ws.device)
         cam2world, intrinsics = unpack_label(camera)
         origins, directions = generate_rays(cam2world, intrinsics, 32)
@@ -416,9 +414,6 @@ class CompositionEmbedder(Embedder):
 
     @classmethod
     def on_swap_in(cls, config: Any) -> None:
-        from models.decoders import DECODERS
-        from models.mappings import MAPPINGS
-
         config.decoder = DECODERS.default_config("nerf_mlp")
         config.mapping = MAPPINGS.default_config("none")
 
