@@ -1,11 +1,12 @@
 """Generator and discriminator networks, and checkpoint I/O."""
 
-from models.checkpoint import build_generator, load_generator, save_generator
+from models.build import build_eg3d, build_generator, build_pipeline
+from models.checkpoint import load_generator, save_generator
 from models.discriminator import DiscriminatorConfig, DualDiscriminator, build_discriminator, discriminator_preset
-from models.eg3d import EG3DConfig, EG3DRenderingConfig, TriPlaneGenerator, build_eg3d, eg3d_preset
+from models.eg3d import EG3DConfig, EG3DRenderingConfig, eg3d_preset
 from models.errors import CheckpointError, UnsafePickleError
 from models.methods import pipeline_preset
-from models.pipeline import PipelineGenerator, build_pipeline
+from models.pipeline import PipelineGenerator
 from models.pipeline_config import PipelineConfig
 
 __all__ = [
@@ -16,7 +17,6 @@ __all__ = [
     "EG3DRenderingConfig",
     "PipelineConfig",
     "PipelineGenerator",
-    "TriPlaneGenerator",
     "UnsafePickleError",
     "build_discriminator",
     "build_generator",

@@ -20,10 +20,12 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
-from models.eg3d import EG3D_PRESETS, EG3DConfig, TriPlaneGenerator, build_eg3d
+from models.build import build_eg3d, build_pipeline
+from models.eg3d import EG3D_PRESETS, EG3DConfig
 from models.errors import CheckpointError
 from models.methods import PIPELINE_PRESET_NAMES
-from models.pipeline import PipelineGenerator, build_pipeline
+from models.methods.eg3d import from_eg3d, official_to_pipeline_names
+from models.pipeline import PipelineGenerator
 from models.pipeline_config import PipelineConfig
 
 FORMAT_NAME = "3dgan-studio/generator"
@@ -31,18 +33,16 @@ FORMAT_NAME = "3dgan-studio/generator"
 FORMAT_VERSION = "1"
 """Checkpoint format version written by this code."""
 
-GENERATOR_TYPES: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[Any], nn.Module]]] = {
-    "eg3d": (EG3DConfig.from_dict, TriPlaneGenerator),
-    "pipeline": (PipelineConfig.from_dict, PipelineGenerator),
+def _identity_names(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return state_dict
+
+
+GENERATOR_TYPES: dict[str, tuple[Callable[[dict[str, Any]], PipelineConfig], Callable[[dict], dict]]] = {
+    "eg3d": (lambda data: from_eg3d(EG3DConfig.from_dict(data)), official_to_pipeline_names),
+    "pipeline": (PipelineConfig.from_dict, _identity_names),
 }
-"""Method name -> (config-from-dict, generator-from-config). New methods register here."""
-
-
-def build_generator(config: Any) -> nn.Module:
-    """A freshly initialised generator of any registered family (``config.method``)."""
-    if config.method not in GENERATOR_TYPES:
-        raise ValueError(f"unknown generator method {config.method!r}; known: {', '.join(sorted(GENERATOR_TYPES))}")
-    return GENERATOR_TYPES[config.method][1](config)
+"""``method`` metadata of our checkpoints -> (pipeline config from the saved dict, parameter-name map).
+'eg3d' files were written before EG3D joined the pipeline, under the official parameter names."""
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -174,13 +174,13 @@ def read_safetensors_generator(path: str | os.PathLike) -> nn.Module:
     method = meta.get("method")
     if method not in GENERATOR_TYPES:
         raise CheckpointError(path, f"unknown generator method {method!r}; known: {', '.join(sorted(GENERATOR_TYPES))}")
-    config_from_dict, build = GENERATOR_TYPES[method]
+    config_from_dict, names = GENERATOR_TYPES[method]
     try:
         config = config_from_dict(json.loads(meta["config"]))
-        G = build(config)
+        G = PipelineGenerator(config)
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(path, f"invalid model config in metadata: {e}") from e
-    load_state_checked(G, tensors, path)
+    load_state_checked(G, names(tensors), path)
     return G
 
 
@@ -192,11 +192,10 @@ def read_eg3d_pickle_generator(path: str | os.PathLike, key: str = "G_ema") -> n
     if class_name != "TriPlaneGenerator":
         raise CheckpointError(path, f"{key} is a {class_name}, not an EG3D TriPlaneGenerator")
     try:
-        config = EG3DConfig.from_official(init_kwargs, attributes)
-        G = TriPlaneGenerator(config)
+        G = PipelineGenerator(from_eg3d(EG3DConfig.from_official(init_kwargs, attributes)))
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(path, f"unsupported EG3D generator options: {e}") from e
-    load_state_checked(G, state_dict, path)
+    load_state_checked(G, official_to_pipeline_names(state_dict), path)
     return G
 
 

@@ -25,7 +25,6 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from models.eg3d import OSGDecoder
 from models.registry import ComponentConfig, Registry
 from models.siren import FiLMSiren, SirenFiLMDecoder
 from models.stylegan2 import FullyConnectedLayer
@@ -55,6 +54,32 @@ def _check_points(name: str, x: torch.Tensor, n: int | None, features: int) -> N
 def _check_ws(ws: torch.Tensor, n: int, num_ws: int, w_dim: int) -> None:
     if tuple(ws.shape) != (n, num_ws, w_dim):
         raise ValueError(f"ws must be {[n, num_ws, w_dim]}, got {list(ws.shape)}")
+
+
+# --- EG3D / EpiGRAF ---------------------------------------------------------------------------
+
+class OSGDecoder(nn.Module):
+    """EG3D's small MLP: averaged tri-plane feature -> (raw sigma, 32-channel feature in [0, 1])."""
+
+    def __init__(self, n_features: int, hidden_dim: int = 64, output_dim: int = 32, lr_multiplier: float = 1.0,
+                 activation: str = "softplus"):
+        """``activation``: 'softplus' (EG3D) or 'lrelu' (EpiGRAF's variant of this decoder)."""
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.net = nn.Sequential(
+            FullyConnectedLayer(n_features, hidden_dim, lr_multiplier=lr_multiplier),
+            nn.Softplus() if activation == "softplus" else nn.LeakyReLU(0.2),
+            FullyConnectedLayer(hidden_dim, 1 + output_dim, lr_multiplier=lr_multiplier),
+        )
+
+    def forward(self, sampled_features: torch.Tensor, ray_directions: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """sampled_features [N, P, M, C] -> {'rgb': [N, M, 32], 'sigma': [N, M, 1]} (sigma raw)."""
+        del ray_directions  # the OSG decoder is view-independent
+        x = sampled_features.mean(1)
+        n, m, c = x.shape
+        x = self.net(x.reshape(n * m, c)).view(n, m, -1)
+        rgb = torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001  # MipNeRF's widened sigmoid
+        return {"rgb": rgb, "sigma": x[..., 0:1]}
 
 
 # --- VolumeGAN / StyleNeRF -------------------------------------------------------------------
@@ -447,13 +472,15 @@ class OSGFieldDecoder(Decoder):
         """Colour/feature channels (EG3D 32, EpiGRAF 3)."""
         activation: str = "softplus"
         """Hidden activation: 'softplus' (EG3D) or 'lrelu' (EpiGRAF)."""
+        lr_multiplier: float = 1.0
+        """Learning-rate multiplier of the two layers (EG3D's ``decoder_lr_mul``)."""
 
     reset_on_swap = ("hidden",)
 
     def __init__(self, config: Config, in_features: int, w_dim: int):
         super().__init__()
         self.net = OSGDecoder(in_features, hidden_dim=config.hidden, output_dim=config.out_features,
-                              activation=config.activation)
+                              activation=config.activation, lr_multiplier=config.lr_multiplier)
         self.channels = config.out_features
 
     @staticmethod

@@ -68,6 +68,8 @@ class Embedder(nn.Module):
     """Features per point handed to the decoder."""
     coordinate_scale: float = 1.0
     """World points are multiplied by this before encoding (the decoder's units per world unit)."""
+    mesh_border_cleanup: bool = False
+    """Meshes clear the border layers of the density grid (EG3D)."""
     gives_coordinates: ClassVar[bool] = False
     """Its features are 3-d coordinates (decoders that read coordinates need this)."""
     needs_constant_interval: ClassVar[bool] = False
@@ -153,15 +155,25 @@ class TriplaneEmbedder(Embedder):
         """Backbone width: channels at res r = min(channel_base // r, channel_max)."""
         channel_max: int = 512
         """Backbone channel cap."""
+        num_fp16_res: int = 0
+        """Backbone blocks (from the top) that run in fp16 on CUDA."""
+        conv_clamp: float | None = None
+        """Clamp on backbone conv outputs (usually 256 when fp16 is on)."""
+        fused_modconv_default: bool | str = "inference_only"
+        """Grouped modulated convolution: True, False or 'inference_only' (fused in eval mode)."""
+        mesh_border_cleanup: bool = False
+        """Clear the border layers of the density grid before meshing (EG3D's extraction)."""
 
     def __init__(self, config: Config, w_dim: int, box_side: float):
         super().__init__()
         self.channels = int(config.channels)
         self.box_side = float(box_side)
         self.align_corners = bool(config.align_corners)
+        self.mesh_border_cleanup = bool(config.mesh_border_cleanup)
         self.backbone = SynthesisNetwork(w_dim, config.resolution, 3 * self.channels,
                                          channel_base=config.channel_base, channel_max=config.channel_max,
-                                         num_fp16_res=0, conv_clamp=None, fused_modconv_default="inference_only")
+                                         num_fp16_res=config.num_fp16_res, conv_clamp=config.conv_clamp,
+                                         fused_modconv_default=config.fused_modconv_default)
         self.num_ws = self.backbone.num_ws
         self.out_features = self.channels
         self.register_buffer("axes", plane_axes(config.axes), persistent=False)

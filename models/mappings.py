@@ -48,10 +48,22 @@ class StyleGAN2Mapping(MappingNetwork):
         """Feed the 25-d camera label to the mapping network (EG3D's generator pose conditioning)."""
         lr_multiplier: float = 0.01
         """Learning-rate multiplier of the mapping layers."""
+        camera_scale: float = 1.0
+        """The camera label is multiplied by this before the mapping (EG3D's ``c_scale``)."""
+        zero_camera: bool = False
+        """Condition on a zero camera (EG3D's ``c_gen_conditioning_zero``: pose conditioning off)."""
 
     def __init__(self, config: Config, c_dim: int, num_ws: int, film_width: int = 0):
         super().__init__(config.z_dim, c_dim if config.camera_conditioning else 0, config.w_dim, num_ws,
                          num_layers=config.layers, lr_multiplier=config.lr_multiplier)
+        self.camera_scale, self.zero_camera = float(config.camera_scale), bool(config.zero_camera)
+
+    def forward(self, z, c, truncation_psi: float = 1, truncation_cutoff: int | None = None,
+                update_emas: bool = False) -> torch.Tensor:
+        if self.c_dim:
+            c = (torch.zeros_like(c) if self.zero_camera else c) * self.camera_scale
+        return super().forward(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                               update_emas=update_emas)
 
     @staticmethod
     def ws_width(config: Config, film_width: int) -> int:

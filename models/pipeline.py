@@ -27,15 +27,15 @@ from torch import nn
 from models.decoders import DECODERS
 from models.embedders import EMBEDDERS, Fields
 from models.mappings import MAPPINGS
-from models.methods import pipeline_preset
 from models.pipeline_config import PipelineConfig
 from models.point_sampling import POINT_SAMPLERS
-from models.scene import MeshFields, Scene
+from models.scene import MeshFields, RenderOptions, Scene
 from models.upsamplers import UPSAMPLERS
 from models.volume_rendering import VolumeRenderer
 from ops.camera import fov_to_focal, generate_rays, orbit_label, unpack_label
 from ops.compositing import Composite
-from ops.ray_sampling import importance_depths, merge_sorted_samples, ray_samples
+from ops.ray_sampling import ray_samples
+from ops.volume_rendering import render_samples
 
 
 class PipelineGenerator(nn.Module):
@@ -65,9 +65,11 @@ class PipelineGenerator(nn.Module):
         self.renderer = VolumeRenderer(c.density, c.integrator, white_back=c.renderer.white_back,
                                        sdf_scale=self.embedder.coordinate_scale)
 
-        # ws layout: [embedder | decoder | upsampler].
+        # ws layout: [embedder | decoder | upsampler]; EG3D's upsampler reads the last backbone w.
         self.ws_slices = _ws_slices(self.embedder.num_ws, self.decoder.num_ws, self.upsampler.num_ws)
         num_ws = max(self.ws_slices[-1].stop, 1)
+        if self.upsampler.shares_last_ws:
+            self.ws_slices = (*self.ws_slices[:2], slice(num_ws - 1, num_ws))
         self.mapping_network = MAPPINGS.build(c.mapping, c.c_dim, num_ws, decoder_cls.film_width(c.decoder))
         self.w_dim, self.num_ws = w_dim, num_ws
         self.requires_grad_(True)
@@ -83,6 +85,9 @@ class PipelineGenerator(nn.Module):
     def _rendering_kwargs(c: PipelineConfig) -> dict[str, Any]:
         """The live options the viewer and batch tools read (EG3D's key names)."""
         return {
+            **c.extra,
+            "c_gen_conditioning_zero": bool(getattr(c.mapping, "zero_camera", False)),
+            "c_scale": float(getattr(c.mapping, "camera_scale", 1.0)),
             "depth_resolution": c.points.num_coarse, "depth_resolution_importance": c.points.num_fine,
             "ray_start": c.points.near, "ray_end": c.points.far, "box_warp": c.points.box_side,
             "avg_camera_radius": c.pose.radius, "avg_camera_pivot": list(c.pose.pivot),
@@ -116,14 +121,14 @@ class PipelineGenerator(nn.Module):
 
     def synthesis(self, ws: torch.Tensor, c: torch.Tensor, neural_rendering_resolution: int | None = None,
                   update_emas: bool = False, noise_mode: str = "const", max_resolution: int | None = None,
-                  fade_alpha: float = 1.0, **_) -> dict[str, torch.Tensor]:
+                  fade_alpha: float = 1.0, options: RenderOptions | None = None, **_) -> dict[str, torch.Tensor]:
         """Render ws from cameras c [N, 25]: image [N, 3, R, R], image_raw [N, 3, r, r], image_depth [N, 1, r, r].
 
         ``max_resolution`` / ``fade_alpha``: a StyleGAN upsampler grown only this far, its newest
         block faded in (progressive growing in training); other upsamplers ignore them."""
         r = int(neural_rendering_resolution or self.neural_rendering_resolution)
         scene = self.planes(ws, update_emas=update_emas, noise_mode=noise_mode)
-        features, depth = self.render_neural(scene, c, r)
+        features, depth = self.render_neural(scene, c, r, options)
         image, image_raw = self.superresolve(features, ws, noise_mode=noise_mode, max_resolution=max_resolution,
                                              fade_alpha=fade_alpha)
         return {"image": image, "image_raw": image_raw, "image_depth": depth}
@@ -139,9 +144,8 @@ class PipelineGenerator(nn.Module):
         """Feature image [N, C, r, r] -> (image [N, 3, R', R'], image_raw [N, 3, r, r]).
 
         Without an upsampler the image is the rendering itself (R' = r: a patch stays a patch)."""
-        image = self.upsampler.upsample(features, ws[:, self.ws_slices[2]], noise_mode=noise_mode,
-                                        max_resolution=max_resolution, fade_alpha=fade_alpha)
-        return image, features[:, :3]
+        return self.upsampler.upsample(features, ws[:, self.ws_slices[2]], noise_mode=noise_mode,
+                                       max_resolution=max_resolution, fade_alpha=fade_alpha)
 
     def sample_mixed(self, coordinates, directions, ws, update_emas: bool = False, noise_mode: str = "const", **_):
         """σ and colour at world points for ws: coordinates [N, M, 3] -> {'rgb', 'sigma'} (+ 'sdf')."""
@@ -151,13 +155,15 @@ class PipelineGenerator(nn.Module):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)
         return self.sample_mixed(coordinates, directions, ws, update_emas=update_emas, **kwargs)
 
-    def run_decoder(self, scene: Scene, coordinates: torch.Tensor, directions: torch.Tensor) -> dict[str, torch.Tensor]:
+    def run_decoder(self, scene: Scene, coordinates: torch.Tensor, directions: torch.Tensor,
+                    options: RenderOptions | None = None) -> dict[str, torch.Tensor]:
         """Decoder at world points [N, M, 3]: {'rgb' [N, M, C], 'sigma' [N, M, 1]}; 'sigma' is the
         raw density (with training noise), or for SDF models the density of the SDF, plus 'sdf'."""
         out = self._decode(scene, coordinates, directions)
         if self.renderer.sdf:
             return {"rgb": out["rgb"], "sigma": self.renderer.density(out["raw"]), "sdf": out["raw"]}
-        return {"rgb": out["rgb"], "sigma": self.renderer.noisy(out["raw"], self.rendering_kwargs["density_noise"])}
+        noise = (options or RenderOptions()).resolve(self.rendering_kwargs).density_noise
+        return {"rgb": out["rgb"], "sigma": self.renderer.noisy(out["raw"], noise)}
 
     def default_camera(self, batch: int = 1, yaw: float = 0.0, pitch: float = 0.0, focal: float | None = None,
                        device: torch.device | str | None = None) -> torch.Tensor:
@@ -174,12 +180,13 @@ class PipelineGenerator(nn.Module):
         fields = Fields(self.decoder, self.decoder_ws(scene), scene.ws[:, 0], getattr(self, "background_decoder", None))
         return self.embedder.decode(fields, scene, points, directions, activate=self.renderer.activate)
 
-    def _evaluate(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor, depths: torch.Tensor):
+    def _evaluate(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor, depths: torch.Tensor,
+                  density_noise: float = 0.0):
         """Decoder at depths [N, M, K, 1] along rays: rgb [N, M, K, C], raw [N, M, K, 1]."""
         n, m, k, _ = depths.shape
         points, dirs = ray_samples(origins, directions, depths)
         out = self._decode(scene, points, dirs)
-        raw = out["raw"] if self.renderer.sdf else self.renderer.noisy(out["raw"], self.rendering_kwargs["density_noise"])
+        raw = out["raw"] if self.renderer.sdf else self.renderer.noisy(out["raw"], density_noise)
         return out["rgb"].reshape(n, m, k, -1), raw.reshape(n, m, k, 1)
 
     def sample_depths(self, origins: torch.Tensor, directions: torch.Tensor, count: int,
@@ -190,21 +197,17 @@ class PipelineGenerator(nn.Module):
         return self.point_sampler.depths(origins, directions, count, opts["ray_start"], opts["ray_end"],
                                          opts["box_warp"], self.training if jitter is None else jitter)
 
-    def render_rays(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor) -> Composite:
+    def render_rays(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
+                    options: RenderOptions | None = None) -> Composite:
         """Composite features [N, M, C] (about [-1, 1] for colour decoders), depth [N, M, 1], weights."""
-        opts = self.rendering_kwargs
-        depths = self.sample_depths(origins, directions, int(opts["depth_resolution"]))
+        opts = (options or RenderOptions()).resolve(self.rendering_kwargs)
+        depths = self.sample_depths(origins, directions, opts.num_coarse)
         if self.embedder.renders_rays:
-            return self.embedder.render_rays(self, scene, origins, directions, depths, opts["density_noise"])
-        rgb, raw = self._evaluate(scene, origins, directions, depths)
-        num_fine = int(opts["depth_resolution_importance"])
-        if num_fine > 0:
-            coarse = self.renderer.composite(rgb, raw, depths)
-            weights = self.renderer.integrator.importance_weights(coarse)
-            fine = importance_depths(depths, weights, num_fine, deterministic=not self.training)
-            rgb_fine, raw_fine = self._evaluate(scene, origins, directions, fine)
-            depths, rgb, raw = merge_sorted_samples(depths, rgb, raw, fine, rgb_fine, raw_fine)
-        result = self.renderer.composite(rgb, raw, depths)
+            return self.embedder.render_rays(self, scene, origins, directions, depths, opts.density_noise)
+        result, depths = render_samples(
+            depths, lambda d: self._evaluate(scene, origins, directions, d, opts.density_noise), self.renderer.composite,
+            opts.num_fine, deterministic=not self.training,
+            importance_weights=self.renderer.integrator.importance_weights)
         return self.finish_composite(result, depths)
 
     def finish_composite(self, result: Composite, depths: torch.Tensor) -> Composite:
@@ -223,12 +226,13 @@ class PipelineGenerator(nn.Module):
         rgb, rest = result.features[..., :3], result.features[..., 3:]
         return Composite(torch.cat([rgb * 2 - 1, rest], -1), result.depth, result.weights)
 
-    def render_neural(self, scene: Scene, c: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def render_neural(self, scene: Scene, c: torch.Tensor, resolution: int,
+                      options: RenderOptions | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Volume-render cameras c [N, 25] at r x r: feature image [N, C, r, r], depth [N, 1, r, r]."""
         cam2world, intrinsics = unpack_label(c)
         origins, directions = generate_rays(cam2world, intrinsics, resolution)
         n = origins.shape[0]
-        result = self.render_rays(scene, origins, directions)
+        result = self.render_rays(scene, origins, directions, options)
         features = result.features.permute(0, 2, 1).reshape(n, -1, resolution, resolution)
         depth = result.depth.permute(0, 2, 1).reshape(n, 1, resolution, resolution)
         return features.contiguous(), depth
@@ -257,7 +261,8 @@ class PipelineGenerator(nn.Module):
         own = self.embedder.mesh_fields(self, scene, color)
         if own is not None:
             return own
-        return MeshFields(lambda p: decode(p)["raw"][0, :, 0], color, (-half, half), None)
+        return MeshFields(lambda p: decode(p)["raw"][0, :, 0], color, (-half, half), None,
+                          eg3d_cleanup=self.embedder.mesh_border_cleanup)
 
 
 def _ws_slices(*counts: int) -> tuple[slice, ...]:
@@ -266,8 +271,3 @@ def _ws_slices(*counts: int) -> tuple[slice, ...]:
         out.append(slice(start, start + count))
         start += count
     return tuple(out)
-
-
-def build_pipeline(config: PipelineConfig | str) -> PipelineGenerator:
-    """A freshly initialised generator from a config or a preset name ('pigan', 'gram-tiny', ...)."""
-    return PipelineGenerator(pipeline_preset(config) if isinstance(config, str) else config)

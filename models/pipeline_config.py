@@ -94,6 +94,9 @@ class PipelineConfig:
     """Volume-rendering settings that are not components."""
     frozen: tuple[str, ...] = ()
     """Modules whose parameters do not train (StyleSDF stage 2 freezes the volume renderer)."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Settings the generator does not read, kept for the tools that do and for round trips (EG3D's
+    loss settings and unknown official ``rendering_kwargs``); they appear in ``G.rendering_kwargs``."""
     method: str = "pipeline"
     """Generator family; selects the class that builds this config (checkpoints)."""
     format: int = FORMAT
@@ -163,6 +166,7 @@ class PipelineConfig:
             data[name] = data[name].to_dict()
         data["renderer"] = dataclasses.asdict(self.renderer)
         data["frozen"] = list(self.frozen)
+        data["extra"] = dict(self.extra)
         return data
 
     @classmethod

@@ -67,6 +67,8 @@ class StratifiedPointSampler:
         """Patch-wise training (``PATCH_SAMPLERS``): 'none', 'graf' (scale/offset grid) or 'epigraf' (Beta scales)."""
         patch_size: int = 32
         """Rays per patch side in patch-wise training."""
+        disparity_space: bool = False
+        """Space the samples evenly in inverse depth (EG3D's ``disparity_space_sampling``; fixed bounds only)."""
 
     def __init__(self, config: Config):
         if config.perturb not in PERTURBATIONS:
@@ -87,7 +89,8 @@ class StratifiedPointSampler:
             start, end = auto_ray_bounds(origins, directions, float(box_side))
         else:
             start, end = float(near), float(far)
-        depths = stratified_depths(n, m, start, end, count, jitter=False, device=origins.device)
+        depths = stratified_depths(n, m, start, end, count, jitter=False, disparity_space=self.config.disparity_space,
+                                   device=origins.device)
         if not jitter or count < 2:
             return depths
         return PERTURBATIONS[self.config.perturb](depths, depths[:, :, 1:2] - depths[:, :, 0:1])

@@ -33,6 +33,26 @@ class MeshFields:
     """Clear EG3D's border layers before marching cubes (``renderers.mesh.eg3d_border``)."""
 
 
+@dataclass(frozen=True)
+class RenderOptions:
+    """Render settings passed with each call (the model is never edited to render); None takes the
+    model's live default (``G.rendering_kwargs``, EG3D's key names, which scripts may edit)."""
+
+    num_coarse: int | None = None
+    """Stratified samples per ray ('depth_resolution')."""
+    num_fine: int | None = None
+    """Importance samples per ray ('depth_resolution_importance')."""
+    density_noise: float | None = None
+    """Std of the training-time noise on raw density ('density_noise'; applied in training mode only)."""
+
+    def resolve(self, rendering_kwargs: dict[str, Any]) -> RenderOptions:
+        """Every field set: these values, else the live defaults."""
+        return RenderOptions(
+            int(rendering_kwargs["depth_resolution"]) if self.num_coarse is None else int(self.num_coarse),
+            int(rendering_kwargs["depth_resolution_importance"]) if self.num_fine is None else int(self.num_fine),
+            float(rendering_kwargs.get("density_noise", 0.0)) if self.density_noise is None else float(self.density_noise))
+
+
 @dataclass
 class Scene:
     """One batch of identities as the renderer needs them: the ws and the embedder's

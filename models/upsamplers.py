@@ -264,6 +264,11 @@ class _UpsamplerFacts:
     """No upsampler: the neural rendering is the image."""
     tiny_resolutions: ClassVar[tuple[int, int]] = (32, 16)
     """(image, neural rendering) resolution of the ``-tiny`` reduction."""
+    shares_last_ws: bool = False
+    """It reads the last ws of the embedder and decoder instead of ws of its own (EG3D's layout)."""
+
+    # upsample(features [N, C, r, r], ws, noise_mode, max_resolution, fade_alpha)
+    #   -> (image [N, 3, R, R], image_raw [N, 3, r, r])
 
 
 @UPSAMPLERS.register("none")
@@ -286,8 +291,8 @@ class NoUpsampler(_UpsamplerFacts, nn.Module):
     def tiny(config: Config) -> Config:
         return config
 
-    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0) -> torch.Tensor:
-        return features[:, :3]
+    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0):
+        return features[:, :3], features[:, :3]
 
 
 @UPSAMPLERS.register("eg3d_sr")
@@ -302,17 +307,35 @@ class EG3DSuperresolution(_UpsamplerFacts, Superresolution):
     class Config(ComponentConfig):
         module: str = "training.superresolution.SuperresolutionHybrid8XDC"
         """Module name (see models.superresolution)."""
+        share_last_ws: bool = False
+        """Read the backbone's last w (EG3D's ws layout) instead of one of its own."""
+        antialias: bool = True
+        """Antialias when resizing the neural image to the module's input size."""
+        num_fp16_res: int = 0
+        """>0 runs the blocks in fp16 on CUDA (with conv clamp 256)."""
+        fused_modconv_default: bool | str = "inference_only"
+        """Grouped modulated convolution: True, False or 'inference_only'."""
+        noise_mode: str = "none"
+        """Noise mode of its layers ('none', 'const' or 'random'; EG3D's ``superresolution_noise_mode``)."""
+        official_raw: bool = False
+        """``image_raw`` as EG3D returns it (with block0's RGB added where the module does not resize),
+        instead of the rendered feature image's first channels."""
 
     def __init__(self, config: Config, channels: int, in_resolution: int, out_resolution: int, w_dim: int):
         super().__init__(config.module, channels=channels, img_resolution=out_resolution, w_dim=w_dim,
-                         fused_modconv_default="inference_only")
+                         sr_num_fp16_res=config.num_fp16_res, sr_antialias=config.antialias,
+                         fused_modconv_default=config.fused_modconv_default)
+        self.shares_last_ws, self.noise_mode = bool(config.share_last_ws), config.noise_mode
+        self.official_raw = bool(config.official_raw)
+        self.num_ws = 0 if self.shares_last_ws else 1
 
     @staticmethod
     def tiny(config: Config) -> Config:
         return config.replace(module="studio.SuperresolutionLite2X64")
 
-    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0) -> torch.Tensor:
-        return self(features[:, :3], features, ws, noise_mode="none")[0]
+    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0):
+        image, raw = self(features[:, :3], features, ws, noise_mode=self.noise_mode)
+        return image, raw if self.official_raw else features[:, :3]
 
 
 @UPSAMPLERS.register("stylegan")
@@ -338,8 +361,9 @@ class StyleGANUpsamplerComponent(_UpsamplerFacts, StyleGANUpsampler):
     def tiny(config: Config) -> Config:
         return config.replace(channel_base=256, channel_max=16)
 
-    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0) -> torch.Tensor:
-        return self(features, ws, noise_mode=noise_mode, max_resolution=max_resolution, alpha=fade_alpha)
+    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0):
+        image = self(features, ws, noise_mode=noise_mode, max_resolution=max_resolution, alpha=fade_alpha)
+        return image, features[:, :3]
 
 
 @UPSAMPLERS.register("giraffe")
@@ -360,5 +384,5 @@ class GiraffeUpsampler(_UpsamplerFacts, GiraffeNeuralRenderer):
     def tiny(config: Config) -> Config:
         return config.replace(min_channels=4)
 
-    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0) -> torch.Tensor:
-        return self(features)
+    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0):
+        return self(features), features[:, :3]

@@ -33,13 +33,15 @@ def render_grid(
     for seed in seeds:
         z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(int(seed))).to(device)
         ws = G.mapping(z, G.default_camera(**lens, device=device), truncation_psi=truncation_psi)
+        scene = G.planes(ws, noise_mode="const")
         top, bottom = [], []
-        for i, yaw in enumerate(yaws):
+        for yaw in yaws:
             camera = G.default_camera(yaw=float(yaw), pitch=pitch, device=device, **lens)
-            out = G.synthesis(ws, camera, use_cached_backbone=i > 0, cache_backbone=i == 0, noise_mode="const")
-            res = out["image"].shape[-1]
-            top.append(image_to_uint8(out["image"][0]))
-            bottom.append(resize_nearest(depth_to_uint8(out["image_depth"][0]), res))
+            features, depth = G.render_neural(scene, camera, int(G.neural_rendering_resolution))
+            image, _ = G.superresolve(features, ws, noise_mode="const")
+            res = image.shape[-1]
+            top.append(image_to_uint8(image[0]))
+            bottom.append(resize_nearest(depth_to_uint8(depth[0]), res))
         rows += [np.concatenate(top, axis=1), np.concatenate(bottom, axis=1)]
     return np.concatenate(rows, axis=0)
 

@@ -17,19 +17,19 @@ density is foggy or layered (the bundled tiny model shows exactly that), which i
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from models.scene import cat_scenes, generator_device
+from models.protocol import Generator
+from models.scene import RenderOptions, cat_scenes, generator_device
 from ops.camera import fov_to_focal, orbit_label, unpack_label
 from ops.normals import normals_from_depth, normals_from_field, world_to_camera_normals
 from renderers.colormaps import depth_range
@@ -114,7 +114,7 @@ class _LRU(OrderedDict):
 class GeneratorRenderer:
     """Renders one generator. Not thread-safe: one thread (the render worker) owns it."""
 
-    def __init__(self, G: torch.nn.Module, identities: int = 2):
+    def __init__(self, G: Generator, identities: int = 2):
         """``identities``: how many identities' tri-planes stay cached (the app needs two; a batch
         grid video that shows several fixed identities keeps one per grid cell)."""
         self.G = G
@@ -156,19 +156,12 @@ class GeneratorRenderer:
         cond = args.view if args.cond_follows_view else args.cond
         return (dataclasses.astuple(args.latent), dataclasses.astuple(cond))
 
-    @contextlib.contextmanager
-    def _quality(self, args: RenderArgs) -> Iterator[None]:
-        """Temporarily apply the request's samples per ray to the generator's live rendering_kwargs."""
-        opts = self.G.rendering_kwargs
-        saved = {k: opts[k] for k in ("depth_resolution", "depth_resolution_importance")}
-        if args.quality.depth_samples is not None:
-            opts["depth_resolution"] = int(args.quality.depth_samples)
-        if args.quality.importance_samples is not None:
-            opts["depth_resolution_importance"] = int(args.quality.importance_samples)
-        try:
-            yield
-        finally:
-            opts.update(saved)
+    @staticmethod
+    def render_options(args: RenderArgs) -> RenderOptions:
+        """The request's samples per ray as the generator's per-call options (None: the model's own).
+        The viewer never shows training-time density noise."""
+        return RenderOptions(num_coarse=args.quality.depth_samples, num_fine=args.quality.importance_samples,
+                             density_noise=0.0)
 
     def mesh_fields(self, planes: Any):
         """``G.mesh_fields`` of an identity, kept for the last scene asked about: a mesh asks for its
@@ -255,8 +248,7 @@ class GeneratorRenderer:
             return outs
 
         r = int(first.quality.neural_resolution or G.neural_rendering_resolution)
-        with self._quality(first):
-            features, depth = G.render_neural(planes, cameras, r)
+        features, depth = G.render_neural(planes, cameras, r, self.render_options(first))
         for i, out in enumerate(outs):
             out.image_raw = features[i, :3]
             out.depth = depth[i]
@@ -311,8 +303,7 @@ class GeneratorRenderer:
             return float(fields.level)
         camera = self.camera(self.default_pose())
         r = int(self.G.neural_rendering_resolution)
-        with _no_density_noise(self.G):
-            _, depth = self.G.render_neural(planes, camera, r)
+        _, depth = self.G.render_neural(planes, camera, r, RenderOptions(density_noise=0.0))
         cam2world, intrinsics = unpack_label(camera)
         origins, directions = generate_rays(cam2world, intrinsics, r)
         depth = depth.reshape(-1, 1)
@@ -343,8 +334,7 @@ class GeneratorRenderer:
             level = self.surface_level(planes)
         fields = self.mesh_fields(planes)
         res = int(resolution)
-        with _no_density_noise(self.G):
-            grid = sample_grid(fields.field, fields.bounds, res, chunk=chunk, device=self.device, progress=progress)
+        grid = sample_grid(fields.field, fields.bounds, res, chunk=chunk, device=self.device, progress=progress)
         mesh = marching_cubes(grid, float(level), fields.bounds, inside=fields.inside,
                               border=self.mesh_border(planes, res))
         mesh.level = float(level)
@@ -361,16 +351,6 @@ class GeneratorRenderer:
             self._identity_key(args), lambda: self.G.planes(ws, noise_mode=args.latent.noise_mode))
         return ws, planes
 
-
-@contextlib.contextmanager
-def _no_density_noise(G) -> Iterator[None]:
-    """Training-time density noise off while geometry is measured."""
-    saved = G.rendering_kwargs.get("density_noise", 0)
-    G.rendering_kwargs["density_noise"] = 0
-    try:
-        yield
-    finally:
-        G.rendering_kwargs["density_noise"] = saved
 
 
 class DeviceClock:

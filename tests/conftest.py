@@ -53,10 +53,12 @@ def ref128_cases() -> dict[str, np.ndarray]:
 def ref128_generator(ref128_init_kwargs, ref128_state_dict):
     """Our generator built from the fixture config with the fixture weights, in eval mode."""
     from models.checkpoint import load_state_checked
-    from models.eg3d import EG3DConfig, TriPlaneGenerator
+    from models.eg3d import EG3DConfig
+    from models.methods.eg3d import from_eg3d, official_to_pipeline_names
+    from models.pipeline import PipelineGenerator
 
-    G = TriPlaneGenerator(EG3DConfig.from_official(ref128_init_kwargs))
-    load_state_checked(G, ref128_state_dict, REF128_DIR / "weights.npz")
+    G = PipelineGenerator(from_eg3d(EG3DConfig.from_official(ref128_init_kwargs)))
+    load_state_checked(G, official_to_pipeline_names(ref128_state_dict), REF128_DIR / "weights.npz")
     return G.eval().requires_grad_(False)
 
 

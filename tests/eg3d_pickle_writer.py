@@ -22,7 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.eg3d import OSGDecoder, TriPlaneGenerator
+from models.decoders import OSGDecoder
+from models.mappings import StyleGAN2Mapping
+from models.methods.eg3d import to_eg3d
+from models.pipeline import PipelineGenerator
 from models.stylegan2 import (
     FullyConnectedLayer,
     MappingNetwork,
@@ -224,28 +227,40 @@ def official_class_name(module: nn.Module) -> str | None:
     if isinstance(module, Superresolution):
         return module.module_name
     names = {
-        TriPlaneGenerator: "TriPlaneGenerator", StyleGAN2Generator: "Generator", MappingNetwork: "MappingNetwork",
+        StyleGAN2Generator: "Generator", MappingNetwork: "MappingNetwork", StyleGAN2Mapping: "MappingNetwork",
         SynthesisNetwork: "SynthesisNetwork", SynthesisLayer: "SynthesisLayer", ToRGBLayer: "ToRGBLayer",
         FullyConnectedLayer: "FullyConnectedLayer",
     }
     return names.get(type(module))
 
 
-def official_layout_copy(G: TriPlaneGenerator) -> tuple[nn.Module, dict[str, str], dict[str, str]]:
-    """A copy of G shaped like the official object tree: our config objects removed, EG3D's
-    parameter-free renderer/ray-sampler children added, and the class-name maps for the writer."""
-    clone = copy.deepcopy(G)
+def official_layout_copy(G: PipelineGenerator) -> tuple[nn.Module, dict[str, str], dict[str, str]]:
+    """A copy of an EG3D-preset G shaped like the official object tree (``TriPlaneGenerator``:
+    backbone with mapping and synthesis, superresolution, decoder), our config objects removed,
+    EG3D's parameter-free renderer/ray-sampler children added, and the class-name maps for the writer."""
+    source = copy.deepcopy(G)
+    config = to_eg3d(G.current_config())
+    backbone = StyleGAN2Generator.__new__(StyleGAN2Generator)
+    nn.Module.__init__(backbone)
+    backbone.mapping, backbone.synthesis = source.mapping_network, source.embedder.backbone
+    backbone.z_dim, backbone.c_dim, backbone.w_dim = config.z_dim, config.c_dim, config.w_dim
+    backbone.img_resolution, backbone.img_channels = config.triplane_resolution, 3 * 32
+    backbone.num_ws = source.embedder.backbone.num_ws
+    clone = nn.Module()
+    clone.z_dim, clone.c_dim, clone.w_dim = config.z_dim, config.c_dim, config.w_dim
+    clone.img_resolution, clone.img_channels = config.img_resolution, config.img_channels
+    clone.rendering_kwargs = config.to_official()["rendering_kwargs"]
+    clone.neural_rendering_resolution = config.neural_rendering_resolution
+    clone.backbone, clone.superresolution, clone.decoder = backbone, source.upsampler, source.decoder.net
     for module in clone.modules():
-        for attr in ("config", "layout", "_last_planes"):
+        for attr in ("config", "layout", "_last_planes", "shares_last_ws", "noise_mode", "official_raw"):
             module.__dict__.pop(attr, None)
-    del clone._buffers["plane_axes"]
-    clone._non_persistent_buffers_set.discard("plane_axes")
     renderer = nn.Module()
     renderer.plane_axes = plane_axes("official")  # a plain attribute in EG3D, not a buffer
     renderer.ray_marcher = nn.Module()
     clone.renderer = renderer
     clone.ray_sampler = nn.Module()
-    persistent, plain = {}, dict(OFFICIAL_PLAIN)
+    persistent, plain = {"": "TriPlaneGenerator"}, dict(OFFICIAL_PLAIN)
     for name, module in clone.named_modules():
         if isinstance(module, OSGDecoder):
             plain[name] = "training.triplane.OSGDecoder"

@@ -51,7 +51,7 @@ def _png(path: Path) -> np.ndarray:
 
 
 def build_tiny(name: str, seed: int | None = None):
-    from models.pipeline import build_pipeline
+    from models.build import build_pipeline
 
     torch.manual_seed(SEEDS.get(name, SEED) if seed is None else seed)
     return build_pipeline(name).eval().requires_grad_(False)

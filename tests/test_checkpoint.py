@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from models import CheckpointError, load_generator, save_generator
+from models.build import build_eg3d
 from models.checkpoint import atomic_write_bytes, open_generator
-from models.eg3d import build_eg3d
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_config_travels_in_metadata(tiny, tmp_path):
         tiny.rendering_kwargs["depth_resolution"] = 12
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
-    assert meta["format"] == "3dgan-studio/generator" and meta["method"] == "eg3d"
-    assert json.loads(meta["config"])["rendering"]["depth_resolution"] == 20
+    assert meta["format"] == "3dgan-studio/generator" and meta["method"] == "pipeline"  # EG3D is a pipeline preset
+    assert json.loads(meta["config"])["points"]["num_coarse"] == 20
     assert load_generator(path).rendering_kwargs["depth_resolution"] == 20
 
 
@@ -136,14 +136,14 @@ def test_shapes_that_do_not_match_config(tiny, tmp_path):
 
     def widen(meta):
         config = json.loads(meta["config"])
-        config["channel_max"] = 2 * config["channel_max"]
+        config["embedder"]["channel_max"] = 2 * config["embedder"]["channel_max"]
         meta["config"] = json.dumps(config)
 
     rewrite_metadata(path, widen)
     with pytest.raises(CheckpointError) as e:
         load_generator(path)
     msg = one_line(e.value)
-    assert str(path) in msg and "shape mismatch" in msg and "backbone.synthesis" in msg
+    assert str(path) in msg and "shape mismatch" in msg and "embedder.backbone" in msg
 
 
 def test_foreign_safetensors_and_bad_config(tiny, tmp_path):
@@ -156,7 +156,7 @@ def test_foreign_safetensors_and_bad_config(tiny, tmp_path):
 
     path = tmp_path / "g.safetensors"
     save_generator(tiny, path)
-    rewrite_metadata(path, lambda m: m.update(config='{"z_dim": 64, "bogus_key": 1}'))
+    rewrite_metadata(path, lambda m: m.update(config='{"format": 2, "bogus_key": 1}'))
     with pytest.raises(CheckpointError, match="bogus_key"):
         load_generator(path)
 
@@ -173,9 +173,9 @@ def test_missing_tensor_is_named(tiny, tmp_path):
     save_generator(tiny, path)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys() if k != "decoder.net.0.weight"}
+        tensors = {k: f.get_tensor(k) for k in f.keys() if k != "decoder.net.net.0.weight"}
     save_file(tensors, str(path), metadata=meta)
-    with pytest.raises(CheckpointError, match=r"missing: decoder\.net\.0\.weight"):
+    with pytest.raises(CheckpointError, match=r"missing: decoder\.net\.net\.0\.weight"):
         load_generator(path)
 
 
@@ -189,7 +189,7 @@ def test_atomic_write_bytes_replaces_whole_file(tmp_path):
 def test_open_generator_presets_are_seeded():
     a = open_generator("tiny", seed=5)
     b = open_generator("preset:tiny", seed=5)
-    assert torch.equal(a.backbone.mapping.fc0.weight, b.backbone.mapping.fc0.weight)
+    assert torch.equal(a.mapping_network.fc0.weight, b.mapping_network.fc0.weight)
     with pytest.raises(CheckpointError, match="no such file"):
         open_generator("not-a-preset")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models import CheckpointError, UnsafePickleError, load_generator
-from models.eg3d import TriPlaneGenerator
+from models.pipeline import PipelineGenerator
 from tests.conftest import REPO_ROOT
 from tests.eg3d_pickle_writer import Call, GlobalRef, official_layout_copy, write_eg3d_pickle
 from tests.test_eg3d_reference import MAX_ABS_ERR, reproduce_case
@@ -32,9 +32,10 @@ def test_fp16_layers_conv_clamp_and_finetuned_resolution(tmp_path, ref128_genera
     path = tmp_path / "fp16.pkl"
     write_eg3d_pickle(path, tree, kwargs, persistent, plain, protocol=2, numpy_path="numpy.core.multiarray")
     G = load_generator(path)
-    assert (G.config.num_fp16_res, G.config.conv_clamp, G.config.sr_num_fp16_res) == (4, 256, 4)
+    embedder, upsampler = G.config.embedder, G.config.upsampler
+    assert (embedder.num_fp16_res, embedder.conv_clamp, upsampler.num_fp16_res) == (4, 256, 4)
     assert G.neural_rendering_resolution == 128
-    assert G.superresolution.block0.use_fp16 and G.backbone.synthesis.b256.use_fp16
+    assert G.upsampler.block0.use_fp16 and G.embedder.backbone.b256.use_fp16
     # On the CPU fp16 layers run in fp32 and the clamp (256) is far above these activations,
     # so the fixture images are reproduced exactly as without the options.
     z = torch.from_numpy(ref128_cases["2_z"])
@@ -52,7 +53,7 @@ def test_module_src_is_never_executed(tmp_path, ref128_generator, ref128_init_kw
     path = tmp_path / "evil-src.pkl"
     write_eg3d_pickle(path, tree, ref128_init_kwargs, persistent, plain, module_src=src)
     G = load_generator(path)
-    assert isinstance(G, TriPlaneGenerator)
+    assert isinstance(G, PipelineGenerator) and G.config.preset == "eg3d"
     assert not marker.exists()
 
 

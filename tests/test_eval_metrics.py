@@ -324,7 +324,7 @@ class SphereScene:
     def planes(self, ws, noise_mode="const"):
         return torch.zeros(ws.shape[0], 3, 1, 1, 1)
 
-    def render_neural(self, planes, c, resolution):
+    def render_neural(self, planes, c, resolution, options=None):
         cam2world, intrinsics = unpack_label(c)
         o, d = generate_rays(cam2world, intrinsics, resolution)
         b = (o * d).sum(-1)
@@ -460,7 +460,7 @@ class OracleDepth:
     def planes(self, ws, noise_mode="const"):
         return ws
 
-    def render_neural(self, planes, c, resolution):
+    def render_neural(self, planes, c, resolution, options=None):
         index = torch.cdist(c, self.labels).argmin(dim=1)
         depth = torch.full_like(self.depths[index], 2.7) if self.flat else self.depths[index]
         return torch.zeros(c.shape[0], 32, resolution, resolution), depth

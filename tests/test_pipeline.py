@@ -24,10 +24,11 @@ import pytest
 import torch
 from PIL import Image
 
+from models.build import build_pipeline
 from models.checkpoint import load_generator, open_generator, save_generator
 from models.errors import CheckpointError
 from models.methods import PIPELINE_METHODS, pipeline_preset
-from models.pipeline import PipelineGenerator, build_pipeline
+from models.pipeline import PipelineGenerator
 from models.pipeline_config import PipelineConfig, with_component
 from models.volume_rendering import ReLUDensity
 from ops.camera import generate_rays, unpack_label

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 import train
-from models.checkpoint import build_generator, load_generator
+from models.build import build_generator
+from models.checkpoint import load_generator
 from models.methods import PIPELINE_METHODS, pipeline_preset
 from models.pipeline_config import PipelineConfig
 from ops.camera import fov_to_focal, orbit_label

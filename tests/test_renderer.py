@@ -406,8 +406,8 @@ def test_neural_resolution_override(G, renderer):
 
 
 def test_sample_overrides_apply_during_the_render_only(G, renderer):
-    """depth_samples / importance_samples are what the volume renderer sees during the render and
-    are restored in G.rendering_kwargs afterwards, also when the render fails."""
+    """depth_samples / importance_samples travel with the render call (RenderOptions) and the
+    generator's live rendering_kwargs are never edited, also when the render fails."""
     opts = G.rendering_kwargs
     before = (opts["depth_resolution"], opts["depth_resolution_importance"])
     default = renderer.render(make_args("raw"))
@@ -416,7 +416,9 @@ def test_sample_overrides_apply_during_the_render_only(G, renderer):
     original = G.render_neural
 
     def spy(*a, **k):
-        seen.append((opts["depth_resolution"], opts["depth_resolution_importance"]))
+        options = a[3] if len(a) > 3 else k["options"]
+        seen.append((options.num_coarse, options.num_fine))
+        assert (opts["depth_resolution"], opts["depth_resolution_importance"]) == before
         return original(*a, **k)
 
     def boom(*a, **k):
@@ -507,7 +509,7 @@ class SphereGenerator:
     def planes(self, ws, noise_mode="const"):
         return torch.zeros(1, 3, 1, 1, 1)
 
-    def render_neural(self, planes, c, resolution):
+    def render_neural(self, planes, c, resolution, options=None):
         cam2world, intrinsics = unpack_label(c)
         o, d = generate_rays(cam2world, intrinsics, resolution)
         b = (o * d).sum(-1)

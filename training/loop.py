@@ -24,9 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.checkpoint import atomic_output, atomic_write_bytes, build_generator, load_generator, save_generator
+from models.build import build_generator
+from models.checkpoint import atomic_output, atomic_write_bytes, load_generator, save_generator
 from models.discriminator import build_discriminator
 from models.errors import CheckpointError
+from models.methods.eg3d import official_to_pipeline_names
 from models.pipeline_config import PipelineConfig
 from models.pipeline_discriminators import build_pipeline_discriminator
 from models.poses import pose_config, pose_sampler
@@ -287,6 +289,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = upgrade_official_names(state, self.G)
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
@@ -345,6 +348,24 @@ def save_training_state(path: Path, state: dict[str, Any]) -> None:
     """torch.save into a temp file, then rename (see models.checkpoint.atomic_output)."""
     with atomic_output(path) as f:
         torch.save(state, f)
+
+
+def upgrade_official_names(state: dict[str, Any], G: nn.Module) -> dict[str, Any]:
+    """A training state written before EG3D joined the pipeline generator, made current: its G and
+    G_ema carry EG3D's official parameter names (renamed by ``models.methods.eg3d``), and Adam's
+    per-parameter state follows the official parameter order (re-indexed to G's order)."""
+    if not any(name.startswith("backbone.") for name in state["G"]):
+        return state
+    old_order = [official_to_pipeline_names({name: None}).popitem()[0] for name in state["G"]]
+    new_order = [name for name, _ in G.named_parameters()]
+    position = {name: i for i, name in enumerate(new_order)}
+    old_params = [name for name in old_order if name in position]  # parameters, in the old order
+    if sorted(old_params) != sorted(new_order):
+        raise ValueError("the training state's generator parameters do not match this generator")
+    opt = dict(state["opt_G"])
+    opt["state"] = {position[old_params[int(i)]]: value for i, value in opt["state"].items()}
+    return {**state, "G": official_to_pipeline_names(state["G"]), "G_ema": official_to_pipeline_names(state["G_ema"]),
+            "opt_G": opt}
 
 
 def load_training_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:

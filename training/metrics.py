@@ -31,7 +31,7 @@ and KID (``training.fid``) and the view and geometry metrics (``training.view_me
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from models.poses import POSE_SAMPLERS, pose_config, pose_sampler
+from models.protocol import Generator
 from ops.resize import filtered_resizing
 from ops.stylegan2 import setup_filter, upfirdn2d
 
@@ -311,13 +312,9 @@ def sliced_wasserstein(
 
 # --- trainer-facing metric interface and the SWD metric ------------------------------------------
 
-class GeneratorLike(Protocol):
-    """A generator as metrics call it: ``G(z [B, z_dim], c [B, 25], ...)["image"]`` -> [B, 3, R, R] in [-1, 1]."""
-
-    z_dim: int
-
-    def __call__(self, z: torch.Tensor, c: torch.Tensor, *, truncation_psi: float,
-                 noise_mode: str) -> Mapping[str, torch.Tensor]: ...
+GeneratorLike = Generator
+"""Metrics call ``G(z [B, z_dim], c [B, 25], truncation_psi=..., noise_mode=...)["image"]`` of the
+generator contract (``models.protocol``)."""
 
 
 class ImageLabelDatasetLike(Protocol):
