@@ -21,26 +21,37 @@ POINT_SAMPLERS: Registry = Registry("point sampler")
 PATCH_SAMPLERS: Registry = Registry("patch sampler")
 
 
-def _no_jitter(depths: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
-    return depths
+Bounds = tuple[int, int, float | torch.Tensor, float | torch.Tensor, int, bool, torch.device]
+"""(N, M, near, far, K, disparity_space, device) of a stratified sampling."""
 
 
-def _forward_uniform(depths: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
-    return depths + torch.rand_like(depths) * spacing  # EG3D: forward by U(0, 1) spacings
+def _spacing(depths: torch.Tensor) -> torch.Tensor:
+    return depths[:, :, 1:2] - depths[:, :, 0:1]
 
 
-def _centred_uniform(depths: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
-    return depths + (torch.rand_like(depths) - 0.5) * spacing  # pi-GAN: +-half a spacing
+def _no_jitter(n, m, start, end, count, disparity, device) -> torch.Tensor:
+    return stratified_depths(n, m, start, end, count, jitter=False, disparity_space=disparity, device=device)
 
 
-def _ray_offset(depths: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
-    return depths + torch.rand_like(depths[:, :, :1]) * spacing  # StyleSDF: one offset per ray
+def _forward_uniform(n, m, start, end, count, disparity, device) -> torch.Tensor:
+    # EG3D's RaySampler: forward by U(0, 1) of one interval, its own arithmetic
+    return stratified_depths(n, m, start, end, count, jitter=True, disparity_space=disparity, device=device)
 
 
-PERTURBATIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+def _centred_uniform(n, m, start, end, count, disparity, device) -> torch.Tensor:
+    depths = _no_jitter(n, m, start, end, count, disparity, device)
+    return depths + (torch.rand_like(depths) - 0.5) * _spacing(depths)  # pi-GAN: +-half a spacing
+
+
+def _ray_offset(n, m, start, end, count, disparity, device) -> torch.Tensor:
+    depths = _no_jitter(n, m, start, end, count, disparity, device)
+    return depths + torch.rand_like(depths[:, :, :1]) * _spacing(depths)  # StyleSDF: one offset per ray
+
+
+PERTURBATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "none": _no_jitter, "uniform": _forward_uniform, "self_uniform": _centred_uniform, "offset": _ray_offset,
 }
-"""Training jitter of stratified depths [N, M, K, 1] given the spacing [N, M, 1, 1], by name."""
+"""Jittered stratified depths [N, M, K, 1] (training), by name: ``f(N, M, near, far, K, disparity_space, device)``."""
 
 
 @POINT_SAMPLERS.register("stratified")
@@ -89,11 +100,8 @@ class StratifiedPointSampler:
             start, end = auto_ray_bounds(origins, directions, float(box_side))
         else:
             start, end = float(near), float(far)
-        depths = stratified_depths(n, m, start, end, count, jitter=False, disparity_space=self.config.disparity_space,
-                                   device=origins.device)
-        if not jitter or count < 2:
-            return depths
-        return PERTURBATIONS[self.config.perturb](depths, depths[:, :, 1:2] - depths[:, :, 0:1])
+        sample = PERTURBATIONS[self.config.perturb] if jitter and count >= 2 else _no_jitter
+        return sample(n, m, start, end, count, self.config.disparity_space, origins.device)
 
 
 # --- patch samplers (patch-wise training) ---------------------------------------------------------
