@@ -7,11 +7,14 @@ dict of an official EG3D network pickle loads with ``load_state_dict(strict=True
 The discriminator sees the final image and the upsampled raw neural rendering stacked along
 channels (6 channels for RGB), runs StyleGAN2's residual discriminator on that, and conditions the
 logit on the camera through a projection with a mapped label embedding.
+
+It is the registered discriminator kind ``eg3d_dual`` (:class:`EG3DDualDiscriminator`, config
+:class:`DiscriminatorConfig`; ``models.discriminator_registry``). The registered class only adds
+the config-taking constructor and the kind's facts: its modules are :class:`DualDiscriminator`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.discriminator_registry import DISCRIMINATORS, DiscriminatorFacts
+from models.registry import ComponentConfig
 from models.stylegan2 import FullyConnectedLayer, MappingNetwork
 from models.typed_config import dataclass_from_dict
 from ops.resize import filtered_resizing
@@ -352,8 +357,8 @@ class DualDiscriminator(nn.Module):
 # --- configuration ----------------------------------------------------------------------------
 
 @dataclass
-class DiscriminatorConfig:
-    """Architecture of an EG3D dual discriminator."""
+class DiscriminatorConfig(ComponentConfig):
+    """Architecture of an EG3D dual discriminator (the config of the registered kind ``eg3d_dual``)."""
 
     c_dim: int = 25
     """Conditioning label dimensionality (25 for EG3D cameras, 0 for unconditional)."""
@@ -384,12 +389,18 @@ class DiscriminatorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiscriminatorConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
-        return dataclass_from_dict(cls, data, "discriminator config")
+        """Inverse of :meth:`to_dict` (``{"kind": "eg3d_dual", **fields}``), also reading the dicts
+        written before discriminators were registered (the same fields, no ``kind``); unknown keys
+        are an error that names them."""
+        values = dict(data)
+        if "kind" in values and values.pop("kind") != cls.kind:
+            raise ValueError(f"not an EG3D dual discriminator config (kind {data['kind']!r})")
+        return dataclass_from_dict(cls, values, "discriminator config")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict."""
-        return dataclasses.asdict(self)
+    def validate(self) -> None:
+        """Raise ValueError naming the first inconsistent setting."""
+        if self.img_resolution < 8 or self.img_resolution & (self.img_resolution - 1):
+            raise ValueError(f"discriminator resolution must be a power of two >= 8, got {self.img_resolution}")
 
     def to_official(self) -> dict[str, Any]:
         """Official ``DualDiscriminator`` constructor kwargs for this config."""
@@ -437,16 +448,29 @@ class DiscriminatorConfig:
         return config
 
 
+@DISCRIMINATORS.register("eg3d_dual")
+class EG3DDualDiscriminator(DiscriminatorFacts, DualDiscriminator):
+    """EG3D's dual discriminator as a registered kind: built from a :class:`DiscriminatorConfig`,
+    with exactly :class:`DualDiscriminator`'s modules, parameter names and call."""
+
+    dual = True
+    label_conditioned = True
+
+    Config = DiscriminatorConfig
+
+    def __init__(self, config: DiscriminatorConfig):
+        super().__init__(**config.to_official())
+        self.config = config
+
+    @staticmethod
+    def tiny(config: DiscriminatorConfig) -> DiscriminatorConfig:
+        """A cheap CPU discriminator: narrow channels, fp32, no clamp."""
+        return config.replace(channel_base=2048, channel_max=64, num_fp16_res=0, conv_clamp=None)
+
+
 def build_discriminator(config: DiscriminatorConfig) -> DualDiscriminator:
-    """The discriminator described by ``config``."""
-    return DualDiscriminator(
-        c_dim=config.c_dim, img_resolution=config.img_resolution, img_channels=config.img_channels,
-        architecture=config.architecture, channel_base=config.channel_base, channel_max=config.channel_max,
-        num_fp16_res=config.num_fp16_res, conv_clamp=config.conv_clamp, cmap_dim=config.cmap_dim,
-        disc_c_noise=config.disc_c_noise,
-        block_kwargs={"freeze_layers": config.freeze_layers},
-        epilogue_kwargs={"mbstd_group_size": config.mbstd_group_size, "mbstd_num_channels": config.mbstd_num_channels},
-    )
+    """The discriminator described by ``config`` (an :class:`EG3DDualDiscriminator`)."""
+    return DISCRIMINATORS.build(config)
 
 
 def discriminator_preset(name: str) -> DiscriminatorConfig:
@@ -464,7 +488,7 @@ def discriminator_preset(name: str) -> DiscriminatorConfig:
     if name == "ref128":
         return DiscriminatorConfig(img_resolution=128, channel_base=2048, channel_max=64, num_fp16_res=0, conv_clamp=None)
     if name == "tiny":
-        return DiscriminatorConfig(img_resolution=64, channel_base=2048, channel_max=64, num_fp16_res=0, conv_clamp=None)
+        return EG3DDualDiscriminator.tiny(DiscriminatorConfig(img_resolution=64))
     raise ValueError(f"unknown discriminator preset {name!r}; expected one of {', '.join(DISCRIMINATOR_PRESETS)}")
 
 

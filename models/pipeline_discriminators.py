@@ -1,22 +1,31 @@
 """Discriminators of the non-EG3D 3D-aware GAN presets (methods.md sections 3.2-3.9).
 
-Four kinds, built by :func:`build_pipeline_discriminator` from a :class:`PipelineDiscriminatorConfig`:
+Four registered kinds (``DISCRIMINATORS``, ``models.discriminator_registry``; build one with
+``DISCRIMINATORS.build(config)``), each a class with its own ``Config`` and its facts:
 
-* ``'resnet'``: StyleGAN2 residual discriminator on one image, minibatch std, optional projection
-  conditioning on a label c (VolumeGAN, StyleNeRF, StyleSDF stage 2).
-* ``'coordconv'``: residual blocks of CoordConv 3x3 convolutions with LeakyReLU 0.2 whose head also
-  predicts the latent code and the pose (pi-GAN, GRAM, StyleSDF stage 1).
-* ``'patch'``: the StyleGAN2 residual discriminator on patches, each block's down-sampling conv
-  hyper-modulated by the patch's (scale, offset) (EpiGRAF).
-* ``'dcgan'``: strided 4x4 convolutions with spectral and instance norm (GRAF, GIRAFFE).
+* ``'resnet'`` (:class:`ResNetDiscriminator`): StyleGAN2 residual discriminator on one image,
+  minibatch std, optional projection conditioning on a label c (VolumeGAN, StyleNeRF, StyleSDF
+  stage 2). Optionally progressive; label-conditioned.
+* ``'coordconv'`` (:class:`CoordConvDiscriminator`): residual blocks of CoordConv 3x3 convolutions
+  with LeakyReLU 0.2 whose head also predicts the latent code and the pose (pi-GAN, GRAM, StyleSDF
+  stage 1). Always progressive; pose head.
+* ``'patch'`` (:class:`PatchDiscriminator`): the StyleGAN2 residual discriminator on patches, each
+  block's down-sampling conv hyper-modulated by the patch's (scale, offset) (EpiGRAF). As 'resnet',
+  and reads the patch parameters.
+* ``'dcgan'`` (:class:`DCGANDiscriminator`): strided 4x4 convolutions with spectral and instance
+  norm (GRAF, GIRAFFE). Fixed resolution.
+
+EG3D's dual discriminator is registered too (``'eg3d_dual'``, ``models.discriminator``), so this
+module's :data:`DISCRIMINATORS` holds every kind; :func:`discriminator_config_from_dict` reads any
+saved discriminator config, including those written before the kinds were registered.
 
 Every module has the same call::
 
     forward(image [N, C, H, W], c [N, c_dim] | None = None, patch [N, 3] | None = None,
             alpha: float = 1.0) -> DiscriminatorOutput(logits [N, 1], pose [N, P] | None, latent [N, L] | None)
 
-Outputs are float32. ``c`` is ignored when ``c_dim == 0`` and ``patch`` by all kinds but 'patch',
-so one training loop can pass both to any kind.
+Outputs are float32. ``c`` is ignored by kinds that are not label-conditioned or have ``c_dim == 0``,
+and ``patch`` by kinds that do not read patches, so one training loop can pass both to any kind.
 
 Progressive input (``progressive=True`` for 'resnet'/'patch', always for 'coordconv'): H = W may be
 any power of two in [min_resolution, img_resolution]. The image enters through the fromRGB layer of
@@ -39,106 +48,38 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from models.discriminator import Conv2dLayer, DiscriminatorBlock, DiscriminatorEpilogue, MinibatchStdLayer
+from models.discriminator import (
+    Conv2dLayer,
+    DiscriminatorBlock,
+    DiscriminatorConfig,
+    DiscriminatorEpilogue,
+    MinibatchStdLayer,
+)
+from models.discriminator_registry import DISCRIMINATORS, DiscriminatorFacts
+from models.registry import ComponentConfig
 from models.stylegan2 import FullyConnectedLayer, MappingNetwork
-from models.typed_config import dataclass_from_dict
 from ops.patch_sampling import PatchParams
 from ops.stylegan2 import ACTIVATIONS, DEFAULT_RESAMPLE_FILTER, bias_act, modulated_conv2d, setup_filter
-
-PIPELINE_DISCRIMINATOR_KINDS = ("resnet", "coordconv", "patch", "dcgan")
-"""Values of :attr:`PipelineDiscriminatorConfig.kind`."""
-
 
 # --- configuration ----------------------------------------------------------------------------
 
 @dataclass
-class PipelineDiscriminatorConfig:
-    """Architecture of one pipeline discriminator (see the module docstring for the kinds)."""
+class PipelineDiscriminatorConfig(ComponentConfig):
+    """Fields every pipeline discriminator kind has (each kind's ``Config`` extends this)."""
 
-    kind: str = "resnet"
-    """'resnet' (StyleGAN2), 'coordconv' (pi-GAN/GRAM/StyleSDF-1), 'patch' (EpiGRAF) or 'dcgan' (GRAF/GIRAFFE)."""
     img_resolution: int = 256
     """Largest input resolution, a power of two >= 8 (the patch size for 'patch')."""
     img_channels: int = 3
     """Channels of the input image."""
-    channel_base: int = 32768
-    """Feature maps of 'resnet'/'coordconv'/'patch': channels at resolution r are min(channel_base // r, channel_max)."""
-    channel_max: int = 512
-    """Channel cap (also caps the doubling widths of 'dcgan')."""
-    c_dim: int = 0
-    """'resnet'/'patch': dimensionality of the label c for projection conditioning (0 = unconditional)."""
-    pose_dim: int = 0
-    """'coordconv': number of predicted pose values (2 = yaw, pitch; 0 = no pose head)."""
-    latent_dim: int = 0
-    """'coordconv': number of predicted latent values (pi-GAN: 256; 0 = no latent head)."""
-    mbstd_group_size: int | None = 4
-    """Minibatch-std group size of 'resnet'/'coordconv'/'patch' (None: whole batch, 0: no mbstd layer)."""
-    progressive: bool = False
-    """'resnet'/'patch': accept power-of-two inputs in [min_resolution, img_resolution] with fade-in alpha
-    ('coordconv' always does)."""
-    min_resolution: int = 8
-    """Smallest accepted input resolution of a progressive discriminator (a power of two >= 8)."""
-    patch_fourier_dim: int = 256
-    """'patch': size of the Fourier features of (scale, offset_x, offset_y); even, >= 6."""
-    patch_fourier_scale: float = 1000.0
-    """'patch': multiplier applied to the patch parameters before the Fourier features (EpiGRAF: 1000)."""
-    patch_mapping_dim: int = 512
-    """'patch': size of the hyper-modulation vector that the mapping MLP produces."""
-    ndf: int = 64
-    """'dcgan': channels of the first conv; each later conv doubles them (capped at channel_max)."""
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PipelineDiscriminatorConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error that names them."""
-        return dataclass_from_dict(cls, data, "pipeline discriminator config")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict."""
-        return dataclasses.asdict(self)
-
-    def channels(self, res: int) -> int:
-        """Feature channels at resolution ``res`` for the StyleGAN2-style kinds."""
-        return min(self.channel_base // res, self.channel_max)
 
     def validate(self) -> None:
-        """Raise ValueError naming the first inconsistent setting."""
-        if self.kind not in PIPELINE_DISCRIMINATOR_KINDS:
-            raise ValueError(f"unknown discriminator kind {self.kind!r}; expected one of "
-                             f"{', '.join(PIPELINE_DISCRIMINATOR_KINDS)}")
-        if not _is_pow2(self.img_resolution) or self.img_resolution < 8:
-            raise ValueError(f"img_resolution must be a power of two >= 8, got {self.img_resolution}")
-        if self.is_progressive:
-            if not _is_pow2(self.min_resolution) or not 8 <= self.min_resolution <= self.img_resolution:
-                raise ValueError(f"min_resolution must be a power of two in [8, img_resolution="
-                                 f"{self.img_resolution}], got {self.min_resolution}")
-        for name in ("img_channels", "channel_base", "channel_max", "ndf"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.kind != "dcgan" and self.channels(self.img_resolution) < 1:
-            raise ValueError(f"channel_base {self.channel_base} leaves no channels at resolution {self.img_resolution}")
-        for name in ("c_dim", "pose_dim", "latent_dim"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.c_dim and self.kind not in ("resnet", "patch"):
-            raise ValueError(f"c_dim conditioning is for kinds 'resnet' and 'patch', not {self.kind!r}")
-        if (self.pose_dim or self.latent_dim) and self.kind != "coordconv":
-            raise ValueError(f"pose_dim/latent_dim heads are for kind 'coordconv', not {self.kind!r}")
-        if self.progressive and self.kind == "dcgan":
-            raise ValueError("kind 'dcgan' is not progressive; set progressive=False")
-        if self.mbstd_group_size is not None and self.mbstd_group_size < 0:
-            raise ValueError(f"mbstd_group_size must be None or >= 0, got {self.mbstd_group_size}")
-        if self.kind == "patch":
-            if self.patch_fourier_dim < 6 or self.patch_fourier_dim % 2:
-                raise ValueError(f"patch_fourier_dim must be even and >= 6, got {self.patch_fourier_dim}")
-            if not self.patch_fourier_scale > 0:
-                raise ValueError(f"patch_fourier_scale must be positive, got {self.patch_fourier_scale}")
-            if self.patch_mapping_dim < 1:
-                raise ValueError(f"patch_mapping_dim must be positive, got {self.patch_mapping_dim}")
+        """Raise ValueError naming the first inconsistent setting (the kind's class checks its fields)."""
+        DISCRIMINATORS.cls_of(self).check_config(self)
 
     @property
     def is_progressive(self) -> bool:
-        """Whether the built module accepts lower-resolution inputs ('coordconv' always does)."""
-        return self.progressive or self.kind == "coordconv"
+        """Whether the built module accepts lower-resolution inputs (see ``DiscriminatorFacts``)."""
+        return DISCRIMINATORS.cls_of(self).is_progressive(self)
 
 
 class DiscriminatorOutput(NamedTuple):
@@ -167,12 +108,14 @@ def fade_downsample(image: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(image, 2)
 
 
-class _PipelineDiscriminator(nn.Module):
+class _PipelineDiscriminator(DiscriminatorFacts, nn.Module):
     """The call shared by all kinds: checks image and alpha, casts to float32, runs :meth:`_discriminate`.
 
     ``input_resolutions`` lists the accepted input sides, largest first (only img_resolution
     unless the config is progressive).
     """
+
+    Config = PipelineDiscriminatorConfig
 
     def __init__(self, config: PipelineDiscriminatorConfig):
         super().__init__()
@@ -180,8 +123,32 @@ class _PipelineDiscriminator(nn.Module):
         self.config = config
         self.img_resolution = config.img_resolution
         top = int(math.log2(config.img_resolution))
-        low = int(math.log2(config.min_resolution)) if config.is_progressive else top
+        low = int(math.log2(config.min_resolution)) if self.is_progressive(config) else top
         self.input_resolutions = [2**i for i in range(top, low - 1, -1)]
+
+    @classmethod
+    def check_config(cls, config: PipelineDiscriminatorConfig) -> None:
+        """Raise ValueError naming the first inconsistent setting of this kind's ``config``; the
+        fields that go with a fact are checked where the class has the fact."""
+        if not _is_pow2(config.img_resolution) or config.img_resolution < 8:
+            raise ValueError(f"img_resolution must be a power of two >= 8, got {config.img_resolution}")
+        if cls.is_progressive(config):
+            if not _is_pow2(config.min_resolution) or not 8 <= config.min_resolution <= config.img_resolution:
+                raise ValueError(f"min_resolution must be a power of two in [8, img_resolution="
+                                 f"{config.img_resolution}], got {config.min_resolution}")
+        if config.img_channels < 1:
+            raise ValueError(f"img_channels must be positive, got {config.img_channels}")
+        names = (("c_dim",) if cls.label_conditioned else ()) + (("pose_dim", "latent_dim") if cls.pose_head else ())
+        for name in names:
+            if getattr(config, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+        if cls.reads_patch:
+            if config.patch_fourier_dim < 6 or config.patch_fourier_dim % 2:
+                raise ValueError(f"patch_fourier_dim must be even and >= 6, got {config.patch_fourier_dim}")
+            if not config.patch_fourier_scale > 0:
+                raise ValueError(f"patch_fourier_scale must be positive, got {config.patch_fourier_scale}")
+            if config.patch_mapping_dim < 1:
+                raise ValueError(f"patch_mapping_dim must be positive, got {config.patch_mapping_dim}")
 
     def forward(
         self,
@@ -219,7 +186,7 @@ class _PipelineDiscriminator(nn.Module):
         res = image.shape[-1]
         if res == self.img_resolution:
             return res
-        if not self.config.is_progressive:
+        if not self.is_progressive(self.config):
             raise ValueError(f"this non-progressive discriminator takes {self.img_resolution}x{self.img_resolution} "
                              f"inputs, got {res}x{res}")
         if not _is_pow2(res):
@@ -237,13 +204,47 @@ class _GrowingTrunk(_PipelineDiscriminator):
     Subclasses fill ``fromrgb[str(r)]`` ([N, C_img, r, r] -> [N, ch(r), r, r]) for r in
     ``input_resolutions`` and ``blocks[str(r)]`` ([N, ch(r), r, r] -> [N, ch(r/2), r/2, r/2]) for r
     in ``block_resolutions``, and define :meth:`_run_block`; :meth:`trunk` does the ProGAN fade.
+    Its config is shared by 'resnet', 'patch' and 'coordconv'.
     """
 
-    def __init__(self, config: PipelineDiscriminatorConfig):
+    supports_progressive = True
+
+    @dataclass
+    class Config(PipelineDiscriminatorConfig):
+        channel_base: int = 32768
+        """Feature maps: channels at resolution r are min(channel_base // r, channel_max)."""
+        channel_max: int = 512
+        """Channel cap."""
+        mbstd_group_size: int | None = 4
+        """Minibatch-std group size (None: whole batch, 0: no mbstd layer)."""
+        min_resolution: int = 8
+        """Smallest accepted input resolution when progressive (a power of two >= 8)."""
+
+        def channels(self, res: int) -> int:
+            """Feature channels at resolution ``res``."""
+            return min(self.channel_base // res, self.channel_max)
+
+    def __init__(self, config: Config):
         super().__init__(config)
         self.block_resolutions = [2**i for i in range(int(math.log2(config.img_resolution)), 2, -1)]
         self.fromrgb = nn.ModuleDict()
         self.blocks = nn.ModuleDict()
+
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        super().check_config(config)
+        for name in ("channel_base", "channel_max"):
+            if getattr(config, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+        if config.channels(config.img_resolution) < 1:
+            raise ValueError(f"channel_base {config.channel_base} leaves no channels at resolution {config.img_resolution}")
+        if config.mbstd_group_size is not None and config.mbstd_group_size < 0:
+            raise ValueError(f"mbstd_group_size must be None or >= 0, got {config.mbstd_group_size}")
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        """CPU size: 16 channels at most, progressive growth from 8 px."""
+        return config.replace(channel_base=256, channel_max=16, min_resolution=min(config.min_resolution, 8))
 
     def _run_block(self, res: int, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -262,6 +263,7 @@ class _GrowingTrunk(_PipelineDiscriminator):
 
 # --- 'resnet' and 'patch': StyleGAN2 residual discriminators ----------------------------------
 
+@DISCRIMINATORS.register("resnet")
 class ResNetDiscriminator(_GrowingTrunk):
     """StyleGAN2 residual discriminator on one image (VolumeGAN, StyleNeRF, StyleSDF stage 2).
 
@@ -270,7 +272,16 @@ class ResNetDiscriminator(_GrowingTrunk):
     as in EG3D's ``DualDiscriminator``; blocks and head are that discriminator's.
     """
 
-    def __init__(self, config: PipelineDiscriminatorConfig):
+    label_conditioned = True
+
+    @dataclass
+    class Config(_GrowingTrunk.Config):
+        c_dim: int = 0
+        """Dimensionality of the label c for projection conditioning (0 = unconditional)."""
+        progressive: bool = False
+        """Accept power-of-two inputs in [min_resolution, img_resolution] with fade-in alpha."""
+
+    def __init__(self, config: Config):
         super().__init__(config)
         ch = config.channels
         for res in self.input_resolutions:
@@ -350,6 +361,7 @@ class _HyperModulatedBlock(DiscriminatorBlock):
         return y + x
 
 
+@DISCRIMINATORS.register("patch")
 class PatchDiscriminator(ResNetDiscriminator):
     """EpiGRAF's patch discriminator: the residual discriminator with hyper-modulated blocks.
 
@@ -361,12 +373,28 @@ class PatchDiscriminator(ResNetDiscriminator):
     per-input-channel scales of its conv1.
     """
 
-    def __init__(self, config: PipelineDiscriminatorConfig):
+    reads_patch = True
+
+    @dataclass
+    class Config(ResNetDiscriminator.Config):
+        patch_fourier_dim: int = 256
+        """Size of the Fourier features of (scale, offset_x, offset_y); even, >= 6."""
+        patch_fourier_scale: float = 1000.0
+        """Multiplier applied to the patch parameters before the Fourier features (EpiGRAF: 1000)."""
+        patch_mapping_dim: int = 512
+        """Size of the hyper-modulation vector that the mapping MLP produces."""
+
+    def __init__(self, config: Config):
         super().__init__(config)
         self.register_buffer("patch_freqs", self._fourier_frequencies(config.patch_fourier_dim // 2,
                                                                        config.patch_fourier_scale))
         self.patch_mapping = MappingNetwork(z_dim=0, c_dim=config.patch_fourier_dim, w_dim=config.patch_mapping_dim,
                                             num_ws=None, num_layers=2, w_avg_beta=None)
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        """CPU size: the residual trunk's, and 16-d Fourier features and modulation codes."""
+        return ResNetDiscriminator.tiny(config).replace(patch_fourier_dim=16, patch_mapping_dim=16)
 
     @staticmethod
     def _fourier_frequencies(count: int, scale: float) -> torch.Tensor:
@@ -432,6 +460,7 @@ class _CoordConvResBlock(nn.Module):
         return (h + self.skip(F.avg_pool2d(x, 2))) * math.sqrt(0.5)
 
 
+@DISCRIMINATORS.register("coordconv")
 class CoordConvDiscriminator(_GrowingTrunk):
     """pi-GAN / GRAM / StyleSDF-stage-1 discriminator: CoordConv residual blocks with extra heads.
 
@@ -442,7 +471,17 @@ class CoordConvDiscriminator(_GrowingTrunk):
     convolutions (default init), as these methods train with plain Adam learning rates.
     """
 
-    def __init__(self, config: PipelineDiscriminatorConfig):
+    always_progressive = True
+    pose_head = True
+
+    @dataclass
+    class Config(_GrowingTrunk.Config):
+        pose_dim: int = 0
+        """Number of predicted pose values (2 = yaw, pitch; 0 = no pose head)."""
+        latent_dim: int = 0
+        """Number of predicted latent values (pi-GAN: 256; 0 = no latent head)."""
+
+    def __init__(self, config: Config):
         super().__init__(config)
         ch = config.channels
         for res in self.input_resolutions:
@@ -473,6 +512,7 @@ class CoordConvDiscriminator(_GrowingTrunk):
 
 # --- 'dcgan': GRAF / GIRAFFE ------------------------------------------------------------------
 
+@DISCRIMINATORS.register("dcgan")
 class DCGANDiscriminator(_PipelineDiscriminator):
     """GRAF / GIRAFFE discriminator: spectrally normalised strided convolutions.
 
@@ -482,7 +522,14 @@ class DCGANDiscriminator(_PipelineDiscriminator):
     feeding instance norm have no bias, which the norm would cancel.
     """
 
-    def __init__(self, config: PipelineDiscriminatorConfig):
+    @dataclass
+    class Config(PipelineDiscriminatorConfig):
+        ndf: int = 64
+        """Channels of the first conv; each later conv doubles them (capped at channel_max)."""
+        channel_max: int = 512
+        """Channel cap."""
+
+    def __init__(self, config: Config):
         super().__init__(config)
         layers: list[nn.Module] = []
         in_channels, res, width = config.img_channels, config.img_resolution, config.ndf
@@ -497,22 +544,68 @@ class DCGANDiscriminator(_PipelineDiscriminator):
         layers.append(spectral_norm(nn.Conv2d(in_channels, 1, 4)))
         self.main = nn.Sequential(*layers)
 
+    @classmethod
+    def check_config(cls, config: Config) -> None:
+        super().check_config(config)
+        for name in ("ndf", "channel_max"):
+            if getattr(config, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        """CPU size: 8 channels doubling up to 16."""
+        return config.replace(ndf=8, channel_max=16)
+
     def _discriminate(self, image: torch.Tensor, res: int, c: torch.Tensor | None,
                       patch: torch.Tensor | PatchParams | None, alpha: float) -> DiscriminatorOutput:
         return DiscriminatorOutput(self.main(image).flatten(1), None, None)
 
 
-# --- factory ----------------------------------------------------------------------------------
+# --- reading configs ------------------------------------------------------------------------
 
-_KIND_CLASSES: dict[str, type[nn.Module]] = {
-    "resnet": ResNetDiscriminator,
-    "coordconv": CoordConvDiscriminator,
-    "patch": PatchDiscriminator,
-    "dcgan": DCGANDiscriminator,
-}
+_FORMAT_1_FIELDS = frozenset({
+    "kind", "img_resolution", "img_channels", "channel_base", "channel_max", "c_dim", "pose_dim", "latent_dim",
+    "mbstd_group_size", "progressive", "min_resolution", "patch_fourier_dim", "patch_fourier_scale",
+    "patch_mapping_dim", "ndf",
+})
+"""Keys of the one lumped pipeline discriminator config that runs wrote before the kinds were
+registered (format 1: always every field, whatever the kind). Each kind's fields kept their names,
+and no kind has them all, so a dict with exactly these keys is format 1."""
+
+_FORMAT_1_OFF = {"c_dim": 0, "pose_dim": 0, "latent_dim": 0, "progressive": False}
+"""Format-1 fields that the lumped config refused to set on kinds that do not read them."""
 
 
-def build_pipeline_discriminator(config: PipelineDiscriminatorConfig) -> nn.Module:
-    """The discriminator described by ``config`` (ValueError for an inconsistent config)."""
-    config.validate()
-    return _KIND_CLASSES[config.kind](config)
+def discriminator_config_from_dict(data: dict[str, Any] | ComponentConfig) -> ComponentConfig:
+    """The registered discriminator config a saved dict describes.
+
+    Reads ``{"kind": name, **fields}`` (:meth:`ComponentConfig.to_dict`) and the two forms written
+    before discriminators were registered: EG3D's ``DiscriminatorConfig`` dict (no ``kind``) and the
+    lumped pipeline config (a ``kind`` and every field of every kind), of which the kind's own fields
+    are kept. Unknown keys are an error that names the kinds that have them.
+    """
+    if isinstance(data, ComponentConfig):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError(f"a discriminator config must be a dict, got {type(data).__name__}")
+    if "kind" not in data:
+        return DiscriminatorConfig.from_dict(data)
+    values = dict(data)
+    cls = DISCRIMINATORS.get(values.pop("kind"))
+    own = {f.name for f in dataclasses.fields(cls.Config)}
+    if set(data) == _FORMAT_1_FIELDS and not cls.dual:  # format 1 was always written whole
+        for name in sorted(set(values) & set(_FORMAT_1_OFF) - own):
+            ignored = name == "progressive" and cls.always_progressive
+            if values[name] != _FORMAT_1_OFF[name] and not ignored:
+                raise ValueError(f"format-1 discriminator config sets {name}={values[name]!r} on a {cls.kind!r} "
+                                 f"discriminator, which has no {name}")
+        values = {name: value for name, value in values.items() if name in own}
+    unknown = sorted(set(values) - own)
+    if unknown:
+        holders = {name: [kind for kind in DISCRIMINATORS.kinds()
+                          if name in {f.name for f in dataclasses.fields(DISCRIMINATORS.get(kind).Config)}]
+                   for name in unknown}
+        where = "; ".join(f"{name} is a field of {', '.join(kinds)}" for name, kinds in holders.items() if kinds)
+        raise ValueError(f"unknown discriminator {cls.kind!r} config keys: {', '.join(unknown)}"
+                         + (f" ({where})" if where else ""))
+    return cls.Config(**values)

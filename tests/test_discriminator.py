@@ -148,6 +148,7 @@ def test_fp16_blocks_follow_num_fp16_res(ffhq_d) -> None:
 def test_other_presets_match_official_layout(name: str) -> None:
     cfg = discriminator_preset(name)
     D = build_discriminator(cfg)
+    assert isinstance(D, DualDiscriminator) and D.kind == cfg.kind == "eg3d_dual"
     expected = official_dual_d_layout(cfg.c_dim, cfg.img_resolution, cfg.channel_base, cfg.channel_max)
     assert [(k, tuple(v.shape)) for k, v in D.state_dict().items()] == list(expected.items())
 
@@ -306,6 +307,11 @@ def test_filtered_resizing_rejects_unknown_mode() -> None:
 def test_config_round_trips_and_rejects_unknown_keys() -> None:
     cfg = DiscriminatorConfig(c_dim=16, img_resolution=64, cmap_dim=32, disc_c_noise=0.5, mbstd_group_size=2)
     assert DiscriminatorConfig.from_dict(cfg.to_dict()) == cfg
+    # Written as the registered kind; the form without a kind (runs before registration) still reads.
+    assert cfg.to_dict()["kind"] == "eg3d_dual"
+    assert DiscriminatorConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "kind"}) == cfg
+    with pytest.raises(ValueError, match="not an EG3D dual discriminator config"):
+        DiscriminatorConfig.from_dict({**cfg.to_dict(), "kind": "resnet"})
     with pytest.raises(ValueError, match="bogus"):
         DiscriminatorConfig.from_dict({**cfg.to_dict(), "bogus": 1})
     assert DiscriminatorConfig.from_official(cfg.to_official()) == cfg

@@ -1,5 +1,6 @@
 """Pipeline discriminators (resnet, coordconv, patch, dcgan): shapes, gradients, progressive
-fade-in, patch hyper-modulation, CoordConv heads, spectral norm, label conditioning and configs."""
+fade-in, patch hyper-modulation, CoordConv heads, spectral norm, label conditioning, configs, the
+registered kinds' facts and -tiny reductions, and configs saved before the kinds were registered."""
 
 from __future__ import annotations
 
@@ -7,36 +8,46 @@ import ast
 import dataclasses
 import inspect
 import json
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import models.pipeline_discriminators as pd
+from models.discriminator import DiscriminatorConfig, DualDiscriminator
 from models.pipeline_discriminators import (
-    PIPELINE_DISCRIMINATOR_KINDS,
+    DISCRIMINATORS,
     DiscriminatorOutput,
     PipelineDiscriminatorConfig,
-    build_pipeline_discriminator,
+    discriminator_config_from_dict,
     fade_downsample,
 )
+from models.registry import ComponentConfig
 from ops.patch_sampling import PatchParams
+from training.config import TrainConfig
+from training.presets import train_preset, with_stage
 
 RES = 32
 BATCH = 4
+PIPELINE_KINDS = ("resnet", "coordconv", "patch", "dcgan")
+"""The pipeline discriminator kinds (every registered kind but EG3D's dual one)."""
 
 
-def tiny(kind: str, **overrides) -> PipelineDiscriminatorConfig:
-    """A CPU-cheap config: 8-32 channels at 32x32."""
-    kw = dict(kind=kind, img_resolution=RES, channel_base=256, channel_max=32, ndf=8,
-              patch_fourier_dim=16, patch_mapping_dim=16)
-    kw.update(overrides)
-    return PipelineDiscriminatorConfig(**kw)
+def fields_of(kind: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(DISCRIMINATORS.get(kind).Config)}
+
+
+def tiny(kind: str, **overrides) -> ComponentConfig:
+    """A CPU-cheap config: 8-32 channels at 32x32 (the small widths the kind has; ``overrides`` as given)."""
+    small = dict(img_resolution=RES, channel_base=256, channel_max=32, ndf=8, patch_fourier_dim=16, patch_mapping_dim=16)
+    kw = {name: value for name, value in small.items() if name in fields_of(kind)}
+    return discriminator_config_from_dict({"kind": kind, **kw, **overrides})
 
 
 def build(kind: str, seed: int = 0, **overrides) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_pipeline_discriminator(tiny(kind, **overrides))
+    return DISCRIMINATORS.build(tiny(kind, **overrides))
 
 
 def images(res: int = RES, n: int = BATCH, seed: int = 1) -> torch.Tensor:
@@ -52,7 +63,13 @@ PROGRESSIVE = {
 
 # --- every kind: shapes, dtypes, gradients ----------------------------------------------------
 
-@pytest.mark.parametrize("kind", PIPELINE_DISCRIMINATOR_KINDS)
+def test_pipeline_kinds_are_registered() -> None:
+    assert set(DISCRIMINATORS.kinds()) == set(PIPELINE_KINDS) | {"eg3d_dual"}
+    for kind in PIPELINE_KINDS:
+        assert not DISCRIMINATORS.get(kind).dual and issubclass(DISCRIMINATORS.get(kind).Config, PipelineDiscriminatorConfig)
+
+
+@pytest.mark.parametrize("kind", PIPELINE_KINDS)
 def test_output_shapes_and_dtypes(kind: str) -> None:
     heads = dict(pose_dim=2, latent_dim=4) if kind == "coordconv" else {}
     D = build(kind, **heads)
@@ -80,8 +97,8 @@ def test_output_shapes_and_dtypes(kind: str) -> None:
 def test_gradients_reach_input_and_every_parameter(kind: str, overrides: dict) -> None:
     D = build(kind, **overrides)
     cfg = D.config
-    c = torch.randn(BATCH, cfg.c_dim) if cfg.c_dim else None
-    patch = torch.tensor([[0.5, 0.1, 0.3]]).repeat(BATCH, 1) if kind == "patch" else None
+    c = torch.randn(BATCH, cfg.c_dim) if D.label_conditioned and cfg.c_dim else None
+    patch = torch.tensor([[0.5, 0.1, 0.3]]).repeat(BATCH, 1) if D.reads_patch else None
     # Progressive models: one call per input resolution, each fading, so every fromRGB is used.
     resolutions = [RES // 2**i for i in range(3)] if cfg.is_progressive else [RES]
     inputs = [images(r).requires_grad_(True) for r in resolutions]
@@ -246,7 +263,7 @@ def test_patch_fourier_frequencies_are_a_fixed_buffer() -> None:
     assert ((a.patch_freqs != 0).sum(dim=0) == 1).all()
     assert ((a.patch_freqs != 0).sum(dim=1) > 0).all()
     # Highest frequency pi; lowest keeps multiplier * [0, 1] within one half period.
-    cfg = PipelineDiscriminatorConfig(kind="patch", channel_base=256, channel_max=32)
+    cfg = pd.PatchDiscriminator.Config(channel_base=256, channel_max=32)
     freqs = pd.PatchDiscriminator._fourier_frequencies(cfg.patch_fourier_dim // 2, cfg.patch_fourier_scale)
     nonzero = freqs[freqs != 0]
     assert torch.isclose(nonzero.max(), torch.tensor(torch.pi))
@@ -322,44 +339,105 @@ def test_dcgan_width_cap() -> None:
     assert [m.out_channels for m in D.modules() if isinstance(m, torch.nn.Conv2d)] == [16, 24, 24, 1]
 
 
-# --- config -----------------------------------------------------------------------------------
+# --- config ---------------------------------------------------------------------------------
 
 def test_config_round_trip_and_unknown_keys() -> None:
     cfg = tiny("coordconv", pose_dim=2, latent_dim=256, mbstd_group_size=None, min_resolution=16)
     data = json.loads(json.dumps(cfg.to_dict()))
-    assert PipelineDiscriminatorConfig.from_dict(data) == cfg
-    assert PipelineDiscriminatorConfig.from_dict({}) == PipelineDiscriminatorConfig()
-    with pytest.raises(ValueError, match="unknown pipeline discriminator config keys: bogus, zeta"):
-        PipelineDiscriminatorConfig.from_dict({**data, "zeta": 1, "bogus": 2})
+    assert data["kind"] == "coordconv"
+    assert discriminator_config_from_dict(data) == cfg
+    assert DISCRIMINATORS.config_from_dict(data) == cfg
+    assert discriminator_config_from_dict({"kind": "resnet"}) == DISCRIMINATORS.default_config("resnet")
+    with pytest.raises(ValueError, match="unknown discriminator 'coordconv' config keys: bogus, zeta"):
+        discriminator_config_from_dict({**data, "zeta": 1, "bogus": 2})
 
 
 def test_config_defaults() -> None:
-    cfg = PipelineDiscriminatorConfig()
+    cfg = DISCRIMINATORS.default_config("resnet")
     assert (cfg.kind, cfg.img_resolution, cfg.channel_base, cfg.channel_max) == ("resnet", 256, 32768, 512)
-    assert (cfg.patch_fourier_dim, cfg.patch_fourier_scale, cfg.patch_mapping_dim) == (256, 1000.0, 512)
-    assert cfg.mbstd_group_size == 4 and cfg.ndf == 64 and not cfg.progressive
+    patch = DISCRIMINATORS.default_config("patch")
+    assert (patch.patch_fourier_dim, patch.patch_fourier_scale, patch.patch_mapping_dim) == (256, 1000.0, 512)
+    assert cfg.mbstd_group_size == 4 and DISCRIMINATORS.default_config("dcgan").ndf == 64 and not cfg.progressive
 
 
-def test_every_config_field_has_a_docstring() -> None:
-    tree = ast.parse(inspect.getsource(pd))
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PipelineDiscriminatorConfig")
+def _config_classes() -> list[type]:
+    """Every dataclass a registered discriminator config is made of (kind configs and their bases)."""
+    seen: list[type] = []
+    for kind in DISCRIMINATORS.kinds():
+        for klass in DISCRIMINATORS.get(kind).Config.__mro__:
+            if dataclasses.is_dataclass(klass) and klass is not ComponentConfig and klass not in seen:
+                seen.append(klass)
+    return seen
+
+
+@pytest.mark.parametrize("klass", _config_classes(), ids=lambda k: k.__qualname__)
+def test_every_config_field_has_a_docstring(klass: type) -> None:
+    tree = ast.parse(inspect.cleandoc("\n" + inspect.getsource(klass)))
+    cls = tree.body[0]
+    assert isinstance(cls, ast.ClassDef) and cls.name == klass.__name__
     documented = set()
     for stmt, nxt in zip(cls.body, cls.body[1:]):
         if isinstance(stmt, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) \
                 and isinstance(nxt.value.value, str) and nxt.value.value.strip():
             documented.add(stmt.target.id)
-    assert documented == {f.name for f in dataclasses.fields(PipelineDiscriminatorConfig)}
+    own = {stmt.target.id for stmt in cls.body if isinstance(stmt, ast.AnnAssign) and "ClassVar" not in ast.unparse(stmt)}
+    assert own and documented == own
+
+
+def test_each_kind_config_holds_only_its_fields() -> None:
+    assert fields_of("resnet") == {"img_resolution", "img_channels", "channel_base", "channel_max", "mbstd_group_size",
+                                   "min_resolution", "c_dim", "progressive"}
+    assert fields_of("patch") == fields_of("resnet") | {"patch_fourier_dim", "patch_fourier_scale", "patch_mapping_dim"}
+    assert fields_of("coordconv") == fields_of("resnet") - {"c_dim", "progressive"} | {"pose_dim", "latent_dim"}
+    assert fields_of("dcgan") == {"img_resolution", "img_channels", "ndf", "channel_max"}
+
+
+def test_facts_of_the_kinds() -> None:
+    facts = ("dual", "supports_progressive", "always_progressive", "label_conditioned", "pose_head", "reads_patch")
+    table = {kind: tuple(name for name in facts if getattr(DISCRIMINATORS.get(kind), name)) for kind in DISCRIMINATORS.kinds()}
+    assert table == {
+        "eg3d_dual": ("dual", "label_conditioned"),
+        "resnet": ("supports_progressive", "label_conditioned"),
+        "patch": ("supports_progressive", "label_conditioned", "reads_patch"),
+        "coordconv": ("supports_progressive", "always_progressive", "pose_head"),
+        "dcgan": (),
+    }
+    # A fact's fields are in exactly the kinds with the fact.
+    for kind in DISCRIMINATORS.kinds():
+        cls, names = DISCRIMINATORS.get(kind), fields_of(kind)
+        assert cls.label_conditioned == ("c_dim" in names)
+        assert cls.pose_head == ({"pose_dim", "latent_dim"} <= names)
+        assert cls.reads_patch == ("patch_fourier_dim" in names)
+        assert (cls.supports_progressive and not cls.always_progressive) == ("progressive" in names)
+        assert cls.supports_progressive == ("min_resolution" in names)
+    assert tiny("coordconv").is_progressive and not tiny("resnet").is_progressive
+    assert tiny("resnet", progressive=True).is_progressive and not tiny("dcgan").is_progressive
+
+
+def test_tiny_reductions() -> None:
+    """Each kind's -tiny reduction (``training.presets`` applies it to every ``<method>-tiny``)."""
+    full = {kind: DISCRIMINATORS.default_config(kind) for kind in DISCRIMINATORS.kinds()}
+    small = {kind: DISCRIMINATORS.get(kind).tiny(config) for kind, config in full.items()}
+    for kind in ("resnet", "patch", "coordconv"):
+        assert (small[kind].channel_base, small[kind].channel_max, small[kind].min_resolution) == (256, 16, 8)
+    assert (small["patch"].patch_fourier_dim, small["patch"].patch_mapping_dim) == (16, 16)
+    assert (small["dcgan"].ndf, small["dcgan"].channel_max) == (8, 16)
+    assert small["eg3d_dual"] == DiscriminatorConfig(img_resolution=512, channel_base=2048, channel_max=64,
+                                                     num_fp16_res=0, conv_clamp=None)
+    # Nothing else changes, and the input is left alone.
+    assert small["resnet"].replace(channel_base=32768, channel_max=512) == full["resnet"]
+    assert full["resnet"].channel_base == 32768
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (dict(kind="stylegan"), "unknown discriminator kind 'stylegan'"),
+    (dict(kind="stylegan"), "unknown discriminator 'stylegan'"),
     (dict(img_resolution=48), "img_resolution must be a power of two"),
     (dict(img_resolution=4), "img_resolution must be a power of two >= 8"),
     (dict(progressive=True, min_resolution=4), "min_resolution must be a power of two in"),
     (dict(progressive=True, min_resolution=64), "min_resolution must be a power of two in"),
-    (dict(kind="dcgan", progressive=True), "'dcgan' is not progressive"),
-    (dict(kind="coordconv", c_dim=3), "c_dim conditioning is for kinds"),
-    (dict(kind="resnet", pose_dim=2), "pose_dim/latent_dim heads are for kind 'coordconv'"),
+    (dict(kind="dcgan", progressive=True), "'dcgan' config keys: progressive .*progressive is a field of resnet, patch"),
+    (dict(kind="coordconv", c_dim=3), "'coordconv' config keys: c_dim .*c_dim is a field of eg3d_dual, resnet, patch"),
+    (dict(kind="resnet", pose_dim=2), "'resnet' config keys: pose_dim .*pose_dim is a field of coordconv"),
     (dict(kind="patch", patch_fourier_dim=7), "patch_fourier_dim must be even"),
     (dict(kind="patch", patch_fourier_scale=0.0), "patch_fourier_scale must be positive"),
     (dict(mbstd_group_size=-1), "mbstd_group_size"),
@@ -367,7 +445,7 @@ def test_every_config_field_has_a_docstring() -> None:
 ])
 def test_build_rejects_inconsistent_configs(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        build_pipeline_discriminator(tiny(**{"kind": "resnet", **overrides}))
+        DISCRIMINATORS.build(tiny(**{"kind": "resnet", **overrides}))
 
 
 def test_build_returns_the_kind_class() -> None:
@@ -375,4 +453,66 @@ def test_build_returns_the_kind_class() -> None:
                 "patch": pd.PatchDiscriminator, "dcgan": pd.DCGANDiscriminator}
     for kind, cls in expected.items():
         D = build(kind)
-        assert type(D) is cls and D.config.kind == kind
+        assert type(D) is cls and D.config.kind == kind and D.kind == kind
+    D = DISCRIMINATORS.build(DiscriminatorConfig(img_resolution=16, channel_base=128, channel_max=8, num_fp16_res=0))
+    assert isinstance(D, DualDiscriminator) and D.kind == "eg3d_dual"
+
+
+# --- configs saved before the kinds were registered -------------------------------------------
+
+LEGACY = json.loads((Path(__file__).parent / "fixtures" / "legacy_discriminators.json").read_text())
+"""Discriminator dicts as runs wrote them before the kinds were registered (EG3D's without a
+``kind``, the lumped pipeline config with every field), and the state-dict names and shapes the
+code of that time built from them (``tests/fixtures/make_legacy_discriminators.py``)."""
+
+
+def test_legacy_fixture_covers_every_kind() -> None:
+    kinds = {discriminator_config_from_dict(case["discriminator"]).kind for case in LEGACY.values()}
+    assert kinds == set(DISCRIMINATORS.kinds())
+    assert any("kind" not in case["discriminator"] for case in LEGACY.values())  # EG3D's old form
+
+
+@pytest.mark.parametrize("name", sorted(LEGACY))
+def test_legacy_config_reads_and_builds_the_same_network(name: str) -> None:
+    old = LEGACY[name]["discriminator"]
+    config = discriminator_config_from_dict(old)
+    # A saved run (training_options.json, training state) reads it the same way.
+    assert TrainConfig.from_dict({"discriminator": old}).discriminator == config
+    # The kind keeps every value it had; fields of other kinds are gone.
+    assert {f.name: getattr(config, f.name) for f in dataclasses.fields(config)} == \
+        {k: v for k, v in old.items() if k in fields_of(config.kind)}
+    with torch.device("meta"):
+        D = DISCRIMINATORS.build(config)
+    assert [[k, list(v.shape)] for k, v in D.state_dict().items()] == LEGACY[name]["state"]
+    # Written in the new form ({"kind", **the kind's fields}), which reads back to the same config.
+    new = json.loads(TrainConfig(discriminator=config).to_json())["discriminator"]
+    assert new == {"kind": config.kind, **dataclasses.asdict(config)}
+    assert set(new) == {"kind"} | fields_of(config.kind)
+    assert discriminator_config_from_dict(new) == config
+
+
+@pytest.mark.parametrize("name", sorted(n for n in LEGACY if n.endswith(("-tiny", "-tiny-stage2")) or n == "tiny"))
+def test_tiny_presets_keep_their_legacy_discriminators(name: str) -> None:
+    """The -tiny reductions the kinds declare give exactly the discriminators the presets had."""
+    config = train_preset(name.removesuffix("-stage2"))
+    if name.endswith("-stage2"):
+        config = with_stage(config, 2)
+    assert config.discriminator == discriminator_config_from_dict(LEGACY[name]["discriminator"])
+
+
+def test_legacy_reader_refuses_settings_the_lumped_config_refused() -> None:
+    old = LEGACY["pigan-tiny"]["discriminator"]
+    assert old["kind"] == "coordconv" and "ndf" in old
+    with pytest.raises(ValueError, match="sets c_dim=3 on a 'coordconv' discriminator"):
+        discriminator_config_from_dict({**old, "c_dim": 3})
+    # coordconv was always progressive: its old 'progressive' flag changed nothing.
+    assert discriminator_config_from_dict({**old, "progressive": True}) == discriminator_config_from_dict(old)
+    dcgan = LEGACY["graf-tiny"]["discriminator"]
+    with pytest.raises(ValueError, match="sets progressive=True on a 'dcgan'"):
+        discriminator_config_from_dict({**dcgan, "progressive": True})
+    # EG3D's config never had the lumped fields.
+    eg3d = LEGACY["tiny"]["discriminator"]
+    with pytest.raises(ValueError, match="unknown discriminator 'eg3d_dual' config keys: ndf"):
+        discriminator_config_from_dict({**eg3d, "kind": "eg3d_dual", "ndf": 8})
+    with pytest.raises(ValueError, match="bogus"):
+        discriminator_config_from_dict({**eg3d, "bogus": 1})

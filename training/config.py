@@ -14,7 +14,8 @@ from typing import Any, Literal
 from models.discriminator import DiscriminatorConfig
 from models.eg3d import EG3DConfig
 from models.pipeline_config import PipelineConfig
-from models.pipeline_discriminators import PipelineDiscriminatorConfig
+from models.pipeline_discriminators import DISCRIMINATORS, discriminator_config_from_dict
+from models.registry import ComponentConfig
 from models.typed_config import dataclass_from_dict
 
 AmpMode = Literal["off", "bf16", "fp16"]
@@ -147,8 +148,9 @@ class TrainConfig:
     """Folder holding the numbered run directories."""
     generator: EG3DConfig | PipelineConfig = field(default_factory=EG3DConfig)
     """Generator architecture: EG3D's exact network, or a pipeline composition."""
-    discriminator: DiscriminatorConfig | PipelineDiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    """Discriminator architecture (EG3D's dual discriminator, or a pipeline one)."""
+    discriminator: ComponentConfig = field(default_factory=DiscriminatorConfig)
+    """Discriminator architecture: a registered kind (``models.pipeline_discriminators.DISCRIMINATORS``),
+    EG3D's dual discriminator or a pipeline one."""
     loss: LossConfig | PipelineLossConfig = field(default_factory=LossConfig)
     """Loss and schedules (EG3D's, or the pipeline methods')."""
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -195,9 +197,8 @@ class TrainConfig:
         if isinstance(self.generator, dict):
             pipeline = self.generator.get("method") == "pipeline"
             self.generator = (PipelineConfig if pipeline else EG3DConfig).from_dict(self.generator)
-        if isinstance(self.discriminator, dict):
-            cls = PipelineDiscriminatorConfig if "kind" in self.discriminator else DiscriminatorConfig
-            self.discriminator = cls.from_dict(self.discriminator)
+        # Discriminator configs name their registered kind (older runs' forms are read too).
+        self.discriminator = discriminator_config_from_dict(self.discriminator)
         if isinstance(self.loss, dict):
             cls = PipelineLossConfig if self.loss.get("kind") == "pipeline" else LossConfig
             self.loss = dataclass_from_dict(cls, self.loss)
@@ -233,11 +234,28 @@ class TrainConfig:
         if per_rank % self.batch_per_gpu != 0:
             raise ValueError(f"--batch-gpu {self.batch_per_gpu} does not divide the per-GPU batch {per_rank}")
         pipeline = isinstance(self.generator, PipelineConfig)
-        parts = (isinstance(self.discriminator, PipelineDiscriminatorConfig), isinstance(self.loss, PipelineLossConfig))
+        d, D = self.discriminator, DISCRIMINATORS.cls_of(self.discriminator)
+        parts = (not D.dual, isinstance(self.loss, PipelineLossConfig))
         if any(part != pipeline for part in parts):
             raise ValueError("generator, discriminator and loss configs must all be EG3D's or all the pipeline's")
+        d.validate()
         if pipeline:
             self.generator.validate()
+        if D.label_conditioned and d.c_dim not in (0, self.generator.c_dim):
+            raise ValueError(f"the discriminator reads {d.c_dim}-d labels but the generator's cameras are "
+                             f"{self.generator.c_dim}-d (discriminator.c_dim must be 0 or {self.generator.c_dim})")
+        if pipeline:
+            loss = self.loss
+            if (loss.pose_weight > 0 or loss.real_pose_weight > 0) and not D.has_pose_head(d):
+                raise ValueError(f"the pose loss needs a discriminator with a pose head (pose_dim > 0); "
+                                 f"{D.kind!r} has {'pose_dim 0' if D.pose_head else 'none'}")
+            if loss.progressive_start > 0 and loss.progressive_level_kimg > 0:
+                if not D.is_progressive(d):
+                    raise ValueError(f"loss.progressive_start grows D's input, but this {D.kind!r} discriminator "
+                                     "is not progressive")
+                if loss.progressive_start < d.min_resolution:
+                    raise ValueError(f"loss.progressive_start {loss.progressive_start} is below the discriminator's "
+                                     f"min_resolution {d.min_resolution}")
         shown = self.shown_resolution
         if shown != self.discriminator.img_resolution:
             raise ValueError(f"generator shows D {shown}px images but the discriminator expects "
@@ -253,6 +271,7 @@ class TrainConfig:
         data = dataclasses.asdict(self)
         # Each part writes itself (registered components record their kind, which asdict cannot see).
         data["generator"] = self.generator.to_dict()
+        data["discriminator"] = self.discriminator.to_dict()
         return data
 
     @classmethod

@@ -26,11 +26,10 @@ from torch import nn
 
 from models.build import build_generator
 from models.checkpoint import atomic_output, atomic_write_bytes, load_generator, save_generator
-from models.discriminator import build_discriminator
 from models.errors import CheckpointError
 from models.methods.eg3d import official_to_pipeline_names
 from models.pipeline_config import PipelineConfig
-from models.pipeline_discriminators import build_pipeline_discriminator
+from models.pipeline_discriminators import DISCRIMINATORS
 from models.poses import pose_config, pose_sampler
 from renderers.preview import render_grid
 from training import run_dir as rundir
@@ -134,8 +133,7 @@ class Trainer:
         self.G = build_generator(config.generator).train().requires_grad_(False).to(device)
         if config.init and init:
             self.init_from(config.init)
-        build_d = build_pipeline_discriminator if pipeline else build_discriminator
-        self.D = build_d(config.discriminator).train().requires_grad_(False).to(device)
+        self.D = DISCRIMINATORS.build(config.discriminator).train().requires_grad_(False).to(device)
         self.G_ema = copy.deepcopy(self.G).eval()
         broadcast_module(self.G, ctx.world_size)
         broadcast_module(self.D, ctx.world_size)

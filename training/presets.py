@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from models.methods import METHODS, method_names, pipeline_preset
 from models.pipeline_config import PipelineConfig, with_component
+from models.pipeline_discriminators import DISCRIMINATORS
 from training.config import TrainConfig
 from training.methods import RECIPES
 
@@ -53,10 +54,9 @@ def pipeline_train_preset(name: str) -> TrainConfig:
     config.cfg, config.generator = name, G
     config.metric_images = 10000
     if tiny:
-        # CPU size: narrow D, batch 4, and every schedule over a few kimg.
-        disc, loss = config.discriminator, config.loss
-        disc.channel_base, disc.channel_max, disc.ndf, disc.patch_fourier_dim, disc.patch_mapping_dim = 256, 16, 8, 16, 16
-        disc.min_resolution = min(disc.min_resolution, 8)
+        # CPU size: narrow D (each kind says how), batch 4, and every schedule over a few kimg.
+        config.discriminator = DISCRIMINATORS.cls_of(config.discriminator).tiny(config.discriminator)
+        loss = config.loss
         if loss.progressive_start:
             loss.progressive_start, loss.progressive_level_kimg, loss.progressive_fade_kimg = 16, 0.2, 0.1
         if loss.topk_interval_kimg:

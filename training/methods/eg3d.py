@@ -11,7 +11,7 @@
 from models.discriminator import discriminator_preset
 from models.eg3d import eg3d_preset
 from models.pipeline_config import PipelineConfig
-from models.pipeline_discriminators import PipelineDiscriminatorConfig
+from models.pipeline_discriminators import ResNetDiscriminator
 from training.config import LossConfig, OptimConfig, PipelineLossConfig, TrainConfig
 from training.recipes import Recipe, register_recipe
 
@@ -44,7 +44,7 @@ def tiny() -> TrainConfig:
 def build(G: PipelineConfig) -> TrainConfig:
     return TrainConfig(
         batch=32,
-        discriminator=PipelineDiscriminatorConfig(kind="resnet", img_resolution=G.img_resolution, c_dim=25),
+        discriminator=ResNetDiscriminator.Config(img_resolution=G.img_resolution, c_dim=25),
         loss=PipelineLossConfig(r1_gamma=1.0, blur_init_sigma=10.0, blur_fade_kimg=200.0, density_reg=0.25),
         optim=OptimConfig(),
     )

@@ -10,7 +10,7 @@ mapping, so it is frozen too): StyleGAN2 D, R1 10 every 16, lr 0.002, mixing 0.9
 
 from models.methods import pipeline_preset
 from models.pipeline_config import PipelineConfig
-from models.pipeline_discriminators import PipelineDiscriminatorConfig
+from models.pipeline_discriminators import CoordConvDiscriminator, ResNetDiscriminator
 from models.upsamplers import NoUpsampler
 from training.config import OptimConfig, PipelineLossConfig, TrainConfig
 from training.recipes import Recipe, ema_kimg, register_recipe
@@ -36,8 +36,7 @@ def stylesdf_stage(config: PipelineConfig, stage: int) -> PipelineConfig:
 def build(G: PipelineConfig) -> TrainConfig:
     return TrainConfig(
         batch=24, ema_kimg=ema_kimg(0.5 ** (32 / 10000), 24), ema_rampup=None,
-        discriminator=PipelineDiscriminatorConfig(kind="coordconv", img_resolution=G.img_resolution, pose_dim=2,
-                                                  mbstd_group_size=None),
+        discriminator=CoordConvDiscriminator.Config(img_resolution=G.img_resolution, pose_dim=2, mbstd_group_size=None),
         loss=PipelineLossConfig(r1_gamma=10.0, pose_weight=15.0, pose_loss="smooth_l1", eikonal_weight=0.1,
                                 minimal_surface_weight=0.05, stage=1, sdf_sphere_init_steps=1000),
         optim=OptimConfig(g_lr=2e-5, d_lr=2e-4, betas=(0.0, 0.9), g_reg_interval=0, d_reg_interval=1),
@@ -50,8 +49,8 @@ def stage2_train_config(stage1: TrainConfig) -> TrainConfig:
     config.generator = stylesdf_stage(stage1.generator, 2)
     res = config.generator.img_resolution
     cpu_sized = res <= 64  # a -tiny preset (32 px); StyleSDF's own stage 2 makes 1024 px images
-    config.discriminator = PipelineDiscriminatorConfig(
-        kind="resnet", img_resolution=res,
+    config.discriminator = ResNetDiscriminator.Config(
+        img_resolution=res,
         channel_base=stage1.discriminator.channel_base * 2 if cpu_sized else 32768,
         channel_max=stage1.discriminator.channel_max if cpu_sized else 512)
     config.loss = PipelineLossConfig(r1_gamma=10.0, style_mixing_prob=0.9, pl_weight=2.0, stage=2)
