@@ -1,29 +1,23 @@
-"""The objective of the pipeline methods: non-saturating GAN loss with the regularisers each method
-adds, over full images or patches, with an optionally growing discriminator.
+"""The pipeline methods' strategy for the driver (:class:`training.loss.GANLoss`): how fakes and
+reals are made and shown to D, over full images or patches, with an optionally growing
+discriminator. The regularisers each method adds are the named terms of ``training.loss_terms``
+(pose regression on fakes and reals, eikonal, minimal surface, EG3D's L1 density smoothness, top-k,
+path length, NeRF path), read from :class:`PipelineLossConfig`; R1 and the phases are the driver's.
 
-Same phases and call shape as :class:`training.loss.EG3DLoss` (``Gmain``, ``Greg``, ``Dmain``,
-``Dreg``; the loop runs regularisers lazily and passes their interval as ``gain``), so the
-trainer drives both alike. What a method uses is set by :class:`PipelineLossConfig`:
+What this strategy does:
 
-* R1 on real images (gamma / 2), blur fade of D's inputs (EpiGRAF);
-* pose regression by D's pose head on fakes (G and D) and optionally reals (pi-GAN, GRAM, StyleSDF);
-* eikonal and minimal-surface terms on the SDF (StyleSDF stage 1);
-* EG3D's L1 density smoothness (any density model);
-* top-k generator loss (pi-GAN);
-* StyleGAN2's path-length regulariser (VolumeGAN, StyleNeRF, StyleSDF stage 2);
-* StyleNeRF's NeRF-path regulariser (volume-rendered RGB at random sub-pixel points against the
-  upsampled image there);
+* blur fade of D's inputs (EpiGRAF);
 * patch-wise training: fakes are rendered through patch cameras (GRAF, EpiGRAF) and D is told
   the patch (EpiGRAF's hyper-modulation);
 * progressive growing: D sees images average-pooled to a resolution that doubles every
   ``progressive_level_kimg``, fading in over ``progressive_fade_kimg`` (pi-GAN, VolumeGAN, StyleNeRF);
   VolumeGAN's and StyleNeRF's StyleGAN upsampler grows with it, its newest block faded in;
-* training density noise annealed per the generator's renderer config.
+* training density noise annealed per the generator's renderer config;
+* StyleSDF's sphere initialisation of the SDF before a fresh run.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
@@ -34,11 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.pipeline_discriminators import fade_downsample
-from ops.camera import pack_label, rays_through, unpack_label
+from ops.camera import pack_label, unpack_label
 from ops.patch_sampling import PatchParams, crop_real_patches, patch_intrinsics
-from ops.ray_sampling import ray_samples
 from training.config import PipelineLossConfig
-from training.loss import PHASES, Schedule, gaussian_blur, mix_styles, r1_penalty
+from training.loss import GANLoss, Schedule, gaussian_blur
+from training.loss_terms import Fakes, Reals, Verdict, nerf_path, pose_regression, sdf_geometry
 
 
 def schedule_value(start: float, fade_kimg: float, cur_nimg: float) -> float:
@@ -62,45 +56,43 @@ class PipelineSchedule(Schedule):
     """Fraction of fakes kept in G's loss."""
 
 
-class PipelineLoss:
-    """Accumulates the gradients of one phase for one micro-batch (see the module docstring).
+class PipelineLoss(GANLoss):
+    """The driver with the pipeline methods' strategy (see the module docstring).
 
     Args:
         G, D: the generator (a ``PipelineGenerator``) and a pipeline discriminator.
         config: loss settings.
         poses: the generator's ``models.poses.PoseSampler`` (pose targets of real images).
-        autocast, grad_scale: as in ``EG3DLoss``.
+        autocast, grad_scale: as in ``GANLoss``.
     """
-
-    gpc_reg_prob = None
 
     def __init__(self, G: nn.Module, D: nn.Module, config: PipelineLossConfig, poses,
                  autocast: Callable[[], ContextManager] = nullcontext,
                  grad_scale: Callable[[str, torch.Tensor], torch.Tensor] | None = None):
-        self.G, self.D, self.config, self.poses = G, D, config, poses
-        self.autocast = autocast
-        self.grad_scale = grad_scale or (lambda phase, loss: loss)
+        super().__init__(G, D, config, autocast, grad_scale, poses=poses)
         g = G.config
         self.patch_size = g.points.patch_size
         self.image_resolution = g.img_resolution
         self.patches = g.patch_sampler(self.patch_size, self.image_resolution)
-        self.pl_mean = torch.zeros([])
+
+    @property
+    def pl_mean(self) -> torch.Tensor:
+        """The path-length term's running mean (0 without the term)."""
+        term = self.term("path_length")
+        return term.pl_mean if term is not None else torch.zeros([])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The running path-length mean (saved in training states, so a resumed run is exact)."""
-        return {"pl_mean": self.pl_mean.detach().cpu()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.pl_mean = torch.as_tensor(state["pl_mean"]).float()
+        """The terms' running statistics; ``pl_mean`` is always there (0 without the path-length
+        term), so training states keep the format they had before the terms."""
+        return {"pl_mean": self.pl_mean.detach().cpu(), **super().state_dict()}
 
     # --- schedules ------------------------------------------------------------------------
 
     def schedule(self, cur_nimg: float) -> PipelineSchedule:
         c, g = self.config, self.G.config
         d_res, alpha = self.d_input_resolution(cur_nimg)
-        topk = c.topk_start
-        if c.topk_interval_kimg > 0:
-            topk = max(c.topk_start * c.topk_decay ** math.floor(cur_nimg / (c.topk_interval_kimg * 1e3)), c.topk_min)
+        topk = self.term("top_k")
+        topk = topk.fraction(cur_nimg) if topk is not None else 1.0
         return PipelineSchedule(
             blur_sigma=schedule_value(c.blur_init_sigma, c.blur_fade_kimg, cur_nimg), swapping_prob=None,
             neural_rendering_resolution=int(g.neural_rendering_resolution),
@@ -125,10 +117,6 @@ class PipelineLoss:
 
     def sample_patches(self, n: int, cur_nimg: float, device) -> PatchParams | None:
         return self.patches.sample(n, cur_nimg, device)
-
-    def mapping(self, z: torch.Tensor, c: torch.Tensor, update_emas: bool) -> torch.Tensor:
-        ws = self.G.mapping(z, c, update_emas=update_emas)
-        return mix_styles(self.G, z, c, ws, self.config.style_mixing_prob)
 
     def run_G(self, z: torch.Tensor, c: torch.Tensor, schedule: PipelineSchedule, cur_nimg: float,
               update_emas: bool = False, ws_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor, PatchParams | None]:
@@ -168,44 +156,32 @@ class PipelineLoss:
         images = gaussian_blur(images, schedule.blur_sigma)
         return self.D(images, c, patch=None if patches is None else patches.as_tensor(), alpha=schedule.fade_alpha)
 
+    def make_fakes(self, z: torch.Tensor, c: torch.Tensor, schedule: PipelineSchedule, cur_nimg: float,
+                   update_emas: bool = False, ws_grad: bool = False) -> Fakes:
+        images, ws, patches = self.run_G(z, c, schedule, cur_nimg, update_emas=update_emas, ws_grad=ws_grad)
+        return Fakes(images, images, ws, patches)
+
+    def make_reals(self, real_img: torch.Tensor, schedule: PipelineSchedule, cur_nimg: float,
+                   requires_grad: bool) -> Reals:
+        real, patches = self.real_images(real_img, cur_nimg)
+        real = real.detach().requires_grad_(requires_grad)
+        return Reals(real, [real], patches)
+
+    def judge(self, shown: Fakes | Reals, c: torch.Tensor, schedule: PipelineSchedule,
+              update_emas: bool = False) -> Verdict:
+        out = self.run_D(shown.images, c, shown.patches, schedule)
+        return Verdict(out.logits, out.pose)
+
+    # --- the terms' computations, on this loss's generator and settings ---------------------
+
     def pose_loss(self, predicted: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
-        if predicted is None:
-            raise ValueError("pose loss is on but the discriminator has no pose head (pose_dim = 0)")
-        target = self.poses.angles(labels).to(predicted)
-        loss = F.smooth_l1_loss if self.config.pose_loss == "smooth_l1" else F.mse_loss
-        return loss(predicted, target, reduction="none").mean(1, keepdim=True)
+        return pose_regression(predicted, labels, self.poses, self.config.pose_loss)
 
     def nerf_path_term(self, ws: torch.Tensor, c: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-        """StyleNeRF's NeRF-path regulariser: mean squared difference between the volume-rendered
-        RGB (the first feature channels) at random sub-pixel points of the output image and the
-        image bilinearly read there. The image is the target (detached): the term pulls the NeRF
-        path towards what the upsampler shows, which keeps the upsampler from inventing geometry
-        (methods.md gives the points and weight; which side carries the gradient is our reading)."""
-        n, side = images.shape[0], self.config.nerf_path_points
-        uv = torch.rand(n, side * side, 2, device=images.device)
-        cam2world, intrinsics = unpack_label(c)
-        origins, directions = rays_through(cam2world, intrinsics, uv)
-        rendered = self.G.render_rays(self.G.planes(ws, noise_mode="random"), origins, directions).features[..., :3]
-        grid = (uv * 2 - 1).unsqueeze(2).to(images.dtype)  # [N, M, 1, 2]
-        target = F.grid_sample(images.detach(), grid, mode="bilinear", padding_mode="border",
-                               align_corners=False)[..., 0].permute(0, 2, 1)
-        return F.mse_loss(rendered.float(), target.float())
+        return nerf_path(self.G, ws, c, images, self.config.nerf_path_points)
 
     def geometry_terms(self, ws: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Eikonal and minimal-surface terms of the SDF where the renderer samples it, as StyleSDF
-        takes them: the (jittered) samples of ``geometry_points`` rays through random points of
-        each fake's image, cameras c [N, 25]."""
-        uv = torch.rand(ws.shape[0], self.config.geometry_points, 2, device=ws.device)
-        cam2world, intrinsics = unpack_label(c)
-        origins, directions = rays_through(cam2world, intrinsics, uv)
-        depths = self.G.sample_depths(origins, directions, int(self.G.rendering_kwargs["depth_resolution"]), jitter=True)
-        points, directions = ray_samples(origins, directions, depths)
-        points = points.detach().requires_grad_(True)
-        sdf = self.G.sample_mixed(points, directions, ws)["sdf"]
-        # The SDF is in the decoder's normalised units (points x coordinate_scale): so is its gradient.
-        grad = torch.autograd.grad(sdf.sum(), points, create_graph=True)[0] / self.G.embedder.coordinate_scale
-        return {"eikonal": (grad.norm(dim=-1) - 1).square().mean(),
-                "minimal_surface": torch.exp(-100 * sdf.abs()).mean()}
+        return sdf_geometry(self.G, ws, c, self.config.geometry_points)
 
     def initialize(self, log=print) -> None:
         """Before a fresh run: StyleSDF's sphere initialisation of the SDF, when configured.
@@ -236,106 +212,3 @@ class PipelineLoss:
             loss.backward()
             opt.step()
         log(f"SDF sphere initialisation: {steps} steps, final mse {loss.item():.2e} (radius {radius:.3g})")
-
-    # --- phases -------------------------------------------------------------------------
-
-    def accumulate_gradients(self, phase: str, real_img: torch.Tensor, real_c: torch.Tensor, gen_z: torch.Tensor,
-                             gen_c: torch.Tensor, gain: float, cur_nimg: float) -> dict[str, torch.Tensor]:
-        """Backpropagate one phase's loss for one micro-batch; returns detached per-sample stats."""
-        if phase not in PHASES:
-            raise ValueError(f"unknown phase {phase!r}")
-        c = self.config
-        schedule = self.schedule(cur_nimg)
-        stats: dict[str, torch.Tensor] = {}
-
-        if phase == "Gmain":
-            with self.autocast():
-                images, ws, patches = self.run_G(gen_z, gen_c, schedule, cur_nimg)
-                out = self.run_D(images, gen_c, patches, schedule)
-            logits = out.logits.float()
-            loss_G = F.softplus(-logits)
-            if schedule.topk < 1:
-                keep = max(1, int(math.ceil(schedule.topk * len(logits))))
-                loss_G = torch.topk(loss_G[:, 0], keep, largest=False).values[:, None]
-            total = loss_G.mean()
-            if c.pose_weight > 0:
-                pose = self.pose_loss(out.pose, gen_c)
-                total = total + c.pose_weight * pose.mean()
-                stats["loss/G_pose"] = pose.detach()
-            if c.nerf_path_weight > 0 and patches is None:
-                nerf_path = self.nerf_path_term(ws, gen_c, images)
-                total = total + c.nerf_path_weight * nerf_path
-                stats["loss/G_nerf_path"] = nerf_path.detach().reshape(1)
-            if c.eikonal_weight > 0 or c.minimal_surface_weight > 0:
-                terms = self.geometry_terms(ws, gen_c)
-                total = total + c.eikonal_weight * terms["eikonal"] + c.minimal_surface_weight * terms["minimal_surface"]
-                stats["loss/G_eikonal"] = terms["eikonal"].detach().reshape(1)
-                stats["loss/G_minimal_surface"] = terms["minimal_surface"].detach().reshape(1)
-            self.grad_scale(phase, total.mul(gain)).backward()
-            stats["loss/G"] = loss_G.detach()
-            stats["scores/fake_G"] = logits.detach()
-
-        elif phase == "Greg":
-            if c.pl_weight > 0:
-                count = max(len(gen_z) // c.pl_batch_shrink, 1)
-                with self.autocast():
-                    images, ws, _ = self.run_G(gen_z[:count], gen_c[:count], schedule, cur_nimg, ws_grad=True)
-                noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
-                grads = torch.autograd.grad(outputs=[(images * noise).sum()], inputs=[ws], create_graph=True)[0]
-                lengths = grads.float().square().sum(2).mean(1).sqrt()
-                self.pl_mean = self.pl_mean.to(lengths.device).lerp(lengths.mean().detach(), c.pl_decay)
-                penalty = (lengths - self.pl_mean).square()
-                self.grad_scale(phase, (penalty * c.pl_weight).mean().mul(gain)).backward()
-                stats["pl_penalty"] = penalty.detach()
-                stats["loss/G_pl"] = (penalty * c.pl_weight).detach()
-            if c.density_reg > 0:
-                with self.autocast():
-                    ws = self.mapping(gen_z, gen_c, False)
-                    half = self.G.config.points.box_side / 2
-                    initial = (torch.rand((ws.shape[0], 1000, 3), device=ws.device) * 2 - 1) * half
-                    perturbed = initial + torch.randn_like(initial) * c.density_reg_p_dist * 2 * half
-                    points = torch.cat([initial, perturbed], dim=1)
-                    sigma = self.G.sample_mixed(points, F.normalize(torch.randn_like(points), dim=-1), ws)["sigma"].float()
-                tv = F.l1_loss(sigma[:, :1000], sigma[:, 1000:]) * c.density_reg
-                self.grad_scale(phase, tv.mul(gain)).backward()
-                stats["loss/G_density_reg"] = tv.detach().reshape(1)
-
-        elif phase == "Dmain":
-            with torch.no_grad(), self.autocast():
-                images, _, patches = self.run_G(gen_z, gen_c, schedule, cur_nimg, update_emas=True)
-            with self.autocast():
-                out = self.run_D(images, gen_c, patches, schedule)
-            logits = out.logits.float()
-            loss_fake = F.softplus(logits)
-            total = loss_fake.mean()
-            if c.pose_weight > 0:
-                pose = self.pose_loss(out.pose, gen_c)
-                total = total + c.pose_weight * pose.mean()
-                stats["loss/D_pose"] = pose.detach()
-            self.grad_scale(phase, total.mul(gain)).backward()
-            stats["loss/D_fake"] = loss_fake.detach()
-            stats["scores/fake"] = logits.detach()
-
-        if phase in ("Dmain", "Dreg"):
-            with_r1 = phase == "Dreg"
-            real, patches = self.real_images(real_img, cur_nimg)
-            real = real.detach().requires_grad_(with_r1)
-            with self.autocast():
-                out = self.run_D(real, real_c, patches, schedule)
-            logits = out.logits.float()
-            loss = torch.zeros_like(logits)
-            if phase == "Dmain":
-                loss_real = F.softplus(-logits)
-                loss = loss + loss_real
-                if c.real_pose_weight > 0:
-                    loss = loss + c.real_pose_weight * self.pose_loss(out.pose, real_c)
-                stats["loss/D_real"] = loss_real.detach()
-                stats["scores/real"] = logits.detach()
-            if with_r1:
-                penalty = r1_penalty(logits, [real], lambda x: self.grad_scale(phase, x))
-                loss_r1 = penalty * (c.r1_gamma / 2)
-                loss = loss + loss_r1.unsqueeze(1)
-                stats["r1_penalty"] = penalty.detach()
-                stats["loss/D_r1"] = loss_r1.detach()
-            self.grad_scale(phase, loss.mean().mul(gain)).backward()
-        return stats
