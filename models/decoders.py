@@ -58,6 +58,10 @@ def _check_ws(ws: torch.Tensor, n: int, num_ws: int, w_dim: int) -> None:
 
 # --- EG3D / EpiGRAF ---------------------------------------------------------------------------
 
+OSG_ACTIVATIONS = {"softplus": nn.Softplus, "lrelu": lambda: nn.LeakyReLU(0.2)}
+"""Hidden activation of the OSG decoder: 'softplus' (EG3D) or 'lrelu' (EpiGRAF)."""
+
+
 class OSGDecoder(nn.Module):
     """EG3D's small MLP: averaged tri-plane feature -> (raw sigma, 32-channel feature in [0, 1])."""
 
@@ -68,7 +72,7 @@ class OSGDecoder(nn.Module):
         self.hidden_dim = hidden_dim
         self.net = nn.Sequential(
             FullyConnectedLayer(n_features, hidden_dim, lr_multiplier=lr_multiplier),
-            nn.Softplus() if activation == "softplus" else nn.LeakyReLU(0.2),
+            OSG_ACTIVATIONS[activation](),
             FullyConnectedLayer(hidden_dim, 1 + output_dim, lr_multiplier=lr_multiplier),
         )
 

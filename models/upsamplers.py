@@ -27,6 +27,7 @@ from ops.stylegan2 import DEFAULT_RESAMPLE_FILTER, filter2d, setup_filter, upsam
 
 UpsampleMode = Literal["stylegan", "nn_cat"]
 UPSAMPLE_MODES: tuple[str, ...] = ("stylegan", "nn_cat")
+"""conv0 of each upsampling block: StyleGAN2's FIR up-convolution, or StyleNeRF's nearest + concat."""
 
 
 def _octaves(in_resolution: int, out_resolution: int) -> int:
@@ -114,6 +115,10 @@ class NNCatSynthesisLayer(SynthesisLayer):
 
 # --- StyleGAN2 upsampler -----------------------------------------------------------------------
 
+_UPSAMPLE_LAYERS: dict[str, type[nn.Module] | None] = {"stylegan": None, "nn_cat": NNCatSynthesisLayer}
+"""The conv0 replacing SynthesisBlock's own in each upsampling block, by ``upsample_mode`` (None: keep it)."""
+
+
 class StyleGANUpsampler(nn.Module):
     """VolumeGAN / StyleNeRF / StyleSDF upsampler: StyleGAN2 'skip' synthesis blocks from a feature image.
 
@@ -162,8 +167,9 @@ class StyleGANUpsampler(nn.Module):
             is_last = res == out_resolution
             block = SynthesisBlock(prev_channels, self.channels[res], w_dim, res, img_channels, is_last,
                                    upsample=upsample, conv_clamp=conv_clamp)
-            if upsample and upsample_mode == "nn_cat":
-                block.conv0 = NNCatSynthesisLayer(prev_channels, self.channels[res], w_dim, res, conv_clamp=conv_clamp)
+            layer = _UPSAMPLE_LAYERS[upsample_mode] if upsample else None
+            if layer is not None:
+                block.conv0 = layer(prev_channels, self.channels[res], w_dim, res, conv_clamp=conv_clamp)
             self.num_ws += block.num_conv + (block.num_torgb if is_last else 0)
             setattr(self, f"b{res}", block)
             prev_channels = self.channels[res]

@@ -55,8 +55,38 @@ import torch
 from ops.camera import FFHQ_FOCAL, fov_to_focal, intrinsics_from_focal, orbit_pose, pack_label
 
 PriorKind = Literal["fixed", "uniform", "normal", "truncated_normal", "hybrid"]
-PRIOR_KINDS: tuple[str, ...] = ("fixed", "uniform", "normal", "truncated_normal", "hybrid")
 PitchSpace = Literal["elevation", "orbit"]
+
+
+def _draw_fixed(prior: AnglePrior, n: int, kw: dict) -> torch.Tensor:
+    return torch.full((n,), prior.mean, device=kw["device"], dtype=torch.float32)
+
+
+def _draw_uniform(prior: AnglePrior, n: int, kw: dict) -> torch.Tensor:
+    return prior.low + (prior.high - prior.low) * torch.rand(n, **kw)
+
+
+def _draw_normal(prior: AnglePrior, n: int, kw: dict) -> torch.Tensor:
+    return prior.mean + prior.std * torch.randn(n, **kw)
+
+
+def _draw_truncated_normal(prior: AnglePrior, n: int, kw: dict) -> torch.Tensor:
+    return torch.clamp(prior.mean + prior.std * torch.randn(n, **kw), prior.low, prior.high)
+
+
+def _draw_hybrid(prior: AnglePrior, n: int, kw: dict) -> torch.Tensor:
+    coin = torch.rand(n, **kw) < 0.5
+    uniform = prior.low + (prior.high - prior.low) * torch.rand(n, **kw)
+    normal = prior.mean + prior.std * torch.randn(n, **kw)
+    return torch.where(coin, uniform, normal)
+
+
+PRIOR_DRAWS = {"fixed": _draw_fixed, "uniform": _draw_uniform, "normal": _draw_normal,
+               "truncated_normal": _draw_truncated_normal, "hybrid": _draw_hybrid}
+"""Each distribution family's draw, by name (``f(prior, n, tensor kwargs) -> [n]``)."""
+PRIOR_KINDS: tuple[str, ...] = tuple(PRIOR_DRAWS)
+BOUNDED_KINDS = frozenset({"uniform", "truncated_normal", "hybrid"})
+"""Families that read ``low`` and ``high``."""
 
 
 @dataclass(frozen=True)
@@ -81,12 +111,17 @@ class AnglePrior:
     """Upper bound of ``uniform`` and the uniform half of ``hybrid``; the clamp ceiling of ``truncated_normal``."""
 
     def __post_init__(self) -> None:
-        if self.kind not in PRIOR_KINDS:
+        if self.kind not in PRIOR_DRAWS:
             raise ValueError(f"unknown prior kind {self.kind!r}; expected one of {PRIOR_KINDS}")
         if not (self.std >= 0 and math.isfinite(self.std)):
             raise ValueError(f"std must be finite and >= 0, got {self.std}")
-        if self.kind in ("uniform", "truncated_normal", "hybrid") and not self.low <= self.high:
+        if self.kind in BOUNDED_KINDS and not self.low <= self.high:
             raise ValueError(f"{self.kind} prior needs low <= high, got [{self.low}, {self.high}]")
+
+    @property
+    def is_constant(self) -> bool:
+        """It always gives ``mean``."""
+        return PRIOR_DRAWS[self.kind] is _draw_fixed
 
     @classmethod
     def fixed(cls, value: float) -> AnglePrior:
@@ -167,19 +202,7 @@ def sample_angles(prior: AnglePrior, n: int, generator: torch.Generator | None =
         raise ValueError(f"n must be >= 0, got {n}")
     device = generator.device if generator is not None else torch.device("cpu")
     kw = dict(generator=generator, device=device, dtype=torch.float32)
-    if prior.kind == "fixed":
-        return torch.full((n,), prior.mean, device=device, dtype=torch.float32)
-    if prior.kind == "uniform":
-        return prior.low + (prior.high - prior.low) * torch.rand(n, **kw)
-    if prior.kind == "normal":
-        return prior.mean + prior.std * torch.randn(n, **kw)
-    if prior.kind == "truncated_normal":
-        return torch.clamp(prior.mean + prior.std * torch.randn(n, **kw), prior.low, prior.high)
-    # hybrid
-    coin = torch.rand(n, **kw) < 0.5
-    uniform = prior.low + (prior.high - prior.low) * torch.rand(n, **kw)
-    normal = prior.mean + prior.std * torch.randn(n, **kw)
-    return torch.where(coin, uniform, normal)
+    return PRIOR_DRAWS[prior.kind](prior, n, kw)
 
 
 def elevation_to_orbit_pitch(pitch: torch.Tensor) -> torch.Tensor:
@@ -232,9 +255,9 @@ def sample_cameras(
     yaw, orbit_pitch, radius, roll = (t.to(device) if device is not None else t
                                       for t in (yaw, orbit_pitch, radius, roll))
     # A scalar radius keeps orbit_pose's arithmetic identical to orbit_label's for fixed priors.
-    radius_arg = float(prior.radius.mean) if prior.radius.kind == "fixed" else radius
+    radius_arg = float(prior.radius.mean) if prior.radius.is_constant else radius
     cam2world = orbit_pose(yaw, orbit_pitch, radius_arg, prior.pivot)
-    if prior.roll.kind != "fixed" or prior.roll.mean != 0.0:
+    if not prior.roll.is_constant or prior.roll.mean != 0.0:
         cam2world = _apply_roll(cam2world, roll.to(cam2world))
     label = pack_label(cam2world, intrinsics_from_focal(prior.focal).to(cam2world.device))
     out_device = label.device

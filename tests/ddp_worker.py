@@ -23,7 +23,7 @@ from training.presets import train_preset  # noqa: E402
 def main(out_dir: str) -> None:
     torch.set_num_threads(1)
     config = apply_overrides(train_preset("tiny"), [
-        "generator.rendering.depth_resolution=4", "generator.rendering.depth_resolution_importance=4",
+        "generator.points.num_coarse=4", "generator.points.num_fine=4",
         "generator.neural_rendering_resolution=16", "loss.neural_rendering_resolution_initial=16"])
     config.batch, config.gpus = 8, 2
     ctx = init_distributed(2, "cpu")

@@ -111,7 +111,7 @@ def test_a_zero_weight_switches_a_term_off():
     # EG3D's density regulariser is off with a zero density_reg in the generator's rendering config.
     config = train_preset("tiny")
     config.batch = BATCH
-    config.generator.rendering.density_reg = 0.0
+    config.generator.extra["density_reg"] = 0.0
     trainer = Trainer(config, init_distributed(1, "cpu"), pose_labels())
     assert trainer.loss.term_names == ()
     trainer.G.requires_grad_(True)

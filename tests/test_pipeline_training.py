@@ -219,17 +219,17 @@ def test_every_preset_validates_and_round_trips(name):
     assert type(again.discriminator) is type(config.discriminator)
     assert type(again.loss) is type(config.loss)
     assert isinstance(again.optim.betas, tuple) and isinstance(again.grid_yaws, tuple)
-    if isinstance(config.generator, PipelineConfig):
-        g = again.generator
-        assert isinstance(g.frozen, tuple) and isinstance(g.pose.pivot, tuple)
-        for component in (g.embedder, g.pose, g.points, g.decoder):  # JSON lists become tuples again
-            values = dataclasses.asdict(component).values()
-            assert not any(isinstance(v, list) or (isinstance(v, tuple) and any(isinstance(x, list) for x in v))
-                           for v in values)
-        assert again.discriminator.img_resolution == again.shown_resolution
-        if name.endswith("-tiny"):
-            stage1 = name == "stylesdf-tiny"  # stage 1 renders at the neural resolution, 16 px
-            assert config.batch == BATCH and config.generator.img_resolution == (16 if stage1 else 32)
+    assert isinstance(config.generator, PipelineConfig)  # EG3D's presets too: one generator config
+    g = again.generator
+    assert isinstance(g.frozen, tuple) and isinstance(g.pose.pivot, tuple)
+    for component in (g.embedder, g.pose, g.points, g.decoder):  # JSON lists become tuples again
+        values = dataclasses.asdict(component).values()
+        assert not any(isinstance(v, list) or (isinstance(v, tuple) and any(isinstance(x, list) for x in v))
+                       for v in values)
+    assert again.discriminator.img_resolution == again.shown_resolution
+    if name.endswith("-tiny") and isinstance(config.loss, PipelineLossConfig):  # not EG3D's own tiny recipe
+        stage1 = name == "stylesdf-tiny"  # stage 1 renders at the neural resolution, 16 px
+        assert config.batch == BATCH and config.generator.img_resolution == (16 if stage1 else 32)
 
 
 @pytest.mark.parametrize("name", ["stylesdf", "stylesdf-tiny"])

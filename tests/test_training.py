@@ -22,7 +22,7 @@ from training.loss import gaussian_blur, schedule_at
 from training.presets import train_preset
 
 # A cut-down tiny preset so each step takes well under a second on 2 CPU cores.
-FAST = ["generator.rendering.depth_resolution=6", "generator.rendering.depth_resolution_importance=6",
+FAST = ["generator.points.num_coarse=6", "generator.points.num_fine=6",
         "generator.neural_rendering_resolution=16", "loss.neural_rendering_resolution_initial=16"]
 
 
@@ -128,8 +128,8 @@ def test_config_round_trips_and_overrides():
     config = train_preset("ffhq512")
     again = TrainConfig.from_dict(json.loads(config.to_json()))
     assert again == config
-    changed = apply_overrides(config, ["loss.r1_gamma=0.3", "generator.rendering.depth_resolution=24", "amp=bf16"])
-    assert changed.loss.r1_gamma == 0.3 and changed.generator.rendering.depth_resolution == 24 and changed.amp == "bf16"
+    changed = apply_overrides(config, ["loss.r1_gamma=0.3", "generator.points.num_coarse=24", "amp=bf16"])
+    assert changed.loss.r1_gamma == 0.3 and changed.generator.points.num_coarse == 24 and changed.amp == "bf16"
     with pytest.raises(ValueError, match="no config field 'gama'"):
         apply_overrides(config, ["loss.gama=1"])
     bad = train_preset("tiny")

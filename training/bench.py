@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.pipeline_config import PipelineConfig
-from ops.camera import FFHQ_FOCAL, fov_to_focal, orbit_label
+from ops.camera import fov_to_focal, orbit_label
 from training.config import TrainConfig
 from training.distributed import DistributedContext, barrier
 from training.loop import Trainer, memory_gb
@@ -50,11 +49,8 @@ def random_pose_labels(config: TrainConfig, count: int = 1024, seed: int = 0) ->
     """[count, 25] cameras around the preset's average pivot: FFHQ-like yaw/pitch spread."""
     g = torch.Generator().manual_seed(seed)
     generator = config.generator
-    if isinstance(generator, PipelineConfig):
-        radius, pivot = generator.pose.radius, generator.pose.pivot
-        focal = fov_to_focal(generator.pose.fov_degrees)
-    else:
-        radius, pivot, focal = float(generator.rendering.avg_camera_radius), generator.rendering.avg_camera_pivot, FFHQ_FOCAL
+    radius, pivot = generator.pose.radius, generator.pose.pivot
+    focal = fov_to_focal(generator.pose.fov_degrees)
     yaw = torch.randn(count, generator=g) * 0.3
     pitch = torch.randn(count, generator=g) * 0.15
     return orbit_label(yaw, pitch, radius, pivot, focal).numpy()

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from models.build import pipeline_config_of
 from models.discriminator import DiscriminatorConfig
 from models.eg3d import EG3DConfig
 from models.pipeline_config import PipelineConfig
@@ -146,8 +147,8 @@ class TrainConfig:
     """Training data: an EG3D zip or folder with dataset.json."""
     outdir: str = "runs"
     """Folder holding the numbered run directories."""
-    generator: EG3DConfig | PipelineConfig = field(default_factory=EG3DConfig)
-    """Generator architecture: EG3D's exact network, or a pipeline composition."""
+    generator: PipelineConfig = field(default_factory=lambda: pipeline_config_of(EG3DConfig()))
+    """Generator architecture (an ``EG3DConfig`` given here becomes its pipeline preset)."""
     discriminator: ComponentConfig = field(default_factory=DiscriminatorConfig)
     """Discriminator architecture: a registered kind (``models.pipeline_discriminators.DISCRIMINATORS``),
     EG3D's dual discriminator or a pipeline one."""
@@ -193,10 +194,14 @@ class TrainConfig:
     """Truncation of the sample grid."""
 
     def __post_init__(self):
-        # Saved runs are dicts; the pipeline's configs carry a marker key that says which type.
+        # Every generator is a pipeline config; runs saved before EG3D joined the pipeline hold EG3D's
+        # own description (method 'eg3d'), read and converted (models.methods.eg3d.from_eg3d).
         if isinstance(self.generator, dict):
-            pipeline = self.generator.get("method") == "pipeline"
-            self.generator = (PipelineConfig if pipeline else EG3DConfig).from_dict(self.generator)
+            described = {"pipeline": PipelineConfig, "eg3d": EG3DConfig}.get(self.generator.get("method", "eg3d"))
+            if described is None:
+                raise ValueError(f"unknown generator method {self.generator.get('method')!r}")
+            self.generator = described.from_dict(self.generator)
+        self.generator = pipeline_config_of(self.generator)
         # Discriminator configs name their registered kind (older runs' forms are read too).
         self.discriminator = discriminator_config_from_dict(self.discriminator)
         if isinstance(self.loss, dict):
@@ -216,9 +221,7 @@ class TrainConfig:
     def shown_resolution(self) -> int:
         """Size of the images D sees: the patch size in patch-wise training, else the image size."""
         g = self.generator
-        if isinstance(g, PipelineConfig) and g.patch_sampler.crops:
-            return g.points.patch_size
-        return g.img_resolution
+        return g.points.patch_size if g.patch_sampler.crops else g.img_resolution
 
     @property
     def ema_half_life_kimg(self) -> float:
@@ -233,14 +236,12 @@ class TrainConfig:
         per_rank = self.batch // self.gpus
         if per_rank % self.batch_per_gpu != 0:
             raise ValueError(f"--batch-gpu {self.batch_per_gpu} does not divide the per-GPU batch {per_rank}")
-        pipeline = isinstance(self.generator, PipelineConfig)
         d, D = self.discriminator, DISCRIMINATORS.cls_of(self.discriminator)
-        parts = (not D.dual, isinstance(self.loss, PipelineLossConfig))
-        if any(part != pipeline for part in parts):
-            raise ValueError("generator, discriminator and loss configs must all be EG3D's or all the pipeline's")
+        pipeline = not D.dual  # EG3D's recipe: the dual D and EG3D's loss; every other: the pipeline loss
+        if D.dual != (type(self.loss) is LossConfig):
+            raise ValueError("EG3D's dual discriminator trains with EG3D's loss config, every other with the pipeline's")
         d.validate()
-        if pipeline:
-            self.generator.validate()
+        self.generator.validate()
         if D.label_conditioned and d.c_dim not in (0, self.generator.c_dim):
             raise ValueError(f"the discriminator reads {d.c_dim}-d labels but the generator's cameras are "
                              f"{self.generator.c_dim}-d (discriminator.c_dim must be 0 or {self.generator.c_dim})")

@@ -28,12 +28,11 @@ from models.build import build_generator
 from models.checkpoint import atomic_output, atomic_write_bytes, load_generator, save_generator
 from models.errors import CheckpointError
 from models.methods.eg3d import official_to_pipeline_names
-from models.pipeline_config import PipelineConfig
 from models.pipeline_discriminators import DISCRIMINATORS
 from models.poses import pose_config, pose_sampler
 from renderers.preview import render_grid
 from training import run_dir as rundir
-from training.config import TrainConfig
+from training.config import LossConfig, PipelineLossConfig, TrainConfig
 from training.dataset import ImageLabelDataset, InfiniteSampler, dataset_focal, encode_png
 from training.distributed import (
     DistributedContext,
@@ -49,6 +48,10 @@ STATE_FORMAT = "3dgan-studio/training-state"
 STATE_VERSION = 1
 KEEP_STATES = 2
 """Training states kept on disk (older ones are deleted once a newer one is complete)."""
+
+
+LOSS_STRATEGIES = {LossConfig: EG3DLoss, PipelineLossConfig: PipelineLoss}
+"""The loss strategy of each loss config type (EG3D's dual-D recipe, or the pipeline methods')."""
 
 
 @dataclass
@@ -129,7 +132,6 @@ class Trainer:
 
         # Identical initialisation on every rank (then broadcast, in case of non-determinism).
         torch.manual_seed(config.seed)
-        pipeline = isinstance(config.generator, PipelineConfig)
         self.G = build_generator(config.generator).train().requires_grad_(False).to(device)
         if config.init and init:
             self.init_from(config.init)
@@ -147,10 +149,8 @@ class Trainer:
         self.loss_scales = {"G": DynamicLossScale(config.amp == "fp16"), "D": DynamicLossScale(config.amp == "fp16")}
         self.poses = pose_sampler(pose_config(self.G), self.pose_labels)
         grad_scale = lambda phase, x: x * self.loss_scales[phase[0]].scale  # noqa: E731
-        if pipeline:
-            self.loss = PipelineLoss(self.G, self.D, config.loss, self.poses, autocast=self.autocast, grad_scale=grad_scale)
-        else:
-            self.loss = EG3DLoss(self.G, self.D, config.loss, autocast=self.autocast, grad_scale=grad_scale)
+        strategy = LOSS_STRATEGIES[type(config.loss)]
+        self.loss = strategy(self.G, self.D, config.loss, autocast=self.autocast, grad_scale=grad_scale, poses=self.poses)
 
         self.phases: list[Phase] = []
         optim = config.optim
@@ -464,9 +464,10 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
         raise ValueError("StyleSDF stage 2 trains the upsampler on a frozen stage-1 renderer: "
                          "give the stage-1 run or snapshot with --init")
 
-    # EG3D trains on images of its own size; pipeline losses resize (and crop patches from) any size.
-    pipeline = isinstance(config.generator, PipelineConfig)
-    dataset = ImageLabelDataset(config.data, resolution=None if pipeline else config.generator.img_resolution)
+    # EG3D's dual D sees the dataset's images at their own size and its cameras' lens; the pipeline
+    # losses resize (and crop patches from) any size, and frame samples with the model's own lens.
+    eg3d_recipe = DISCRIMINATORS.cls_of(config.discriminator).dual
+    dataset = ImageLabelDataset(config.data, resolution=config.generator.img_resolution if eg3d_recipe else None)
     if dataset.label_dim != config.generator.c_dim:
         raise ValueError(f"{config.data}: dataset has {dataset.label_dim}-d labels but the generator needs "
                          f"{config.generator.c_dim}-d camera labels (dataset.json)")
@@ -524,7 +525,7 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
         from torch.utils.tensorboard import SummaryWriter
 
         # Pipeline models frame their samples with their own lens; EG3D with the dataset's.
-        focal = None if isinstance(config.generator, PipelineConfig) else dataset_focal(dataset.labels)
+        focal = dataset_focal(dataset.labels) if eg3d_recipe else None
         out = RunOutputs(run_dir, SummaryWriter(str(run_dir)), dataset, list(range(config.grid_seeds)),
                          focal, command, log)
         if state is None:

@@ -31,7 +31,6 @@ from models.registry import ComponentConfig, Registry
 from ops.camera import rays_through, unpack_label
 from ops.patch_sampling import PatchParams
 from ops.ray_sampling import ray_samples
-from training.config import LossConfig
 
 # --- what the driver shows the terms -------------------------------------------------------------
 
@@ -447,9 +446,9 @@ class EG3DDensity(LossTerm):
 
     @classmethod
     def config_from(cls, loss_config: Any, G: Any) -> Config | None:
-        if not isinstance(loss_config, LossConfig):
-            return None
-        kwargs = G.rendering_kwargs
+        # The weights live in the generator's rendering_kwargs, as in EG3D (PipelineConfig.extra
+        # of an EG3D architecture); other generators have none, so the term is not built.
+        kwargs = getattr(G, "rendering_kwargs", None) or {}
         return cls.Config(weight=float(kwargs.get("density_reg", 0)), p_dist=kwargs.get("density_reg_p_dist", 0.004),
                           reg_type=kwargs.get("reg_type", "l1"))
 

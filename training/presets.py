@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from models.methods import METHODS, method_names, pipeline_preset
-from models.pipeline_config import PipelineConfig, with_component
+from models.pipeline_config import with_component
 from models.pipeline_discriminators import DISCRIMINATORS
 from training.config import TrainConfig
 from training.methods import RECIPES
@@ -78,7 +78,7 @@ def apply_components(config: TrainConfig, swaps: dict[str, str | None]) -> Train
     swaps = {k: v for k, v in swaps.items() if v}
     if not swaps:
         return config
-    if not isinstance(config.generator, PipelineConfig):
+    if config.cfg in _exact_presets():
         recipes = {"tiny": "eg3d-tiny", "eg3d-tiny": "eg3d-tiny", "ffhq512": "eg3d", "eg3d": "eg3d"}
         if config.cfg not in recipes:
             raise ValueError(f"component swaps start from EG3D's FFHQ recipe (eg3d, eg3d-tiny), not {config.cfg!r}")
@@ -96,6 +96,6 @@ def with_stage(config: TrainConfig, stage: int) -> TrainConfig:
     """A staged method's config at ``stage`` (StyleSDF: 1 volume renderer; 2 full pipeline, renderer frozen)."""
     method = config.cfg.split("+")[0].removesuffix("-tiny")
     recipe = RECIPES.get(method)
-    if recipe is None or recipe.stage is None or not isinstance(config.generator, PipelineConfig):
+    if recipe is None or recipe.stage is None:
         raise ValueError("--stage applies to staged presets only (StyleSDF)")
     return recipe.stage(config, stage)
