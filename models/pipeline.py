@@ -147,9 +147,11 @@ class PipelineGenerator(nn.Module):
         return self.upsampler.upsample(features, ws[:, self.ws_slices[2]], noise_mode=noise_mode,
                                        max_resolution=max_resolution, fade_alpha=fade_alpha)
 
-    def sample_mixed(self, coordinates, directions, ws, update_emas: bool = False, noise_mode: str = "const", **_):
+    def sample_mixed(self, coordinates, directions, ws, update_emas: bool = False, noise_mode: str = "const",
+                     options: RenderOptions | None = None, **_):
         """σ and colour at world points for ws: coordinates [N, M, 3] -> {'rgb', 'sigma'} (+ 'sdf')."""
-        return self.run_decoder(self.planes(ws, update_emas=update_emas, noise_mode=noise_mode), coordinates, directions)
+        scene = self.planes(ws, update_emas=update_emas, noise_mode=noise_mode)
+        return self.run_decoder(scene, coordinates, directions, options)
 
     def sample(self, coordinates, directions, z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False, **kwargs):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, update_emas=update_emas)

@@ -521,9 +521,15 @@ def test_density_noise_fades_linearly_to_zero():
     for nimg, expected in ((0, 1.0), (500, 0.75), (1000, 0.5), (1500, 0.25), (2000, 0.0), (5000, 0.0)):
         assert loss.schedule(nimg).density_noise == pytest.approx(expected), nimg
     c = trainer.sample_poses(2)
-    with torch.no_grad():
-        loss.run_G(torch.randn(2, trainer.G.z_dim), c, loss.schedule(1000), 1000)
-    assert trainer.G.rendering_kwargs["density_noise"] == pytest.approx(0.5)
+    seen, synthesis = [], trainer.G.synthesis
+    trainer.G.synthesis = lambda *a, **k: seen.append(k["options"].density_noise) or synthesis(*a, **k)
+    try:
+        with torch.no_grad():
+            loss.run_G(torch.randn(2, trainer.G.z_dim), c, loss.schedule(1000), 1000)
+    finally:
+        del trainer.G.synthesis
+    assert seen == [pytest.approx(0.5)]  # the scheduled noise travels with the call
+    assert trainer.G.rendering_kwargs["density_noise"] == 1.0  # and the model is not edited
     full = train_preset("epigraf").generator.renderer
     assert (full.density_noise, full.density_noise_fade_kimg) == (1.0, 5000.0)
 
@@ -769,7 +775,7 @@ def test_nerf_path_term_compares_the_rendering_with_the_image_at_the_same_points
     images = field(torch.stack([u, v], -1)).permute(2, 0, 1).unsqueeze(0).repeat(n, 1, 1, 1)
     shift = {"value": 0.0}
 
-    def render_rays(scene, origins, directions):
+    def render_rays(scene, origins, directions, options=None):
         uv, _ = project_points(origins + directions, cam2world, intrinsics)
         uv = uv.clamp(0.5 / res, 1 - 0.5 / res)  # beyond the outer pixel centres the read holds the edge (border)
         rgb = field(uv) + shift["value"]

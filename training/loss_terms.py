@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from models.registry import ComponentConfig, Registry
+from models.scene import RenderOptions
 from ops.camera import rays_through, unpack_label
 from ops.patch_sampling import PatchParams
 from ops.ray_sampling import ray_samples
@@ -179,7 +180,14 @@ def pose_regression(predicted: torch.Tensor | None, labels: torch.Tensor, poses:
     return fn(predicted, target, reduction="none").mean(1, keepdim=True)
 
 
-def nerf_path(G: Any, ws: torch.Tensor, c: torch.Tensor, images: torch.Tensor, points: int) -> torch.Tensor:
+def schedule_options(schedule: Any) -> RenderOptions:
+    """The render options of a training step: the scheduled density noise where the method fades
+    one (None: the generator's own setting, as EG3D's recipe keeps it)."""
+    return RenderOptions(density_noise=getattr(schedule, "density_noise", None))
+
+
+def nerf_path(G: Any, ws: torch.Tensor, c: torch.Tensor, images: torch.Tensor, points: int,
+              options: RenderOptions | None = None) -> torch.Tensor:
     """StyleNeRF's NeRF-path regulariser: mean squared difference between the volume-rendered
     RGB (the first feature channels) at random sub-pixel points of the output image and the
     image bilinearly read there. The image is the target (detached): the term pulls the NeRF
@@ -189,7 +197,7 @@ def nerf_path(G: Any, ws: torch.Tensor, c: torch.Tensor, images: torch.Tensor, p
     uv = torch.rand(n, side * side, 2, device=images.device)
     cam2world, intrinsics = unpack_label(c)
     origins, directions = rays_through(cam2world, intrinsics, uv)
-    rendered = G.render_rays(G.planes(ws, noise_mode="random"), origins, directions).features[..., :3]
+    rendered = G.render_rays(G.planes(ws, noise_mode="random"), origins, directions, options).features[..., :3]
     grid = (uv * 2 - 1).unsqueeze(2).to(images.dtype)  # [N, M, 1, 2]
     target = F.grid_sample(images.detach(), grid, mode="bilinear", padding_mode="border",
                            align_corners=False)[..., 0].permute(0, 2, 1)
@@ -312,7 +320,8 @@ class NerfPath(LossTerm):
         fakes = step.fakes
         if fakes.patches is not None:
             return None
-        value = nerf_path(step.loss.G, fakes.ws, step.gen_c, fakes.image, self.config.points)
+        value = nerf_path(step.loss.G, fakes.ws, step.gen_c, fakes.image, self.config.points,
+                          schedule_options(step.schedule))
         step.stats["loss/G_nerf_path"] = value.detach().reshape(1)
         return self.config.weight * value
 
@@ -423,7 +432,8 @@ class Density(LossTerm):
             initial = (torch.rand((ws.shape[0], 1000, 3), device=ws.device) * 2 - 1) * half
             perturbed = initial + torch.randn_like(initial) * c.p_dist * 2 * half
             points = torch.cat([initial, perturbed], dim=1)
-            sigma = G.sample_mixed(points, F.normalize(torch.randn_like(points), dim=-1), ws)["sigma"].float()
+            directions = F.normalize(torch.randn_like(points), dim=-1)
+            sigma = G.sample_mixed(points, directions, ws, options=schedule_options(step.schedule))["sigma"].float()
         tv = F.l1_loss(sigma[:, :1000], sigma[:, 1000:]) * c.weight
         step.stats["loss/G_density_reg"] = tv.detach().reshape(1)
         return tv

@@ -32,7 +32,7 @@ from ops.camera import pack_label, unpack_label
 from ops.patch_sampling import PatchParams, crop_real_patches, patch_intrinsics
 from training.config import PipelineLossConfig
 from training.loss import GANLoss, Schedule, gaussian_blur
-from training.loss_terms import Fakes, Reals, Verdict, nerf_path, pose_regression, sdf_geometry
+from training.loss_terms import Fakes, Reals, Verdict, nerf_path, pose_regression, schedule_options, sdf_geometry
 
 
 def schedule_value(start: float, fade_kimg: float, cur_nimg: float) -> float:
@@ -123,7 +123,7 @@ class PipelineLoss(GANLoss):
         """Fakes seen from cameras c [N, 25]: (images [N, 3, S, S], ws, patches). S is the patch
         size in patch-wise training, else the image resolution. ``ws_grad``: the images are
         differentiable w.r.t. ws even when the mapping is frozen (path length)."""
-        self.G.rendering_kwargs["density_noise"] = schedule.density_noise
+        options = schedule_options(schedule)
         ws = self.mapping(z, c, update_emas)
         if ws_grad and not ws.requires_grad:
             ws.requires_grad_(True)
@@ -132,12 +132,12 @@ class PipelineLoss(GANLoss):
             growth = {}
             if self.config.progressive_generator:  # at full size with alpha 1 this is the plain image
                 growth = {"max_resolution": schedule.d_resolution, "fade_alpha": schedule.fade_alpha}
-            out = self.G.synthesis(ws, c, update_emas=update_emas, noise_mode="random", **growth)
+            out = self.G.synthesis(ws, c, update_emas=update_emas, noise_mode="random", options=options, **growth)
             return out["image"], ws, None
         cam2world, intrinsics = unpack_label(c)
         c_patch = pack_label(cam2world, patch_intrinsics(intrinsics, patches))
         out = self.G.synthesis(ws, c_patch, neural_rendering_resolution=self.patch_size, update_emas=update_emas,
-                               noise_mode="random")
+                               noise_mode="random", options=options)
         return out["image"], ws, patches
 
     def real_images(self, real_img: torch.Tensor, cur_nimg: float) -> tuple[torch.Tensor, PatchParams | None]:
