@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["monitor"]:  # its own parser, --help included (argparse's REMAINDER would refuse it)
+        return cmd_monitor(argparse.Namespace(monitor_args=argv[1:]))
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     return args.func(args)

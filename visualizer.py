@@ -11,7 +11,7 @@ Usage:
     python visualizer.py video [PATH] --seeds 0-3 --trajectory orbit|yaw|circle|FILE.json --frames N --fps F
                                --grid WxH --mode rgb|depth|normals|side --out X.mp4
     python visualizer.py mesh [PATH] --seeds 0-3 --res 256|512 [--level L] --format ply|obj|glb|mrc [--color] --out DIR
-    python visualizer.py metrics [PATH] --data DATA --metrics fid50k_full,... --num N [--out results.jsonl]
+    python visualizer.py metrics [PATH] --data DATA --metrics swd,reprojection,... --num N [--out results.jsonl]
 
 PATH is one of our ``.safetensors`` checkpoints, an official EG3D ``network-snapshot-*.pkl``, or a
 training run directory (the app follows its newest snapshot).
@@ -118,12 +118,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from renderers.model_source import resolve_source
     from renderers.preview import render_preview
 
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        print(f"error: {out} exists (use --force to replace it)", file=sys.stderr)
+        return 2
     device = _device(args.device)
     source = resolve_source(args.path)
     G = open_generator(source.load_path, device=device, seed=0)
     what = source.label
     grid = render_preview(G, seed=args.seed)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(out)
     print(f"rendered {what}: seed {args.seed}, three yaws, RGB above depth -> {out}")
@@ -237,9 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gl", action="store_true", help="generator figures only (no window)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("preview", help="render a preview PNG (the default action)")
+    p = sub.add_parser("preview", help="render a preview PNG: one seed from three yaws, depth below")
     p.add_argument("path", nargs="?", default=None)
     p.add_argument("--out", default="out/preview.png")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.set_defaults(func=cmd_preview)

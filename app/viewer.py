@@ -73,6 +73,7 @@ class Visualizer:
         self.window.on_scroll = self._on_scroll
         self.window.on_key = self._on_key
         self.window.on_drop = self._on_drop
+        self.window.on_error = lambda error: self.state.notify(f"{type(error).__name__}: {error}", "error")
         from widgets import build_widgets
 
         self.widgets = build_widgets(self)
@@ -217,7 +218,7 @@ class Visualizer:
         elif key == glfw.KEY_PAGE_UP:
             args.latent.seed_x = float(int(args.latent.seed_x) + 1)
         elif key == glfw.KEY_PAGE_DOWN:
-            args.latent.seed_x = float(int(args.latent.seed_x) - 1)
+            args.latent.seed_x = float(max(int(args.latent.seed_x) - 1, 0))  # seeds are >= 0, as the panel clamps
         elif key == glfw.KEY_SPACE:
             self.state.animate = not self.state.animate
         elif key == glfw.KEY_S and mods & glfw.MOD_CONTROL:
@@ -258,6 +259,12 @@ class Visualizer:
         target = Path(path) if path else next_numbered_path(self.state.capture.out_dir, "screenshot", ".png")
         if what == "window":
             self._pending_window_shots.append((target, on_done))  # read after the UI is drawn
+            return target
+        if self.viewport.frame is None:  # e.g. Ctrl+S while a large model's first frame renders
+            error = "nothing to save yet: the first frame has not been rendered"
+            self.state.notify(f"screenshot not saved: {error}", "error")
+            if on_done:
+                on_done(target, error)
             return target
         size = None
         if height:

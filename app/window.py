@@ -8,6 +8,7 @@ these same callbacks, so an injected drag takes the path of a real one.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -80,6 +81,9 @@ class AppWindow:
         self.on_scroll: Callable[[float, float], None] | None = None
         self.on_key: Callable[[int, int, int], None] | None = None
         self.on_drop: Callable[[list[str]], None] | None = None
+        self.on_error: Callable[[BaseException], None] | None = None
+        """Where an exception raised by an input handler goes (glfw would re-raise it out of the main
+        loop and end the app); without one it is printed."""
         # imgui sees the mouse through these (not by polling glfw), so injected events reach it too.
         self.cursor = (-1.0, -1.0)
         self.buttons = [False, False, False]
@@ -93,30 +97,37 @@ class AppWindow:
 
     # --- callbacks (also the injection points for tests) ---------------------------------------
 
+    def _dispatch(self, handler: Callable[..., None] | None, *args) -> None:
+        """Run an input handler; nothing it raises may leave a glfw callback."""
+        if handler is None:
+            return
+        try:
+            handler(*args)
+        except Exception as error:  # noqa: BLE001 - any handler error becomes a message, the app goes on
+            if self.on_error is not None:
+                self.on_error(error)
+            else:
+                print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+
     def mouse_button_callback(self, window, button: int, action: int, mods: int) -> None:
         if 0 <= button < len(self.buttons):
             self.buttons[button] = action == glfw.PRESS
-        if self.on_mouse_button:
-            self.on_mouse_button(button, action, mods)
+        self._dispatch(self.on_mouse_button, button, action, mods)
 
     def cursor_callback(self, window, x: float, y: float) -> None:
         self.cursor = (float(x), float(y))
-        if self.on_cursor:
-            self.on_cursor(x, y)
+        self._dispatch(self.on_cursor, x, y)
 
     def scroll_callback(self, window, dx: float, dy: float) -> None:
         self.imgui.scroll_callback(window, dx, dy)
-        if self.on_scroll:
-            self.on_scroll(dx, dy)
+        self._dispatch(self.on_scroll, dx, dy)
 
     def key_callback(self, window, key: int, scancode: int, action: int, mods: int) -> None:
         self.imgui.keyboard_callback(window, key, scancode, action, mods)
-        if self.on_key:
-            self.on_key(key, action, mods)
+        self._dispatch(self.on_key, key, action, mods)
 
     def drop_callback(self, window, paths: list[str]) -> None:
-        if self.on_drop:
-            self.on_drop(list(paths))
+        self._dispatch(self.on_drop, list(paths))
 
     # --- frame ----------------------------------------------------------------------------------
 

@@ -434,3 +434,49 @@ def test_script_stops_on_a_screenshot_that_cannot_be_written(viz, tmp_path):
         finally:
             error, viz.script = viz.script.error, None
         assert error is not None and "action 0" in error and "screenshot not saved" in error, what
+
+
+def test_ctrl_s_before_the_first_frame_is_a_message_not_a_crash(tmp_path):
+    """Bug: Ctrl+S (or the Screenshot button) before any frame existed raised out of the glfw key
+    callback and ended the app. Now it is a message, and any exception an input handler raises
+    becomes a message too."""
+    import glfw
+
+    from app.viewer import Visualizer
+
+    app = Visualizer(str(BUNDLED), device="cpu", size=WINDOW)
+    try:
+        app.state.capture.out_dir = str(tmp_path)
+        assert app.viewport.frame is None
+        app.window.key_callback(app.window.handle, glfw.KEY_S, 0, glfw.PRESS, glfw.MOD_CONTROL)
+        assert any("nothing to save yet" in m.text and m.level == "error" for m in app.state.messages)
+        assert list(tmp_path.iterdir()) == []
+
+        def broken(*_):
+            raise RuntimeError("handler bug")
+
+        app.window.on_scroll = broken
+        app.window.scroll_callback(app.window.handle, 0.0, 1.0)  # must not raise
+        assert app.state.messages[-1].text == "RuntimeError: handler bug" and app.state.messages[-1].level == "error"
+        run_until(app, app.settled)  # and the app goes on to draw its first frame
+        app.window.key_callback(app.window.handle, glfw.KEY_S, 0, glfw.PRESS, glfw.MOD_CONTROL)
+        assert [p.name for p in tmp_path.iterdir()] == ["screenshot-0000.png"]
+    finally:
+        app.close()
+
+
+def test_page_down_from_seed_zero_stays_at_zero(viz):
+    """Bug: PgDn from seed 0 gave seed -1, although the seed fields clamp at 0."""
+    import glfw
+
+    latent = viz.state.args.latent
+    saved = latent.seed_x
+    try:
+        latent.seed_x = 1.0
+        for _ in range(3):
+            viz.window.key_callback(viz.window.handle, glfw.KEY_PAGE_DOWN, 0, glfw.PRESS, 0)
+        assert latent.seed_x == 0.0
+        viz.window.key_callback(viz.window.handle, glfw.KEY_PAGE_UP, 0, glfw.PRESS, 0)
+        assert latent.seed_x == 1.0
+    finally:
+        latent.seed_x = saved

@@ -118,3 +118,36 @@ def test_bundled_model_loads_and_records_its_provenance():
     # A trained head, not noise: views differ, and depth has a near (bright) foreground blob.
     assert np.abs(rgb[:, :64] - rgb[:, 64:]).mean() > 2
     assert depth[16:48, 16:48].mean() > depth[:, :8].mean() + 40
+
+
+def test_preview_refuses_to_overwrite_without_force(tmp_path):
+    """Bug: preview replaced an existing PNG silently; now, like every batch command, it needs --force."""
+    out = tmp_path / "preview.png"
+    out.write_bytes(b"keep me")
+    result = run_cli("preview", "--out", str(out))
+    assert result.returncode == 2 and result.stderr.strip() == f"error: {out} exists (use --force to replace it)"
+    assert out.read_bytes() == b"keep me"
+    result = run_cli("preview", "--out", str(out), "--force")
+    assert result.returncode == 0, result.stderr
+    assert np.asarray(Image.open(out)).shape == (128, 192, 3)
+
+
+def test_help_texts_name_real_metrics_and_one_default_action():
+    """Bug: --help suggested `--metrics fid50k_full` (which `metrics` refuses) and called two actions the default."""
+    from training.evaluation import METRICS
+
+    text = run_cli("--help").stdout
+    assert "fid50k_full" not in text and text.count("default action") == 1
+    for line in text.splitlines():
+        if "--metrics " in line:
+            names = line.split("--metrics ")[1].split()[0].rstrip(",.").split(",")
+            assert all(name in METRICS for name in names if name != "..."), line
+
+
+def test_train_monitor_help_prints_its_usage():
+    """Bug: `train.py monitor --help` (and -h) failed with 'unrecognized arguments'."""
+    for flag in ("--help", "-h"):
+        result = subprocess.run([sys.executable, str(REPO_ROOT / "train.py"), "monitor", flag], capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("usage: train.py monitor") and "RUN_DIR" in result.stdout
