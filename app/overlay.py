@@ -12,20 +12,33 @@ NOTICE_SECONDS = 6.0
 def draw_overlay(viz) -> None:
     """A transparent, input-free window in the viewport's top-left corner."""
     x, y, w, h = viz.viewport_rect()
-    imgui.set_next_window_position(x + 8, y + 8)
-    imgui.set_next_window_bg_alpha(0.55)
-    flags = (imgui.WINDOW_NO_DECORATION | imgui.WINDOW_ALWAYS_AUTO_RESIZE | imgui.WINDOW_NO_SAVED_SETTINGS
-             | imgui.WINDOW_NO_FOCUS_ON_APPEARING | imgui.WINDOW_NO_NAV | imgui.WINDOW_NO_MOVE
-             | imgui.WINDOW_NO_INPUTS)
     lines = _lines(viz)
     if not lines:
         return
+    # Sized from this frame's text (imgui's auto-resize would use last frame's, so a new or longer
+    # line would show clipped for a frame).
+    wrap = max(w - 56.0, 64.0)
+    width, height = overlay_size([text for text, _ in lines], wrap)
+    imgui.set_next_window_position(x + 8, y + 8)
+    imgui.set_next_window_size(width, height)
+    imgui.set_next_window_bg_alpha(0.55)
+    flags = (imgui.WINDOW_NO_DECORATION | imgui.WINDOW_NO_SAVED_SETTINGS | imgui.WINDOW_NO_FOCUS_ON_APPEARING
+             | imgui.WINDOW_NO_NAV | imgui.WINDOW_NO_MOVE | imgui.WINDOW_NO_INPUTS | imgui.WINDOW_NO_SCROLLBAR)
     imgui.begin("overlay", flags=flags)
-    imgui.push_text_wrap_pos(w - 40)
+    imgui.push_text_wrap_pos(imgui.get_cursor_pos_x() + wrap)
     for text, color in lines:
         imgui.text_colored(text, *color)
     imgui.pop_text_wrap_pos()
     imgui.end()
+
+
+def overlay_size(texts: list[str], wrap: float) -> tuple[float, float]:
+    """(width, height) of the overlay window holding these lines wrapped at ``wrap`` pixels."""
+    style = imgui.get_style()
+    sizes = [imgui.calc_text_size(text, False, wrap) for text in texts]
+    width = max(size.x for size in sizes) + 2 * style.window_padding.x
+    height = sum(size.y for size in sizes) + style.item_spacing.y * (len(sizes) - 1) + 2 * style.window_padding.y
+    return float(width), float(height)
 
 
 def _lines(viz) -> list[tuple[str, tuple[float, float, float, float]]]:

@@ -403,7 +403,8 @@ class Visualizer:
         perf.draw_ms.append(1000 * (time.perf_counter() - t0))
         gl.glViewport(0, 0, fb_w, fb_h)
         self.window.end_frame_ui()
-        while self._pending_window_shots:
+        # A window shot waits for panel requests (script 'panels') to be drawn: they apply next frame.
+        while self._pending_window_shots and not self.panel_requests:
             target, on_done = self._pending_window_shots.pop(0)
             self._save_png(target, read_pixels(0, 0, fb_w, fb_h), on_done)
         t1 = time.perf_counter()

@@ -436,33 +436,44 @@ def test_script_stops_on_a_screenshot_that_cannot_be_written(viz, tmp_path):
         assert error is not None and "action 0" in error and "screenshot not saved" in error, what
 
 
+CTRL_S_BEFORE_THE_FIRST_FRAME = """
+import sys
+from pathlib import Path
+import glfw
+from app.viewer import Visualizer
+from tests.test_app import BUNDLED, WINDOW, run_until
+
+out = Path(sys.argv[1])
+app = Visualizer(str(BUNDLED), device="cpu", size=WINDOW)
+try:
+    app.state.capture.out_dir = str(out)
+    assert app.viewport.frame is None
+    app.window.key_callback(app.window.handle, glfw.KEY_S, 0, glfw.PRESS, glfw.MOD_CONTROL)
+    assert any("nothing to save yet" in m.text and m.level == "error" for m in app.state.messages)
+    assert list(out.iterdir()) == []
+
+    def broken(*_):
+        raise RuntimeError("handler bug")
+
+    app.window.on_scroll = broken
+    app.window.scroll_callback(app.window.handle, 0.0, 1.0)  # must not raise
+    assert app.state.messages[-1].text == "RuntimeError: handler bug" and app.state.messages[-1].level == "error"
+    run_until(app, app.settled)  # and the app goes on to draw its first frame
+    app.window.key_callback(app.window.handle, glfw.KEY_S, 0, glfw.PRESS, glfw.MOD_CONTROL)
+    assert [p.name for p in out.iterdir()] == ["screenshot-0000.png"]
+finally:
+    app.close()
+print("ok")
+"""
+
+
 def test_ctrl_s_before_the_first_frame_is_a_message_not_a_crash(tmp_path):
     """Bug: Ctrl+S (or the Screenshot button) before any frame existed raised out of the glfw key
     callback and ended the app. Now it is a message, and any exception an input handler raises
-    becomes a message too."""
-    import glfw
-
-    from app.viewer import Visualizer
-
-    app = Visualizer(str(BUNDLED), device="cpu", size=WINDOW)
-    try:
-        app.state.capture.out_dir = str(tmp_path)
-        assert app.viewport.frame is None
-        app.window.key_callback(app.window.handle, glfw.KEY_S, 0, glfw.PRESS, glfw.MOD_CONTROL)
-        assert any("nothing to save yet" in m.text and m.level == "error" for m in app.state.messages)
-        assert list(tmp_path.iterdir()) == []
-
-        def broken(*_):
-            raise RuntimeError("handler bug")
-
-        app.window.on_scroll = broken
-        app.window.scroll_callback(app.window.handle, 0.0, 1.0)  # must not raise
-        assert app.state.messages[-1].text == "RuntimeError: handler bug" and app.state.messages[-1].level == "error"
-        run_until(app, app.settled)  # and the app goes on to draw its first frame
-        app.window.key_callback(app.window.handle, glfw.KEY_S, 0, glfw.PRESS, glfw.MOD_CONTROL)
-        assert [p.name for p in tmp_path.iterdir()] == ["screenshot-0000.png"]
-    finally:
-        app.close()
+    becomes a message too. (In its own process: a second window's close terminates glfw.)"""
+    result = subprocess.run([sys.executable, "-c", CTRL_S_BEFORE_THE_FIRST_FRAME, str(tmp_path)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
 
 
 def test_page_down_from_seed_zero_stays_at_zero(viz):
@@ -480,3 +491,57 @@ def test_page_down_from_seed_zero_stays_at_zero(viz):
         assert latent.seed_x == 1.0
     finally:
         latent.seed_x = saved
+
+
+def test_a_window_shot_after_a_panels_action_shows_the_new_panels(viz, tmp_path, monkeypatch):
+    """Bug: a window screenshot right after a `panels` action was read one frame before the panels
+    changed: the script runs after this frame's panels are drawn, and panel requests apply when the
+    panels are next drawn."""
+    saved_at = []
+    original = viz._save_png
+
+    def spy(target, pixels, on_done):
+        saved_at.append(dict(viz.panel_requests))  # requests still waiting = the shot shows old panels
+        original(target, pixels, on_done)
+
+    class Script:  # what a session script's step does for [{"panels": ...}, {"screenshot": ..., "what": "window"}]
+        done = False
+
+        def step(self):
+            if not self.done:
+                self.done = True
+                viz.panel_requests.update({"Capture": True, "Latent": False})
+                viz.screenshot(tmp_path / "w.png", what="window")
+
+    monkeypatch.setattr(viz, "_save_png", spy)
+    monkeypatch.setattr(viz, "script", Script())
+    viz.draw_frame()
+    viz.draw_frame()
+    assert saved_at == [{}] and (tmp_path / "w.png").is_file()
+    viz.panel_requests.update({"Latent": True})
+    viz.draw_frame()
+
+
+def test_the_message_overlay_fits_its_text_in_the_frame_it_appears(viz, monkeypatch):
+    """Bug: the overlay auto-resized a frame late, so a new line showed half drawn. It is now sized
+    from the current frame's text before it is drawn."""
+    import imgui
+
+    from app.overlay import overlay_size
+
+    sizes = []
+    original = imgui.set_next_window_size
+    monkeypatch.setattr(imgui, "set_next_window_size", lambda w, h, *a: (sizes.append((w, h)), original(w, h, *a)))
+    viz.state.notify("a new and rather long notice that must be fully visible in its first frame " * 2)
+    viz.draw_frame()
+    assert sizes, "the overlay set no size of its own"
+    width, height = sizes[-1]
+    wrap = max(viz.viewport_rect()[2] - 56.0, 64.0)
+    assert (width, height) == overlay_size(_overlay_texts(viz), wrap)
+    assert height > imgui.get_text_line_height() * 2  # the long line wraps, and the window holds both rows
+
+
+def _overlay_texts(viz) -> list[str]:
+    from app.overlay import _lines
+
+    return [text for text, _ in _lines(viz)]
