@@ -128,13 +128,21 @@ def resolve_snapshot(path: str) -> str:
     return str(p)
 
 
+def check_device(name: str | None) -> None:
+    """ValueError (a one-line exit 2) for --device cuda without a CUDA device."""
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but no CUDA device is available (use --device cpu)")
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     import torch
 
     from models.errors import CheckpointError
     from training.dataset import DatasetError
     from training.distributed import init_distributed, shutdown
-    from training.loop import fit
+    from training.loop import TrainingInterrupted, fit
 
     try:
         config = resolve_train_config(args)
@@ -149,6 +157,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if args.metrics is not None:
             config.metrics = [m for m in args.metrics.split(",") if m and m != "none"]
         config.validate()
+        check_device(args.device)
         ctx = init_distributed(config.gpus, args.device)
         command = " ".join(["python train.py"] + (args.argv or []))
         run_dir = fit(config, ctx, resume=args.resume, command=command, progress=not args.no_progress)
@@ -156,6 +165,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return fail(e)
     except torch.OutOfMemoryError as e:
         return fail(f"out of memory: {str(e).splitlines()[0]} (try a smaller --batch-gpu)")
+    except TrainingInterrupted as e:
+        print(f"\n{e}", file=sys.stderr)
+        return 130
     finally:
         shutdown()
     if ctx.is_main:
@@ -170,6 +182,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     try:
         config = resolve_train_config(args)
         config.validate()
+        check_device(args.device)
         ctx = init_distributed(config.gpus, args.device)
         result = benchmark_training(config, ctx, steps=args.steps, warmup=args.warmup)
     except ValueError as e:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -97,7 +98,12 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {e}") from None
     if args.device == "cuda":
         _device("cuda")
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    size = re.fullmatch(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*", args.size)
+    if not size or not all(200 <= int(v) <= 16384 for v in size.groups()):
+        print(f"error: bad --size {args.size!r}: expected WxH in pixels, each 200 to 16384, e.g. 1400x860",
+              file=sys.stderr)
+        return 2
+    width, height = (int(v) for v in size.groups())
     try:
         viz = Visualizer(args.path, device=args.device, interop=args.interop, size=(width, height))
     except (WindowError, InteropError) as e:
@@ -122,13 +128,21 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         print(f"error: {out} exists (use --force to replace it)", file=sys.stderr)
         return 2
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"error: {out}: cannot create folder {out.parent}: {e.strerror or e}", file=sys.stderr)
+        return 2
     device = _device(args.device)
     source = resolve_source(args.path)
     G = open_generator(source.load_path, device=device, seed=0)
     what = source.label
     grid = render_preview(G, seed=args.seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(out)
+    try:
+        Image.fromarray(grid).save(out)
+    except OSError as e:
+        print(f"error: {out}: cannot write: {e.strerror or e}", file=sys.stderr)
+        return 2
     print(f"rendered {what}: seed {args.seed}, three yaws, RGB above depth -> {out}")
     return 0
 
@@ -143,9 +157,10 @@ def _batch_model(args: argparse.Namespace):
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from renderers.batch import check_targets, image_paths, parse_seed_list, parse_views, run_images
+    from renderers.batch import check_psi, check_targets, image_paths, parse_seed_list, parse_views, run_images
 
     seeds, views = parse_seed_list(args.seeds), parse_views(args.views)
+    check_psi(args.trunc)
     check_targets(image_paths(Path(args.out), seeds, args.grid), args.force)
     G, _ = _batch_model(args)
     paths = run_images(G, seeds, views, args.out, psi=args.trunc, trunc_cutoff=args.trunc_cutoff, depth=args.depth,
@@ -157,9 +172,10 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from renderers.batch import check_targets, load_camera_path, parse_grid, parse_seed_list, run_video
+    from renderers.batch import check_psi, check_targets, load_camera_path, parse_grid, parse_seed_list, run_video
 
     seeds, grid = parse_seed_list(args.seeds), parse_grid(args.grid)
+    check_psi(args.trunc)
     load_camera_path(args.trajectory)
     check_targets([Path(args.out)], args.force)
     G, _ = _batch_model(args)
@@ -171,9 +187,10 @@ def cmd_video(args: argparse.Namespace) -> int:
 
 
 def cmd_mesh(args: argparse.Namespace) -> int:
-    from renderers.batch import check_targets, mesh_paths, parse_seed_list, run_mesh
+    from renderers.batch import check_psi, check_targets, mesh_paths, parse_seed_list, run_mesh
 
     seeds = parse_seed_list(args.seeds)
+    check_psi(args.trunc)
     check_targets(mesh_paths(Path(args.out), seeds, args.format), args.force)
     G, _ = _batch_model(args)
     results = run_mesh(G, seeds, args.out, res=args.res, level=args.level, fmt=args.format, colors=args.color,
@@ -187,6 +204,16 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     names = [n for n in args.metrics.replace(" ", "").split(",") if n]
     check_metrics_input(args.data, names)  # bad names or data fail before the model loads
+    if args.out:
+        folder = Path(args.out).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            print(f"error: {args.out}: cannot create folder {folder}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        if not os.access(folder, os.W_OK):
+            print(f"error: {args.out}: folder {folder} is not writable", file=sys.stderr)
+            return 2
     G, device = _batch_model(args)
     run_metrics(G, args.path or "bundled default model", args.data, names, args.num, seed=args.seed, out=args.out,
                 inception=args.inception, device=device, batch=args.batch)
@@ -205,10 +232,16 @@ def _batch_arguments(p: argparse.ArgumentParser, seeds_default: str = "0") -> No
     p.add_argument("--force", action="store_true", help="replace existing outputs (checked before any work)")
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Bad arguments give one line (``error: PROG: ...``, exit 2), not the usage block; --help has it."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="visualizer.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command")
+    parser = _OneLineErrors(prog="visualizer.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", parser_class=_OneLineErrors)
 
     p = sub.add_parser("app", help="open the app window (the default action)")
     p.add_argument("path", nargs="?", default=None, help="checkpoint, EG3D pickle or run directory")

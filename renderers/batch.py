@@ -73,6 +73,18 @@ def parse_seed_list(text: str) -> list[int]:
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
+MAX_VIEWS = 360
+"""Most views per seed (one per degree of a full turn)."""
+MAX_GRID_CELLS = 64
+"""Most identities in one video frame (8 x 8)."""
+
+
+def check_psi(psi: float) -> float:
+    """Truncation psi: finite, in [-2, 2] (1: none; 0: the average; beyond 1 extrapolates)."""
+    if not (math.isfinite(psi) and -2.0 <= psi <= 2.0):
+        raise BatchError(f"bad --trunc {psi}: truncation psi must be a finite number in [-2, 2]")
+    return float(psi)
+
 
 def parse_views(text: str) -> list[CameraPose]:
     """``N``: N yaws evenly spread over [-0.4, 0.4] rad at pitch 0 (one view: frontal);
@@ -80,8 +92,8 @@ def parse_views(text: str) -> list[CameraPose]:
     text = str(text).replace(" ", "")
     if re.fullmatch(r"\d+", text):
         n = int(text)
-        if n < 1:
-            raise BatchError(f"bad views {text!r}: need at least one view")
+        if not 1 <= n <= MAX_VIEWS:
+            raise BatchError(f"bad views {text!r}: give 1 to {MAX_VIEWS} views")
         yaws = [0.0] if n == 1 else np.linspace(-VIEWS_YAW_RANGE, VIEWS_YAW_RANGE, n).tolist()
         return [CameraPose(yaw=float(y), pitch=0.0) for y in yaws]
     poses = []
@@ -90,6 +102,8 @@ def parse_views(text: str) -> list[CameraPose]:
         if not m:
             raise BatchError(f"bad views {text!r}: {part!r} is not yaw:pitch (radians); or give a count N")
         poses.append(CameraPose(yaw=float(m.group(1)), pitch=float(m.group(2))))
+        if len(poses) > MAX_VIEWS or not all(math.isfinite(v) for v in (poses[-1].yaw, poses[-1].pitch)):
+            raise BatchError(f"bad views {text!r}: give at most {MAX_VIEWS} finite yaw:pitch pairs")
     return poses
 
 
@@ -98,6 +112,8 @@ def parse_grid(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
     if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
         raise BatchError(f"bad grid {text!r}: expected WxH, e.g. 2x2")
+    if int(m.group(1)) * int(m.group(2)) > MAX_GRID_CELLS:
+        raise BatchError(f"bad grid {text!r}: at most {MAX_GRID_CELLS} cells (e.g. 8x8)")
     return int(m.group(1)), int(m.group(2))
 
 

@@ -25,15 +25,26 @@ VIDEO_MODES = ("rgb", "depth", "side", "normals", "raw")
 _SEED_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
+MAX_SEED = 2**32 - 1
+"""Largest seed (numpy's and torch's generators take 32-bit seeds the same way everywhere)."""
+MAX_SEEDS = 100_000
+"""Most seeds one command renders (a typo such as 0-1000000000 is refused before any work)."""
+
+
 def parse_seeds(text: str) -> list[int]:
-    """'0-3,7' -> [0, 1, 2, 3, 7]. ValueError names the part that is not a seed or a range a-b."""
+    """'0-3,7' -> [0, 1, 2, 3, 7]. ValueError names the part that is not a seed or a range a-b, a seed
+    above ``MAX_SEED``, or a list longer than ``MAX_SEEDS``."""
     seeds: list[int] = []
     for part in str(text).replace(" ", "").split(","):
         m = _SEED_RANGE.match(part)
         if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
             raise ValueError(f"bad seed list {text!r}: {part!r} is not a seed or an increasing range a-b")
-        lo = int(m.group(1))
-        seeds.extend(range(lo, int(m.group(2) or lo) + 1))
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi > MAX_SEED:
+            raise ValueError(f"bad seed list {text!r}: seeds go from 0 to {MAX_SEED}")
+        if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+            raise ValueError(f"bad seed list {text!r}: more than {MAX_SEEDS} seeds")
+        seeds.extend(range(lo, hi + 1))
     return seeds
 
 

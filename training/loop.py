@@ -440,6 +440,15 @@ RESUME_OVERRIDABLE = ("kimg", "tick_kimg", "snap", "metrics", "metric_images", "
 """Fields a resumed run takes from the new command line; the rest come from the saved state."""
 
 
+class TrainingInterrupted(Exception):
+    """Ctrl+C during training: where it stopped (the newest complete state resumes it)."""
+
+    def __init__(self, kimg: float, run_dir: Path):
+        super().__init__(f"stopped at {kimg:.3f} kimg in {run_dir}; resume with --resume auto "
+                         "(from the newest complete training state)")
+        self.kimg, self.run_dir = kimg, run_dir
+
+
 def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None, command: str = "",
         progress: bool = True, log: Callable[[str], None] = print) -> Path:
     """Train until ``config.kimg``; returns the run directory.
@@ -547,64 +556,68 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
     tick_start_time = time.time()
     tick_stats: dict[str, list[torch.Tensor]] = {}
     done = trainer.cur_nimg >= total_nimg
-    while not done:
-        real_img, real_c = next(batches)
-        step_stats = trainer.step(real_img, real_c)
-        steps_since_start += 1
-        for key, values in step_stats.items():
-            tick_stats.setdefault(key, []).extend(values)
+    try:
+        while not done:
+            real_img, real_c = next(batches)
+            step_stats = trainer.step(real_img, real_c)
+            steps_since_start += 1
+            for key, values in step_stats.items():
+                tick_stats.setdefault(key, []).extend(values)
+            if bar is not None:
+                bar.update(min(config.batch, total_nimg - bar.n))
+                bar.set_postfix_str(f"kimg {trainer.cur_nimg / 1000:.2f} tick {cur_tick}", refresh=False)
+
+            done = trainer.cur_nimg >= total_nimg
+            if not done and trainer.cur_nimg < tick_start_nimg + config.tick_kimg * 1000:
+                continue
+
+            # --- end of tick ---
+            now = time.time()
+            tick_seconds = now - tick_start_time
+            train_seconds += tick_seconds
+            tick_nimg = trainer.cur_nimg - tick_start_nimg
+            cur_tick += 1
+            schedule = trainer.loss.schedule(trainer.cur_nimg)
+            record: dict[str, Any] = {
+                "tick": cur_tick,
+                "kimg": trainer.cur_nimg / 1000,
+                "time_s": train_seconds,
+                "sec_per_tick": tick_seconds,
+                "sec_per_kimg": tick_seconds / max(tick_nimg / 1000, 1e-9),
+                "img_per_s": tick_nimg / max(tick_seconds, 1e-9),
+                "lr/G": trainer.opt_G.param_groups[0]["lr"],
+                "lr/D": trainer.opt_D.param_groups[0]["lr"],
+                "blur_sigma": schedule.blur_sigma,
+                "swapping_prob": schedule.swapping_prob,
+                "neural_res": schedule.neural_rendering_resolution,
+                "timestamp": now,
+            }
+            keys = sorted(tick_stats)
+            means = torch.stack([torch.cat(tick_stats[k]).double().mean() for k in keys]) if keys else torch.zeros(0)
+            means = all_reduce_mean(means.to(ctx.device, torch.float64), ctx.world_size).cpu()
+            record.update({k: float(v) for k, v in zip(keys, means)})
+            gpu_gb, cpu_gb = memory_gb(ctx.device)
+            record["gpu_mem_gb"], record["cpu_mem_gb"] = gpu_gb, cpu_gb
+            if out is not None:
+                rundir.append_jsonl(run_dir / rundir.LOG, record)
+                for key, value in record.items():
+                    if isinstance(value, (int, float)) and key not in ("tick", "timestamp") and math.isfinite(value):
+                        out.writer.add_scalar(key if "/" in key else f"progress/{key}", value, global_step=trainer.cur_nimg)
+                out.writer.flush()
+                if bar is None:
+                    log(f"tick {cur_tick} kimg {record['kimg']:.3f} sec/kimg {record['sec_per_kimg']:.1f} "
+                        + " ".join(f"{k} {record[k]:.3f}" for k in ("loss/G", "loss/D_real", "loss/D_fake") if k in record))
+
+            if done or cur_tick % config.snap == 0:
+                snapshot(trainer, out, {"cur_tick": cur_tick, "train_seconds": train_seconds,
+                                        "sampler_position": sampler.position_after(steps_since_start, trainer.batch_per_rank)})
+            tick_stats = {}
+            tick_start_nimg = trainer.cur_nimg
+            tick_start_time = time.time()
+    except KeyboardInterrupt:
         if bar is not None:
-            bar.update(min(config.batch, total_nimg - bar.n))
-            bar.set_postfix_str(f"kimg {trainer.cur_nimg / 1000:.2f} tick {cur_tick}", refresh=False)
-
-        done = trainer.cur_nimg >= total_nimg
-        if not done and trainer.cur_nimg < tick_start_nimg + config.tick_kimg * 1000:
-            continue
-
-        # --- end of tick ---
-        now = time.time()
-        tick_seconds = now - tick_start_time
-        train_seconds += tick_seconds
-        tick_nimg = trainer.cur_nimg - tick_start_nimg
-        cur_tick += 1
-        schedule = trainer.loss.schedule(trainer.cur_nimg)
-        record: dict[str, Any] = {
-            "tick": cur_tick,
-            "kimg": trainer.cur_nimg / 1000,
-            "time_s": train_seconds,
-            "sec_per_tick": tick_seconds,
-            "sec_per_kimg": tick_seconds / max(tick_nimg / 1000, 1e-9),
-            "img_per_s": tick_nimg / max(tick_seconds, 1e-9),
-            "lr/G": trainer.opt_G.param_groups[0]["lr"],
-            "lr/D": trainer.opt_D.param_groups[0]["lr"],
-            "blur_sigma": schedule.blur_sigma,
-            "swapping_prob": schedule.swapping_prob,
-            "neural_res": schedule.neural_rendering_resolution,
-            "timestamp": now,
-        }
-        keys = sorted(tick_stats)
-        means = torch.stack([torch.cat(tick_stats[k]).double().mean() for k in keys]) if keys else torch.zeros(0)
-        means = all_reduce_mean(means.to(ctx.device, torch.float64), ctx.world_size).cpu()
-        record.update({k: float(v) for k, v in zip(keys, means)})
-        gpu_gb, cpu_gb = memory_gb(ctx.device)
-        record["gpu_mem_gb"], record["cpu_mem_gb"] = gpu_gb, cpu_gb
-        if out is not None:
-            rundir.append_jsonl(run_dir / rundir.LOG, record)
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key not in ("tick", "timestamp") and math.isfinite(value):
-                    out.writer.add_scalar(key if "/" in key else f"progress/{key}", value, global_step=trainer.cur_nimg)
-            out.writer.flush()
-            if bar is None:
-                log(f"tick {cur_tick} kimg {record['kimg']:.3f} sec/kimg {record['sec_per_kimg']:.1f} "
-                    + " ".join(f"{k} {record[k]:.3f}" for k in ("loss/G", "loss/D_real", "loss/D_fake") if k in record))
-
-        if done or cur_tick % config.snap == 0:
-            snapshot(trainer, out, {"cur_tick": cur_tick, "train_seconds": train_seconds,
-                                    "sampler_position": sampler.position_after(steps_since_start, trainer.batch_per_rank)})
-        tick_stats = {}
-        tick_start_nimg = trainer.cur_nimg
-        tick_start_time = time.time()
-
+            bar.close()
+        raise TrainingInterrupted(trainer.cur_nimg / 1000, run_dir) from None
     if bar is not None:
         bar.close()
     if out is not None:
