@@ -42,6 +42,32 @@ def _ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_stale_partials(path: Path) -> list[Path]:
+    """Delete the hidden partial files of ``path`` whose recording process is gone (killed mid-write;
+    older files without a PID in their name count as gone). Returns what was removed."""
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?:(\d+)-)?[0-9a-f]+\.partial{re.escape(path.suffix)}$")
+    removed = []
+    for candidate in path.parent.iterdir() if path.parent.is_dir() else ():
+        match = pattern.match(candidate.name)
+        if match and not (match.group(1) and _process_alive(int(match.group(1)))):
+            try:
+                candidate.unlink()
+                removed.append(candidate)
+            except OSError:
+                pass  # gone already, or not ours to remove
+    return removed
+
 class VideoWriter:
     """Encodes [H, W, 3] uint8 frames into a video file; a context manager.
 
@@ -95,7 +121,10 @@ class VideoWriter:
             raise VideoError(self.path, f"cannot write: folder {os.fspath(parent)!r} does not exist")
         # Reserve the temp name now (O_EXCL): this is also the writability check, done before any
         # frame is rendered. Same folder as the destination, so the final rename is atomic.
-        self._tmp = parent / f".{self.path.name}.{secrets.token_hex(4)}.partial{self.path.suffix}"
+        # The name carries our PID, so a later recording can tell (and remove) the partial file of
+        # one that was killed mid-write.
+        remove_stale_partials(self.path)
+        self._tmp = parent / f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial{self.path.suffix}"
         try:
             with open(self._tmp, "xb"):
                 pass

@@ -154,3 +154,27 @@ def test_next_numbered_path_never_overwrites(tmp_path):
         p.write_bytes(b"x")
         taken.add(p)
     assert next_numbered_path(tmp_path / "new-folder", "shot", ".png").name == "shot-0000.png"
+
+
+def test_a_killed_recording_leaves_nothing_behind_after_the_next_one(tmp_path):
+    """Bug: a video run killed mid-write left its hidden .NAME.<hash>.partial.mp4, and the next run kept
+    it. The partial names carry the writer's PID; a new recording of the same file removes those
+    whose process is gone (and old-style ones), never a live recording's."""
+    import subprocess
+    import sys
+
+    from renderers.video import VideoWriter
+
+    target = tmp_path / "clip.mp4"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [tmp_path / f".clip.mp4.{dead.pid}-0a1b2c3d.partial.mp4", tmp_path / ".clip.mp4.deadbeef.partial.mp4"]
+    live = tmp_path / f".clip.mp4.{os.getpid()}-00000000.partial.mp4"  # a recording still running here
+    other = tmp_path / f".other.mp4.{dead.pid}-0a1b2c3d.partial.mp4"  # another file's partial
+    for path in (*stale, live, other):
+        path.write_bytes(b"partial")
+    with VideoWriter(target, fps=10) as writer:
+        for _ in range(2):
+            writer.append(np.zeros((16, 16, 3), dtype=np.uint8))
+    assert target.is_file() and not any(p.exists() for p in stale)
+    assert live.exists() and other.exists()
