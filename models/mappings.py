@@ -105,6 +105,12 @@ class FiLMMappingNetwork(nn.Module):
     def tiny(config: Config) -> Config:
         return config.replace(layers=min(config.layers, 2), hidden=32, z_dim=32)
 
+    def film_ws(self, frequencies: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+        """pi-GAN's flat mapping outputs [N, L * width] (raw frequencies, phases; layer l owns
+        [l * width, (l + 1) * width)) as our ws [N, L, 2 width]."""
+        n = frequencies.shape[0]
+        return torch.cat([frequencies.reshape(n, self.num_ws, -1), phases.reshape(n, self.num_ws, -1)], dim=-1)
+
     def forward(self, z, c=None, truncation_psi: float = 1, truncation_cutoff: int | None = None,
                 update_emas: bool = False) -> torch.Tensor:
         frequencies, phases = self.film(z)

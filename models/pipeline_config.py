@@ -58,6 +58,8 @@ class RenderingOptions:
     """kimg over which the noise falls linearly to 0 (0: constant)."""
     white_back: bool = False
     """Composite onto white."""
+    lock_view_dependence: bool = False
+    """Default of ``RenderOptions.lock_view_dependence``: every sample sees the frontal view direction."""
 
 
 @dataclass

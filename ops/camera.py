@@ -69,6 +69,22 @@ def focal_to_fov(focal: float) -> float:
     return math.degrees(2.0 * math.atan(1.0 / (2.0 * focal)))
 
 
+def corner_aligned_focal(fov_degrees: float, resolution: int) -> float:
+    """Normalised focal of an R x R camera whose field of view spans the centres of the outer pixels
+    (``linspace(-1, 1, R)`` pixel grids: pi-GAN, GRAM, EpiGRAF, GIRAFFE, StyleNeRF), in our
+    pixel-centre intrinsics: (R - 1) / (2 R tan(fov / 2)). It depends on R."""
+    return (resolution - 1) / (2.0 * resolution * math.tan(math.radians(fov_degrees) / 2.0))
+
+
+def polar_orbit_label(theta: float, phi: float, radius: float, focal: float) -> torch.Tensor:
+    """[1, 25] label of pi-GAN's camera: at radius x (sin phi cos theta, cos phi, sin phi sin theta)
+    (phi the polar angle from +y; theta = phi = pi/2 is frontal on +z, a larger theta moves it
+    towards -x), looking at the origin with world up +y."""
+    origin = torch.tensor([[math.sin(phi) * math.cos(theta), math.cos(phi), math.sin(phi) * math.sin(theta)]],
+                          dtype=torch.float32) * radius
+    return pack_label(look_at(origin, torch.zeros(3)), intrinsics_from_focal(focal))
+
+
 def eg3d_fov_to_focal(fov_degrees: float) -> float:
     """EG3D's ``FOV_to_intrinsics`` focal, with its approximate pi and extra 1/1.414 factor.
 
