@@ -70,6 +70,15 @@ def _pigan_polar(render: dict, v_mean: float) -> float:
     return v_mean
 
 
+def _case_value(config: dict, i: int, key: str, recorded: torch.Tensor) -> float:
+    """A case's setting as the official script received it: config.json's ``cases`` hold the Python
+    floats (cases.npz rounds them to float32)."""
+    cases = config.get("cases")
+    if isinstance(cases, list) and i < len(cases) and isinstance(cases[i], dict) and key in cases[i]:
+        return float(cases[i][key])
+    return float(recorded)
+
+
 def check_pigan(folder: Path, config: dict) -> tuple[int, Errors]:
     from models import load_generator
     from models.scene import RenderOptions
@@ -94,8 +103,9 @@ def check_pigan(folder: Path, config: dict) -> tuple[int, Errors]:
 
     with torch.no_grad():
         for i in range(count):
-            z, psi = t[f"{i}_z"], float(t[f"{i}_psi"])
-            c = polar_orbit_label(float(t[f"{i}_h_mean"]), _pigan_polar(render, float(t[f"{i}_v_mean"])), radius, focal)
+            z, psi = t[f"{i}_z"], _case_value(config, i, "psi", t[f"{i}_psi"])
+            h_mean, v_mean = (_case_value(config, i, k, t[f"{i}_{k}"]) for k in ("h_mean", "v_mean"))
+            c = polar_orbit_label(h_mean, _pigan_polar(render, v_mean), radius, focal)
             # the official scripts re-estimate the mean on every call: use the recorded one
             G.set_truncation_mean(film.film_ws(t[f"{i}_avg_frequencies"], t[f"{i}_avg_phase_shifts"])[0])
             raw_f, raw_p = G.mapping(z, c, truncation_psi=1).chunk(2, dim=-1)

@@ -29,7 +29,7 @@ from models.volume_rendering import LastDeltaIntegrator, ReLUDensity
 def preset() -> PipelineConfig:
     return PipelineConfig(
         preset="pigan", img_resolution=64, neural_rendering_resolution=64,
-        mapping=FiLMMappingNetwork.Config(z_dim=256, layers=3, hidden=256),
+        mapping=FiLMMappingNetwork.Config(z_dim=256, layers=3, hidden=256, affine_truncation=True),
         pose=PriorPoses.Config(prior="pi_gan", radius=1.0, fov_degrees=12.0),
         points=StratifiedPointSampler.Config(near=0.88, far=1.12, num_coarse=12, num_fine=12, perturb="self_uniform",
                                              box_side=0.24, importance="plain"),
@@ -94,7 +94,8 @@ def from_official(shapes: dict[str, tuple[int, ...]], coordinate_scale: float, r
         raise ValueError(f"input scale {coordinate_scale} is not positive")
     return PipelineConfig(
         preset="pigan", img_resolution=release.img_resolution, neural_rendering_resolution=release.img_resolution,
-        mapping=FiLMMappingNetwork.Config(z_dim=z_dim, layers=len(mapping) - 1, hidden=mapping_hidden),
+        mapping=FiLMMappingNetwork.Config(z_dim=z_dim, layers=len(mapping) - 1, hidden=mapping_hidden,
+                                          affine_truncation=True),
         pose=PriorPoses.Config(prior=release.pose_prior, radius=release.radius, fov_degrees=release.fov_degrees),
         points=StratifiedPointSampler.Config(near=release.near, far=release.far, num_coarse=release.num_coarse,
                                              num_fine=release.num_fine, perturb="self_uniform",
