@@ -262,7 +262,7 @@ class PipelineGenerator(nn.Module):
                       options: RenderOptions | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Volume-render cameras c [N, 25] at r x r: feature image [N, C, r, r], depth [N, 1, r, r]."""
         cam2world, intrinsics = unpack_label(c)
-        origins, directions = generate_rays(cam2world, intrinsics, resolution)
+        origins, directions = generate_rays(cam2world, intrinsics, resolution, grid=self.config.renderer.pixel_grid)
         n = origins.shape[0]
         result = self.render_rays(scene, origins, directions, options)
         features = result.features.permute(0, 2, 1).reshape(n, -1, resolution, resolution)

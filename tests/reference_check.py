@@ -82,7 +82,7 @@ def _case_value(config: dict, i: int, key: str, recorded: torch.Tensor) -> float
 def check_pigan(folder: Path, config: dict) -> tuple[int, Errors]:
     from models import load_generator
     from models.scene import RenderOptions
-    from ops.camera import corner_aligned_focal, polar_orbit_label
+    from ops.camera import fov_to_focal, polar_orbit_label
 
     render = config["render_options"]
     settings = _pigan_settings(render)
@@ -92,7 +92,8 @@ def check_pigan(folder: Path, config: dict) -> tuple[int, Errors]:
     cases = np.load(folder / "cases.npz")
     count = len({k.split("_", 1)[0] for k in cases.files if k.split("_", 1)[0].isdigit()})
     resolution = int(render["img_size"])
-    focal = corner_aligned_focal(float(render["fov"]), resolution)
+    # the official lens as a label (its corner-aligned pixel grid is the imported generator's own)
+    focal = fov_to_focal(float(render["fov"]))
     radius = float(G.rendering_kwargs["avg_camera_radius"])
     film = G.mapping_network
     t = {k: torch.from_numpy(np.asarray(cases[k])) for k in cases.files}

@@ -6,7 +6,10 @@ annealed over 5000 steps (here kimg = steps x batch 56 / 1000 = 280), last delta
 upsampler. Carver (pigan_ffhq64): batch 8, otherwise the same.
 
 As the official code: importance samples from ``sample_pdf`` on the raw coarse weights ('plain'),
-depth = sum of weight x depth. ``last_back`` is off as in the training curricula; the released models
+a corner-aligned pixel grid (the fov spans the outer pixel centres), truncation as avg + psi (ws - avg).
+The depth image keeps our convention (weight-normalised, empty rays at the far end; training never
+reads it, and the viewer's surface level needs empty pixels far); imported releases report pi-GAN's
+sum of weight x depth (``depth_sum``). ``last_back`` is off as in the training curricula; the released models
 render with it on (``models.releases``).
 """
 
@@ -35,8 +38,8 @@ def preset() -> PipelineConfig:
                                              box_side=0.24, importance="plain"),
         embedder=CoordinateEmbedder.Config(coordinate_scale=2 / 0.24),
         decoder=SirenDecoder.Config(hidden=256, layers=8),
-        density=ReLUDensity.Config(), integrator=LastDeltaIntegrator.Config(depth_sum=True),
-        renderer=RenderingOptions(density_noise=1.0, density_noise_fade_kimg=5000 * 56 / 1000),
+        density=ReLUDensity.Config(), integrator=LastDeltaIntegrator.Config(),
+        renderer=RenderingOptions(density_noise=1.0, density_noise_fade_kimg=5000 * 56 / 1000, pixel_grid="corners"),
     )
 
 
@@ -104,6 +107,7 @@ def from_official(shapes: dict[str, tuple[int, ...]], coordinate_scale: float, r
         decoder=SirenDecoder.Config(hidden=hidden, layers=layers),
         density=ReLUDensity.Config(),
         integrator=LastDeltaIntegrator.Config(last_back=release.last_back, depth_sum=True),
-        renderer=RenderingOptions(white_back=release.white_back, lock_view_dependence=release.lock_view_dependence),
+        renderer=RenderingOptions(white_back=release.white_back, lock_view_dependence=release.lock_view_dependence,
+                                  pixel_grid="corners"),
         extra={"release": release.name, "truncation_psi": release.truncation_psi},
     )
