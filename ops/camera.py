@@ -85,6 +85,14 @@ def polar_orbit_label(theta: float, phi: float, radius: float, focal: float) -> 
     return pack_label(look_at(origin, torch.zeros(3)), intrinsics_from_focal(focal))
 
 
+def polar_to_orbit_angles(theta: float, phi: float) -> tuple[float, float]:
+    """Our orbit (yaw, pitch) (:func:`orbit_pose`, EG3D's v-space pitch) of pi-GAN's camera angles
+    (azimuth ``theta``, polar angle ``phi``; frontal pi/2, pi/2): the same camera centre and view,
+    so an official model faces the viewer at yaw 0, pitch 0. pi-GAN's azimuth runs the other way
+    (a larger theta moves the camera towards -x, our positive yaw towards +x)."""
+    return -(theta - FRONTAL), FRONTAL * math.sin(phi - FRONTAL)
+
+
 def eg3d_fov_to_focal(fov_degrees: float) -> float:
     """EG3D's ``FOV_to_intrinsics`` focal, with its approximate pi and extra 1/1.414 factor.
 

@@ -7,6 +7,7 @@ must be reported as UNSUPPORTED with a failing exit status, never passed silentl
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import zipfile
@@ -236,3 +237,43 @@ def test_reference_check_reports_unsupported_folders(capsys: pytest.CaptureFixtu
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(others)
     assert all(" UNSUPPORTED " in line or line.endswith(" ok") for line in lines), lines
+
+
+@pytest.mark.parametrize(("theta", "phi"), [(math.pi / 2, math.pi / 2), (math.pi / 2 + 0.5, math.pi / 2 - 0.2),
+                                            (math.pi / 2 - 0.25, math.pi / 2 + 0.4), (0.3, 1.0)])
+def test_official_angles_reach_our_orbit_camera(theta: float, phi: float) -> None:
+    from ops.camera import fov_to_focal, orbit_label, polar_orbit_label, polar_to_orbit_angles
+
+    yaw, pitch = polar_to_orbit_angles(theta, phi)
+    ours = orbit_label(yaw, pitch, 1.0, (0.0, 0.0, 0.0), fov_to_focal(12.0))
+    official = polar_orbit_label(theta, phi, 1.0, fov_to_focal(12.0))
+    assert torch.allclose(ours, official, atol=2e-6)
+
+
+def test_imported_model_faces_the_viewer_at_yaw_0() -> None:
+    from ops.camera import fov_to_focal, polar_orbit_label
+
+    G = load_generator(require(PIGAN_DIR / "generator.pth"), release="pigan-celeba")
+    official = polar_orbit_label(math.pi / 2, math.pi / 2, 1.0, fov_to_focal(RELEASES["pigan-celeba"].fov_degrees))
+    assert torch.allclose(G.default_camera(yaw=0.0, pitch=0.0), official, atol=1e-6)
+    assert G.config.renderer.pixel_grid == "corners"  # the label's fov spans the outer pixel centres, as pi-GAN's
+
+
+def test_corner_grid_rays_match_the_official_pixel_grid() -> None:
+    """README: pixel (r, c) looks along normalize(-1 + 2c/(R-1), 1 - 2r/(R-1), -1/tan(fov/2)) in
+    OpenGL camera axes; cam2world (OpenCV) = official cam2world @ diag(1, -1, -1, 1)."""
+    from ops.camera import fov_to_focal, generate_rays, unpack_label
+
+    cases = np.load(require(PIGAN_DIR / "cases.npz"))
+    r, fov = 32, 12.0
+    x, y = torch.meshgrid(torch.linspace(-1, 1, r), torch.linspace(1, -1, r), indexing="xy")
+    cam = torch.stack([x.flatten(), y.flatten(), torch.full((r * r,), -1 / math.tan(math.radians(fov) / 2))], -1)
+    cam = cam / cam.norm(dim=-1, keepdim=True)
+    for i in range(3):
+        official_c2w = torch.from_numpy(cases[f"{i}_cam2world"])
+        expected = cam @ official_c2w[0, :3, :3].T
+        c2w = official_c2w @ torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+        label_c2w, intrinsics = unpack_label(torch.cat([c2w.reshape(1, 16), torch.tensor(
+            [[fov_to_focal(fov), 0, 0.5, 0, fov_to_focal(fov), 0.5, 0, 0, 1.0]])], 1))
+        _, directions = generate_rays(label_c2w, intrinsics, r, grid="corners")
+        assert (directions[0] - expected).abs().max() < 5e-7
