@@ -178,6 +178,17 @@ def test_import_takes_ema_shadow_params_and_computes_truncation_mean() -> None:
     assert G.mapping_network.w_avg.abs().sum() > 0
     again = _load_fixture()
     assert torch.equal(G.mapping_network.w_avg, again.mapping_network.w_avg)  # a fixed draw
+    import sys
+
+    assert not [m for m in sys.modules if m.split(".")[0] in ("siren", "generators", "torch_ema")]
+
+
+def test_timestamped_run_files_find_their_ema(tmp_path: Path) -> None:
+    # train.py saves '<DD--HH:MM>--generator.pth' beside '<DD--HH:MM>--ema.pth'
+    shutil.copy(require(PIGAN_DIR / "generator.pth"), tmp_path / "06--12:00--generator.pth")
+    shutil.copy(PIGAN_DIR / "ema.pth", tmp_path / "06--12:00--ema.pth")
+    G = load_generator(tmp_path / "06--12:00--generator.pth", release="pigan-celeba")
+    assert torch.equal(G.decoder.net.layers[0].linear.weight, read_ema_shadow_params(PIGAN_DIR / "ema.pth")[0])
 
 
 def test_release_choice() -> None:
