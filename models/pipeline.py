@@ -231,11 +231,10 @@ class PipelineGenerator(nn.Module):
         depths = self.sample_depths(origins, directions, opts.num_coarse)
         if self.embedder.renders_rays:
             return self.embedder.render_rays(self, scene, origins, directions, depths, opts.density_noise)
+        directions_seen = None
         if opts.lock_view_dependence:
             directions_seen = torch.tensor(LOCKED_VIEW_DIRECTION, dtype=directions.dtype, device=directions.device)
             directions_seen = directions_seen.expand_as(directions)
-        else:
-            directions_seen = directions
 
         def evaluate(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return self._evaluate(scene, origins, directions, d, opts.density_noise, directions_seen)
