@@ -142,6 +142,13 @@ def test_storage_size_is_checked(tmp_path: Path) -> None:
     _one_line(info.value, tmp_path / "bad.pth")
 
 
+def test_storage_bytes_are_bounded(tmp_path: Path) -> None:
+    torch.save({"a": torch.ones(4), "b": torch.ones(4)}, tmp_path / "two.pth")
+    assert read_torch_zip(tmp_path / "two.pth", max_bytes=32)["b"].sum() == 4
+    with pytest.raises(CheckpointError, match="exceed the 24 byte limit"):
+        read_torch_zip(tmp_path / "two.pth", max_bytes=24)
+
+
 @pytest.mark.parametrize(("content", "what"), [
     (b"\x89PNG\r\n\x1a\n" + bytes(32), "a PNG image"),
     (b"version https://git-lfs.github.com/spec/v1\n", "Git LFS pointer"),
