@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,6 +23,7 @@ from torch import nn
 
 from models.build import build_eg3d, build_pipeline
 from models.eg3d import EG3D_PRESETS, EG3DConfig
+from models.eg3d_pickle import InertObject
 from models.errors import CheckpointError
 from models.methods import PIPELINE_PRESET_NAMES
 from models.methods.eg3d import from_eg3d, official_to_pipeline_names
@@ -199,12 +201,119 @@ def read_eg3d_pickle_generator(path: str | os.PathLike, key: str = "G_ema") -> n
     return G
 
 
+PIGAN_GENERATOR = "generators.generators.ImplicitGenerator3d"
+"""The class pi-GAN's ``generator.pth`` pickles (``torch.save(module)``)."""
+TORCH_EMA = "torch_ema.ema.ExponentialMovingAverage"
+"""The class of pi-GAN's / GRAM's ``ema.pth``."""
+
+
+def _ema_path(path: Path) -> Path:
+    """Where the official scripts look for the EMA: ``path.split('generator')[0] + 'ema.pth'``."""
+    return path.with_name(path.name.split("generator")[0] + "ema.pth") if "generator" in path.name \
+        else path.with_name("ema.pth")
+
+
+def read_ema_shadow_params(path: str | os.PathLike) -> list[torch.Tensor]:
+    """The ``shadow_params`` (EMA weights, ``generator.parameters()`` order) of a pickled torch_ema object.
+    ``collected_params`` are ignored: in pi-GAN's ``ema.pth`` they are the raw weights."""
+    from models.official_formats import read_torch_zip
+
+    ema = read_torch_zip(path)
+    if not isinstance(ema, InertObject) or ema.qualified_name != TORCH_EMA:
+        raise CheckpointError(path, f"holds a {_describe_object(ema)}, not a {TORCH_EMA}")
+    shadow = ema.dict_state.get("shadow_params")
+    if not isinstance(shadow, list) or not all(isinstance(t, torch.Tensor) for t in shadow):
+        raise CheckpointError(path, "its shadow_params are not a list of tensors")
+    return shadow
+
+
+def _describe_object(obj: Any) -> str:
+    if isinstance(obj, InertObject):
+        return obj.qualified_name
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return f"state dict of {len(obj)} tensors"
+    if isinstance(obj, dict):
+        keys = ", ".join(sorted(str(k) for k in obj)[:6])
+        return f"dict with keys {keys}"[:200]
+    return type(obj).__name__
+
+
+def read_pigan_generator(path: str | os.PathLike, release: str | None = None,
+                         settings: dict[str, Any] | None = None, ema: str | os.PathLike | bool = True) -> nn.Module:
+    """Build a generator from pi-GAN's ``generator.pth`` (``torch.save`` of the whole module) without
+    running or importing anything from it.
+
+    Args:
+        release: the ``models.releases`` name whose render settings to use (default: the one the
+            file's network identifies; CelebA where it could also be Cats, with a warning).
+        settings: ``Release`` fields to change (fov_degrees, near, far, num_coarse, num_fine,
+            last_back, white_back, ...), as a user would pass them.
+        ema: read ``shadow_params`` from the ``ema.pth`` beside the file as the official scripts do
+            (True), from this path, or not at all (False: the raw weights).
+
+    The truncation mean, which the file does not store, is computed once from 10000 z (seed 0).
+    """
+    from models.methods.pigan import from_official, official_to_pipeline_names
+    from models.official_formats import module_parameters, module_state, read_torch_zip
+    from models.releases import choose
+
+    path = Path(path)
+    generator = read_torch_zip(path)
+    if not isinstance(generator, InertObject) or generator.qualified_name != PIGAN_GENERATOR:
+        what = _describe_object(generator)
+        hint = " (an EMA file: open the generator.pth beside it)" if what == TORCH_EMA else ""
+        raise CheckpointError(path, f"torch archive holds a {what}{hint}, not a pi-GAN {PIGAN_GENERATOR}")
+    siren = module_state(generator, path).get("_modules", {}).get("siren")
+    network = siren.qualified_name if isinstance(siren, InertObject) else type(siren).__name__
+    params = module_parameters(generator, path)
+    try:
+        chosen = choose("pigan-torch-save", network, release, where=os.fspath(path))
+        chosen = chosen.replace(**(settings or {}))
+    except ValueError as e:
+        raise CheckpointError(path, str(e)) from None
+    warp = (module_state(siren, path, "siren").get("_modules") or {}).get("gridwarper")
+    scale = module_state(warp, path, "siren.gridwarper").get("scale_factor") if warp is not None else None
+    if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+        raise CheckpointError(path, "siren.gridwarper has no numeric scale_factor")
+
+    if ema is not False:
+        ema_path = _ema_path(path) if ema is True else Path(ema)
+        if ema_path.exists():
+            shadow = read_ema_shadow_params(ema_path)
+            if len(shadow) != len(params):
+                raise CheckpointError(ema_path, f"has {len(shadow)} shadow params, {path.name} has {len(params)} parameters")
+            for (name, tensor), value in zip(params, shadow):
+                if tuple(value.shape) != tuple(tensor.shape):
+                    raise CheckpointError(ema_path, f"shadow param for {name} is {tuple(value.shape)}, "
+                                                    f"the parameter {tuple(tensor.shape)}")
+            params = [(name, value) for (name, _), value in zip(params, shadow)]
+        elif ema is not True:
+            raise CheckpointError(ema_path, "no such file")
+        else:
+            warnings.warn(f"{path}: no {ema_path.name} beside it; using the raw (non-EMA) weights", stacklevel=2)
+    state_dict = dict(params)
+    try:
+        config = from_official({k: tuple(v.shape) for k, v in state_dict.items()}, float(scale), chosen)
+        G = PipelineGenerator(config)
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(path, f"unsupported pi-GAN generator: {e}") from None
+    renamed = official_to_pipeline_names(state_dict)
+    renamed.setdefault("mapping_network.w_avg", G.mapping_network.w_avg)  # not in the file: computed below
+    load_state_checked(G, renamed, path)
+    G.set_truncation_mean(G.estimate_truncation_mean(chosen.truncation_samples))
+    return G
+
+
 def sniff_format(path: str | os.PathLike) -> str:
-    """'safetensors', 'pickle' or 'unknown', from the first bytes (extensions are not trusted)."""
+    """'safetensors', 'pickle', 'torch-zip', 'zip' or 'unknown', from the first bytes (extensions are not trusted)."""
+    from models.official_formats import is_torch_zip
+
     with open(path, "rb") as f:
         head = f.read(16)
     if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
         return "pickle"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "torch-zip" if is_torch_zip(path) else "zip"
     if len(head) >= 9:
         header_len = int.from_bytes(head[:8], "little")
         if 2 <= header_len < 100_000_000 and head[8:9] == b"{":
@@ -212,9 +321,35 @@ def sniff_format(path: str | os.PathLike) -> str:
     return "unknown"
 
 
-def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu") -> nn.Module:
-    """Load a generator from our ``.safetensors`` checkpoint or an official EG3D ``.pkl`` (its G_ema).
+def _what_it_is(path: Path) -> str:
+    """A few words on a file that is none of the checkpoint formats (for the one-line error)."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "an empty file"
+    for magic, name in ((b"\x1f\x8b", "a gzip file"), (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+                        (b"\x93NUMPY", "a numpy .npy array"), (b"%PDF", "a PDF document"), (b"\x7fELF", "an executable"),
+                        (b"version https://git-lfs", "a Git LFS pointer (the weights were not downloaded)")):
+        if head.startswith(magic):
+            return name
+    if head.startswith(b"PK"):
+        return "a zip archive that is not a torch checkpoint"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "a JSON/text file"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "a binary file of unknown type"
 
+
+def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", *, release: str | None = None,
+                   settings: dict[str, Any] | None = None) -> nn.Module:
+    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D ``.pkl`` (its G_ema) or
+    an official pi-GAN ``generator.pth`` (with the ``ema.pth`` beside it).
+
+    ``release`` / ``settings``: for official files that do not store their render settings, the
+    ``models.releases`` entry to use and changes to it (see :func:`read_pigan_generator`).
     The result is in eval mode (deterministic rendering) with gradients off.
 
     Raises:
@@ -233,8 +368,11 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu") 
         G = read_safetensors_generator(path)
     elif kind == "pickle":
         G = read_eg3d_pickle_generator(path)
+    elif kind == "torch-zip":
+        G = read_pigan_generator(path, release=release, settings=settings)
     else:
-        raise CheckpointError(path, "unrecognised file type (expected a .safetensors generator or an EG3D network pickle)")
+        raise CheckpointError(path, f"unrecognised file type: {_what_it_is(path)} (expected a .safetensors generator, "
+                                    "an EG3D network pickle or a pi-GAN generator.pth)")
     return G.eval().requires_grad_(False).to(device)
 
 

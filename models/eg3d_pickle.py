@@ -238,6 +238,8 @@ def _one_line(exc: BaseException | str, limit: int = 300) -> str:
 class _SafeUnpickler(pickle.Unpickler):
     """Unpickler that resolves only allow-listed globals, each to an inert or safe replacement."""
 
+    allow_list_name: ClassVar[str] = "EG3D"
+
     def __init__(self, file: io.BufferedIOBase, path: str, plain_classes: frozenset[str]):
         super().__init__(file)
         self._path = path
@@ -283,7 +285,8 @@ class _SafeUnpickler(pickle.Unpickler):
         spelled = f" (written as '{_printable(written)}')" if written != qualified else ""
         raise UnsafePickleError(
             self._path,
-            f"refusing global '{_printable(qualified)}'{spelled}: not on the EG3D allow-list (nothing was executed)",
+            f"refusing global '{_printable(qualified)}'{spelled}: not on the {self.allow_list_name} allow-list "
+            "(nothing was executed)",
         )
 
     def persistent_load(self, pid: Any) -> Any:

@@ -30,6 +30,18 @@ def truncate(ws: torch.Tensor, avg: torch.Tensor, psi: float, cutoff: int | None
     return ws
 
 
+def truncate_affine(ws: torch.Tensor, avg: torch.Tensor, psi: float, cutoff: int | None) -> torch.Tensor:
+    """:func:`truncate` in pi-GAN's arithmetic, ``avg + psi * (ws - avg)`` (``torch.lerp`` rounds
+    differently for psi >= 0.5, which the importance pass amplifies)."""
+    if psi == 1:
+        return ws
+    ws = ws.clone()
+    layers = slice(None) if cutoff is None else slice(0, cutoff)
+    avg = avg.expand_as(ws)[:, layers]
+    ws[:, layers] = avg + psi * (ws[:, layers] - avg)
+    return ws
+
+
 @MAPPINGS.register("stylegan2")
 class StyleGAN2Mapping(MappingNetwork):
     """StyleGAN2's MLP to one w, broadcast to every layer (optionally conditioned on the camera)."""
@@ -89,10 +101,14 @@ class FiLMMappingNetwork(nn.Module):
         """Hidden layers."""
         hidden: int = 256
         """Hidden width."""
+        affine_truncation: bool = False
+        """Truncate in pi-GAN's arithmetic, avg + psi (ws - avg), instead of ``torch.lerp`` (which rounds
+        differently for psi >= 0.5)."""
 
     def __init__(self, config: Config, c_dim: int, num_ws: int, film_width: int):
         super().__init__()
         self.z_dim, self.num_ws, self.w_dim = config.z_dim, num_ws, 2 * film_width
+        self.truncate = truncate_affine if config.affine_truncation else truncate
         self.film = FiLMMapping(config.z_dim, hidden=config.hidden, hidden_layers=config.layers, out_layers=num_ws,
                                 width=film_width)
         self.register_buffer("w_avg", torch.zeros([num_ws, 2 * film_width]))
@@ -105,13 +121,19 @@ class FiLMMappingNetwork(nn.Module):
     def tiny(config: Config) -> Config:
         return config.replace(layers=min(config.layers, 2), hidden=32, z_dim=32)
 
+    def film_ws(self, frequencies: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+        """pi-GAN's flat mapping outputs [N, L * width] (raw frequencies, phases; layer l owns
+        [l * width, (l + 1) * width)) as our ws [N, L, 2 width]."""
+        n = frequencies.shape[0]
+        return torch.cat([frequencies.reshape(n, self.num_ws, -1), phases.reshape(n, self.num_ws, -1)], dim=-1)
+
     def forward(self, z, c=None, truncation_psi: float = 1, truncation_cutoff: int | None = None,
                 update_emas: bool = False) -> torch.Tensor:
         frequencies, phases = self.film(z)
         ws = torch.cat([frequencies, phases], dim=-1)
         if update_emas:
             self.w_avg.copy_(ws.detach().mean(0).lerp(self.w_avg, 0.995))
-        return truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
+        return self.truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
 
 
 @MAPPINGS.register("none")

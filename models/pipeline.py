@@ -29,7 +29,7 @@ from models.embedders import EMBEDDERS, Fields
 from models.mappings import MAPPINGS
 from models.pipeline_config import PipelineConfig
 from models.point_sampling import POINT_SAMPLERS
-from models.scene import MeshFields, RenderOptions, Scene
+from models.scene import LOCKED_VIEW_DIRECTION, MeshFields, RenderOptions, Scene
 from models.upsamplers import UPSAMPLERS
 from models.volume_rendering import VolumeRenderer
 from ops.camera import fov_to_focal, generate_rays, orbit_label, unpack_label
@@ -93,6 +93,7 @@ class PipelineGenerator(nn.Module):
             "avg_camera_radius": c.pose.radius, "avg_camera_pivot": list(c.pose.pivot),
             "avg_camera_fov": c.pose.fov_degrees, "density_noise": c.renderer.density_noise,
             "white_back": c.renderer.white_back, "superresolution_noise_mode": "none",
+            "lock_view_dependence": c.renderer.lock_view_dependence,
         }
 
     # --- EG3D API ----------------------------------------------------------------------------
@@ -109,6 +110,26 @@ class PipelineGenerator(nn.Module):
         """z [N, z_dim], c [N, 25] -> ws [N, num_ws, w_dim]."""
         return self.mapping_network(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                                     update_emas=update_emas)
+
+    @torch.no_grad()
+    def estimate_truncation_mean(self, count: int = 10_000, seed: int = 0, batch: int = 2_500) -> torch.Tensor:
+        """The mean ws [num_ws, w_dim] of ``count`` z ~ N(0, I) drawn from a generator seeded with ``seed``
+        (the global random state is untouched), without truncation: what pi-GAN's scripts average."""
+        device = self.mapping_network.w_avg.device
+        rng = torch.Generator().manual_seed(int(seed))
+        total = None
+        for start in range(0, count, batch):
+            z = torch.randn(min(batch, count - start), self.z_dim, generator=rng).to(device)
+            c = torch.zeros(z.shape[0], self.c_dim, device=device)
+            part = self.mapping_network(z, c).double().sum(0)
+            total = part if total is None else total + part
+        return (total / count).float().reshape(self.mapping_network.w_avg.shape)
+
+    def set_truncation_mean(self, w_avg: torch.Tensor) -> None:
+        """Use ``w_avg`` as the mean that truncation pulls ws towards (the mapping's ``w_avg`` buffer,
+        saved with the checkpoint)."""
+        buffer = self.mapping_network.w_avg
+        buffer.copy_(w_avg.detach().to(buffer).reshape(buffer.shape))
 
     def planes(self, ws: torch.Tensor, update_emas: bool = False, noise_mode: str = "const", **_) -> Scene:
         """ws -> the per-identity scene (the name is EG3D's; only tri-plane models return planes inside)."""
@@ -183,10 +204,14 @@ class PipelineGenerator(nn.Module):
         return self.embedder.decode(fields, scene, points, directions, activate=self.renderer.activate)
 
     def _evaluate(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor, depths: torch.Tensor,
-                  density_noise: float = 0.0):
-        """Decoder at depths [N, M, K, 1] along rays: rgb [N, M, K, C], raw [N, M, K, 1]."""
+                  density_noise: float = 0.0, directions_seen: torch.Tensor | None = None):
+        """Decoder at depths [N, M, K, 1] along rays: rgb [N, M, K, C], raw [N, M, K, 1].
+        ``directions_seen``: the view directions the decoder reads, if not the rays' own
+        (``RenderOptions.lock_view_dependence``)."""
         n, m, k, _ = depths.shape
         points, dirs = ray_samples(origins, directions, depths)
+        if directions_seen is not None:
+            dirs = directions_seen.unsqueeze(-2).expand(-1, -1, k, -1).reshape(n, -1, 3)
         out = self._decode(scene, points, dirs)
         raw = out["raw"] if self.renderer.sdf else self.renderer.noisy(out["raw"], density_noise)
         return out["rgb"].reshape(n, m, k, -1), raw.reshape(n, m, k, 1)
@@ -206,23 +231,27 @@ class PipelineGenerator(nn.Module):
         depths = self.sample_depths(origins, directions, opts.num_coarse)
         if self.embedder.renders_rays:
             return self.embedder.render_rays(self, scene, origins, directions, depths, opts.density_noise)
+        directions_seen = None
+        if opts.lock_view_dependence:
+            directions_seen = torch.tensor(LOCKED_VIEW_DIRECTION, dtype=directions.dtype, device=directions.device)
+            directions_seen = directions_seen.expand_as(directions)
+
+        def evaluate(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self._evaluate(scene, origins, directions, d, opts.density_noise, directions_seen)
+
+        integrator = self.renderer.integrator
         result, depths = render_samples(
-            depths, lambda d: self._evaluate(scene, origins, directions, d, opts.density_noise), self.renderer.composite,
-            opts.num_fine, deterministic=not self.training,
-            importance_weights=self.renderer.integrator.importance_weights)
+            depths, evaluate, self.renderer.composite, opts.num_fine, deterministic=not self.training,
+            importance=lambda d, coarse, count, det: self.point_sampler.importance(d, coarse, integrator, count, det))
         return self.finish_composite(result, depths)
 
     def finish_composite(self, result: Composite, depths: torch.Tensor) -> Composite:
         """One output convention for every integrator: colour in [-1, 1] for colour decoders, and
-        depth = the weight-normalised expected depth, clamped to the samples' range, with empty rays
-        at the far end (EG3D's ``MipRayMarcher2`` convention; the NeRF-style sum alone would put
-        empty pixels at depth 0, in front of the camera)."""
+        the depth convention of the integrator (``Integrator.output_depth``: by default the
+        weight-normalised expected depth, clamped to the samples' range)."""
         if self.renderer.integrator.unit_to_signed:
             return result  # midpoint integration already normalises depth and maps [0, 1] to [-1, 1]
-        total = result.weights.sum(-2)
-        lo, hi = depths.amin(dim=-2), depths.amax(dim=-2)
-        depth = torch.where(total > 1e-6, result.depth / total.clamp_min(1e-6), hi)
-        result = Composite(result.features, torch.minimum(torch.maximum(depth, lo), hi), result.weights)
+        result = Composite(result.features, self.renderer.integrator.output_depth(result, depths), result.weights)
         if not self.decoder.unit_range:
             return result
         rgb, rest = result.features[..., :3], result.features[..., 3:]
@@ -232,7 +261,7 @@ class PipelineGenerator(nn.Module):
                       options: RenderOptions | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Volume-render cameras c [N, 25] at r x r: feature image [N, C, r, r], depth [N, 1, r, r]."""
         cam2world, intrinsics = unpack_label(c)
-        origins, directions = generate_rays(cam2world, intrinsics, resolution)
+        origins, directions = generate_rays(cam2world, intrinsics, resolution, grid=self.config.renderer.pixel_grid)
         n = origins.shape[0]
         result = self.render_rays(scene, origins, directions, options)
         features = result.features.permute(0, 2, 1).reshape(n, -1, resolution, resolution)

@@ -28,6 +28,7 @@ from models.registry import ComponentConfig, Registry
 from models.typed_config import dataclass_from_dict
 from models.upsamplers import UPSAMPLERS
 from models.volume_rendering import DENSITIES, INTEGRATORS
+from ops.camera import PIXEL_GRIDS
 
 FORMAT = 2
 """Config layout version: 2 = one registered kind per slot; 1 (no ``format`` key) = the lumped
@@ -58,6 +59,15 @@ class RenderingOptions:
     """kimg over which the noise falls linearly to 0 (0: constant)."""
     white_back: bool = False
     """Composite onto white."""
+    lock_view_dependence: bool = False
+    """Default of ``RenderOptions.lock_view_dependence``: every sample sees the frontal view direction."""
+    pixel_grid: str = "centers"
+    """Where the pixels sample the camera's image plane (``ops.camera.PIXEL_GRIDS``): 'centers' (EG3D:
+    the fov spans the image edges) or 'corners' (pi-GAN, GRAM: it spans the outer pixel centres)."""
+
+    def __post_init__(self):
+        if self.pixel_grid not in PIXEL_GRIDS:
+            raise ValueError(f"renderer.pixel_grid {self.pixel_grid!r} is not one of {', '.join(PIXEL_GRIDS)}")
 
 
 @dataclass

@@ -14,8 +14,9 @@ from typing import ClassVar
 import torch
 
 from models.registry import ComponentConfig, Registry
+from ops.compositing import Composite
 from ops.patch_sampling import PatchParams, sample_epigraf_patches, sample_graf_patches
-from ops.ray_sampling import auto_ray_bounds, stratified_depths
+from ops.ray_sampling import auto_ray_bounds, importance_depths, plain_importance_depths, stratified_depths
 
 POINT_SAMPLERS: Registry = Registry("point sampler")
 PATCH_SAMPLERS: Registry = Registry("patch sampler")
@@ -54,6 +55,20 @@ PERTURBATIONS: dict[str, Callable[..., torch.Tensor]] = {
 """Jittered stratified depths [N, M, K, 1] (training), by name: ``f(N, M, near, far, K, disparity_space, device)``."""
 
 
+def _smoothed_importance(depths, coarse: Composite, integrator, count: int, deterministic: bool) -> torch.Tensor:
+    # EG3D: max-pool/avg-pool smoothed weights + 0.01 (the integrator says which weights it has)
+    return importance_depths(depths, integrator.importance_weights(coarse), count, deterministic=deterministic)
+
+
+def _plain_importance(depths, coarse: Composite, integrator, count: int, deterministic: bool) -> torch.Tensor:
+    # pi-GAN, VolumeGAN, StyleNeRF, EpiGRAF: the raw coarse weights[1:-1] + 1e-5 over the midpoints
+    return plain_importance_depths(depths, coarse.weights, count, deterministic=deterministic)
+
+
+IMPORTANCE_SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"smoothed": _smoothed_importance, "plain": _plain_importance}
+"""Fine depths [N, M, S, 1] from the coarse pass, by name: ``f(depths, coarse, integrator, S, deterministic)``."""
+
+
 @POINT_SAMPLERS.register("stratified")
 class StratifiedPointSampler:
     """Evenly spaced depths between the ray bounds, jittered in training; importance samples are
@@ -80,10 +95,15 @@ class StratifiedPointSampler:
         """Rays per patch side in patch-wise training."""
         disparity_space: bool = False
         """Space the samples evenly in inverse depth (EG3D's ``disparity_space_sampling``; fixed bounds only)."""
+        importance: str = "smoothed"
+        """Importance sampler (``IMPORTANCE_SAMPLERS``): 'smoothed' (EG3D's pooled weights + 0.01) or 'plain'
+        (pi-GAN's ``sample_pdf`` on the raw weights[1:-1] + 1e-5, searchsorted right=False)."""
 
     def __init__(self, config: Config):
         if config.perturb not in PERTURBATIONS:
             raise ValueError(f"points.perturb {config.perturb!r} is not one of {', '.join(PERTURBATIONS)}")
+        if config.importance not in IMPORTANCE_SAMPLERS:
+            raise ValueError(f"points.importance {config.importance!r} is not one of {', '.join(IMPORTANCE_SAMPLERS)}")
         PATCH_SAMPLERS.get(config.patch)
         self.config = config
 
@@ -102,6 +122,11 @@ class StratifiedPointSampler:
             start, end = float(near), float(far)
         sample = PERTURBATIONS[self.config.perturb] if jitter and count >= 2 else _no_jitter
         return sample(n, m, start, end, count, self.config.disparity_space, origins.device)
+
+    def importance(self, depths: torch.Tensor, coarse: Composite, integrator, count: int,
+                   deterministic: bool) -> torch.Tensor:
+        """[N, M, count, 1] importance depths from coarse depths [N, M, K, 1] and their composite."""
+        return IMPORTANCE_SAMPLERS[self.config.importance](depths, coarse, integrator, count, deterministic)
 
 
 # --- patch samplers (patch-wise training) ---------------------------------------------------------

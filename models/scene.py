@@ -33,6 +33,11 @@ class MeshFields:
     """Clear EG3D's border layers before marching cubes (``renderers.mesh.eg3d_border``)."""
 
 
+LOCKED_VIEW_DIRECTION: tuple[float, float, float] = (0.0, 0.0, -1.0)
+"""The world view direction of a frontal camera (+z looking at the origin), which every sample sees
+with ``lock_view_dependence``."""
+
+
 @dataclass(frozen=True)
 class RenderOptions:
     """Render settings passed with each call (the model is never edited to render); None takes the
@@ -44,13 +49,17 @@ class RenderOptions:
     """Importance samples per ray ('depth_resolution_importance')."""
     density_noise: float | None = None
     """Std of the training-time noise on raw density ('density_noise'; applied in training mode only)."""
+    lock_view_dependence: bool | None = None
+    """Every sample sees the view direction :data:`LOCKED_VIEW_DIRECTION` (pi-GAN's ``lock_view_dependence``)."""
 
     def resolve(self, rendering_kwargs: dict[str, Any]) -> RenderOptions:
         """Every field set: these values, else the live defaults."""
         return RenderOptions(
             int(rendering_kwargs["depth_resolution"]) if self.num_coarse is None else int(self.num_coarse),
             int(rendering_kwargs["depth_resolution_importance"]) if self.num_fine is None else int(self.num_fine),
-            float(rendering_kwargs.get("density_noise", 0.0)) if self.density_noise is None else float(self.density_noise))
+            float(rendering_kwargs.get("density_noise", 0.0)) if self.density_noise is None else float(self.density_noise),
+            bool(rendering_kwargs.get("lock_view_dependence", False)) if self.lock_view_dependence is None
+            else bool(self.lock_view_dependence))
 
 
 @dataclass

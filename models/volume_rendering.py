@@ -132,6 +132,15 @@ class Integrator:
         """[N, M, K', 1] weights the importance sampler reads from a coarse composite."""
         return coarse.weights[:, :, 1:]
 
+    def output_depth(self, result: Composite, depths: torch.Tensor) -> torch.Tensor:
+        """[N, M, 1] depth of a composite over samples at depths [N, M, K, 1]: the weight-normalised
+        expected depth, clamped to the samples' range, empty rays at the far end (EG3D's
+        ``MipRayMarcher2`` convention; the plain sum would put empty pixels in front of the camera)."""
+        total = result.weights.sum(-2)
+        lo, hi = depths.amin(dim=-2), depths.amax(dim=-2)
+        depth = torch.where(total > 1e-6, result.depth / total.clamp_min(1e-6), hi)
+        return torch.minimum(torch.maximum(depth, lo), hi)
+
 
 @INTEGRATORS.register("midpoint")
 class MidpointIntegrator(Integrator):
@@ -157,10 +166,17 @@ class LastDeltaIntegrator(Integrator):
 
     @dataclass
     class Config(ComponentConfig):
-        pass
+        last_back: bool = False
+        """The last sample takes the weight the ray has left (pi-GAN's ``last_back``; its releases render with it)."""
+        depth_sum: bool = False
+        """Depth is the plain sum of weight x depth (pi-GAN's ``depth_map``), not weight-normalised and clamped."""
 
     def composite(self, rgb, value, depths, activation, white_background):
-        return composite_last_delta(rgb, value, depths, white_background=white_background)
+        return composite_last_delta(rgb, value, depths, white_background=white_background,
+                                    last_back=self.config.last_back)
+
+    def output_depth(self, result: Composite, depths: torch.Tensor) -> torch.Tensor:
+        return result.depth if self.config.depth_sum else super().output_depth(result, depths)
 
 
 @INTEGRATORS.register("constant_delta")

@@ -69,6 +69,30 @@ def focal_to_fov(focal: float) -> float:
     return math.degrees(2.0 * math.atan(1.0 / (2.0 * focal)))
 
 
+def corner_aligned_focal(fov_degrees: float, resolution: int) -> float:
+    """Normalised focal of an R x R camera whose field of view spans the centres of the outer pixels
+    (``linspace(-1, 1, R)`` pixel grids: pi-GAN, GRAM, EpiGRAF, GIRAFFE, StyleNeRF), in our
+    pixel-centre intrinsics: (R - 1) / (2 R tan(fov / 2)). It depends on R."""
+    return (resolution - 1) / (2.0 * resolution * math.tan(math.radians(fov_degrees) / 2.0))
+
+
+def polar_orbit_label(theta: float, phi: float, radius: float, focal: float) -> torch.Tensor:
+    """[1, 25] label of pi-GAN's camera: at radius x (sin phi cos theta, cos phi, sin phi sin theta)
+    (phi the polar angle from +y; theta = phi = pi/2 is frontal on +z, a larger theta moves it
+    towards -x), looking at the origin with world up +y."""
+    origin = torch.tensor([[math.sin(phi) * math.cos(theta), math.cos(phi), math.sin(phi) * math.sin(theta)]],
+                          dtype=torch.float32) * radius
+    return pack_label(look_at(origin, torch.zeros(3)), intrinsics_from_focal(focal))
+
+
+def polar_to_orbit_angles(theta: float, phi: float) -> tuple[float, float]:
+    """Our orbit (yaw, pitch) (:func:`orbit_pose`, EG3D's v-space pitch) of pi-GAN's camera angles
+    (azimuth ``theta``, polar angle ``phi``; frontal pi/2, pi/2): the same camera centre and view,
+    so an official model faces the viewer at yaw 0, pitch 0. pi-GAN's azimuth runs the other way
+    (a larger theta moves the camera towards -x, our positive yaw towards +x)."""
+    return -(theta - FRONTAL), FRONTAL * math.sin(phi - FRONTAL)
+
+
 def eg3d_fov_to_focal(fov_degrees: float) -> float:
     """EG3D's ``FOV_to_intrinsics`` focal, with its approximate pi and extra 1/1.414 factor.
 
@@ -187,17 +211,35 @@ def pixel_centers(height: int, width: int | None = None, device: torch.device | 
     return torch.stack((u, v), dim=-1).reshape(-1, 2)
 
 
-def camera_directions(intrinsics: torch.Tensor, height: int, width: int | None = None) -> torch.Tensor:
+def pixel_corners(height: int, width: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+    """[H * W, 2] normalised (u, v) of a corner-aligned pixel grid, ``i / (size - 1)``: the outer pixel
+    centres lie on the field-of-view edge (pi-GAN's ``linspace(-1, 1, R)``), so a label's focal means
+    the field of view across the outer pixel centres at every resolution."""
+    width = height if width is None else width
+    rows = torch.linspace(0, 1, height, device=device) if height > 1 else torch.full((1,), 0.5, device=device)
+    cols = torch.linspace(0, 1, width, device=device) if width > 1 else torch.full((1,), 0.5, device=device)
+    v, u = torch.meshgrid(rows, cols, indexing="ij")
+    return torch.stack((u, v), dim=-1).reshape(-1, 2)
+
+
+PIXEL_GRIDS = {"centers": pixel_centers, "corners": pixel_corners}
+"""Where an image's pixels sample the camera's normalised image plane, by name."""
+
+
+def camera_directions(intrinsics: torch.Tensor, height: int, width: int | None = None,
+                      grid: str = "centers") -> torch.Tensor:
     """Camera-space directions (x, y, 1) through every pixel centre, skew honoured (not normalised).
 
     Args:
         intrinsics: [N, 3, 3] normalised by image size.
+        grid: the pixel grid (``PIXEL_GRIDS``): 'centers' (EG3D) or 'corners' (pi-GAN).
 
     Returns:
         [N, H * W, 3] in raster order.
     """
     n = intrinsics.shape[0]
-    return lift_uv(intrinsics, pixel_centers(height, width, intrinsics.device).unsqueeze(0).expand(n, -1, -1))
+    uv = PIXEL_GRIDS[grid](height, width, intrinsics.device)
+    return lift_uv(intrinsics, uv.unsqueeze(0).expand(n, -1, -1))
 
 
 def lift_uv(intrinsics: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
@@ -215,7 +257,7 @@ def lift_uv(intrinsics: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
 
 
 def generate_rays(
-    cam2world: torch.Tensor, intrinsics: torch.Tensor, resolution: int
+    cam2world: torch.Tensor, intrinsics: torch.Tensor, resolution: int, grid: str = "centers"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One ray per pixel centre, as EG3D's ``RaySampler``.
 
@@ -223,11 +265,12 @@ def generate_rays(
         cam2world: [N, 4, 4].
         intrinsics: [N, 3, 3] normalised by image size (skew honoured).
         resolution: R; rays come in raster order, M = R * R.
+        grid: the pixel grid (``PIXEL_GRIDS``).
 
     Returns:
         origins [N, M, 3] and unit directions [N, M, 3] in world space.
     """
-    return _world_rays(cam2world, camera_directions(intrinsics, resolution))
+    return _world_rays(cam2world, camera_directions(intrinsics, resolution, grid=grid))
 
 
 def rays_through(cam2world: torch.Tensor, intrinsics: torch.Tensor, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

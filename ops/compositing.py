@@ -119,8 +119,12 @@ def composite_last_delta(
     *,
     last_delta: float = 1e10,
     white_background: bool = False,
+    last_back: bool = False,
 ) -> Composite:
     """NeRF / pi-GAN quadrature: each sample owns the interval to the next; the last one is infinite.
+
+    ``last_back``: the last sample also takes the weight the ray has left (1 - sum of the weights),
+    pi-GAN's ``last_back``; ``white_background`` then sees the total before that (pi-GAN's order).
 
     Args:
         features: [N, M, K, C].
@@ -135,6 +139,8 @@ def composite_last_delta(
     alpha = 1 - torch.exp(-deltas * densities)
     weights = _transmittance_weights(alpha)
     weight_total = weights.sum(2)
+    if last_back:
+        weights = torch.cat([weights[:, :, :-1], weights[:, :, -1:] + (1 - weight_total)[:, :, None]], -2)
     composite = torch.sum(weights * features, -2)
     depth = torch.sum(weights * depths, -2)
     if white_background:

@@ -67,6 +67,7 @@ def sample_pdf(
     deterministic: bool,
     eps: float = 1e-5,
     generator: torch.Generator | None = None,
+    right: bool = True,
 ) -> torch.Tensor:
     """Inverse-CDF sampling of a piecewise-constant PDF.
 
@@ -75,6 +76,7 @@ def sample_pdf(
         weights: [R, B] non-negative bin weights.
         num_samples: S.
         deterministic: use ``u = linspace(0, 1, S)`` instead of U(0, 1) draws.
+        right: ``searchsorted``'s tie rule (pi-GAN's ``sample_pdf`` uses the default, False).
 
     Returns:
         [R, S] samples inside the bins.
@@ -90,7 +92,7 @@ def sample_pdf(
         u = torch.rand(num_rays, num_samples, device=bins.device, generator=generator)
     u = u.contiguous()
 
-    above = torch.searchsorted(cdf, u, right=True)
+    above = torch.searchsorted(cdf, u, right=right)
     below = torch.clamp_min(above - 1, 0)
     above = torch.clamp_max(above, num_bins)
     idx = torch.stack([below, above], -1).view(num_rays, 2 * num_samples)
@@ -132,6 +134,37 @@ def importance_depths(
         weights = weights + 0.01
         mids = 0.5 * (depths[:, :-1] + depths[:, 1:])
         fine = sample_pdf(mids, weights[:, 1:-1], num_samples, deterministic=deterministic, generator=generator)
+    return fine.detach().reshape(n, m, num_samples, 1)
+
+
+def plain_importance_depths(
+    depths: torch.Tensor,
+    weights: torch.Tensor,
+    num_samples: int,
+    *,
+    deterministic: bool,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """pi-GAN's fine-pass depths: ``sample_pdf`` on the raw coarse weights of the inner samples.
+
+    The K coarse weights get + 1e-5, the pdf over the K - 1 midpoints of the coarse depths is read
+    from weights[1:-1] (``sample_pdf`` adds its own 1e-5), and ``searchsorted`` uses right=False.
+
+    Args:
+        depths: [N, M, K, 1] coarse depths.
+        weights: [N, M, K, 1] compositing weights of the K coarse samples.
+        num_samples: S.
+
+    Returns:
+        [N, M, S, 1] depths (no gradient).
+    """
+    with torch.no_grad():
+        n, m, k, _ = depths.shape
+        depths = depths.reshape(n * m, k)
+        weights = weights.reshape(n * m, k) + 1e-5
+        mids = 0.5 * (depths[:, :-1] + depths[:, 1:])
+        fine = sample_pdf(mids, weights[:, 1:-1], num_samples, deterministic=deterministic, generator=generator,
+                          right=False)
     return fine.detach().reshape(n, m, num_samples, 1)
 
 

@@ -171,15 +171,20 @@ class GeneratorRenderer:
             self._fields = (planes, self.G.mesh_fields(planes))
         return self._fields[1]
 
+    def camera_rays(self, camera: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rays the model renders for ``camera`` at ``resolution`` (its own pixel grid)."""
+        from ops.camera import generate_rays
+
+        cam2world, intrinsics = unpack_label(camera)
+        grid = getattr(getattr(getattr(self.G, "config", None), "renderer", None), "pixel_grid", "centers")
+        return generate_rays(cam2world, intrinsics, resolution, grid=grid)
+
     def density_normals(self, planes: Any, camera: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
         """[3, r, r] camera-space normals: the outward gradient of the model's geometry field
         (density, -SDF, GRAM's manifold field: ``G.mesh_fields``) at each pixel's expected surface
         point (camera origin + depth along the unit ray)."""
-        from ops.camera import generate_rays
-
-        cam2world, intrinsics = unpack_label(camera)
         r = depth.shape[-1]
-        origins, directions = generate_rays(cam2world, intrinsics, r)  # [1, r*r, 3]
+        origins, directions = self.camera_rays(camera, r)  # [1, r*r, 3]
         points = origins + depth.reshape(1, -1, 1) * directions
 
         fields = self.mesh_fields(planes)
@@ -188,7 +193,7 @@ class GeneratorRenderer:
             return fields.field(p.reshape(-1, 3)).reshape(1, -1, 1)
 
         world = normals_from_field(field, points, negate=fields.inside == "above")[0]  # [r*r, 3]
-        return world_to_camera_normals(world.T.reshape(1, 3, r, r), cam2world)[0]
+        return world_to_camera_normals(world.T.reshape(1, 3, r, r), unpack_label(camera)[0])[0]
 
     # --- the render -----------------------------------------------------------------------------
 
@@ -296,16 +301,13 @@ class GeneratorRenderer:
         at the expected surface points (camera + depth along the ray) of the nearer half of the
         pixels of the model's frontal view. EG3D's fixed level 10 suits its trained models; a
         young or small model's surface sits at a lower density (the bundled one near 4.6)."""
-        from ops.camera import generate_rays
-
         fields = self.mesh_fields(planes)
         if fields.level is not None:
             return float(fields.level)
         camera = self.camera(self.default_pose())
         r = int(self.G.neural_rendering_resolution)
         _, depth = self.G.render_neural(planes, camera, r, RenderOptions(density_noise=0.0))
-        cam2world, intrinsics = unpack_label(camera)
-        origins, directions = generate_rays(cam2world, intrinsics, r)
+        origins, directions = self.camera_rays(camera, r)
         depth = depth.reshape(-1, 1)
         sigma = fields.field(origins[0] + depth * directions[0]).reshape(-1)
         near = depth.reshape(-1) <= depth.median()

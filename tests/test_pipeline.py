@@ -74,9 +74,9 @@ def two_cameras(G) -> torch.Tensor:
     return torch.cat([G.default_camera(yaw=0.15, pitch=-0.05), G.default_camera(yaw=-0.1, pitch=0.1)])
 
 
-def rays(camera: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rays(camera: torch.Tensor, resolution: int, grid: str = "centers") -> tuple[torch.Tensor, torch.Tensor]:
     cam2world, intrinsics = unpack_label(camera)
-    return generate_rays(cam2world, intrinsics, resolution)
+    return generate_rays(cam2world, intrinsics, resolution, grid=grid)
 
 
 def miss_distance(origins: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
@@ -120,7 +120,7 @@ def test_depth_lies_in_the_ray_range(name):
     r = G.neural_rendering_resolution
     ws = G.mapping(z, c)
     out = G.synthesis(ws, c)
-    origins, directions = rays(c, r)
+    origins, directions = rays(c, r, G.config.renderer.pixel_grid)  # the model's own pixel grid
     result = G.render_rays(G.planes(ws), origins, directions)
     depth = result.depth[..., 0]
     opacity = result.weights.sum(2)[..., 0]
@@ -293,7 +293,7 @@ def _check_normals(normals: torch.Tensor, r: int, solid: torch.Tensor | None = N
 
 def _opaque_neighbourhoods(G, scene, camera: torch.Tensor, r: int) -> torch.Tensor:
     """[r, r] bool: pixels whose 3 x 3 neighbourhood is opaque (> 0.99), interior pixels only."""
-    origins, directions = rays(camera, r)
+    origins, directions = rays(camera, r, G.config.renderer.pixel_grid)
     opacity = G.render_rays(scene, origins, directions).weights.sum(2).reshape(1, 1, r, r)
     solid = -torch.nn.functional.max_pool2d(-opacity, 3, 1, 1)[0, 0] > 0.99
     solid[[0, -1], :] = False
@@ -524,7 +524,7 @@ def test_gram_radial_manifolds_depth_and_mesh():
     scene = G.planes(G.mapping(latents(G, 1), camera))
     _, depth = G.render_neural(scene, camera, res)
     depth = depth.reshape(-1).double()
-    origins, directions = rays(camera, res)
+    origins, directions = rays(camera, res, G.config.renderer.pixel_grid)
     o, d = origins[0].double(), directions[0].double()
     t_c = -(o * d).sum(-1)
     D = miss_distance(origins, directions)[0].double()
@@ -597,7 +597,7 @@ def test_automatic_mesh_level_of_a_density_sphere():
 
     out = renderer.render(RenderArgs(mode="depth", view=renderer.default_pose()))  # surface_level's view
     r = G.neural_rendering_resolution
-    origins, directions = rays(out.camera, r)
+    origins, directions = rays(out.camera, r, G.config.renderer.pixel_grid)
     D = miss_distance(origins, directions)[0]
     hit, empty = D < DENSITY_R - 0.005, D > DENSITY_R + 0.005
     assert 0.5 < (D < DENSITY_R).float().mean() < 0.75 and empty.float().mean() > 0.25

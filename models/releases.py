@@ -1,0 +1,118 @@
+"""Released official checkpoints: what each needs that its file does not say, and how to recognise it.
+
+Official files carry weights (and sometimes class names) but not the render settings their scripts
+take from a curriculum or command line: field of view, ray range, samples per ray, background,
+camera prior, truncation. Each :class:`Release` records those facts (from the method's fixture
+README and ``../shared/docs/official_checkpoints.md``); :func:`identify` picks the releases a file
+can be from its format and network class, and :func:`choose` settles on one (a name given by the
+user wins; where the weights cannot tell two releases apart, e.g. pi-GAN CelebA and Cats, the
+first is taken with a warning naming the others).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["RELEASES", "Release", "choose", "identify", "release_names"]
+
+
+@dataclass(frozen=True)
+class Release:
+    """One released official model and the settings it renders with."""
+
+    name: str
+    """Registry name (``load_generator(..., release=name)``)."""
+    method: str
+    """Method preset the file maps onto."""
+    file_format: str
+    """The importer that reads it (see ``models.checkpoint``)."""
+    network: str
+    """Class (or layout) in the file that identifies it."""
+    fov_degrees: float
+    """Field of view the official scripts render with (across the outer pixel centres for pi-GAN)."""
+    near: float
+    """Ray start (distance along unit rays)."""
+    far: float
+    """Ray end."""
+    num_coarse: int
+    """Coarse samples per ray at render time (pi-GAN's scripts: 2 x the first training stage)."""
+    num_fine: int
+    """Importance samples per ray at render time."""
+    last_back: bool
+    """The last sample takes the ray's remaining weight at render time (pi-GAN's ``eval_last_back``)."""
+    white_back: bool
+    """Composite onto white."""
+    img_resolution: int
+    """Training image resolution (the default render size; the scripts render 256)."""
+    camera_prior: str
+    """Training camera distribution, as the curriculum states it (facts only)."""
+    pose_prior: str
+    """Our ``ops.pose_sampling.POSE_PRIORS`` entry used when training or sampling poses from the import."""
+    radius: float = 1.0
+    """Camera distance from the origin."""
+    truncation_psi: float = 0.7
+    """Truncation the official render scripts use."""
+    truncation_samples: int = 10_000
+    """z averaged for the truncation mean (not stored by the file; computed once at import)."""
+    lock_view_dependence: bool = False
+    """Render every sample with the frontal view direction (a script option, off by default)."""
+
+    def replace(self, **changes: Any) -> Release:
+        """A copy with settings changed (a user's own fov, ray range, samples, ...)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown release settings: {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+
+_PIGAN = "pigan-torch-save"
+RELEASES: dict[str, Release] = {
+    r.name: r
+    for r in (
+        Release("pigan-celeba", "pigan", _PIGAN, "siren.siren.SPATIALSIRENBASELINE", 12.0, 0.88, 1.12, 24, 24,
+                last_back=True, white_back=False, img_resolution=64,
+                camera_prior="gaussian, yaw N(pi/2, 0.3), polar angle N(pi/2, 0.155)",
+                pose_prior="pi_gan"),
+        Release("pigan-cats", "pigan", _PIGAN, "siren.siren.SPATIALSIRENBASELINE", 12.0, 0.8, 1.2, 48, 48,
+                last_back=True, white_back=False, img_resolution=64,
+                camera_prior="uniform, yaw pi/2 +- 0.5, pitch pi/2 +- 0.4", pose_prior="pi_gan"),
+        Release("pigan-carla", "pigan", _PIGAN, "siren.siren.TALLSIREN", 30.0, 0.7, 1.3, 96, 96,
+                last_back=False, white_back=True, img_resolution=128,
+                camera_prior="spherical_uniform, yaw pi/2 +- pi, v_mean = v_stddev = (pi/4)(85/90)",
+                pose_prior="pi_gan"),
+    )
+}
+"""Every known release by name (pi-GAN's three Google-Drive zips; GRAM, StyleSDF, VolumeGAN to come)."""
+
+
+def release_names() -> tuple[str, ...]:
+    return tuple(RELEASES)
+
+
+def identify(file_format: str, network: str) -> list[Release]:
+    """The releases a file of this format whose network is ``network`` can be, registry order."""
+    return [r for r in RELEASES.values() if r.file_format == file_format and r.network == network]
+
+
+def choose(file_format: str, network: str, name: str | None = None, where: str = "this file") -> Release:
+    """The release to use: ``name`` if given (it must fit the file), else the one the file identifies.
+
+    Raises:
+        ValueError: an unknown name, a name that does not fit the file, or a file no release fits.
+    """
+    fits = identify(file_format, network)
+    if name is not None:
+        if name not in RELEASES:
+            raise ValueError(f"unknown release {name!r}; known: {', '.join(RELEASES)}")
+        if RELEASES[name] not in fits:
+            raise ValueError(f"release {name!r} is a {RELEASES[name].network}, {where} holds a {network}")
+        return RELEASES[name]
+    if not fits:
+        raise ValueError(f"no known release has a {network} ({file_format})")
+    if len(fits) > 1:
+        warnings.warn(f"{where}: the weights cannot tell {', '.join(r.name for r in fits)} apart; using "
+                      f"{fits[0].name}'s settings (pass release=NAME to choose)", stacklevel=3)
+    return fits[0]

@@ -1,0 +1,186 @@
+"""Reproduce official reference fixtures through the public API: ``python -m tests.reference_check DIR [DIR ...]``.
+
+Each DIR is a fixture folder in the layout of ``shared/fixtures/<method>_ref`` (README.md,
+config.json, cases.npz and the official checkpoint files). The method is read from config.json's
+``method`` (else the folder name before ``_ref``); the checkpoint is opened with
+:func:`models.load_generator`, with the settings the file does not hold passed from config.json as
+a user would pass them; every case in cases.npz is rendered through the generator's public API
+(``mapping``, ``synthesis``, ``sample_mixed``, ``set_truncation_mean``). One line per folder::
+
+    <folder>: <method> cases=<n> max_rel_err=<e> tol=<t> ok|FAIL
+
+with error = max |ours - official| / max(1, max |official|) per output, max_rel_err the largest
+and tol that output's tolerance (``-v`` prints every output's error). A method without a checker
+prints ``<folder>: <method> UNSUPPORTED`` and, like a FAIL, makes the exit status 1: nothing
+passes silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+Errors = dict[str, tuple[float, float]]
+"""output name -> (relative error, tolerance)."""
+
+
+def relative_error(ours: torch.Tensor | np.ndarray, official: np.ndarray) -> float:
+    """max |ours - official| / max(1, max |official|)."""
+    ours_np = ours.detach().cpu().numpy() if isinstance(ours, torch.Tensor) else np.asarray(ours)
+    official = np.asarray(official, dtype=np.float64)
+    if ours_np.shape != official.shape:
+        raise ValueError(f"shape {ours_np.shape} != official {official.shape}")
+    return float(np.abs(ours_np.astype(np.float64) - official).max() / max(1.0, float(np.abs(official).max())))
+
+
+# --- pi-GAN ----------------------------------------------------------------------------------------
+
+PIGAN_TOLERANCES = {"image": 2e-4, "image_lockview": 2e-4}
+"""pi-GAN's README: its importance pass amplifies float32 round-off on the images (compare at 2e-4);
+every other output at 1e-4."""
+
+
+def _pigan_settings(render: dict) -> dict:
+    """config.json ``render_options`` as the settings a user passes to ``load_generator``."""
+    if render.get("clamp_mode", "relu") != "relu":
+        raise ValueError(f"clamp_mode {render['clamp_mode']!r} is not supported")
+    if float(render.get("nerf_noise", 0)) != 0:
+        raise ValueError("density noise at render time is not reproducible")
+    steps = int(render["num_steps"])
+    return {
+        "fov_degrees": float(render["fov"]), "near": float(render["ray_start"]), "far": float(render["ray_end"]),
+        "num_coarse": steps, "num_fine": steps if render.get("hierarchical_sample", False) else 0,
+        "last_back": bool(render.get("last_back", False)), "white_back": bool(render.get("white_back", False)),
+        "img_resolution": int(render["img_size"]),
+    }
+
+
+def _pigan_polar(render: dict, v_mean: float) -> float:
+    """The polar angle pi-GAN's sampler puts the camera at for v_mean."""
+    if render.get("sample_dist") == "spherical_uniform":
+        return math.acos(1 - 2 * v_mean / math.pi)
+    return v_mean
+
+
+def _case_value(config: dict, i: int, key: str, recorded: torch.Tensor) -> float:
+    """A case's setting as the official script received it: config.json's ``cases`` hold the Python
+    floats (cases.npz rounds them to float32)."""
+    cases = config.get("cases")
+    if isinstance(cases, list) and i < len(cases) and isinstance(cases[i], dict) and key in cases[i]:
+        return float(cases[i][key])
+    return float(recorded)
+
+
+def check_pigan(folder: Path, config: dict) -> tuple[int, Errors]:
+    from models import load_generator
+    from models.scene import RenderOptions
+    from ops.camera import fov_to_focal, polar_orbit_label
+
+    render = config["render_options"]
+    settings = _pigan_settings(render)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # CelebA-or-Cats: the settings below are the folder's own
+        G = load_generator(folder / "generator.pth", settings=settings)
+    cases = np.load(folder / "cases.npz")
+    count = len({k.split("_", 1)[0] for k in cases.files if k.split("_", 1)[0].isdigit()})
+    resolution = int(render["img_size"])
+    # the official lens as a label (its corner-aligned pixel grid is the imported generator's own)
+    focal = fov_to_focal(float(render["fov"]))
+    radius = float(G.rendering_kwargs["avg_camera_radius"])
+    film = G.mapping_network
+    t = {k: torch.from_numpy(np.asarray(cases[k])) for k in cases.files}
+    errors: dict[str, float] = {}
+
+    def note(name: str, value: float) -> None:
+        errors[name] = max(errors.get(name, 0.0), value)
+
+    with torch.no_grad():
+        for i in range(count):
+            z, psi = t[f"{i}_z"], _case_value(config, i, "psi", t[f"{i}_psi"])
+            h_mean, v_mean = (_case_value(config, i, k, t[f"{i}_{k}"]) for k in ("h_mean", "v_mean"))
+            c = polar_orbit_label(h_mean, _pigan_polar(render, v_mean), radius, focal)
+            # the official scripts re-estimate the mean on every call: use the recorded one
+            G.set_truncation_mean(film.film_ws(t[f"{i}_avg_frequencies"], t[f"{i}_avg_phase_shifts"])[0])
+            raw_f, raw_p = G.mapping(z, c, truncation_psi=1).chunk(2, dim=-1)
+            note("frequencies", relative_error(raw_f.reshape(1, -1), cases[f"{i}_frequencies"]))
+            note("phase_shifts", relative_error(raw_p.reshape(1, -1), cases[f"{i}_phase_shifts"]))
+            ws = G.mapping(z, c, truncation_psi=psi)
+            trunc_f, trunc_p = ws.chunk(2, dim=-1)
+            note("trunc_frequencies", relative_error(trunc_f.reshape(1, -1), cases[f"{i}_trunc_frequencies"]))
+            note("trunc_phase_shifts", relative_error(trunc_p.reshape(1, -1), cases[f"{i}_trunc_phase_shifts"]))
+            out = G.synthesis(ws, c, neural_rendering_resolution=resolution)
+            note("image", relative_error(out["image"], cases[f"{i}_image"]))
+            note("depth", relative_error(out["image_depth"][:, 0], cases[f"{i}_depth"]))
+            locked = G.synthesis(ws, c, neural_rendering_resolution=resolution,
+                                 options=RenderOptions(lock_view_dependence=True))
+            note("image_lockview", relative_error(locked["image"], cases[f"{i}_image_lockview"]))
+            ws_query = film.film_ws(t[f"{i}_trunc_frequencies"], t[f"{i}_trunc_phase_shifts"])
+            query = G.sample_mixed(t["query_points"], t["query_dirs"], ws_query)
+            note("query_rgb", relative_error(query["rgb"], cases[f"{i}_query_rgb"]))
+            note("query_sigma", relative_error(query["sigma"], cases[f"{i}_query_sigma"]))
+    return count, {name: (value, PIGAN_TOLERANCES.get(name, 1e-4)) for name, value in errors.items()}
+
+
+CHECKERS: dict[str, Callable[[Path, dict], tuple[int, Errors]]] = {"pi-GAN": check_pigan}
+"""Method name (config.json ``method``) -> checker: (folder, config) -> (cases, errors)."""
+
+_FOLDER_METHODS = {"pigan": "pi-GAN"}
+"""Folder-name prefixes (before ``_ref``) of the methods whose config.json does not name them."""
+
+
+def detect_method(folder: Path, config: dict) -> str:
+    method = config.get("method")
+    if isinstance(method, str) and method:
+        return method
+    prefix = folder.name.split("_ref")[0]
+    return _FOLDER_METHODS.get(prefix, prefix)
+
+
+def check_folder(folder: str | Path) -> tuple[bool, str, Errors]:
+    """(ok, the report line, per-output errors) for one fixture folder."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        return False, f"{folder}: unknown FAIL (cannot read config.json: {e})", {}
+    method = detect_method(folder, config)
+    checker = CHECKERS.get(method)
+    if checker is None:
+        return False, f"{folder}: {method} UNSUPPORTED (no reference check for this method yet)", {}
+    try:
+        count, errors = checker(folder, config)
+    except Exception as e:  # a crash is a failure of that folder, reported on its line
+        return False, f"{folder}: {method} FAIL ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", {}
+    worst = max(errors, key=lambda k: errors[k][0] / errors[k][1])
+    ok = all(err <= tol for err, tol in errors.values())
+    err, tol = errors[worst]
+    line = f"{folder}: {method} cases={count} max_rel_err={err:.3g} tol={tol:.3g} {'ok' if ok else 'FAIL'}"
+    return ok, line, errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.reference_check", description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="fixture folders")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every output's error")
+    args = parser.parse_args(argv)
+    status = 0
+    for folder in args.folders:
+        ok, line, errors = check_folder(folder)
+        print(line, flush=True)
+        if args.verbose:
+            for name, (err, tol) in errors.items():
+                print(f"    {name}: {err:.3g} (tol {tol:.3g})")
+        status |= 0 if ok else 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
