@@ -360,6 +360,8 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
         raise CheckpointError(path, "no such file")
     if path.is_dir():
         raise CheckpointError(path, "is a folder, not a checkpoint file")
+    if not path.is_file():  # a named pipe would block the first read forever
+        raise CheckpointError(path, "is not a regular file (a pipe, socket or device), not a checkpoint file")
     try:
         kind = sniff_format(path)
     except OSError as e:

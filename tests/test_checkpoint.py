@@ -203,3 +203,27 @@ def test_atomic_output_gives_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_named_pipe_is_refused_at_once(tmp_path):
+    """Bug: a FIFO named *.safetensors blocked the format sniffing forever (nobody writes to it)."""
+    import multiprocessing
+
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+
+    def load(queue):
+        try:
+            load_generator(fifo)
+        except CheckpointError as e:
+            queue.put(str(e))
+
+    queue = multiprocessing.get_context("fork").Queue()
+    proc = multiprocessing.get_context("fork").Process(target=load, args=(queue,))
+    proc.start()
+    proc.join(timeout=20)
+    blocked = proc.is_alive()
+    if blocked:
+        proc.kill()
+    assert not blocked, "load_generator blocked on a named pipe"
+    assert queue.get(timeout=5) == f"{fifo}: is not a regular file (a pipe, socket or device), not a checkpoint file"

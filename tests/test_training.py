@@ -296,3 +296,31 @@ def test_resume_auto_picks_the_newest_complete_run_of_the_same_preset(tmp_path):
     assert rundir.find_resumable_run(tmp_path, "tiny") == tiny_old
     assert rundir.find_resumable_run(tmp_path, "shapenet128") is None
     assert rundir.find_resumable_run(tmp_path).name == "00001-ffhq512-b"
+
+
+def test_training_state_errors_are_one_line_without_unsafe_advice(tmp_path):
+    """Bug: the training-state loader passed torch's 6-10 line text through, ANSI escapes and the
+    advice to retry with weights_only=False included."""
+    import pickle
+
+    from models.errors import CheckpointError
+    from training.loop import load_training_state
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    hostile = tmp_path / "training-state-000001.000.pt"
+    torch.save({"format": "3dgan-studio/training-state", "payload": Payload()}, hostile)
+    truncated = tmp_path / "truncated.pt"
+    torch.save({"x": torch.zeros(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(pickle.dumps("not a state") + b"\x1b[1m\n\nmore")
+    for path in (hostile, truncated, garbage):
+        with pytest.raises(CheckpointError) as info:
+            load_training_state(path)
+        message = str(info.value)
+        assert "\n" not in message and "\x1b" not in message and message.startswith(f"{path}: "), message
+        assert "weights_only=False" not in message
+    assert "refused" in str(pytest.raises(CheckpointError, load_training_state, hostile).value)

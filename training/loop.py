@@ -26,7 +26,7 @@ from torch import nn
 
 from models.build import build_generator
 from models.checkpoint import atomic_output, atomic_write_bytes, load_generator, save_generator
-from models.errors import CheckpointError
+from models.errors import CheckpointError, one_line
 from models.methods.eg3d import official_to_pipeline_names
 from models.pipeline_discriminators import DISCRIMINATORS
 from models.poses import pose_config, pose_sampler
@@ -366,6 +366,15 @@ def upgrade_official_names(state: dict[str, Any], G: nn.Module) -> dict[str, Any
             "opt_G": opt}
 
 
+def _torch_load_reason(error: Exception) -> str:
+    """The line of a ``torch.load`` error that says what is wrong, without torch's advice to retry
+    with ``weights_only=False`` (which would run code from a hostile file)."""
+    advice = ("weights only load failed", "weights_only", "trusted source", "check the documentation")
+    lines = [one_line(line) for line in str(error).splitlines()]
+    useful = [line for line in lines if line and not any(a in line.lower() for a in advice)]
+    return useful[0] if useful else type(error).__name__
+
+
 def load_training_state(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Read a training state with ``weights_only=True``: tensors and plain containers only, never code.
 
@@ -378,7 +387,11 @@ def load_training_state(path: Path, device: torch.device | str = "cpu") -> dict[
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or hostile files
-        raise CheckpointError(path, f"not a readable training state (truncated, corrupt or unsafe): {e}") from e
+        reason = _torch_load_reason(e)
+        if "GLOBAL" in reason:
+            raise CheckpointError(path, f"refused: {reason} (a training state holds tensors and plain containers "
+                                        "only; it is never loaded with code execution)") from None
+        raise CheckpointError(path, f"not a readable training state (truncated or corrupt): {reason}") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointError(path, "not a 3D-GAN Studio training state")
     if state.get("version") != STATE_VERSION:
