@@ -111,8 +111,9 @@ def cmd_app(args: argparse.Namespace) -> int:
     if actions is not None:
         viz.script = ScriptPlayer(viz, actions, exit_when_done=args.exit)
     status = viz.run(max_frames=args.max_frames)
-    if viz.script is not None and viz.script.error:
-        print(f"error: {viz.script.error}", file=sys.stderr)
+    if viz.script is not None and viz.script.errors:
+        for error in viz.script.errors:  # every failed action, one line each
+            print(f"error: {error}", file=sys.stderr)
         return 1
     return status
 

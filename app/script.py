@@ -136,16 +136,23 @@ class ScriptPlayer:
         self.index = 0
         self.exit_when_done = exit_when_done
         self.timeout = timeout
-        self.error: str | None = None
+        self.errors: list[str] = []
+        """Every failed action, named (the script goes on after a failure)."""
         self._frames_left = 0
         self._waiting_for: Any = None
         self._wait_started = 0.0
         self.done = False
 
+    @property
+    def error(self) -> str | None:
+        """All failed actions on one line each, or None."""
+        return "\n".join(self.errors) if self.errors else None
+
     def _fail(self, problem: str) -> None:
-        self.error = f"script action {self.index} {json.dumps(self.actions[self.index])[:200]}: {problem}"
-        self.viz.state.notify(self.error, "error")
-        self._finish(1)
+        """Record the current action as failed; the script goes on with the next one."""
+        message = f"script action {self.index} {json.dumps(self.actions[self.index])[:200]}: {problem}"
+        self.errors.append(message)
+        self.viz.state.notify(message, "error")
 
     def _finish(self, status: int) -> None:
         self.done = True
@@ -162,21 +169,22 @@ class ScriptPlayer:
                 if not self._wait_done():
                     if time.monotonic() - self._wait_started > self.timeout:
                         self._fail(f"timed out after {self.timeout:.0f} s")
-                    return
-                if self.done:
-                    return
+                    else:
+                        return
                 self._waiting_for = None
                 self.index += 1
                 continue
             if self.index >= len(self.actions):
-                self.viz.state.notify("script finished")
-                self._finish(0)
+                failed = len(self.errors)
+                self.viz.state.notify(f"script finished, {failed} action(s) failed" if failed else "script finished",
+                                      "error" if failed else "info")
+                self._finish(1 if failed else 0)
                 return
             try:
                 self._start(self.actions[self.index])
             except Exception as e:  # noqa: BLE001 - reported with the action that caused it
                 self._fail(str(e))
-                return
+                self._waiting_for = None
             if self._waiting_for is None:  # a frames countdown runs before the next action
                 self.index += 1
 
@@ -187,6 +195,10 @@ class ScriptPlayer:
     def _wait_done(self) -> bool:
         what = self._waiting_for
         viz = self.viz
+        no_model = viz.worker.renderer is None and viz.state.model.loading is None
+        if no_model and (what == "settled" or (isinstance(what, tuple) and what[0] == "screenshot")):
+            self._fail(f"no model is loaded ({viz.state.model.error or 'nothing to render'})")
+            return True  # nothing will ever be drawn: fail now, not after the timeout
         if what == "settled":
             return viz.settled()
         if isinstance(what, tuple) and what[0] == "screenshot":

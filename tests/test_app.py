@@ -150,6 +150,23 @@ def test_bad_script_exits_with_status_1_and_names_the_action(tmp_path):
     assert "script action 1" in result.stderr and "missing.safetensors" in result.stderr
 
 
+def test_a_script_whose_model_fails_to_load_fails_its_waits_at_once(tmp_path):
+    """Bug: a script whose model failed to load waited for a frame that never came (600 s)."""
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([{"wait": True}, {"screenshot": str(tmp_path / "x.png")}, {"set": {"seed": 2}}]))
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00" * 64)
+    cmd = [sys.executable, str(REPO_ROOT / "visualizer.py"), str(corrupt), "--script", str(script), "--exit",
+           "--device", "cpu", "--size", "640x480"]
+    started = time.monotonic()
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert time.monotonic() - started < 120
+    assert result.returncode == 1
+    failed = [line for line in result.stderr.splitlines() if line.startswith("error: script action")]
+    assert len(failed) == 2 and "action 0" in failed[0] and "action 1" in failed[1], result.stderr
+    assert all("no model is loaded" in line for line in failed)
+
+
 def test_unknown_script_setting_is_refused_before_the_window_opens(tmp_path):
     script = tmp_path / "bad.json"
     script.write_text(json.dumps([{"set": {"sead": 3}}]))
@@ -422,18 +439,27 @@ def test_keyframe_camera_path_is_recorded_saved_and_reloaded(viz, tmp_path):
     assert np.abs(frames[0] - frames[-1]).mean() > 5  # the camera moved from yaw -0.3 to 0.3
 
 
-def test_script_stops_on_a_screenshot_that_cannot_be_written(viz, tmp_path):
+def test_a_failed_script_action_is_recorded_and_the_script_goes_on(viz, tmp_path):
+    """A screenshot that cannot be written fails its action; the script records it and runs the rest
+    (the next screenshot is still written), and ends with status 1 naming every failed action."""
     from app.script import ScriptPlayer
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     for what in ("image", "window"):
-        viz.script = ScriptPlayer(viz, [{"screenshot": str(blocker / f"{what}.png"), "what": what}, {"frames": 1}])
+        good = tmp_path / f"good-{what}.png"
+        viz.script = ScriptPlayer(viz, [{"screenshot": str(blocker / f"{what}.png"), "what": what},
+                                        {"load": str(tmp_path / "corrupt.safetensors")},
+                                        {"screenshot": str(good), "what": what}], exit_when_done=True)
+        (tmp_path / "corrupt.safetensors").write_bytes(b"\x00" * 64)
         try:
             run_until(viz, lambda: viz.script.done)
         finally:
-            error, viz.script = viz.script.error, None
-        assert error is not None and "action 0" in error and "screenshot not saved" in error, what
+            errors, viz.script, viz.exit_code = viz.script.errors, None, None
+        assert len(errors) == 2, errors
+        assert "action 0" in errors[0] and "screenshot not saved" in errors[0], what
+        assert "action 1" in errors[1] and "corrupt.safetensors" in errors[1], what
+        assert good.is_file(), what
 
 
 CTRL_S_BEFORE_THE_FIRST_FRAME = """
