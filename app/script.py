@@ -25,6 +25,7 @@ exits with status 1, having printed the action and the problem.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -82,7 +83,7 @@ def action_kind(action: dict[str, Any]) -> str | None:
 def apply_settings(viz, settings: dict[str, Any]) -> None:
     """Apply a ``set`` action to the app state (the same fields the panels edit)."""
     state = viz.state
-    args = state.args
+    args = state.args.copy()  # checked before it replaces the request the app renders
     for key, value in settings.items():
         if key == "seed":
             args.latent.seed_x, args.latent.seed_y = float(value), 0.0
@@ -116,11 +117,17 @@ def apply_settings(viz, settings: dict[str, Any]) -> None:
         elif key in ("screenshot_what", "out_dir"):
             setattr(state.capture, key, value)
     _check_args(args)
+    for f in dataclasses.fields(args):  # in place: the panels and the camera hold this object
+        setattr(state.args, f.name, getattr(args, f.name))
 
 
 def _check_args(args) -> None:
     from renderers.render_args import NORMALS_SOURCES, RENDER_MODES
 
+    try:
+        args.check()
+    except ValueError as e:
+        raise ScriptError(str(e)) from None
     if args.mode not in RENDER_MODES:
         raise ScriptError(f"mode {args.mode!r}: choose one of {', '.join(RENDER_MODES)}")
     if args.normals_source not in NORMALS_SOURCES:

@@ -131,6 +131,39 @@ class RenderArgs:
     def copy(self) -> RenderArgs:
         return copy.deepcopy(self)
 
+    def check(self) -> None:
+        """ValueError naming the first value a render cannot use (non-finite, or out of range)."""
+        latent, quality = self.latent, self.quality
+        checks = [
+            ("seed_x", latent.seed_x, 0.0, MAX_SEED), ("seed_y", latent.seed_y, 0.0, MAX_SEED / 100),
+            ("psi", latent.psi, -2.0, 2.0), ("mesh_resolution", self.mesh_resolution, 8, 1024),
+        ]
+        for name, camera in (("view", self.view), ("cond", self.cond)):
+            checks += [(f"{name}.yaw", camera.yaw, -1e4, 1e4), (f"{name}.pitch", camera.pitch, -1e4, 1e4),
+                       (f"{name}.fov_degrees", camera.fov_degrees, 0.1, 179.0)]
+            if camera.radius is not None:
+                checks.append((f"{name}.radius", camera.radius, 1e-3, 1e4))
+            for i, v in enumerate(camera.pivot or ()):
+                checks.append((f"{name}.pivot[{i}]", v, -1e4, 1e4))
+        for name, value, lo, hi in (("neural_resolution", quality.neural_resolution, 4, 2048),
+                                    ("depth_samples", quality.depth_samples, 1, 1024),
+                                    ("importance_samples", quality.importance_samples, 0, 1024),
+                                    ("trunc_cutoff", latent.trunc_cutoff, 0, 1024),
+                                    ("mix_seed", latent.mix_seed, 0, MAX_SEED)):
+            if value is not None:
+                checks.append((name, value, lo, hi))
+        if self.mesh_level is not None:
+            checks.append(("mesh_level", self.mesh_level, -1e6, 1e6))
+        for name, value, lo, hi in checks:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            if not (math.isfinite(value) and lo <= value <= hi):
+                raise ValueError(f"{name} {value!r} is outside [{lo:g}, {hi:g}]")
+
+
+MAX_SEED = 2**32 - 1
+"""Largest seed (32-bit, as numpy's and torch's generators take them)."""
+
 
 Colormap = Literal["turbo", "viridis", "inferno", "grey"]
 

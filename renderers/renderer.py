@@ -217,6 +217,8 @@ class GeneratorRenderer:
         requests = list(requests)
         if not requests:
             return []
+        for request in requests:
+            request.check()  # out-of-range values are a one-line error, never an internal one
         first = requests[0]
         for a in requests[1:]:
             if (a.mode, a.quality, a.normals_source) != (first.mode, first.quality, first.normals_source):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -571,3 +572,21 @@ def _overlay_texts(viz) -> list[str]:
     from app.overlay import _lines
 
     return [text for text, _ in _lines(viz)]
+
+
+@pytest.mark.parametrize("setting,message", [
+    ({"depth_samples": 0}, "depth_samples 0 is outside [1, 1024]"),
+    ({"seed": 10**30}, "seed_x"),
+    ({"yaw": float("nan")}, "view.yaw nan is outside"),
+    ({"psi": float("inf")}, "psi inf is outside"),
+])
+def test_script_set_checks_ranges_before_anything_renders(viz, setting, message):
+    """Bugs: a script `set` of depth_samples 0 showed an internal reshape error, a huge seed a
+    traceback, and yaw NaN hung the app. Each is now refused by the action with a one-line message."""
+    from app.script import ScriptError, apply_settings
+
+    before = viz.state.args.copy()
+    with pytest.raises(ScriptError, match=re.escape(message)):
+        apply_settings(viz, setting)
+    viz.state.args = before
+    settle(viz)  # and the app renders on
