@@ -349,7 +349,7 @@ def read_gram_generator(path: str | os.PathLike, release: str | None = None, set
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     try:
         network = official_network(shapes)
-        if release is not None and release in RELEASES and RELEASES[release].method == "gram":
+        if release is not None and release in RELEASES and RELEASES[release].file_format == "gram-state-dict":
             chosen = RELEASES[release]  # the architecture comes from the shapes: any width fits
         else:
             chosen = choose("gram-state-dict", network, release, where=os.fspath(path))
