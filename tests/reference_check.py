@@ -131,9 +131,10 @@ def check_pigan(folder: Path, config: dict) -> tuple[int, Errors]:
 
 # --- GRAM ------------------------------------------------------------------------------------------
 
-GRAM_TOLERANCES: dict[str, float] = {}
+GRAM_TOLERANCES: dict[str, float] = {"manifold_valid": 0.0}
 """GRAM's README states no tolerance beyond its float32-vs-float64 spread (at most 4.3e-5, on query_sigma):
-every output at 1e-4; ``manifold_valid`` must agree exactly (its error is the fraction that differ)."""
+every output at 1e-4; ``manifold_valid``'s error is the fraction of flags that differ (the README
+expects 0 flips). Depth is compared where the official one is not NaN."""
 
 
 def _gram_settings(config: dict) -> dict:
@@ -175,9 +176,10 @@ def check_gram(folder: Path, config: dict) -> tuple[int, Errors]:
         errors[name] = max(errors.get(name, 0.0), value)
 
     def nan_error(ours: torch.Tensor, official: np.ndarray) -> float:
-        """relative_error with NaNs equal (a NaN on one side only is an error of inf)."""
+        """relative_error where the official value is finite; where it is NaN (a ray with no weight)
+        ours must be finite (such rays sit at their farthest point)."""
         a, b = ours.detach().numpy().astype(np.float64), np.asarray(official, dtype=np.float64)
-        if a.shape != b.shape or not np.array_equal(np.isnan(a), np.isnan(b)):
+        if a.shape != b.shape or not np.isfinite(a).all():
             return math.inf
         keep = ~np.isnan(b)
         return relative_error(a[keep], b[keep]) if keep.any() else 0.0
@@ -252,7 +254,7 @@ def check_folder(folder: str | Path) -> tuple[bool, str, Errors]:
         count, errors = checker(folder, config)
     except Exception as e:  # a crash is a failure of that folder, reported on its line
         return False, f"{folder}: {method} FAIL ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", {}
-    worst = max(errors, key=lambda k: errors[k][0] / errors[k][1])
+    worst = max(errors, key=lambda k: errors[k][0] / max(errors[k][1], 1e-30))
     ok = all(err <= tol for err, tol in errors.values())
     err, tol = errors[worst]
     line = f"{folder}: {method} cases={count} max_rel_err={err:.3g} tol={tol:.3g} {'ok' if ok else 'FAIL'}"

@@ -95,6 +95,10 @@ def test_carla_release_settings() -> None:
     assert (e.num_manifolds, e.levels_start, e.levels_end, e.background_plane) == (48, 35.0, 5.0, False)
     assert e.coordinate_scale == pytest.approx(1.0) and e.field_scale == pytest.approx(2 / 0.24)
     assert G.config.renderer.white_back and G.config.integrator.delta == 0.02
+    z = torch.from_numpy(np.random.RandomState(1).randn(1, G.z_dim).astype(np.float32))
+    with torch.no_grad():
+        out = G(z, G.default_camera(yaw=0.3), truncation_psi=0.7, neural_rendering_resolution=8)
+    assert torch.isfinite(out["image"]).all() and torch.isfinite(out["image_depth"]).all()  # empty rays: far end
 
 
 def test_hostile_ema_beside_a_gram_generator_is_refused(tmp_path: Path) -> None:
