@@ -146,3 +146,18 @@ def test_reference_check_gram(capsys: pytest.CaptureFixture[str]) -> None:
     for output in ("image", "image_lockview", "depth", "manifold_s", "manifold_points", "manifold_valid",
                    "query_rgb", "query_sigma", "query_s", "sorted_depth", "sorted_weights"):
         assert output in reported
+
+
+def test_presets_follow_the_official_code() -> None:
+    from models.methods import pipeline_preset
+
+    for name in ("gram", "gram-tiny"):
+        config = pipeline_preset(name)
+        e = config.embedder
+        assert e.field_scale == pytest.approx(2 / 0.24) and e.last_infinite and e.plane_always_valid, name
+        assert config.renderer.pixel_grid == "corners" and not config.mapping.affine_truncation, name
+    # a legacy config (no new fields) keeps the old behaviour
+    from models.embedders import ManifoldEmbedder
+
+    old = ManifoldEmbedder.Config()
+    assert (old.field_scale, old.last_infinite, old.plane_always_valid) == (0.0, False, False)
