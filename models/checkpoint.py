@@ -239,7 +239,8 @@ def _describe_object(obj: Any) -> str:
 
 
 def read_pigan_generator(path: str | os.PathLike, release: str | None = None,
-                         settings: dict[str, Any] | None = None, ema: str | os.PathLike | bool = True) -> nn.Module:
+                         settings: dict[str, Any] | None = None, ema: str | os.PathLike | bool = True,
+                         generator: Any = None) -> nn.Module:
     """Build a generator from pi-GAN's ``generator.pth`` (``torch.save`` of the whole module) without
     running or importing anything from it.
 
@@ -250,6 +251,7 @@ def read_pigan_generator(path: str | os.PathLike, release: str | None = None,
             last_back, white_back, ...), as a user would pass them.
         ema: read ``shadow_params`` from the ``ema.pth`` beside the file as the official scripts do
             (True), from this path, or not at all (False: the raw weights).
+        generator: the already-read archive (else it is read from ``path``).
 
     The truncation mean, which the file does not store, is computed once from 10000 z (seed 0).
     """
@@ -258,7 +260,7 @@ def read_pigan_generator(path: str | os.PathLike, release: str | None = None,
     from models.releases import choose
 
     path = Path(path)
-    generator = read_torch_zip(path)
+    generator = read_torch_zip(path) if generator is None else generator
     if not isinstance(generator, InertObject) or generator.qualified_name != PIGAN_GENERATOR:
         what = _describe_object(generator)
         hint = " (an EMA file: open the generator.pth beside it)" if what == TORCH_EMA else ""
@@ -276,21 +278,7 @@ def read_pigan_generator(path: str | os.PathLike, release: str | None = None,
     if not isinstance(scale, (int, float)) or isinstance(scale, bool):
         raise CheckpointError(path, "siren.gridwarper has no numeric scale_factor")
 
-    if ema is not False:
-        ema_path = _ema_path(path) if ema is True else Path(ema)
-        if ema_path.exists():
-            shadow = read_ema_shadow_params(ema_path)
-            if len(shadow) != len(params):
-                raise CheckpointError(ema_path, f"has {len(shadow)} shadow params, {path.name} has {len(params)} parameters")
-            for (name, tensor), value in zip(params, shadow):
-                if tuple(value.shape) != tuple(tensor.shape):
-                    raise CheckpointError(ema_path, f"shadow param for {name} is {tuple(value.shape)}, "
-                                                    f"the parameter {tuple(tensor.shape)}")
-            params = [(name, value) for (name, _), value in zip(params, shadow)]
-        elif ema is not True:
-            raise CheckpointError(ema_path, "no such file")
-        else:
-            warnings.warn(f"{path}: no {ema_path.name} beside it; using the raw (non-EMA) weights", stacklevel=2)
+    params = _apply_ema(path, params, ema)
     state_dict = dict(params)
     try:
         config = from_official({k: tuple(v.shape) for k, v in state_dict.items()}, float(scale), chosen)
@@ -302,6 +290,95 @@ def read_pigan_generator(path: str | os.PathLike, release: str | None = None,
     load_state_checked(G, renamed, path)
     G.set_truncation_mean(G.estimate_truncation_mean(chosen.truncation_samples))
     return G
+
+
+def _apply_ema(path: Path, params: list[tuple[str, torch.Tensor]], ema: str | os.PathLike | bool
+               ) -> list[tuple[str, torch.Tensor]]:
+    """``params`` with the ``shadow_params`` of the ``ema.pth`` beside ``path`` (or at ``ema``) put in, in order,
+    as the official ``ema.copy_to(generator.parameters())`` does; checked for count and shapes."""
+    if ema is False:
+        return params
+    ema_path = _ema_path(path) if ema is True else Path(ema)
+    if not ema_path.exists():
+        if ema is not True:
+            raise CheckpointError(ema_path, "no such file")
+        warnings.warn(f"{path}: no {ema_path.name} beside it; using the raw (non-EMA) weights", stacklevel=3)
+        return params
+    shadow = read_ema_shadow_params(ema_path)
+    if len(shadow) != len(params):
+        raise CheckpointError(ema_path, f"has {len(shadow)} shadow params, {path.name} has {len(params)} parameters")
+    for (name, tensor), value in zip(params, shadow):
+        if tuple(value.shape) != tuple(tensor.shape):
+            raise CheckpointError(ema_path, f"shadow param for {name} is {tuple(value.shape)}, "
+                                            f"the parameter {tuple(tensor.shape)}")
+    return [(name, value) for (name, _), value in zip(params, shadow)]
+
+
+GRAM_PREFIX = "representation."
+"""Every parameter name of GRAM's ``generator.pth`` (a GramGenerator state dict) starts with this."""
+
+
+def is_gram_state_dict(obj: Any) -> bool:
+    return (isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+            and all(isinstance(k, str) and k.startswith(GRAM_PREFIX) for k in obj))
+
+
+def read_gram_generator(path: str | os.PathLike, release: str | None = None, settings: dict[str, Any] | None = None,
+                        ema: str | os.PathLike | bool = True, state: Any = None) -> nn.Module:
+    """Build a generator from GRAM's ``generator.pth`` (``torch.save`` of a GramGenerator state dict)
+    and the ``ema.pth`` beside it, without running anything from either.
+
+    Args:
+        release: the ``models.releases`` GRAM entry (default: the one whose manifold-predictor
+            width the file has: FFHQ 128, CATS 64, CARLA 256; a named GRAM release fits any width).
+        settings: ``Release`` fields to change, as for :func:`read_pigan_generator`.
+        ema: as for :func:`read_pigan_generator` (the state dict's order is ``parameters()`` order:
+            GRAM has no buffers).
+        state: the already-read archive (else it is read from ``path``).
+
+    The truncation mean, which the file does not store, is computed once from 10000 z (seed 0).
+    """
+    from models.methods.gram import from_official, official_network, official_to_pipeline_names
+    from models.official_formats import read_torch_zip
+    from models.releases import RELEASES, choose
+
+    path = Path(path)
+    state = read_torch_zip(path) if state is None else state
+    if not is_gram_state_dict(state):
+        raise CheckpointError(path, f"torch archive holds a {_describe_object(state)}, not a GRAM state dict")
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    try:
+        network = official_network(shapes)
+        if release is not None and release in RELEASES and RELEASES[release].file_format == "gram-state-dict":
+            chosen = RELEASES[release]  # the architecture comes from the shapes: any width fits
+        else:
+            chosen = choose("gram-state-dict", network, release, where=os.fspath(path))
+        chosen = chosen.replace(**(settings or {}))
+    except ValueError as e:
+        raise CheckpointError(path, str(e) + ("" if release else "; pass release=gram-ffhq|gram-cats|gram-carla")) \
+            from None
+    params = _apply_ema(path, list(state.items()), ema)
+    state_dict = dict(params)
+    try:
+        G = PipelineGenerator(from_official(shapes, chosen))
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(path, f"unsupported GRAM generator: {e}") from None
+    renamed = official_to_pipeline_names(state_dict)
+    renamed.setdefault("mapping_network.w_avg", G.mapping_network.w_avg)  # not in the file: computed below
+    load_state_checked(G, renamed, path)
+    G.set_truncation_mean(G.estimate_truncation_mean(chosen.truncation_samples))
+    return G
+
+
+def read_official_torch_generator(path: str | os.PathLike, release: str | None = None,
+                                  settings: dict[str, Any] | None = None) -> nn.Module:
+    """A ``torch.save`` archive: GRAM's state dict or pi-GAN's pickled module, told apart by content."""
+    from models.official_formats import read_torch_zip
+
+    obj = read_torch_zip(path)
+    if is_gram_state_dict(obj):
+        return read_gram_generator(path, release=release, settings=settings, state=obj)
+    return read_pigan_generator(path, release=release, settings=settings, generator=obj)
 
 
 def sniff_format(path: str | os.PathLike) -> str:
@@ -346,7 +423,7 @@ def _what_it_is(path: Path) -> str:
 def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", *, release: str | None = None,
                    settings: dict[str, Any] | None = None) -> nn.Module:
     """Load a generator from our ``.safetensors`` checkpoint, an official EG3D ``.pkl`` (its G_ema) or
-    an official pi-GAN ``generator.pth`` (with the ``ema.pth`` beside it).
+    an official pi-GAN or GRAM ``generator.pth`` (with the ``ema.pth`` beside it).
 
     ``release`` / ``settings``: for official files that do not store their render settings, the
     ``models.releases`` entry to use and changes to it (see :func:`read_pigan_generator`).
@@ -371,10 +448,10 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
     elif kind == "pickle":
         G = read_eg3d_pickle_generator(path)
     elif kind == "torch-zip":
-        G = read_pigan_generator(path, release=release, settings=settings)
+        G = read_official_torch_generator(path, release=release, settings=settings)
     else:
         raise CheckpointError(path, f"unrecognised file type: {_what_it_is(path)} (expected a .safetensors generator, "
-                                    "an EG3D network pickle or a pi-GAN generator.pth)")
+                                    "an EG3D network pickle or a pi-GAN / GRAM generator.pth)")
     return G.eval().requires_grad_(False).to(device)
 
 

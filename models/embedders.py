@@ -275,6 +275,12 @@ class ManifoldEmbedder(Embedder):
         """Centre subtracted from the scaled coordinates before the manifold predictor."""
         background_plane: bool = True
         """Append GRAM's background plane at world z = -0.12 (scaled with the scene box)."""
+        field_scale: float = 0.0
+        """Manifold predictor input scale; 0 = ``coordinate_scale`` (official GRAM: always 2/0.24, CARLA too)."""
+        last_infinite: bool = False
+        """With the background plane, the last point in depth order also gets delta 1e10 (official GRAM)."""
+        plane_always_valid: bool = False
+        """The background plane counts even where it lies behind the camera (official GRAM)."""
 
         def __post_init__(self):
             self.center = tuple(float(v) for v in self.center)
@@ -282,6 +288,9 @@ class ManifoldEmbedder(Embedder):
     def __init__(self, config: Config, w_dim: int = 0, box_side: float = 0.24):
         super().__init__()
         self.coordinate_scale = float(config.coordinate_scale)
+        self.field_scale = float(config.field_scale) or self.coordinate_scale
+        self.last_infinite = bool(config.last_infinite)
+        self.plane_always_valid = bool(config.plane_always_valid)
         self.register_buffer("center", torch.tensor(config.center, dtype=torch.float32), persistent=False)
         self.register_buffer("levels", gram_levels(config.levels_start, config.levels_end, config.num_manifolds,
                                                    background=config.background_plane), persistent=False)
@@ -310,7 +319,7 @@ class ManifoldEmbedder(Embedder):
 
     def field(self, points: torch.Tensor) -> torch.Tensor:
         """s(x): [..., 3] -> [...]."""
-        x = points * self.coordinate_scale - self.center
+        x = points * self.field_scale - self.center
         for layer in self.hidden:
             x = torch.relu(layer(x))
         return self.out(x)[..., 0]
@@ -318,11 +327,10 @@ class ManifoldEmbedder(Embedder):
     def forward(self, scene: None, points: torch.Tensor) -> torch.Tensor:
         return points * self.coordinate_scale
 
-    def render_rays(self, G: Generator, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
-                    depths: torch.Tensor, density_noise: float) -> Composite:
-        """Intersect the rays with the level sets of s(x), shade the surface points, composite with
-        a constant interval (the background plane is opaque)."""
-        n, m, k, _ = depths.shape
+    def surface_points(self, G: Generator, origins: torch.Tensor, directions: torch.Tensor, depths: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The points a ray is shaded at: its level intersections (and the background plane), sorted
+        by distance from the camera: points [N, M, L, 3], valid [N, M, L], depth [N, M, L], delta [N, M, L]."""
         samples = origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)  # [N, M, K, 3]
         values = self.field(samples)
         hits = ray_manifold_intersections(samples, values, self.levels, origins)
@@ -332,13 +340,28 @@ class ManifoldEmbedder(Embedder):
             plane = ray_plane_z_intersection(origins, directions, GRAM_BACKGROUND_Z * self.world_scale)
             plane_depth = torch.linalg.vector_norm(plane[:, :, 0] - origins, dim=-1)[..., None]
             points = torch.cat([points, plane], 2)
-            valid = torch.cat([valid, plane_depth > 0], 2)
+            valid = torch.cat([valid, torch.ones_like(valid[..., :1]) if self.plane_always_valid
+                               else plane_depth > 0], 2)
             depth = torch.cat([depth, plane_depth], 2)
             delta = torch.cat([delta, torch.full_like(plane_depth, GRAM_BACKGROUND_DELTA)], 2)
             sorted_hits, order = sort_by_depth(points, valid, depth)
             points, valid, depth = sorted_hits
             delta = torch.gather(delta, -1, order)
+            if self.last_infinite:
+                delta = torch.cat([delta[..., :-1], torch.full_like(delta[..., -1:], GRAM_BACKGROUND_DELTA)], -1)
+        return points, valid, depth, delta
+
+    def render_rays(self, G: Generator, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
+                    depths: torch.Tensor, density_noise: float,
+                    directions_seen: torch.Tensor | None = None) -> Composite:
+        """Intersect the rays with the level sets of s(x), shade the surface points, composite with
+        a constant interval (the background plane is opaque). ``directions_seen``: the view
+        directions the decoder reads (``lock_view_dependence``), else the rays'."""
+        n, m = depths.shape[:2]
+        points, valid, depth, delta = self.surface_points(G, origins, directions, depths)
         num = points.shape[2]
+        if directions_seen is not None:
+            directions = directions_seen
         dirs = directions.unsqueeze(-2).expand(-1, -1, num, -1).reshape(n, -1, 3)
         out = G.decoder(self(None, points.reshape(n, -1, 3)), dirs, G.decoder_ws(scene))
         raw = G.renderer.noisy(out["raw"], density_noise)
@@ -347,6 +370,23 @@ class ManifoldEmbedder(Embedder):
                                           delta=delta[..., None], valid=valid[..., None],
                                           white_background=G.renderer.white_back)
         return G.finish_composite(result, depth[..., None])
+
+    @torch.no_grad()
+    def intersections(self, G: Generator, c: torch.Tensor, resolution: int) -> dict[str, torch.Tensor]:
+        """The ray-manifold intersections of cameras c [N, 25] at r x r, as rendering finds them:
+        ``values`` [N, M, K] s at the ray samples, ``points`` [N, M, L, 3] and ``valid`` [N, M, L] in
+        level order (unsorted; no background plane), ``levels`` [L], ``sorted_depth`` [N, M, L'] of
+        the shaded points in depth order (the background plane included), the rays ``origins`` and
+        ``directions`` [N, M, 3]."""
+        cam2world, intrinsics = unpack_label(c)
+        origins, directions = generate_rays(cam2world, intrinsics, resolution, grid=G.config.renderer.pixel_grid)
+        depths = G.sample_depths(origins, directions, int(G.rendering_kwargs["depth_resolution"]), jitter=False)
+        samples = origins.unsqueeze(-2) + depths * directions.unsqueeze(-2)
+        values = self.field(samples)
+        hits = ray_manifold_intersections(samples, values, self.levels, origins, sort=False)
+        _, _, depth, _ = self.surface_points(G, origins, directions, depths)
+        return {"values": values, "points": hits.points, "valid": hits.valid, "levels": self.levels,
+                "sorted_depth": depth, "origins": origins, "directions": directions}
 
     def mesh_fields(self, G: Generator, scene: Scene, color) -> MeshFields:
         half = G.box_side / 2

@@ -229,12 +229,13 @@ class PipelineGenerator(nn.Module):
         """Composite features [N, M, C] (about [-1, 1] for colour decoders), depth [N, M, 1], weights."""
         opts = (options or RenderOptions()).resolve(self.rendering_kwargs)
         depths = self.sample_depths(origins, directions, opts.num_coarse)
-        if self.embedder.renders_rays:
-            return self.embedder.render_rays(self, scene, origins, directions, depths, opts.density_noise)
         directions_seen = None
         if opts.lock_view_dependence:
             directions_seen = torch.tensor(LOCKED_VIEW_DIRECTION, dtype=directions.dtype, device=directions.device)
             directions_seen = directions_seen.expand_as(directions)
+        if self.embedder.renders_rays:
+            return self.embedder.render_rays(self, scene, origins, directions, depths, opts.density_noise,
+                                             directions_seen)
 
         def evaluate(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return self._evaluate(scene, origins, directions, d, opts.density_noise, directions_seen)

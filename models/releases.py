@@ -16,7 +16,27 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RELEASES", "Release", "choose", "identify", "release_names"]
+__all__ = ["RELEASES", "Manifolds", "Release", "choose", "identify", "release_names"]
+
+
+@dataclass(frozen=True)
+class Manifolds:
+    """GRAM's radiance-manifold settings of a release (``configs.py``; not in its file)."""
+
+    num_manifolds: int
+    """Manifolds, the background plane included when there is one."""
+    levels_start: float
+    """First level value."""
+    levels_end: float
+    """Last level value."""
+    center: tuple[float, float, float]
+    """Subtracted from the manifold predictor's scaled input."""
+    normalize: float
+    """The radiance network's input is x 2/normalize (the manifold predictor always uses 2/0.24)."""
+    delta: float
+    """Constant compositing interval."""
+    background: bool
+    """A background plane at world z = -0.12."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,8 @@ class Release:
     """z averaged for the truncation mean (not stored by the file; computed once at import)."""
     lock_view_dependence: bool = False
     """Render every sample with the frontal view direction (a script option, off by default)."""
+    manifolds: Manifolds | None = None
+    """GRAM's manifold settings (GRAM releases only)."""
 
     def replace(self, **changes: Any) -> Release:
         """A copy with settings changed (a user's own fov, ray range, samples, ...)."""
@@ -69,6 +91,7 @@ class Release:
 
 
 _PIGAN = "pigan-torch-save"
+_GRAM = "gram-state-dict"
 RELEASES: dict[str, Release] = {
     r.name: r
     for r in (
@@ -83,9 +106,22 @@ RELEASES: dict[str, Release] = {
                 last_back=False, white_back=True, img_resolution=128,
                 camera_prior="spherical_uniform, yaw pi/2 +- pi, v_mean = v_stddev = (pi/4)(85/90)",
                 pose_prior="pi_gan"),
+        *(Release(f"gram-{name}", "gram", _GRAM, f"generators.generators.GramGenerator sample_network width {width}",
+                  fov, near, far, 64, 0, last_back=False, white_back=white, img_resolution=res,
+                  camera_prior=prior, pose_prior="gram", lock_view_dependence=lock, manifolds=manifolds)
+          for name, width, fov, near, far, white, res, prior, lock, manifolds in (
+              ("ffhq", 128, 12.0, 0.88, 1.12, False, 256, "gaussian, yaw N(pi/2, 0.3), polar angle N(pi/2, 0.155)",
+               True, Manifolds(24, 23.0, 8.0, (0.0, 0.0, -1.5), 0.24, 0.04, True)),
+              ("cats", 64, 12.0, 0.88, 1.12, False, 256, "gaussian, yaw N(pi/2, 0.3), polar angle N(pi/2, 0.155)",
+               True, Manifolds(24, 23.0, 8.0, (0.0, 0.0, -1.5), 0.24, 0.04, True)),
+              ("carla", 256, 35.0, 0.7, 1.3, True, 128,
+               "spherical_uniform, yaw pi/2 +- pi, v_mean = v_stddev = pi 42.5/180", False,
+               Manifolds(48, 35.0, 5.0, (0.0, 0.0, 0.0), 2.0, 0.02, False)),
+          )),
     )
 }
-"""Every known release by name (pi-GAN's three Google-Drive zips; GRAM, StyleSDF, VolumeGAN to come)."""
+"""Every known release by name (pi-GAN's three Google-Drive zips, GRAM's three ``pretrained_models``
+folders; StyleSDF, VolumeGAN to come). GRAM's render at the script's fov (CARLA 35, trained at 30)."""
 
 
 def release_names() -> tuple[str, ...]:

@@ -189,9 +189,17 @@ class ConstantDeltaIntegrator(Integrator):
     class Config(ComponentConfig):
         delta: float = 0.04
         """The interval (GRAM 0.04)."""
+        depth_ratio: bool = False
+        """Depth is GRAM's sum(w z) / sum(w), unclamped (rays with sum(w) = 0, NaN there, at their farthest point)."""
 
     def composite(self, rgb, value, depths, activation, white_background):
         return composite_constant_delta(rgb, value, depths, delta=self.config.delta, white_background=white_background)
+
+    def output_depth(self, result: Composite, depths: torch.Tensor) -> torch.Tensor:
+        if self.config.depth_ratio:
+            total = result.weights.sum(-2)
+            return torch.where(total > 0, result.depth / total, depths.amax(dim=-2))
+        return super().output_depth(result, depths)
 
 
 # --- the renderer -------------------------------------------------------------------------------

@@ -95,8 +95,10 @@ def ray_manifold_intersections(
     origins: torch.Tensor,
     *,
     min_value_gap: float = GRAM_MIN_VALUE_GAP,
+    sort: bool = True,
 ) -> ManifoldIntersections:
-    """Where each ray first crosses each level set of a scalar field, sorted by depth.
+    """Where each ray first crosses each level set of a scalar field, sorted by depth (``sort``,
+    else in the order of ``levels``).
 
     For level l, an interval (k, k + 1) is a crossing when s_{k+1} <= l <= s_k (the field
     descends through l; ascending crossings are ignored). The first crossing along the ray is
@@ -155,7 +157,7 @@ def ray_manifold_intersections(
     hits = torch.where(usable[..., None], root, x_far)
 
     depth = torch.linalg.vector_norm(hits - origins[:, :, None, :], dim=-1)
-    return sort_by_depth(hits, found, depth)[0]
+    return sort_by_depth(hits, found, depth)[0] if sort else ManifoldIntersections(hits, found, depth)
 
 
 def ray_plane_z_intersection(

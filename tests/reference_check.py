@@ -129,10 +129,105 @@ def check_pigan(folder: Path, config: dict) -> tuple[int, Errors]:
     return count, {name: (value, PIGAN_TOLERANCES.get(name, 1e-4)) for name, value in errors.items()}
 
 
-CHECKERS: dict[str, Callable[[Path, dict], tuple[int, Errors]]] = {"pi-GAN": check_pigan}
+# --- GRAM ------------------------------------------------------------------------------------------
+
+GRAM_TOLERANCES: dict[str, float] = {"manifold_valid": 0.0}
+"""GRAM's README states no tolerance beyond its float32-vs-float64 spread (at most 4.3e-5, on query_sigma):
+every output at 1e-4; ``manifold_valid``'s error is the fraction of flags that differ (the README
+expects 0 flips). Depth is compared where the official one is not NaN."""
+
+
+def _gram_settings(config: dict) -> dict:
+    """config.json's renderer, representation and camera settings as the settings a user passes to
+    ``load_generator`` (with ``release='gram-ffhq'``: the fixture is an FFHQ_default of another width)."""
+    from models.releases import Manifolds
+
+    gen = config["generator"]
+    rep, ren, cam = gen["representation_kwargs"], gen["renderer_kwargs"], config["camera"]
+    if rep.get("sigma_clamp_mode", "softplus") != "softplus" or rep.get("rgb_clamp_mode") != "widen_sigmoid":
+        raise ValueError("only softplus density and widen_sigmoid colour are supported")
+    if ren.get("last_back", False):
+        raise ValueError("last_back is not supported for GRAM")
+    background = bool(ren.get("background", True))
+    manifolds = Manifolds(int(ren["num_manifolds"]), float(ren["levels_start"]), float(ren["levels_end"]),
+                          tuple(float(v) for v in rep.get("center", (0, 0, -1.5))), float(rep.get("normalize", 0.24)),
+                          float(ren.get("delta", 0.04 if background else 0.02)), background)
+    return {"fov_degrees": float(cam["fov"]), "near": float(cam["ray_start"]), "far": float(cam["ray_end"]),
+            "num_coarse": int(ren["num_samples"]), "white_back": bool(ren.get("white_back", False)),
+            "img_resolution": int(gen["kwargs"]["img_size"]), "lock_view_dependence": False, "manifolds": manifolds}
+
+
+def check_gram(folder: Path, config: dict) -> tuple[int, Errors]:
+    from models import load_generator
+    from models.scene import RenderOptions
+    from ops.camera import fov_to_focal, polar_orbit_label
+
+    G = load_generator(folder / "generator.pth", release="gram-ffhq", settings=_gram_settings(config))
+    cases = np.load(folder / "cases.npz")
+    count = len({k.split("_", 1)[0] for k in cases.files if k.split("_", 1)[0].isdigit()})
+    resolution = int(config["generator"]["kwargs"]["img_size"])
+    focal = fov_to_focal(float(config["camera"]["fov"]))
+    radius = float(G.rendering_kwargs["avg_camera_radius"])
+    film = G.mapping_network
+    t = {k: torch.from_numpy(np.asarray(cases[k])) for k in cases.files}
+    errors: dict[str, float] = {}
+
+    def note(name: str, value: float) -> None:
+        errors[name] = max(errors.get(name, 0.0), value)
+
+    def nan_error(ours: torch.Tensor, official: np.ndarray) -> float:
+        """relative_error where the official value is finite; where it is NaN (a ray with no weight)
+        ours must be finite (such rays sit at their farthest point)."""
+        a, b = ours.detach().numpy().astype(np.float64), np.asarray(official, dtype=np.float64)
+        if a.shape != b.shape or not np.isfinite(a).all():
+            return math.inf
+        keep = ~np.isnan(b)
+        return relative_error(a[keep], b[keep]) if keep.any() else 0.0
+
+    with torch.no_grad():
+        G.set_truncation_mean(film.film_ws(t["avg_frequencies"], t["avg_phase_shifts"])[0])
+        for i in range(count):
+            z, psi = t[f"{i}_z"], _case_value(config, i, "psi", t[f"{i}_psi"])
+            pitch, yaw = (_case_value(config, i, k, t[f"{i}_{k}"]) for k in ("pitch", "yaw"))
+            c = polar_orbit_label(yaw, pitch, radius, focal)  # the official camera_origin, looking at the origin
+            cam2world = c[:, :16].reshape(-1, 4, 4) @ torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+            note("cam2world", relative_error(cam2world, cases[f"{i}_cam2world"]))
+            note("camera_origin", relative_error(c[:, [3, 7, 11]], cases[f"{i}_camera_origin"]))
+            raw_f, raw_p = G.mapping(z, c, truncation_psi=1).chunk(2, dim=-1)
+            note("frequencies", relative_error(raw_f.reshape(1, -1), cases[f"{i}_frequencies"]))
+            note("phase_shifts", relative_error(raw_p.reshape(1, -1), cases[f"{i}_phase_shifts"]))
+            ws = G.mapping(z, c, truncation_psi=psi)
+            trunc_f, trunc_p = ws.chunk(2, dim=-1)
+            note("trunc_frequencies", relative_error(trunc_f.reshape(1, -1), cases[f"{i}_trunc_frequencies"]))
+            note("trunc_phase_shifts", relative_error(trunc_p.reshape(1, -1), cases[f"{i}_trunc_phase_shifts"]))
+            out = G.synthesis(ws, c, neural_rendering_resolution=resolution)
+            note("image", relative_error(out["image"], cases[f"{i}_image"]))
+            note("depth", nan_error(out["image_depth"][:, 0], cases[f"{i}_depth"]))
+            locked = G.synthesis(ws, c, neural_rendering_resolution=resolution,
+                                 options=RenderOptions(lock_view_dependence=True))
+            note("image_lockview", relative_error(locked["image"], cases[f"{i}_image_lockview"]))
+            ws_query = film.film_ws(t[f"{i}_trunc_frequencies"], t[f"{i}_trunc_phase_shifts"])
+            query = G.sample_mixed(t["query_points"], t["query_dirs"], ws_query)
+            note("query_rgb", relative_error(query["rgb"], cases[f"{i}_query_rgb"]))
+            sigma = G.renderer.activate(query["sigma"])  # GramRF applies softplus inside
+            note("query_sigma", relative_error(sigma, cases[f"{i}_query_sigma"]))
+            note("query_s", relative_error(G.embedder.field(t["query_points"])[..., None], cases[f"{i}_query_s"]))
+            hits = G.embedder.intersections(G, c, resolution)
+            note("manifold_s", relative_error(hits["values"], cases[f"{i}_manifold_s"]))
+            note("manifold_points", relative_error(hits["points"], cases[f"{i}_manifold_points"]))
+            note("levels", relative_error(hits["levels"], cases["levels"]))
+            note("sorted_depth", relative_error(hits["sorted_depth"], cases[f"{i}_sorted_depth"]))
+            weights = G.render_rays(G.planes(ws), hits["origins"], hits["directions"]).weights[..., 0]
+            note("sorted_weights", relative_error(weights, cases[f"{i}_sorted_weights"]))
+            differ = hits["valid"].numpy() != cases[f"{i}_manifold_valid"].astype(bool)
+            note("manifold_valid", float(differ.mean()))
+    return count, {name: (value, GRAM_TOLERANCES.get(name, 1e-4)) for name, value in errors.items()}
+
+
+CHECKERS: dict[str, Callable[[Path, dict], tuple[int, Errors]]] = {"pi-GAN": check_pigan, "GRAM": check_gram}
 """Method name (config.json ``method``) -> checker: (folder, config) -> (cases, errors)."""
 
-_FOLDER_METHODS = {"pigan": "pi-GAN"}
+_FOLDER_METHODS = {"pigan": "pi-GAN", "gram": "GRAM"}
 """Folder-name prefixes (before ``_ref``) of the methods whose config.json does not name them."""
 
 
@@ -159,7 +254,7 @@ def check_folder(folder: str | Path) -> tuple[bool, str, Errors]:
         count, errors = checker(folder, config)
     except Exception as e:  # a crash is a failure of that folder, reported on its line
         return False, f"{folder}: {method} FAIL ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", {}
-    worst = max(errors, key=lambda k: errors[k][0] / errors[k][1])
+    worst = max(errors, key=lambda k: errors[k][0] / max(errors[k][1], 1e-30))
     ok = all(err <= tol for err, tol in errors.values())
     err, tol = errors[worst]
     line = f"{folder}: {method} cases={count} max_rel_err={err:.3g} tol={tol:.3g} {'ok' if ok else 'FAIL'}"

@@ -1,8 +1,9 @@
 """Official pi-GAN checkpoints: the safe torch-zip reader, the import through ``load_generator``, the
 release registry, conversion to our format, and the reference check on ``shared/fixtures/pigan_ref``.
 
-Which fixture folders the reference check runs: only those with a checker (pi-GAN here); the others
-must be reported as UNSUPPORTED with a failing exit status, never passed silently (tested below).
+Which fixture folders the reference check runs: only those with a checker (pi-GAN here, GRAM in
+tests/test_gram_release.py); the others must be reported as UNSUPPORTED with a failing exit status,
+never passed silently (tested below).
 """
 
 from __future__ import annotations
