@@ -105,7 +105,8 @@ def cmd_app(args: argparse.Namespace) -> int:
         return 2
     width, height = (int(v) for v in size.groups())
     try:
-        viz = Visualizer(args.path, device=args.device, interop=args.interop, size=(width, height))
+        viz = Visualizer(args.path, device=args.device, interop=args.interop, size=(width, height),
+                         release=args.release)
     except (WindowError, InteropError) as e:
         raise SystemExit(f"error: {e}") from None
     if actions is not None:
@@ -152,7 +153,7 @@ def _batch_model(args: argparse.Namespace):
     from renderers.batch import load_model, resolve_device
 
     device = resolve_device(args.device)
-    G, label = load_model(args.path, device)
+    G, label = load_model(args.path, device, release=getattr(args, "release", None))
     print(f"model: {label} ({G.img_resolution}px) on {device.type}")
     return G, device
 
@@ -231,6 +232,9 @@ def _batch_arguments(p: argparse.ArgumentParser, seeds_default: str = "0") -> No
                    help="truncate only the first K ws (default: all)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--force", action="store_true", help="replace existing outputs (checked before any work)")
+    p.add_argument("--release", default=None, choices=release_names(), metavar="NAME",
+                   help="settings of an official release the file cannot tell apart (e.g. pigan-cats; "
+                        "default: recognised from the file)")
 
 
 class _OneLineErrors(argparse.ArgumentParser):
@@ -238,6 +242,12 @@ class _OneLineErrors(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def release_names() -> tuple[str, ...]:
+    from models.releases import release_names as names
+
+    return names()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interop", default="auto", choices=["auto", "cuda", "pycuda", "host"],
                    help="how frames reach the GL texture (auto: CUDA-GL interop when possible)")
     p.add_argument("--size", default="1400x860", help="window size WxH")
+    p.add_argument("--release", default=None, choices=release_names(), metavar="NAME",
+                   help="settings of an official release the file cannot tell apart (default: recognised)")
     p.add_argument("--max-frames", type=int, default=None, help="close after this many UI frames")
     p.set_defaults(func=cmd_app)
 

@@ -13,7 +13,8 @@ Used for reproducible figures and for the GUI tests. Each action is one JSON obj
   settle first; image shots are at the native size unless ``height`` is given.
 * ``{"video": "out.mp4", "frames": n, "trajectory": "orbit", "mode": "rgb", "fps": 30, "seeds": "0-3"}``
 * ``{"export_mesh": "m.ply", "res": 128, "level": 10, "colors": false}``
-* ``{"load": "path"}``, ``{"keyframe": "add", "seed": false, "duration": 4.0}`` (the current view as the
+* ``{"load": "path", "release": "pigan-cats"}`` (release: optional),
+  ``{"keyframe": "add", "seed": false, "duration": 4.0}`` (the current view as the
   path's next keyframe; ``duration`` respaces the path evenly), ``{"save_camera_path": "p.json"}``,
   ``{"load_camera_path": "p.json"}``.
 
@@ -273,7 +274,7 @@ class ScriptPlayer:
                        "fmt": action.get("format")}
             self._wait(viz.export_mesh(action["export_mesh"], **options))
         elif kind == "load":
-            job = viz.load(str(action["load"]))
+            job = viz.load(str(action["load"]), release=action.get("release"))
             if job is None:
                 raise ScriptError(viz.state.model.error or "could not load")
             self._wait(job)

@@ -60,6 +60,10 @@ class ModelState:
     """The model's own field of view in degrees (``renderers.render_args.model_fov``)."""
     recent: list[str] = field(default_factory=list)
     """Recently opened paths, newest first."""
+    release: str | None = None
+    """The official release whose render settings are in use (``models.releases``), if one is."""
+    release_choices: tuple[str, ...] = ()
+    """Releases of the same file format, offered where the weights cannot tell them apart."""
 
 
 @dataclass

@@ -42,11 +42,21 @@ class _Drag:
     y: float
 
 
+
+def release_alternatives(name: str | None) -> tuple[str, ...]:
+    """The releases whose files have the same format as ``name``'s (what the Model panel offers)."""
+    from models.releases import RELEASES
+
+    if name not in RELEASES:
+        return ()
+    fmt = RELEASES[name].file_format
+    return tuple(other for other, release in RELEASES.items() if release.file_format == fmt)
+
 class Visualizer:
     """The app. Construct on the main thread; ``run()`` until the window closes."""
 
     def __init__(self, path: str | None = None, device: str | None = None, interop: str = "auto",
-                 visible: bool = True, size: tuple[int, int] = (1400, 860)):
+                 visible: bool = True, size: tuple[int, int] = (1400, 860), release: str | None = None):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.state = AppState()
         self.window = AppWindow("3D-GAN Studio", *size, visible=visible, vsync=self.state.perf.vsync)
@@ -77,28 +87,29 @@ class Visualizer:
         from widgets import build_widgets
 
         self.widgets = build_widgets(self)
-        self.load(path or "")
+        self.load(path or "", release=release)
 
     # --- model ----------------------------------------------------------------------------------
 
-    def load(self, path: str) -> Job | None:
-        """Open a checkpoint, run directory or ('' ) the default model, off the UI thread."""
+    def load(self, path: str, release: str | None = None) -> Job | None:
+        """Open a checkpoint, run directory or ('' ) the default model, off the UI thread. ``release``:
+        the settings of an official release the file cannot tell apart (``models.releases``)."""
         try:
             source = resolve_source(path)
         except SourceError as e:
             self.state.model.error = str(e)
             self.state.notify(str(e), "error")
             return None
-        return self._load_source(source, user_path=path)
+        return self._load_source(source, user_path=path, release=release)
 
-    def _load_source(self, source: ModelSource, user_path: str) -> Job:
+    def _load_source(self, source: ModelSource, user_path: str, release: str | None = None) -> Job:
         from models.checkpoint import open_generator
 
         device = self.device
         worker = self.worker
 
         def fn(job: Job, _renderer):
-            G = open_generator(source.load_path, device=device)
+            G = open_generator(source.load_path, device=device, release=release)
             worker.replace_renderer(GeneratorRenderer(G))
             return source, G
 
@@ -125,6 +136,8 @@ class Visualizer:
         model.image_resolution = int(G.img_resolution)
         model.neural_resolution = int(G.neural_rendering_resolution)
         model.num_ws = int(G.num_ws)
+        model.release = getattr(G.config, "extra", {}).get("release")
+        model.release_choices = release_alternatives(model.release)
         model.depth_samples = int(opts["depth_resolution"])
         model.importance_samples = int(opts["depth_resolution_importance"])
         model.avg_camera_radius = float(opts["avg_camera_radius"])

@@ -282,6 +282,7 @@ def read_pigan_generator(path: str | os.PathLike, release: str | None = None,
     state_dict = dict(params)
     try:
         config = from_official({k: tuple(v.shape) for k, v in state_dict.items()}, float(scale), chosen)
+        config.extra["release"] = chosen.name  # the settings in use (the app shows them)
         G = PipelineGenerator(config)
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(path, f"unsupported pi-GAN generator: {e}") from None
@@ -360,7 +361,9 @@ def read_gram_generator(path: str | os.PathLike, release: str | None = None, set
     params = _apply_ema(path, list(state.items()), ema)
     state_dict = dict(params)
     try:
-        G = PipelineGenerator(from_official(shapes, chosen))
+        config = from_official(shapes, chosen)
+        config.extra["release"] = chosen.name  # the settings in use (the app shows them)
+        G = PipelineGenerator(config)
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(path, f"unsupported GRAM generator: {e}") from None
     renamed = official_to_pipeline_names(state_dict)
@@ -455,10 +458,12 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
     return G.eval().requires_grad_(False).to(device)
 
 
-def open_generator(spec: str | os.PathLike, device: torch.device | str = "cpu", seed: int = 0) -> nn.Module:
+def open_generator(spec: str | os.PathLike, device: torch.device | str = "cpu", seed: int = 0,
+                   release: str | None = None) -> nn.Module:
     """A checkpoint path, or the name of a built-in architecture with random weights (for benchmarks).
 
-    Presets are seeded so that two runs build the same random generator.
+    Presets are seeded so that two runs build the same random generator. ``release``: the
+    ``models.releases`` settings for an official file that does not say which release it is.
     """
     name = os.fspath(spec)
     preset = name.removeprefix("preset:")
@@ -466,4 +471,4 @@ def open_generator(spec: str | os.PathLike, device: torch.device | str = "cpu", 
         torch.manual_seed(seed)
         G = build_eg3d(preset) if preset in EG3D_PRESETS else build_pipeline(preset)
         return G.eval().requires_grad_(False).to(device)
-    return load_generator(name, device=device)
+    return load_generator(name, device=device, release=release)

@@ -126,14 +126,15 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
-def load_model(path: str | None, device: torch.device | str) -> tuple[torch.nn.Module, str]:
-    """(generator in eval mode, label) for a checkpoint, an EG3D pickle, a run directory (newest
-    snapshot), a preset, or None (the bundled model). Raises SourceError / CheckpointError."""
+def load_model(path: str | None, device: torch.device | str, release: str | None = None) -> tuple[torch.nn.Module, str]:
+    """(generator in eval mode, label) for a checkpoint, an official file (``release``: its settings
+    where the file cannot tell), a run directory (newest snapshot), a preset, or None (the bundled
+    model). Raises SourceError / CheckpointError."""
     from models.checkpoint import open_generator
     from renderers.model_source import resolve_source
 
     source = resolve_source(path)
-    G = open_generator(source.load_path, device=device, seed=0)
+    G = open_generator(source.load_path, device=device, seed=0, release=release)
     return G.eval().requires_grad_(False), source.label
 
 

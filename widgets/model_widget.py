@@ -47,6 +47,16 @@ class ModelWidget(Panel):
             if clicked and index > 0:
                 self.path_text = model.recent[index - 1]
                 self.viz.load(self.path_text)
+        if model.release:
+            imgui.text("release settings:")
+            imgui.same_line()
+            choices = list(model.release_choices) or [model.release]
+            current = choices.index(model.release) if model.release in choices else 0
+            imgui.push_item_width(-1)
+            clicked, index = imgui.combo("##release", current, choices)
+            imgui.pop_item_width()
+            if clicked and choices[index] != model.release:  # reopen the file with that release's settings
+                self.viz.load(model.path, release=choices[index])
         if model.run_dir:
             _, model.follow = imgui.checkbox("follow run (reload new snapshots)", model.follow)
             newest = f"{model.newest_kimg:g}" if model.newest_kimg is not None else "?"
