@@ -68,6 +68,8 @@ class PipelineGenerator(nn.Module):
         # ws layout: [embedder | decoder | upsampler]; EG3D's upsampler reads the last backbone w.
         self.ws_slices = _ws_slices(self.embedder.num_ws, self.decoder.num_ws, self.upsampler.num_ws)
         num_ws = max(self.ws_slices[-1].stop, 1)
+        if self.embedder.shares_first_ws:
+            self.ws_slices = (slice(0, 1), *self.ws_slices[1:])
         if self.upsampler.shares_last_ws:
             self.ws_slices = (*self.ws_slices[:2], slice(num_ws - 1, num_ws))
         self.mapping_network = MAPPINGS.build(c.mapping, c.c_dim, num_ws, decoder_cls.film_width(c.decoder))

@@ -55,6 +55,8 @@ class Release:
     """Camera distance from the origin."""
     truncation_psi: float = 0.7
     """Truncation the official render scripts use."""
+    truncation_cutoff: int | None = None
+    """ws truncated (the first this many; None: all), VolumeGAN's ``trunc_layers``."""
     truncation_samples: int = 10_000
     """z averaged for the truncation mean (not stored by the file; computed once at import)."""
     lock_view_dependence: bool = False
@@ -69,6 +71,7 @@ class Release:
 
 
 _PIGAN = "pigan-torch-save"
+_VOLUMEGAN = "volumegan-runner"
 RELEASES: dict[str, Release] = {
     r.name: r
     for r in (
@@ -83,9 +86,16 @@ RELEASES: dict[str, Release] = {
                 last_back=False, white_back=True, img_resolution=128,
                 camera_prior="spherical_uniform, yaw pi/2 +- pi, v_mean = v_stddev = (pi/4)(85/90)",
                 pose_prior="pi_gan"),
+        # render.py: 3 x the FFHQ config's 12 steps, coarse and fine; psi 0.7 on the first 8 ws (w_avg is stored)
+        Release("volumegan-ffhq256", "volumegan", _VOLUMEGAN, "VolumeGANGenerator", 12.0, 0.8, 1.2, 36, 36,
+                last_back=False, white_back=False, img_resolution=256,
+                camera_prior="gaussian, yaw N(pi/2, 0.3), pitch N(pi/2, 0.155), r 1 (positive yaw moves the camera "
+                             "to -x)", pose_prior="volumegan", truncation_psi=0.7, truncation_cutoff=8,
+                truncation_samples=0),
     )
 }
-"""Every known release by name (pi-GAN's three Google-Drive zips; GRAM, StyleSDF, VolumeGAN to come)."""
+"""Every known release by name (pi-GAN's three Google-Drive zips, VolumeGAN's ``volumegan_ffhq256.pth``;
+GRAM, StyleSDF to come)."""
 
 
 def release_names() -> tuple[str, ...]:

@@ -60,8 +60,15 @@ def normalize_to_bounds(points: torch.Tensor, bounds: BoundsLike) -> torch.Tenso
     return 2 * (points - b[0]) / (b[1] - b[0]) - 1
 
 
-def sample_feature_volume(volume: torch.Tensor, points: torch.Tensor, bounds: BoundsLike) -> torch.Tensor:
-    """Trilinear features of points from a volume spanning ``bounds`` (zero outside the box).
+OUTSIDE_MODES: tuple[str, ...] = ("zero", "border")
+"""What points outside the box sample: zero (ours), or the nearest border voxels (VolumeGAN's own
+sampler clamps the corner indices)."""
+
+
+def sample_feature_volume(volume: torch.Tensor, points: torch.Tensor, bounds: BoundsLike,
+                          outside: str = "zero") -> torch.Tensor:
+    """Trilinear features of points from a volume spanning ``bounds`` (zero outside the box, or with
+    ``outside='border'`` the values of the nearest border voxels, as VolumeGAN's official sampler).
 
     See the module docstring for the axis and voxel-centre conventions.
 
@@ -73,6 +80,8 @@ def sample_feature_volume(volume: torch.Tensor, points: torch.Tensor, bounds: Bo
     Returns:
         [N, P, C].
     """
+    if outside not in OUTSIDE_MODES:
+        raise ValueError(f"outside must be one of {OUTSIDE_MODES}, got {outside!r}")
     n, c = volume.shape[:2]
     if points.ndim != 3 or points.shape[0] != n or points.shape[-1] != 3:
         raise ValueError(f"points must be [N={n}, P, 3], got {tuple(points.shape)}")
@@ -81,10 +90,12 @@ def sample_feature_volume(volume: torch.Tensor, points: torch.Tensor, bounds: Bo
         volume,
         grid[:, :, None, None, :],  # [N, P, 1, 1, 3]: P "depth" rows of one texel each
         mode="bilinear",  # trilinear for 5-D input
-        padding_mode="zeros",
+        padding_mode="zeros" if outside == "zero" else "border",
         align_corners=True,
     )  # [N, C, P, 1, 1]
     features = features.reshape(n, c, -1).transpose(1, 2)
+    if outside == "border":
+        return features
     inside = (grid.abs() <= 1).all(dim=-1, keepdim=True)
     return features * inside.to(features.dtype)
 
