@@ -226,6 +226,9 @@ class VolumeEmbedder(Embedder):
         official sampler)."""
         share_first_w: bool = False
         """The volume reads the decoder's first w (official VolumeGAN) instead of a w of its own."""
+        instance_norm: str = "torch"
+        """Instance norm of the volume's stages (``models.feature_volume.INSTANCE_NORMS``): 'torch' or
+        'explicit' (VolumeGAN's formula, its float32 order)."""
 
         def __post_init__(self):
             self.bounds = tuple(tuple(float(v) for v in corner) for corner in self.bounds)
@@ -235,7 +238,8 @@ class VolumeEmbedder(Embedder):
         if config.outside not in OUTSIDE_MODES:
             raise ValueError(f"embedder.outside {config.outside!r} is not one of {', '.join(OUTSIDE_MODES)}")
         self.volume = FeatureVolume(w_dim, init_resolution=config.init_resolution, resolution=config.resolution,
-                                    base_channels=config.base_channels, out_channels=config.channels)
+                                    base_channels=config.base_channels, out_channels=config.channels,
+                                    norm=config.instance_norm)
         self.outside = config.outside
         self.shares_first_ws = bool(config.share_first_w)
         self.num_ws = 0 if self.shares_first_ws else 1

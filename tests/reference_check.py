@@ -160,7 +160,7 @@ def opengl_to_label(cam2world: torch.Tensor, focal: float) -> torch.Tensor:
 
 def check_volumegan(folder: Path, config: dict) -> tuple[int, Errors]:
     from models import load_generator
-    from ops.camera import fov_to_focal, generate_rays
+    from ops.camera import fov_to_focal, generate_rays, polar_orbit_label
 
     kwargs = config["generator_kwargs"]
     G = load_generator(folder / "checkpoint.pth", settings=_volumegan_settings(kwargs))
@@ -180,7 +180,9 @@ def check_volumegan(folder: Path, config: dict) -> tuple[int, Errors]:
     with torch.no_grad():
         for i in range(count):
             z, psi, cutoff = t[f"{i}_z"], float(t[f"{i}_psi"]), int(t[f"{i}_trunc_layers"])
-            c = opengl_to_label(t[f"{i}_cam2world"], focal)
+            # VolumeGAN's camera is pi-GAN's (yaw = azimuth, pitch = polar angle; frontal pi/2, pi/2)
+            c = polar_orbit_label(float(t[f"{i}_yaw"]), float(t[f"{i}_pitch"]), float(kwargs["ps_cfg"]["radius"]), focal)
+            note("cam2world", relative_error(c, opengl_to_label(t[f"{i}_cam2world"], focal).numpy()), i)
             note("w", relative_error(G.mapping(z, c)[:, 0], cases[f"{i}_w"]), i)
             ws = G.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff)
             note("wp", relative_error(ws, cases[f"{i}_wp"]), i)
