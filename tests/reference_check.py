@@ -195,6 +195,9 @@ def check_volumegan(folder: Path, config: dict) -> tuple[int, Errors]:
             composite = G.render_rays(scene, origins, directions)
             features = composite.features.permute(0, 2, 1).reshape(1, -1, nerf_res, nerf_res)
             note("feature2d", relative_error(features, cases[f"{i}_feature2d"]), i)
+            # the 2D synthesis alone, from the official feature map (not round-off sensitive: 1e-4)
+            image, _ = G.superresolve(torch.from_numpy(cases[f"{i}_feature2d"]), ws)
+            note("image_from_official_feature2d", relative_error(image, cases[f"{i}_image"]), i)
             weights_sum = composite.weights.sum(dim=(-2, -1)).reshape(1, nerf_res, nerf_res)
             note("weights_sum", relative_error(weights_sum, cases[f"{i}_weights_sum"]), i)
             points = t["query_pts"][None]
