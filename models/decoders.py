@@ -133,6 +133,7 @@ class ModulatedMLPDecoder(nn.Module):
         self.hidden = hidden
         self.num_layers = num_layers
         self.out_features = out_features
+        self.fused = fused
         self.layers = nn.ModuleList(
             ModulatedLinear(in_features if i == 0 else hidden, hidden, w_dim, fused=fused) for i in range(num_layers)
         )
@@ -161,6 +162,8 @@ class ModulatedMLPDecoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x, ws[:, i])
         h = x.squeeze(-1).transpose(1, 2).reshape(n * m, self.hidden)
+        if not self.fused:  # the official order: the heads read a contiguous [points, hidden] matrix
+            h = h.contiguous()
         sigma = self.sigma_head(h).reshape(n, m, 1)
         rgb = self.rgb_head(h).reshape(n, m, self.out_features)
         return {"sigma": sigma, "rgb": rgb}
@@ -613,7 +616,8 @@ class ModulatedMLPFieldDecoder(Decoder):
         """Feature channels."""
         fused_modulation: bool = True
         """Fold the styles into the weights (one grouped conv); False scales the activations around a shared
-        conv, the official VolumeGAN order of operations (same maths, other float32 round-off)."""
+        conv and feeds the heads a contiguous matrix, the official VolumeGAN order of operations (same maths,
+        other float32 round-off)."""
 
     def __init__(self, config: Config, in_features: int, w_dim: int):
         super().__init__()
