@@ -123,3 +123,25 @@ def test_reference_check_volumegan(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(require(VOLUMEGAN_DIR))]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{VOLUMEGAN_DIR}: VolumeGAN cases=3 max_rel_err=") and line.endswith(" ok"), line
+
+
+def test_camera_frame_rays_are_the_corner_grid_rays() -> None:
+    """'camera_frame' (VolumeGAN's float32 order) forms the same rays and coarse points as the corner grid
+    with ``o + d z``, up to round-off, also for an off-centre (patch) camera."""
+    from models.pipeline_config import RenderingOptions
+    from ops.camera import camera_frame_points, camera_frame_rays, generate_rays, orbit_label, unpack_label
+    from ops.ray_sampling import ray_samples
+
+    label = torch.cat([orbit_label(0.3, -0.2, 1.0, [0, 0, 0], 4.0), orbit_label(-0.1, 0.1, 1.2, [0, 0, 0], 5.0)])
+    label[1, 16 + 2] = 0.4  # principal point off centre
+    cam2world, intrinsics = unpack_label(label)
+    origins, directions, unit = camera_frame_rays(cam2world, intrinsics, 8)
+    want_o, want_d = generate_rays(cam2world, intrinsics, 8, grid="corners")
+    assert torch.allclose(origins, want_o) and torch.allclose(directions, want_d, atol=1e-6)
+    depths = torch.linspace(0.8, 1.2, 5).reshape(1, 1, 5, 1).expand(2, 64, 5, 1)
+    points = camera_frame_points(cam2world, unit, depths)
+    assert torch.allclose(points, ray_samples(want_o, want_d, depths)[0], atol=1e-6)
+    with pytest.raises(ValueError, match="corners"):
+        RenderingOptions(rays="camera_frame")
+    with pytest.raises(ValueError, match="renderer.rays"):
+        RenderingOptions(rays="sideways", pixel_grid="corners")

@@ -49,7 +49,7 @@ def preset() -> PipelineConfig:
         decoder=ModulatedMLPFieldDecoder.Config(hidden=256, layers=4, out_features=512, fused_modulation=False),
         density=ReLUDensity.Config(), integrator=LastDeltaIntegrator.Config(),
         upsampler=VolumeGANSynthesis.Config(channel_base=32768, channel_max=512, conv_clamp=256.0),
-        renderer=RenderingOptions(pixel_grid="corners"),
+        renderer=RenderingOptions(pixel_grid="corners", rays="camera_frame"),
     )
 
 
@@ -182,7 +182,7 @@ def from_official(kwargs: dict[str, Any], shapes: dict[str, tuple[int, ...]], re
         upsampler=VolumeGANSynthesis.Config(channel_base=int(kwargs["fmaps_base"]),
                                             channel_max=int(_get(kwargs, "fmaps_max")),
                                             conv_clamp=float(clamp) if clamp is not None else 0.0),
-        renderer=RenderingOptions(white_back=release.white_back, pixel_grid="corners"),
+        renderer=RenderingOptions(white_back=release.white_back, pixel_grid="corners", rays="camera_frame"),
         extra={"release": release.name, "truncation_psi": release.truncation_psi,
                "truncation_cutoff": release.truncation_cutoff},
     )
