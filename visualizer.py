@@ -267,14 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help="close after this many UI frames")
     p.set_defaults(func=cmd_app)
 
-    p = sub.add_parser("convert", help="convert an EG3D .pkl, a pi-GAN or GRAM generator.pth (or our checkpoint) "
-                                          "to .safetensors")
+    p = sub.add_parser("convert", help="convert an EG3D .pkl, a pi-GAN or GRAM generator.pth, a VolumeGAN .pth "
+                       "(or our checkpoint) to .safetensors")
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--release", default=None,
                    help="official release whose render settings to use where the file does not store them "
                         "(models/releases.py: pigan-celeba, pigan-cats, pigan-carla, gram-ffhq, gram-cats, "
-                        "gram-carla; default: identified from the file)")
+                        "gram-carla, volumegan-ffhq256; default: identified from the file)")
     p.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=cmd_convert)
 

@@ -375,13 +375,78 @@ def read_gram_generator(path: str | os.PathLike, release: str | None = None, set
 
 def read_official_torch_generator(path: str | os.PathLike, release: str | None = None,
                                   settings: dict[str, Any] | None = None) -> nn.Module:
-    """A ``torch.save`` archive: GRAM's state dict or pi-GAN's pickled module, told apart by content."""
+    """A ``torch.save`` archive, read once and told apart by content: VolumeGAN's runner checkpoint,
+    GRAM's state dict or pi-GAN's pickled module."""
     from models.official_formats import read_torch_zip
 
     obj = read_torch_zip(path)
+    if is_volumegan_checkpoint(obj):
+        return read_volumegan_checkpoint(path, release=release, settings=settings, data=obj)
     if is_gram_state_dict(obj):
         return read_gram_generator(path, release=release, settings=settings, state=obj)
     return read_pigan_generator(path, release=release, settings=settings, generator=obj)
+
+
+VOLUMEGAN_KEYS = ("models", "model_kwargs_init")
+"""Top-level keys of the official VolumeGAN (Hammer runner) checkpoint an importer needs; others are ignored."""
+
+
+def is_volumegan_checkpoint(data: Any) -> bool:
+    """Whether an unpickled torch archive has the Hammer runner's layout (``models`` + ``model_kwargs_init``)."""
+    return isinstance(data, dict) and all(isinstance(data.get(k), dict) for k in VOLUMEGAN_KEYS)
+
+
+def read_volumegan_checkpoint(path: str | os.PathLike, release: str | None = None,
+                              settings: dict[str, Any] | None = None, data: Any = None) -> nn.Module:
+    """Build a generator from an official VolumeGAN checkpoint (``volumegan_ffhq256.pth``) without running or
+    importing anything from it: ``models.generator_smooth`` (the EMA generator the official ``render.py``
+    uses) loaded strictly under our names, sizes from ``model_kwargs_init.generator_smooth`` (its
+    ``easydict.EasyDict`` read as a plain dict) checked against the tensor shapes.
+
+    Args:
+        release: the ``models.releases`` name whose render settings to use (default: the one the file's
+            ``model_type`` identifies).
+        settings: ``Release`` fields to change (fov_degrees, near, far, num_coarse, num_fine, ...).
+        data: the file's content already read with ``read_torch_zip`` (not read again).
+    """
+    from models.methods.volumegan import from_official, official_to_pipeline_names
+    from models.official_formats import read_torch_zip
+    from models.releases import choose
+
+    path = Path(path)
+    if data is None:
+        data = read_torch_zip(path)
+    if not is_volumegan_checkpoint(data):
+        raise CheckpointError(path, f"holds a {_describe_object(data)}, not a VolumeGAN checkpoint "
+                                    "(models, model_kwargs_init)")
+    state_dict = data["models"].get("generator_smooth")
+    kwargs = data["model_kwargs_init"].get("generator_smooth")
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(path, "models.generator_smooth is not a state dict of tensors")
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(path, "model_kwargs_init.generator_smooth is not a dict")
+    network = kwargs.get("model_type")
+    try:
+        chosen = choose("volumegan-runner", str(network), release, where=os.fspath(path))
+        chosen = chosen.replace(**(settings or {}))
+        config = from_official(kwargs, {k: tuple(v.shape) for k, v in state_dict.items()}, chosen)
+        config.extra["release"] = chosen.name  # the settings in use (the app shows them)
+        G = PipelineGenerator(config)
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(path, f"unsupported VolumeGAN generator: {e}") from None
+    lod = state_dict.get("synthesis.lod")
+    if lod is not None and float(lod) != 0:
+        raise CheckpointError(path, f"synthesis.lod is {float(lod)}: a generator still growing is not supported")
+    renamed = official_to_pipeline_names(state_dict)
+    own = G.state_dict()
+    for name, tensor in renamed.items():  # fixed filters: the file's must be ours
+        if name.endswith("resample_filter") and name in own and not torch.equal(own[name], tensor.to(own[name])):
+            raise CheckpointError(path, f"{name} is not the [1, 3, 3, 1] filter")
+    for name, tensor in own.items():  # the official layer{2k} has no filter of its own
+        if name.endswith("resample_filter"):
+            renamed.setdefault(name, tensor)
+    load_state_checked(G, renamed, path)
+    return G
 
 
 def sniff_format(path: str | os.PathLike) -> str:
@@ -425,8 +490,9 @@ def _what_it_is(path: Path) -> str:
 
 def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", *, release: str | None = None,
                    settings: dict[str, Any] | None = None) -> nn.Module:
-    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D ``.pkl`` (its G_ema) or
-    an official pi-GAN or GRAM ``generator.pth`` (with the ``ema.pth`` beside it).
+    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D ``.pkl`` (its G_ema), an
+    official pi-GAN or GRAM ``generator.pth`` (with the ``ema.pth`` beside it) or an official VolumeGAN
+    ``.pth`` (its ``generator_smooth``).
 
     ``release`` / ``settings``: for official files that do not store their render settings, the
     ``models.releases`` entry to use and changes to it (see :func:`read_pigan_generator`).
@@ -454,7 +520,7 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
         G = read_official_torch_generator(path, release=release, settings=settings)
     else:
         raise CheckpointError(path, f"unrecognised file type: {_what_it_is(path)} (expected a .safetensors generator, "
-                                    "an EG3D network pickle or a pi-GAN / GRAM generator.pth)")
+                                    "an EG3D network pickle, a pi-GAN / GRAM generator.pth or a VolumeGAN .pth)")
     return G.eval().requires_grad_(False).to(device)
 
 

@@ -95,8 +95,10 @@ class ModulatedLinear(nn.Module):
     N(0, 1) weight, zero bias) with a 1x1 kernel and no noise; points run along the height axis.
     """
 
-    def __init__(self, in_features: int, out_features: int, w_dim: int, activation: str = "lrelu") -> None:
+    def __init__(self, in_features: int, out_features: int, w_dim: int, activation: str = "lrelu",
+                 fused: bool = True) -> None:
         super().__init__()
+        self.fused = fused
         self.in_features = in_features
         self.out_features = out_features
         self.activation = activation
@@ -107,7 +109,7 @@ class ModulatedLinear(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """x [N, in, M, 1] (channels first), w [N, w_dim] -> [N, out, M, 1]."""
         styles = self.affine(w)
-        x = modulated_conv2d(x, self.weight, styles, demodulate=True)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=True, fused=self.fused)
         return bias_act(x, self.bias.to(x.dtype), act=self.activation)
 
     def extra_repr(self) -> str:
@@ -121,7 +123,8 @@ class ModulatedMLPDecoder(nn.Module):
     out_features=256`` (§3.8). Heads are equalized-lr linear layers (zero bias).
     """
 
-    def __init__(self, in_features: int, w_dim: int, hidden: int = 256, num_layers: int = 4, out_features: int = 512) -> None:
+    def __init__(self, in_features: int, w_dim: int, hidden: int = 256, num_layers: int = 4, out_features: int = 512,
+                 fused: bool = True) -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
@@ -130,8 +133,9 @@ class ModulatedMLPDecoder(nn.Module):
         self.hidden = hidden
         self.num_layers = num_layers
         self.out_features = out_features
+        self.fused = fused
         self.layers = nn.ModuleList(
-            ModulatedLinear(in_features if i == 0 else hidden, hidden, w_dim) for i in range(num_layers)
+            ModulatedLinear(in_features if i == 0 else hidden, hidden, w_dim, fused=fused) for i in range(num_layers)
         )
         self.sigma_head = FullyConnectedLayer(hidden, 1)
         self.rgb_head = FullyConnectedLayer(hidden, out_features)
@@ -158,6 +162,8 @@ class ModulatedMLPDecoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x = layer(x, ws[:, i])
         h = x.squeeze(-1).transpose(1, 2).reshape(n * m, self.hidden)
+        if not self.fused:  # the official order: the heads read a contiguous [points, hidden] matrix
+            h = h.contiguous()
         sigma = self.sigma_head(h).reshape(n, m, 1)
         rgb = self.rgb_head(h).reshape(n, m, self.out_features)
         return {"sigma": sigma, "rgb": rgb}
@@ -608,11 +614,15 @@ class ModulatedMLPFieldDecoder(Decoder):
         """Modulated layers."""
         out_features: int = 512
         """Feature channels."""
+        fused_modulation: bool = True
+        """Fold the styles into the weights (one grouped conv); False scales the activations around a shared
+        conv and feeds the heads a contiguous matrix, the official VolumeGAN order of operations (same maths,
+        other float32 round-off)."""
 
     def __init__(self, config: Config, in_features: int, w_dim: int):
         super().__init__()
         self.net = ModulatedMLPDecoder(in_features, w_dim, hidden=config.hidden, num_layers=config.layers,
-                                       out_features=config.out_features)
+                                       out_features=config.out_features, fused=config.fused_modulation)
         self.num_ws = self.net.num_ws
         self.channels = config.out_features
 

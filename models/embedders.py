@@ -31,7 +31,7 @@ from models.scene import MeshFields, Scene
 from models.stylegan2 import SynthesisNetwork
 from ops.camera import generate_rays, unpack_label
 from ops.compositing import Composite, combine_fields, composite_constant_delta
-from ops.feature_volume import sample_feature_volume
+from ops.feature_volume import OUTSIDE_MODES, sample_feature_volume
 from ops.manifolds import (
     GRAM_BACKGROUND_DELTA,
     GRAM_BACKGROUND_Z,
@@ -64,6 +64,9 @@ class Embedder(nn.Module):
 
     num_ws: int = 0
     """ws this embedder reads."""
+    shares_first_ws: bool = False
+    """It reads the first w of the decoder instead of ws of its own (VolumeGAN: the feature volume and the
+    first modulated layer share ``wp[:, 0]``); its ``num_ws`` is then 0."""
     out_features: int = 3
     """Features per point handed to the decoder."""
     coordinate_scale: float = 1.0
@@ -216,14 +219,30 @@ class VolumeEmbedder(Embedder):
         """Points are multiplied by this before the positional encoding."""
         pe_frequencies: int = 10
         """Positional-encoding frequencies of xyz concatenated to the volume feature."""
+        init_resolution: int = 4
+        """Side of the feature volume's learned constant (VolumeGAN's ``fv_cfg.init_res``)."""
+        outside: str = "zero"
+        """Points outside the box read zero ('zero', ours) or the nearest border voxels ('border', VolumeGAN's
+        official sampler)."""
+        share_first_w: bool = False
+        """The volume reads the decoder's first w (official VolumeGAN) instead of a w of its own."""
+        instance_norm: str = "torch"
+        """Instance norm of the volume's stages (``models.feature_volume.INSTANCE_NORMS``): 'torch' or
+        'explicit' (VolumeGAN's formula, its float32 order)."""
 
         def __post_init__(self):
             self.bounds = tuple(tuple(float(v) for v in corner) for corner in self.bounds)
 
     def __init__(self, config: Config, w_dim: int, box_side: float = 1.0):
         super().__init__()
-        self.volume = FeatureVolume(w_dim, resolution=config.resolution, base_channels=config.base_channels,
-                                    out_channels=config.channels)
+        if config.outside not in OUTSIDE_MODES:
+            raise ValueError(f"embedder.outside {config.outside!r} is not one of {', '.join(OUTSIDE_MODES)}")
+        self.volume = FeatureVolume(w_dim, init_resolution=config.init_resolution, resolution=config.resolution,
+                                    base_channels=config.base_channels, out_channels=config.channels,
+                                    norm=config.instance_norm)
+        self.outside = config.outside
+        self.shares_first_ws = bool(config.share_first_w)
+        self.num_ws = 0 if self.shares_first_ws else 1
         self.register_buffer("bounds", torch.tensor(config.bounds, dtype=torch.float32), persistent=False)
         self.coordinate_scale = float(config.coordinate_scale)
         self.frequencies = int(config.pe_frequencies)
@@ -243,7 +262,7 @@ class VolumeEmbedder(Embedder):
         return self.volume(ws[:, 0])
 
     def forward(self, volume: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        features = sample_feature_volume(volume, points, self.bounds)
+        features = sample_feature_volume(volume, points, self.bounds, self.outside)
         return torch.cat([features, positional_encoding(points * self.coordinate_scale, self.frequencies)], dim=-1)
 
 

@@ -11,6 +11,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _explicit_instance_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    # VolumeGAN's float32 order: (x - mean) / sqrt(mean((x - mean)^2) + eps) over D, H, W
+    x = x - x.mean(dim=(2, 3, 4), keepdim=True)
+    return x / torch.sqrt((x**2).mean(dim=(2, 3, 4), keepdim=True) + eps)
+
+
+INSTANCE_NORMS = {"torch": lambda x, eps: F.instance_norm(x, eps=eps), "explicit": _explicit_instance_norm}
+"""Instance norm (no affine) by name: torch's kernel, or VolumeGAN's explicit formula (same maths, the
+official float32 order)."""
+
+
 class FeatureVolume(nn.Module):
     """VolumeGAN's 3D feature generator: a learned constant grown by AdaIN-modulated 3D convs.
 
@@ -23,7 +34,7 @@ class FeatureVolume(nn.Module):
     All stages' scales and shifts come from ONE linear layer applied to w[0] (the first of the
     per-layer ws), as methods.md describes. Whether the predicted scale is used directly or as
     ``1 + scale`` is not stated; ``scale_bias`` selects it (0: direct, our default; 1: identity
-    at initialisation).
+    at initialisation). ``norm``: :data:`INSTANCE_NORMS` ('explicit' is the official order of operations).
 
     Output: [N, 32, 32, 32, 32] = [N, C, D, H, W], to be read with :func:`sample_feature_volume`
     over :data:`VOLUMEGAN_FFHQ_BOUNDS`.
@@ -39,6 +50,7 @@ class FeatureVolume(nn.Module):
         out_channels: int = 32,
         scale_bias: float = 0.0,
         eps: float = 1e-8,
+        norm: str = "torch",
     ):
         super().__init__()
         num_up = (resolution // init_resolution).bit_length() - 1
@@ -48,6 +60,9 @@ class FeatureVolume(nn.Module):
         self.resolution = resolution
         self.scale_bias = scale_bias
         self.eps = eps
+        if norm not in INSTANCE_NORMS:
+            raise ValueError(f"norm must be one of {', '.join(INSTANCE_NORMS)}, got {norm!r}")
+        self.norm = INSTANCE_NORMS[norm]
 
         # Channels halve per stage from base_channels, never below out_channels; the last stage
         # emits exactly out_channels.
@@ -83,7 +98,7 @@ class FeatureVolume(nn.Module):
             if stage > 0:
                 x = F.interpolate(x, scale_factor=2, mode="nearest")
             x = conv(x)
-            x = F.instance_norm(x, eps=self.eps)
+            x = self.norm(x, self.eps)
             end = start + conv.out_channels
             scale = scales[:, start:end, None, None, None]
             shift = shifts[:, start:end, None, None, None]

@@ -64,10 +64,13 @@ class StyleGAN2Mapping(MappingNetwork):
         """The camera label is multiplied by this before the mapping (EG3D's ``c_scale``)."""
         zero_camera: bool = False
         """Condition on a zero camera (EG3D's ``c_gen_conditioning_zero``: pose conditioning off)."""
+        hidden: int = 0
+        """Width of the hidden layers (0: ``w_dim``; VolumeGAN's ``mapping_fmaps``)."""
 
     def __init__(self, config: Config, c_dim: int, num_ws: int, film_width: int = 0):
         super().__init__(config.z_dim, c_dim if config.camera_conditioning else 0, config.w_dim, num_ws,
-                         num_layers=config.layers, lr_multiplier=config.lr_multiplier)
+                         num_layers=config.layers, lr_multiplier=config.lr_multiplier,
+                         layer_features=config.hidden or None)
         self.camera_scale, self.zero_camera = float(config.camera_scale), bool(config.zero_camera)
 
     def forward(self, z, c, truncation_psi: float = 1, truncation_cutoff: int | None = None,

@@ -32,7 +32,7 @@ from models.point_sampling import POINT_SAMPLERS
 from models.scene import LOCKED_VIEW_DIRECTION, MeshFields, RenderOptions, Scene
 from models.upsamplers import UPSAMPLERS
 from models.volume_rendering import VolumeRenderer
-from ops.camera import fov_to_focal, generate_rays, orbit_label, unpack_label
+from ops.camera import camera_frame_points, camera_frame_rays, fov_to_focal, generate_rays, orbit_label, unpack_label
 from ops.compositing import Composite
 from ops.ray_sampling import ray_samples
 from ops.volume_rendering import render_samples
@@ -68,6 +68,8 @@ class PipelineGenerator(nn.Module):
         # ws layout: [embedder | decoder | upsampler]; EG3D's upsampler reads the last backbone w.
         self.ws_slices = _ws_slices(self.embedder.num_ws, self.decoder.num_ws, self.upsampler.num_ws)
         num_ws = max(self.ws_slices[-1].stop, 1)
+        if self.embedder.shares_first_ws:
+            self.ws_slices = (slice(0, 1), *self.ws_slices[1:])
         if self.upsampler.shares_last_ws:
             self.ws_slices = (*self.ws_slices[:2], slice(num_ws - 1, num_ws))
         self.mapping_network = MAPPINGS.build(c.mapping, c.c_dim, num_ws, decoder_cls.film_width(c.decoder))
@@ -204,12 +206,14 @@ class PipelineGenerator(nn.Module):
         return self.embedder.decode(fields, scene, points, directions, activate=self.renderer.activate)
 
     def _evaluate(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor, depths: torch.Tensor,
-                  density_noise: float = 0.0, directions_seen: torch.Tensor | None = None):
+                  density_noise: float = 0.0, directions_seen: torch.Tensor | None = None,
+                  points: torch.Tensor | None = None):
         """Decoder at depths [N, M, K, 1] along rays: rgb [N, M, K, C], raw [N, M, K, 1].
         ``directions_seen``: the view directions the decoder reads, if not the rays' own
-        (``RenderOptions.lock_view_dependence``)."""
+        (``RenderOptions.lock_view_dependence``). ``points``: the [N, M * K, 3] points, if not ``o + d z``."""
         n, m, k, _ = depths.shape
-        points, dirs = ray_samples(origins, directions, depths)
+        ray_points, dirs = ray_samples(origins, directions, depths)
+        points = ray_points if points is None else points
         if directions_seen is not None:
             dirs = directions_seen.unsqueeze(-2).expand(-1, -1, k, -1).reshape(n, -1, 3)
         out = self._decode(scene, points, dirs)
@@ -225,8 +229,12 @@ class PipelineGenerator(nn.Module):
                                          opts["box_warp"], self.training if jitter is None else jitter)
 
     def render_rays(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
-                    options: RenderOptions | None = None) -> Composite:
-        """Composite features [N, M, C] (about [-1, 1] for colour decoders), depth [N, M, 1], weights."""
+                    options: RenderOptions | None = None,
+                    camera_frame: tuple[torch.Tensor, torch.Tensor] | None = None) -> Composite:
+        """Composite features [N, M, C] (about [-1, 1] for colour decoders), depth [N, M, 1], weights.
+
+        ``camera_frame``: (cam2world, unit camera-frame directions) of rays from :meth:`camera_rays` in the
+        'camera_frame' mode; the coarse points are then formed in the camera frame (VolumeGAN's order)."""
         opts = (options or RenderOptions()).resolve(self.rendering_kwargs)
         depths = self.sample_depths(origins, directions, opts.num_coarse)
         directions_seen = None
@@ -238,7 +246,8 @@ class PipelineGenerator(nn.Module):
                                              directions_seen)
 
         def evaluate(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return self._evaluate(scene, origins, directions, d, opts.density_noise, directions_seen)
+            points = camera_frame_points(*camera_frame, d) if camera_frame is not None and d is depths else None
+            return self._evaluate(scene, origins, directions, d, opts.density_noise, directions_seen, points)
 
         integrator = self.renderer.integrator
         result, depths = render_samples(
@@ -258,13 +267,23 @@ class PipelineGenerator(nn.Module):
         rgb, rest = result.features[..., :3], result.features[..., 3:]
         return Composite(torch.cat([rgb * 2 - 1, rest], -1), result.depth, result.weights)
 
+    def camera_rays(self, c: torch.Tensor, resolution: int):
+        """Rays of cameras c [N, 25] at r x r as this model forms them (``renderer.pixel_grid``,
+        ``renderer.rays``): origins, unit directions [N, r * r, 3], and for the 'camera_frame' mode
+        (cam2world, unit camera-frame directions) for :meth:`render_rays` (else None)."""
+        cam2world, intrinsics = unpack_label(c)
+        if self.config.renderer.rays == "camera_frame":
+            origins, directions, unit = camera_frame_rays(cam2world, intrinsics, resolution)
+            return origins, directions, (cam2world, unit)
+        origins, directions = generate_rays(cam2world, intrinsics, resolution, grid=self.config.renderer.pixel_grid)
+        return origins, directions, None
+
     def render_neural(self, scene: Scene, c: torch.Tensor, resolution: int,
                       options: RenderOptions | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Volume-render cameras c [N, 25] at r x r: feature image [N, C, r, r], depth [N, 1, r, r]."""
-        cam2world, intrinsics = unpack_label(c)
-        origins, directions = generate_rays(cam2world, intrinsics, resolution, grid=self.config.renderer.pixel_grid)
+        origins, directions, camera_frame = self.camera_rays(c, resolution)
         n = origins.shape[0]
-        result = self.render_rays(scene, origins, directions, options)
+        result = self.render_rays(scene, origins, directions, options, camera_frame)
         features = result.features.permute(0, 2, 1).reshape(n, -1, resolution, resolution)
         depth = result.depth.permute(0, 2, 1).reshape(n, 1, resolution, resolution)
         return features.contiguous(), depth

@@ -28,7 +28,7 @@ from models.registry import ComponentConfig, Registry
 from models.typed_config import dataclass_from_dict
 from models.upsamplers import UPSAMPLERS
 from models.volume_rendering import DENSITIES, INTEGRATORS
-from ops.camera import PIXEL_GRIDS
+from ops.camera import PIXEL_GRIDS, RAY_MODES
 
 FORMAT = 2
 """Config layout version: 2 = one registered kind per slot; 1 (no ``format`` key) = the lumped
@@ -64,10 +64,19 @@ class RenderingOptions:
     pixel_grid: str = "centers"
     """Where the pixels sample the camera's image plane (``ops.camera.PIXEL_GRIDS``): 'centers' (EG3D:
     the fov spans the image edges) or 'corners' (pi-GAN, GRAM: it spans the outer pixel centres)."""
+    rays: str = "world"
+    """How rays and coarse points are formed (``ops.camera.RAY_MODES``): 'world' (world directions, points
+    o + d z) or 'camera_frame' (VolumeGAN's float32 order: directions normalised in the camera frame and
+    rotated, coarse points mapped by the 4x4 cam2world; needs the 'corners' grid). Same rays up to
+    round-off, which VolumeGAN's steep fields amplify."""
 
     def __post_init__(self):
         if self.pixel_grid not in PIXEL_GRIDS:
             raise ValueError(f"renderer.pixel_grid {self.pixel_grid!r} is not one of {', '.join(PIXEL_GRIDS)}")
+        if self.rays not in RAY_MODES:
+            raise ValueError(f"renderer.rays {self.rays!r} is not one of {', '.join(RAY_MODES)}")
+        if self.rays == "camera_frame" and self.pixel_grid != "corners":
+            raise ValueError("renderer.rays 'camera_frame' needs renderer.pixel_grid 'corners'")
 
 
 @dataclass

@@ -75,6 +75,8 @@ class Release:
     """Camera distance from the origin."""
     truncation_psi: float = 0.7
     """Truncation the official render scripts use."""
+    truncation_cutoff: int | None = None
+    """ws truncated (the first this many; None: all), VolumeGAN's ``trunc_layers``."""
     truncation_samples: int = 10_000
     """z averaged for the truncation mean (not stored by the file; computed once at import)."""
     lock_view_dependence: bool = False
@@ -92,6 +94,7 @@ class Release:
 
 _PIGAN = "pigan-torch-save"
 _GRAM = "gram-state-dict"
+_VOLUMEGAN = "volumegan-runner"
 RELEASES: dict[str, Release] = {
     r.name: r
     for r in (
@@ -118,10 +121,17 @@ RELEASES: dict[str, Release] = {
                "spherical_uniform, yaw pi/2 +- pi, v_mean = v_stddev = pi 42.5/180", False,
                Manifolds(48, 35.0, 5.0, (0.0, 0.0, 0.0), 2.0, 0.02, False)),
           )),
+        # render.py: 3 x the FFHQ config's 12 steps, coarse and fine; psi 0.7 on the first 8 ws (w_avg is stored)
+        Release("volumegan-ffhq256", "volumegan", _VOLUMEGAN, "VolumeGANGenerator", 12.0, 0.8, 1.2, 36, 36,
+                last_back=False, white_back=False, img_resolution=256,
+                camera_prior="gaussian, yaw N(pi/2, 0.3), pitch N(pi/2, 0.155), r 1 (positive yaw moves the camera "
+                             "to -x)", pose_prior="volumegan", truncation_psi=0.7, truncation_cutoff=8,
+                truncation_samples=0),
     )
 }
 """Every known release by name (pi-GAN's three Google-Drive zips, GRAM's three ``pretrained_models``
-folders; StyleSDF, VolumeGAN to come). GRAM's render at the script's fov (CARLA 35, trained at 30)."""
+folders, VolumeGAN's ``volumegan_ffhq256.pth``; StyleSDF to come). GRAM's render at the script's fov
+(CARLA 35, trained at 30)."""
 
 
 def release_names() -> tuple[str, ...]:

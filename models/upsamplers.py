@@ -21,7 +21,7 @@ from torch import nn
 
 from models.discriminator import Conv2dLayer
 from models.registry import ComponentConfig, Registry
-from models.stylegan2 import NoiseMode, SynthesisBlock, SynthesisLayer
+from models.stylegan2 import NoiseMode, SynthesisBlock, SynthesisLayer, ToRGBLayer
 from models.superresolution import Superresolution
 from ops.stylegan2 import DEFAULT_RESAMPLE_FILTER, filter2d, setup_filter, upsample2d
 
@@ -366,6 +366,83 @@ class StyleGANUpsamplerComponent(_UpsamplerFacts, StyleGANUpsampler):
     @staticmethod
     def tiny(config: Config) -> Config:
         return config.replace(channel_base=256, channel_max=16)
+
+    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0):
+        image = self(features, ws, noise_mode=noise_mode, max_resolution=max_resolution, alpha=fade_alpha)
+        return image, features[:, :3]
+
+
+@UPSAMPLERS.register("volumegan")
+class VolumeGANSynthesis(_UpsamplerFacts, nn.Module):
+    """VolumeGAN's official 2D synthesis: StyleGAN2 'skip' layers with 1x1 kernels from the feature image.
+
+    No layer at the rendering resolution: the running image starts as the feature image's first 3
+    channels. Per octave k (1..K): ``layer{2k-1}`` (modulated 1x1 conv, x2 FIR upsampling, noise, bias,
+    LReLU), ``layer{2k}`` (same without upsampling) and ``output{k}`` (1x1 toRGB, no demodulation) added
+    to the FIR-upsampled running image; every output clamped to +-``conv_clamp``. Channels at res q are
+    ``min(channel_base // q, channel_max)``; the feature image must have the rendering resolution's.
+    ws: index 0 is unused (VolumeGAN's layout), ``layer j`` reads j and ``output k`` reads 2k + 1, so
+    ``num_ws = 2 K + 2``.
+    """
+
+    needs_stylegan_ws = True
+
+    @dataclass
+    class Config(ComponentConfig):
+        channel_base: int = 32768
+        """Channels at res q = min(channel_base // q, channel_max) (VolumeGAN's ``fmaps_base``)."""
+        channel_max: int = 512
+        """Channel cap (``fmaps_max``)."""
+        conv_clamp: float = 256.0
+        """Clamp of every layer's output (0: none; VolumeGAN FFHQ: 256)."""
+
+    def __init__(self, config: Config, channels: int, in_resolution: int, out_resolution: int, w_dim: int):
+        super().__init__()
+        num_up = _octaves(in_resolution, out_resolution)
+        clamp = float(config.conv_clamp) or None
+        self.in_channels, self.in_resolution, self.out_resolution = channels, in_resolution, out_resolution
+        self.w_dim, self.num_octaves = w_dim, num_up
+        self.channels = {in_resolution * 2**i: min(config.channel_base // (in_resolution * 2**i), config.channel_max)
+                         for i in range(num_up + 1)}
+        if channels != self.channels[in_resolution]:
+            raise ValueError(f"VolumeGAN's synthesis needs {self.channels[in_resolution]} feature channels at "
+                             f"{in_resolution} px (channel_base // {in_resolution}), got {channels}")
+        self.register_buffer("resample_filter", setup_filter(DEFAULT_RESAMPLE_FILTER))
+        previous = channels
+        for k in range(1, num_up + 1):
+            res = in_resolution * 2**k
+            out = self.channels[res]
+            setattr(self, f"layer{2 * k - 1}", SynthesisLayer(previous, out, w_dim, res, kernel_size=1, up=2,
+                                                               conv_clamp=clamp))
+            setattr(self, f"layer{2 * k}", SynthesisLayer(out, out, w_dim, res, kernel_size=1, conv_clamp=clamp))
+            setattr(self, f"output{k}", ToRGBLayer(out, 3, w_dim, kernel_size=1, conv_clamp=clamp))
+            previous = out
+        self.num_ws = 2 * num_up + 2
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(channel_base=256, channel_max=16)
+
+    def forward(self, features: torch.Tensor, ws: torch.Tensor, noise_mode: NoiseMode = "const",
+                max_resolution: int | None = None, alpha: float = 1.0) -> torch.Tensor:
+        """features [N, C, r, r], ws [N, num_ws, w_dim] -> image [N, 3, R, R] (unbounded). ``max_resolution``
+        / ``alpha``: progressive growing, as :class:`StyleGANUpsampler`."""
+        _check_features(features, self.in_channels, self.in_resolution)
+        if ws.ndim != 3 or ws.shape[0] != features.shape[0] or ws.shape[1] < self.num_ws or ws.shape[2] != self.w_dim:
+            raise ValueError(f"expected ws [{features.shape[0]}, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        if max_resolution is not None and max_resolution not in self.channels:
+            raise ValueError(f"max_resolution {max_resolution} is not one of {sorted(self.channels)}")
+        x, img = features, features[:, :3]
+        for k in range(1, self.num_octaves + 1):
+            if self.in_resolution * 2 ** (k - 1) == max_resolution:
+                break
+            x = getattr(self, f"layer{2 * k - 1}")(x, ws[:, 2 * k - 1], noise_mode=noise_mode, fused_modconv=False)
+            x = getattr(self, f"layer{2 * k}")(x, ws[:, 2 * k], noise_mode=noise_mode, fused_modconv=False)
+            below = upsample2d(img, self.resample_filter)
+            img = below + getattr(self, f"output{k}")(x, ws[:, 2 * k + 1], fused_modconv=False)
+            if self.in_resolution * 2**k == max_resolution and alpha < 1:
+                img = torch.lerp(below, img, alpha)
+        return img
 
     def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0):
         image = self(features, ws, noise_mode=noise_mode, max_resolution=max_resolution, alpha=fade_alpha)

@@ -273,6 +273,47 @@ def generate_rays(
     return _world_rays(cam2world, camera_directions(intrinsics, resolution, grid=grid))
 
 
+def camera_frame_rays(cam2world: torch.Tensor, intrinsics: torch.Tensor,
+                      resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """VolumeGAN's rays on the corner-aligned grid, in its float32 order: the camera vector
+    ``(x, y, 2 f)`` with x, y = ``linspace(-1, 1, R)`` (shifted by the principal point, y scaled by
+    fx / fy, skew honoured; exactly the official ``(x, y, -1 / tan(fov / 2))`` for a centred label, up
+    to the OpenGL/OpenCV sign flips, which are exact) is normalised in the camera frame and rotated.
+
+    Returns:
+        origins, unit world directions and unit camera-frame directions, each [N, R * R, 3]; the
+        coarse points of :func:`camera_frame_points` are formed from the last.
+    """
+    n = intrinsics.shape[0]
+    fx, fy = intrinsics[:, 0, 0, None], intrinsics[:, 1, 1, None]
+    cx, cy, skew = intrinsics[:, 0, 2, None], intrinsics[:, 1, 2, None], intrinsics[:, 0, 1, None]
+    grid = torch.linspace(-1, 1, resolution, device=intrinsics.device) if resolution > 1 \
+        else torch.zeros(1, device=intrinsics.device)
+    rows, cols = torch.meshgrid(grid, grid, indexing="ij")
+    xs, ys = cols.reshape(1, -1), rows.reshape(1, -1)
+    y = (ys - (2 * cy - 1)) * (fx / fy)
+    x = xs - (2 * cx - 1) - skew * y / fy
+    z = (2 * fx).expand_as(x)
+    unit = torch.nn.functional.normalize(torch.stack((x, y, z), dim=-1), dim=2)
+    directions = torch.bmm(cam2world[:, :3, :3], unit.permute(0, 2, 1)).permute(0, 2, 1)
+    origins = cam2world[:, :3, 3].unsqueeze(1).repeat(1, unit.shape[1], 1)
+    return origins, directions, unit.expand(n, -1, -1)
+
+
+def camera_frame_points(cam2world: torch.Tensor, unit_cam: torch.Tensor, depths: torch.Tensor) -> torch.Tensor:
+    """VolumeGAN's coarse points: ``cam2world @ [d_cam z, 1]`` in one homogeneous product.
+    unit_cam [N, M, 3], depths [N, M, K, 1] -> [N, M * K, 3]."""
+    n = depths.shape[0]
+    points = (unit_cam.unsqueeze(-2) * depths).reshape(n, -1, 3)
+    homogeneous = torch.cat([points, torch.ones_like(points[..., :1])], dim=-1)
+    return torch.bmm(cam2world, homogeneous.permute(0, 2, 1)).permute(0, 2, 1)[..., :3]
+
+
+RAY_MODES: tuple[str, ...] = ("world", "camera_frame")
+"""How rays and their coarse points are formed: 'world' (``generate_rays``, points ``o + d z``) or
+'camera_frame' (VolumeGAN: :func:`camera_frame_rays`, coarse points :func:`camera_frame_points`)."""
+
+
 def rays_through(cam2world: torch.Tensor, intrinsics: torch.Tensor, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """World rays through arbitrary normalised image points uv [N, M, 2] (e.g. random sub-pixel
     locations): origins and unit directions [N, M, 3]; at pixel centres equal to ``generate_rays``."""

@@ -175,8 +175,11 @@ class GeneratorRenderer:
         """The rays the model renders for ``camera`` at ``resolution`` (its own pixel grid)."""
         from ops.camera import generate_rays
 
+        options = getattr(getattr(self.G, "config", None), "renderer", None)
+        if getattr(options, "rays", "world") != "world":  # e.g. VolumeGAN's camera-frame rays
+            return tuple(self.G.camera_rays(camera, resolution)[:2])
         cam2world, intrinsics = unpack_label(camera)
-        grid = getattr(getattr(getattr(self.G, "config", None), "renderer", None), "pixel_grid", "centers")
+        grid = getattr(options, "pixel_grid", "centers")
         return generate_rays(cam2world, intrinsics, resolution, grid=grid)
 
     def density_normals(self, planes: Any, camera: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:

@@ -170,3 +170,42 @@ def test_feature_volume_output_samples_over_ffhq_bounds(feature_volume: FeatureV
     features = sample_feature_volume(volume, points, BOUNDS)
     assert features.shape == (1, 1, 32)
     assert torch.allclose(features[0, 0], volume[0, :, 5, 6, 7], atol=1e-5)
+
+
+# --- VolumeGAN's official variants ------------------------------------------------------------------
+
+def test_border_mode_clamps_to_the_border_voxels() -> None:
+    """``outside='border'`` (VolumeGAN's own sampler): grid_sample with border padding inside and outside
+    the box, and a point beyond a face reads the face's value."""
+    import torch.nn.functional as F
+
+    volume = _random_volume()
+    n, c = volume.shape[:2]
+    lo, hi = torch.tensor(BOUNDS[0], dtype=torch.float64), torch.tensor(BOUNDS[1], dtype=torch.float64)
+    torch.manual_seed(1)
+    points = lo + (hi - lo) * (torch.rand(n, 200, 3, dtype=torch.float64) * 1.4 - 0.2)  # ~half outside
+    ours = sample_feature_volume(volume, points, BOUNDS, outside="border")
+    grid = normalize_to_bounds(points, BOUNDS)[:, :, None, None, :]
+    reference = F.grid_sample(volume, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    assert torch.allclose(ours, reference.reshape(n, c, -1).transpose(1, 2), atol=1e-12)
+    beyond = points.clone()
+    beyond[..., 0] = hi[0] + 1.0
+    on_face = points.clone()
+    on_face[..., 0] = hi[0]
+    inside = ((on_face >= lo) & (on_face <= hi)).all(-1)
+    got = sample_feature_volume(volume, beyond, BOUNDS, outside="border")[inside]
+    want = sample_feature_volume(volume, on_face, BOUNDS, outside="border")[inside]
+    assert torch.allclose(got, want, atol=1e-12)
+    with pytest.raises(ValueError, match="outside"):
+        sample_feature_volume(volume, points, BOUNDS, outside="wrap")
+
+
+def test_explicit_instance_norm_matches_torch() -> None:
+    torch.manual_seed(0)
+    a = FeatureVolume(32, resolution=8, base_channels=8, out_channels=4)
+    b = FeatureVolume(32, resolution=8, base_channels=8, out_channels=4, norm="explicit")
+    b.load_state_dict(a.state_dict())
+    w = torch.randn(2, 32)
+    assert torch.allclose(a(w), b(w), atol=1e-5)
+    with pytest.raises(ValueError, match="norm"):
+        FeatureVolume(32, resolution=8, norm="batch")

@@ -309,3 +309,29 @@ def test_growing_stops_at_a_block_and_fades_its_rgb_in(mode):
     torch.testing.assert_close(up(features, ws, max_resolution=8, alpha=0.3), up(features, ws, max_resolution=8))
     with pytest.raises(ValueError, match="max_resolution 12 is not one of the blocks"):
         up(features, ws, max_resolution=12)
+
+
+# --- VolumeGAN's official synthesis -------------------------------------------------------------------
+
+def test_volumegan_synthesis_layout_and_growth() -> None:
+    from models.upsamplers import VolumeGANSynthesis
+
+    torch.manual_seed(0)
+    config = VolumeGANSynthesis.Config(channel_base=256, channel_max=512, conv_clamp=256.0)
+    up = VolumeGANSynthesis(config, channels=16, in_resolution=16, out_resolution=64, w_dim=32)
+    assert up.num_ws == 6  # index 0 unused, layer1..4, outputs read 3 and 5
+    names = {n for n, _ in up.named_parameters()}
+    assert {"layer1.weight", "layer4.affine.weight", "output2.bias"} <= names and "layer5.weight" not in names
+    assert tuple(up.layer1.weight.shape) == (8, 16, 1, 1) and tuple(up.layer3.weight.shape) == (4, 8, 1, 1)
+    features, ws = torch.randn(2, 16, 16, 16), torch.randn(2, 6, 32)
+    image, raw = up.upsample(features, ws)
+    assert image.shape == (2, 3, 64, 64) and torch.equal(raw, features[:, :3])
+    assert torch.equal(up(features, ws, max_resolution=16), features[:, :3])  # no layer at the rendering size
+    half = up(features, ws, max_resolution=32)
+    assert half.shape == (2, 3, 32, 32)
+    assert torch.equal(up(features, ws, max_resolution=64, alpha=1.0), image)
+    w0 = ws.clone()
+    w0[:, 0] = 0  # the first ws is unused
+    assert torch.equal(up(features, w0), image)
+    with pytest.raises(ValueError, match="feature channels"):
+        VolumeGANSynthesis(config, channels=12, in_resolution=16, out_resolution=64, w_dim=32)
