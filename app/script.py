@@ -19,8 +19,9 @@ Used for reproducible figures and for the GUI tests. Each action is one JSON obj
   ``{"load_camera_path": "p.json"}``.
 
 The first key of an object names the action; the other keys are its options. Video, mesh and load
-actions wait until their job finishes. Any error stops the script; with ``--exit`` the app then
-exits with status 1, having printed the action and the problem.
+actions wait until their job finishes. A failed action is recorded and the script goes on with the
+next one; with ``--exit`` the app then exits with status 1, having printed every failed action and
+its problem (one line each). Waits fail at once when no model is loaded.
 """
 
 from __future__ import annotations

@@ -683,7 +683,7 @@ def test_volume_embedder_reads_voxels_and_appends_pe():
     pe = positional_encoding(points * config.coordinate_scale, config.pe_frequencies)
     assert torch.equal(features[..., C:], pe)
 
-    # Halfway between two x-neighbours: their mean (trilinear); outside the box: zero features.
+    # Halfway between two x-neighbours: their mean (trilinear); outside the box: as config.outside says.
     step = (hi - lo) / (n_vox - 1)
     i0 = torch.tensor([2, 3, 4])
     mid = (lo + i0 * step + torch.tensor([0.5, 0.0, 0.0]) * step).reshape(1, 1, 3).expand(2, 1, 3)
@@ -691,7 +691,11 @@ def test_volume_embedder_reads_voxels_and_appends_pe():
     average = (volume[:, :, 4, 3, 2] + volume[:, :, 4, 3, 3]) / 2
     assert torch.allclose(between, average, atol=1e-5)
     far_out = (hi + 0.05).reshape(1, 1, 3).expand(2, 1, 3)
-    assert torch.equal(embedder(volume, far_out)[..., :C], torch.zeros(2, 1, C))
+    outside = embedder(volume, far_out)[..., :C]
+    if config.outside == "border":  # VolumeGAN's own sampler clamps to the border voxels
+        assert torch.allclose(outside[:, 0], volume[:, :, -1, -1, -1], atol=1e-6)
+    else:  # 'zero': the box is a hard mask
+        assert torch.equal(outside, torch.zeros(2, 1, C))
 
 
 # --- 5. component swaps --------------------------------------------------------------------------

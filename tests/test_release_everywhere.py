@@ -18,6 +18,7 @@ FIXTURES = SHARED_DIR / "fixtures"
 RELEASES = [  # (fixture file, release where the file cannot tell)
     ("pigan_ref/generator.pth", None),
     ("gram_ref/generator.pth", "gram-ffhq"),  # the fixture's manifold predictor matches no released width
+    ("volumegan_ref/checkpoint.pth", None),
 ]
 
 
