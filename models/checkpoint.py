@@ -278,17 +278,28 @@ def read_pigan_generator(path: str | os.PathLike, release: str | None = None,
     if not isinstance(scale, (int, float)) or isinstance(scale, bool):
         raise CheckpointError(path, "siren.gridwarper has no numeric scale_factor")
 
-    params = _apply_ema(path, params, ema)
-    state_dict = dict(params)
+    state_dict = dict(_apply_ema(path, params, ema))
+    G = _release_generator(path, "pi-GAN", chosen,
+                           lambda: from_official({k: tuple(v.shape) for k, v in state_dict.items()}, float(scale), chosen))
+    return _load_with_truncation_mean(path, G, official_to_pipeline_names(state_dict), chosen)
+
+
+def _release_generator(path: Path, method: str, chosen: Any, make_config: Callable[[], PipelineConfig]) -> nn.Module:
+    """A fresh generator of an imported release's config, tagged with the release whose settings it
+    uses (the app shows them); config problems become one-line errors."""
     try:
-        config = from_official({k: tuple(v.shape) for k, v in state_dict.items()}, float(scale), chosen)
-        config.extra["release"] = chosen.name  # the settings in use (the app shows them)
-        G = PipelineGenerator(config)
+        config = make_config()
+        config.extra["release"] = chosen.name
+        return PipelineGenerator(config)
     except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(path, f"unsupported pi-GAN generator: {e}") from None
-    renamed = official_to_pipeline_names(state_dict)
-    renamed.setdefault("mapping_network.w_avg", G.mapping_network.w_avg)  # not in the file: computed below
-    load_state_checked(G, renamed, path)
+        raise CheckpointError(path, f"unsupported {method} generator: {e}") from None
+
+
+def _load_with_truncation_mean(path: Path, G: nn.Module, state: dict[str, torch.Tensor], chosen: Any) -> nn.Module:
+    """Load an imported state that stores no truncation mean, then compute it once from
+    ``chosen.truncation_samples`` z, as the official scripts do on every run."""
+    state.setdefault("mapping_network.w_avg", G.mapping_network.w_avg)  # not in the file: computed below
+    load_state_checked(G, state, path)
     G.set_truncation_mean(G.estimate_truncation_mean(chosen.truncation_samples))
     return G
 
@@ -358,19 +369,9 @@ def read_gram_generator(path: str | os.PathLike, release: str | None = None, set
     except ValueError as e:
         raise CheckpointError(path, str(e) + ("" if release else "; pass release=gram-ffhq|gram-cats|gram-carla")) \
             from None
-    params = _apply_ema(path, list(state.items()), ema)
-    state_dict = dict(params)
-    try:
-        config = from_official(shapes, chosen)
-        config.extra["release"] = chosen.name  # the settings in use (the app shows them)
-        G = PipelineGenerator(config)
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(path, f"unsupported GRAM generator: {e}") from None
-    renamed = official_to_pipeline_names(state_dict)
-    renamed.setdefault("mapping_network.w_avg", G.mapping_network.w_avg)  # not in the file: computed below
-    load_state_checked(G, renamed, path)
-    G.set_truncation_mean(G.estimate_truncation_mean(chosen.truncation_samples))
-    return G
+    state_dict = dict(_apply_ema(path, list(state.items()), ema))
+    G = _release_generator(path, "GRAM", chosen, lambda: from_official(shapes, chosen))
+    return _load_with_truncation_mean(path, G, official_to_pipeline_names(state_dict), chosen)
 
 
 def read_official_torch_generator(path: str | os.PathLike, release: str | None = None,
@@ -429,11 +430,10 @@ def read_volumegan_checkpoint(path: str | os.PathLike, release: str | None = Non
     try:
         chosen = choose("volumegan-runner", str(network), release, where=os.fspath(path))
         chosen = chosen.replace(**(settings or {}))
-        config = from_official(kwargs, {k: tuple(v.shape) for k, v in state_dict.items()}, chosen)
-        config.extra["release"] = chosen.name  # the settings in use (the app shows them)
-        G = PipelineGenerator(config)
-    except (KeyError, ValueError, TypeError) as e:
+    except ValueError as e:
         raise CheckpointError(path, f"unsupported VolumeGAN generator: {e}") from None
+    G = _release_generator(path, "VolumeGAN", chosen,
+                           lambda: from_official(kwargs, {k: tuple(v.shape) for k, v in state_dict.items()}, chosen))
     lod = state_dict.get("synthesis.lod")
     if lod is not None and float(lod) != 0:
         raise CheckpointError(path, f"synthesis.lod is {float(lod)}: a generator still growing is not supported")
