@@ -64,6 +64,9 @@ class RenderingOptions:
     pixel_grid: str = "centers"
     """Where the pixels sample the camera's image plane (``ops.camera.PIXEL_GRIDS``): 'centers' (EG3D:
     the fov spans the image edges) or 'corners' (pi-GAN, GRAM: it spans the outer pixel centres)."""
+    camera_frame_views: bool = False
+    """The decoder reads each ray's unit direction in the camera's own OpenGL frame, the same for every
+    pose (StyleSDF's ``static_viewdirs``), not its world direction."""
 
     def __post_init__(self):
         if self.pixel_grid not in PIXEL_GRIDS:

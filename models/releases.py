@@ -81,6 +81,8 @@ class Release:
     """Render every sample with the frontal view direction (a script option, off by default)."""
     manifolds: Manifolds | None = None
     """GRAM's manifold settings (GRAM releases only)."""
+    neural_rendering_resolution: int = 64
+    """Volume-rendering resolution (StyleSDF's ``renderer_spatial_output_dim``; pipelines with an upsampler)."""
 
     def replace(self, **changes: Any) -> Release:
         """A copy with settings changed (a user's own fov, ray range, samples, ...)."""
@@ -92,6 +94,10 @@ class Release:
 
 _PIGAN = "pigan-torch-save"
 _GRAM = "gram-state-dict"
+_STYLESDF = "stylesdf-pt"
+_STYLESDF_FFHQ = ("gaussian, azimuth N(0, 0.3), elevation N(0, 0.15), radius 1, fov 6 deg half angle; "
+                  "renders 24 samples, force_background, truncation 0.5 over 10000 z")
+_STYLESDF_AFHQ = _STYLESDF_FFHQ.replace("N(0, 0.3)", "N(0, 0.15)")
 RELEASES: dict[str, Release] = {
     r.name: r
     for r in (
@@ -118,10 +124,21 @@ RELEASES: dict[str, Release] = {
                "spherical_uniform, yaw pi/2 +- pi, v_mean = v_stddev = pi 42.5/180", False,
                Manifolds(48, 35.0, 5.0, (0.0, 0.0, 0.0), 2.0, 0.02, False)),
           )),
+        *(Release(name, "stylesdf", _STYLESDF, network, 12.0, 0.88, 1.12, 24, 0, last_back=True, white_back=False,
+                  img_resolution=res, camera_prior=prior, pose_prior="stylesdf", truncation_psi=0.5)
+          for name, network, res, prior in (
+              ("stylesdf-ffhq1024", "StyleSDF Generator full pipeline, 4 decoder blocks", 1024, _STYLESDF_FFHQ),
+              ("stylesdf-afhq512", "StyleSDF Generator full pipeline, 3 decoder blocks", 512, _STYLESDF_AFHQ),
+              ("stylesdf-ffhq-vol-renderer", "StyleSDF Generator renderer", 64, _STYLESDF_FFHQ),
+              ("stylesdf-afhq-vol-renderer", "StyleSDF Generator renderer", 64, _STYLESDF_AFHQ),
+              ("stylesdf-sphere-init", "StyleSDF Generator renderer", 64, _STYLESDF_FFHQ),
+          )),
     )
 }
 """Every known release by name (pi-GAN's three Google-Drive zips, GRAM's three ``pretrained_models``
-folders; StyleSDF, VolumeGAN to come). GRAM's render at the script's fov (CARLA 35, trained at 30)."""
+folders; StyleSDF's full models (``full_models/ffhq1024x1024.pt``, ``afhq512x512.pt``) and renderers
+(``pretrained_renderer/*_vol_renderer.pt``, ``sphere_init.pt``: with last_back meaning StyleSDF's
+``force_background``); VolumeGAN to come). GRAM's render at the script's fov (CARLA 35, trained at 30)."""
 
 
 def release_names() -> tuple[str, ...]:
