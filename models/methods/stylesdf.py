@@ -1,11 +1,19 @@
-"""StyleSDF (methods.md §3.4).
+"""StyleSDF (methods.md §3.4), as the official code (royorel/StyleSDF) computes it.
 
-Gaussian poses (azimuth 0.3, elevation 0.15; Carver 0.155), r 1, 12 degree fov, 24 samples on
-1 +- 0.12 with one random offset per ray, coordinates x 2/(far - near), 8x256 FiLM-SIREN SDF decoder
-with a 256-ch feature, sigma = sigmoid(-d/a)/a with learnable a (init 0.1), 64 px volume rendering;
-stage 2 adds the StyleGAN2 decoder to 1024 px with the renderer frozen. Simplification: one 3-layer
-256-d mapping feeds both stages (StyleSDF's 2D decoder has its own 5-layer 512-d mapping). Carver:
-elevation std 0.155 (``pose.prior='stylesdf_carver'``) and R1 0.2 for the 1024 px pipeline.
+Gaussian poses (azimuth 0.3, elevation 0.15; Carver 0.155), r 1, 12 degree fov (6 degree half angle),
+24 samples on depths 0.88-1.12 along the optical axis (unnormalised rays, camera z = -1) on the offset
+grid t = linspace(0, 1 - 1/N, N) with one random offset per ray in training, coordinates x 2/(far -
+near), the renderer mapping (3 plain layers, leaky ReLU 0.2, no z normalisation, ``StyleSDFMapping``),
+8x256 FiLM-SIREN SDF decoder whose feature is the view layer itself (256 ch), view directions in the
+camera frame (``static_viewdirs``), sigma = sigmoid(-d/a)/a with a learnable a (init 0.1) used as is
+and not scaled to world units, ``force_background``, 64 px volume rendering; stage 2 adds StyleSDF's
+2D decoder (``StyleSDFDecoderUpsampler``: its own PixelNorm + 5-layer 512-d mapping at lr x 0.01 on
+the truncated renderer w, a second truncation, a rosinality StyleGAN2 generator with channel
+multiplier 2) to 1024 px with the renderer frozen. Carver: elevation std 0.155
+(``pose.prior='stylesdf_carver'``) and R1 0.2 for the 1024 px pipeline.
+
+Checkpoints written before these options keep their own config (the new fields default to the old
+behaviour: one StyleGAN2 mapping, per-world-unit density, distances along unit rays).
 """
 
 import re
@@ -14,13 +22,13 @@ import torch
 
 from models.decoders import SDFSirenFieldDecoder
 from models.embedders import CoordinateEmbedder
-from models.mappings import StyleGAN2Mapping, StyleSDFMapping
+from models.mappings import StyleSDFMapping
 from models.method_registry import register_method
 from models.pipeline_config import PipelineConfig, RenderingOptions
 from models.point_sampling import StratifiedPointSampler
 from models.poses import PriorPoses
 from models.releases import Release
-from models.upsamplers import NoUpsampler, StyleGANUpsamplerComponent, StyleSDFDecoderUpsampler, stylesdf_channels
+from models.upsamplers import NoUpsampler, StyleSDFDecoderUpsampler, stylesdf_channels
 from models.volume_rendering import LastDeltaIntegrator, SDFSigmoidDensity
 
 
@@ -28,14 +36,17 @@ from models.volume_rendering import LastDeltaIntegrator, SDFSigmoidDensity
 def preset() -> PipelineConfig:
     return PipelineConfig(
         preset="stylesdf", img_resolution=1024, neural_rendering_resolution=64,
-        mapping=StyleGAN2Mapping.Config(z_dim=256, w_dim=256, layers=3),
+        mapping=StyleSDFMapping.Config(z_dim=256, w_dim=256, layers=3),
         pose=PriorPoses.Config(prior="stylesdf", radius=1.0, fov_degrees=12.0),
         points=StratifiedPointSampler.Config(near=0.88, far=1.12, num_coarse=24, num_fine=0, perturb="offset",
-                                             box_side=0.24),
+                                             box_side=0.24, offset_grid=True, depth_along_axis=True),
         embedder=CoordinateEmbedder.Config(coordinate_scale=2 / 0.24),
         decoder=SDFSirenFieldDecoder.Config(hidden=256, layers=8, feature_dim=256),
-        density=SDFSigmoidDensity.Config(alpha_init=0.1), integrator=LastDeltaIntegrator.Config(),
-        upsampler=StyleGANUpsamplerComponent.Config(channel_base=32768 * 2, channel_max=512),
+        density=SDFSigmoidDensity.Config(alpha_init=0.1, per_world_unit=False, alpha_as_is=True),
+        integrator=LastDeltaIntegrator.Config(force_background=True, depth_sum=True),
+        upsampler=StyleSDFDecoderUpsampler.Config(w_dim=512, mapping_layers=5, lr_multiplier=0.01,
+                                                  channel_multiplier=2),
+        renderer=RenderingOptions(camera_frame_views=True),
     )
 
 
