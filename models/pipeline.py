@@ -108,9 +108,13 @@ class PipelineGenerator(nn.Module):
 
     def mapping(self, z, c, truncation_psi: float = 1, truncation_cutoff: int | None = None, update_emas: bool = False):
         """z [N, z_dim], c [N, 25] -> ws [N, num_ws, w_dim]."""
+        w_avg, own = self.mapping_network.w_avg, self.ws_slices[2]
+        kept = w_avg[own].clone() if update_emas and self.upsampler.maps_own_ws else None
         ws = self.mapping_network(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                                   update_emas=update_emas)
-        return self.upsampler.ws_from_mapping(ws, self.ws_slices[2], self.mapping_network.w_avg, truncation_psi)
+        if kept is not None:  # those slots' mean is the upsampler's to track
+            w_avg[own] = kept
+        return self.upsampler.ws_from_mapping(ws, own, w_avg, truncation_psi, update_emas=update_emas)
 
     @torch.no_grad()
     def estimate_truncation_mean(self, count: int = 10_000, seed: int = 0, batch: int = 2_500) -> torch.Tensor:

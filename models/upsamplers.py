@@ -277,7 +277,12 @@ class _UpsamplerFacts:
     # upsample(features [N, C, r, r], ws, noise_mode, max_resolution, fade_alpha)
     #   -> (image [N, 3, R, R], image_raw [N, 3, r, r])
 
-    def ws_from_mapping(self, ws: torch.Tensor, slots: slice, w_avg: torch.Tensor, psi: float) -> torch.Tensor:
+    maps_own_ws: ClassVar[bool] = False
+    """It fills its ws slots itself (:meth:`ws_from_mapping`) and tracks their mean in the mapping's
+    ``w_avg`` (StyleSDF's decoder)."""
+
+    def ws_from_mapping(self, ws: torch.Tensor, slots: slice, w_avg: torch.Tensor, psi: float,
+                        update_emas: bool = False) -> torch.Tensor:
         """The mapping's ws [N, num_ws, w_dim] with this upsampler's ``slots`` filled as it reads them
         (StyleSDF's decoder maps the renderer w through its own mapping); ``w_avg``: the mapping's
         mean ws. Most upsamplers read the mapping's ws as they are."""
@@ -605,6 +610,7 @@ class StyleSDFDecoderUpsampler(_UpsamplerFacts, nn.Module):
     packs each ``w_dim``-wide decoder w into ``w_dim / renderer w_dim`` slots of the pipeline's ws."""
 
     needs_stylegan_ws = True
+    maps_own_ws = True
 
     @dataclass
     class Config(ComponentConfig):
@@ -640,8 +646,11 @@ class StyleSDFDecoderUpsampler(_UpsamplerFacts, nn.Module):
     def pack_ws(self, ws: torch.Tensor) -> torch.Tensor:
         return ws.reshape(ws.shape[0], self.num_ws, -1)
 
-    def ws_from_mapping(self, ws: torch.Tensor, slots: slice, w_avg: torch.Tensor, psi: float) -> torch.Tensor:
+    def ws_from_mapping(self, ws: torch.Tensor, slots: slice, w_avg: torch.Tensor, psi: float,
+                        update_emas: bool = False) -> torch.Tensor:
         decoder = self.net.style(ws[:, 0])[:, None].repeat(1, self.net.n_latent, 1)
+        if update_emas:  # the mean of the decoder ws (training runs at psi 1: of the untruncated renderer w)
+            w_avg[slots] = self.pack_ws(decoder.detach().mean(0, keepdim=True))[0].lerp(w_avg[slots], 0.995)
         if psi < 1:
             mean = self.unpack(w_avg[slots][None])
             decoder = mean + psi * (decoder - mean)

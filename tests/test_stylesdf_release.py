@@ -161,3 +161,18 @@ def test_preset_stages_build_and_render() -> None:
             out = G(z, G.default_camera(2), truncation_psi=0.7)
         assert torch.isfinite(out["image"]).all()
         assert out["image"].shape[-1] == (16 if stage == 1 else 32)
+
+
+def test_training_tracks_both_truncation_means() -> None:
+    """The mapping's w_avg EMA (update_emas) holds the renderer w mean in the renderer's slots and the
+    decoder ws' own mean in the decoder's (not the renderer w's)."""
+    from models.build import build_pipeline
+
+    torch.manual_seed(0)
+    G = build_pipeline("stylesdf-tiny")
+    c = G.default_camera(64)
+    with torch.no_grad():
+        for _ in range(600):
+            G.mapping(torch.randn(64, G.z_dim), c, update_emas=True)
+        estimate = G.estimate_truncation_mean(4000)
+    assert torch.allclose(G.mapping_network.w_avg, estimate, atol=0.1 * float(estimate.abs().max()))
