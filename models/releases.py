@@ -125,13 +125,15 @@ RELEASES: dict[str, Release] = {
                Manifolds(48, 35.0, 5.0, (0.0, 0.0, 0.0), 2.0, 0.02, False)),
           )),
         *(Release(name, "stylesdf", _STYLESDF, network, 12.0, 0.88, 1.12, 24, 0, last_back=True, white_back=False,
-                  img_resolution=res, camera_prior=prior, pose_prior="stylesdf", truncation_psi=0.5)
-          for name, network, res, prior in (
-              ("stylesdf-ffhq1024", "StyleSDF Generator full pipeline, 4 decoder blocks", 1024, _STYLESDF_FFHQ),
-              ("stylesdf-afhq512", "StyleSDF Generator full pipeline, 3 decoder blocks", 512, _STYLESDF_AFHQ),
-              ("stylesdf-ffhq-vol-renderer", "StyleSDF Generator renderer", 64, _STYLESDF_FFHQ),
-              ("stylesdf-afhq-vol-renderer", "StyleSDF Generator renderer", 64, _STYLESDF_AFHQ),
-              ("stylesdf-sphere-init", "StyleSDF Generator renderer", 64, _STYLESDF_FFHQ),
+                  img_resolution=res, camera_prior=prior, pose_prior=pose, truncation_psi=0.5)
+          for name, network, res, prior, pose in (
+              ("stylesdf-ffhq1024", "StyleSDF Generator full pipeline, 4 decoder blocks", 1024, _STYLESDF_FFHQ,
+               "stylesdf"),
+              ("stylesdf-afhq512", "StyleSDF Generator full pipeline, 3 decoder blocks", 512, _STYLESDF_AFHQ,
+               "stylesdf_afhq"),
+              ("stylesdf-ffhq-vol-renderer", "StyleSDF Generator renderer", 64, _STYLESDF_FFHQ, "stylesdf"),
+              ("stylesdf-afhq-vol-renderer", "StyleSDF Generator renderer", 64, _STYLESDF_AFHQ, "stylesdf_afhq"),
+              ("stylesdf-sphere-init", "StyleSDF Generator renderer", 64, _STYLESDF_FFHQ, "stylesdf"),
           )),
     )
 }

@@ -63,6 +63,7 @@ def test_release_detection() -> None:
         load_generator(STYLESDF_DIR / "full_model.pt")  # one decoder block: neither 1024 nor 512 px
     ffhq, afhq = RELEASES["stylesdf-ffhq1024"], RELEASES["stylesdf-afhq512"]
     assert (ffhq.img_resolution, afhq.img_resolution) == (1024, 512)
+    assert (ffhq.pose_prior, afhq.pose_prior) == ("stylesdf", "stylesdf_afhq")  # AFHQ: azimuth std 0.15
     for release in (ffhq, afhq, RELEASES["stylesdf-ffhq-vol-renderer"]):
         assert (release.fov_degrees, release.near, release.far, release.num_coarse, release.num_fine) == \
             (12.0, 0.88, 1.12, 24, 0)
