@@ -374,15 +374,81 @@ def read_gram_generator(path: str | os.PathLike, release: str | None = None, set
     return _load_with_truncation_mean(path, G, official_to_pipeline_names(state_dict), chosen)
 
 
+STYLESDF_KEYS = frozenset({"g_ema", "g", "d"})
+"""The entries of every StyleSDF ``.pt`` (``torch.save({'g_ema', 'g', 'd'})``); only ``g_ema`` renders."""
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def is_stylesdf_checkpoint(obj: Any) -> bool:
+    return (isinstance(obj, dict) and "g_ema" in obj and set(obj) <= STYLESDF_KEYS and _is_state_dict(obj["g_ema"])
+            and "style.0.weight" in obj["g_ema"])
+
+
+def read_stylesdf_generator(path: str | os.PathLike, release: str | None = None,
+                            settings: dict[str, Any] | None = None, checkpoint: Any = None) -> nn.Module:
+    """Build a generator from StyleSDF's ``full_models/*.pt`` or ``pretrained_renderer/*_vol_renderer.pt``
+    (``torch.save({'g_ema', 'g', 'd'})``), read by the allow-listed reader (nothing in it runs).
+
+    As the official scripts: only ``g_ema`` is used; the architecture comes from its shapes (a
+    renderer-only file gives a 64 px generator without the 2D decoder); entries are copied where the
+    shapes agree (a mismatch is skipped with a warning, as the official loader skips it silently; an
+    entry the network does not have is an error). ``release`` / ``settings``: as for
+    :func:`read_pigan_generator` (default: the release the file's network identifies).
+    The truncation means, which the file does not store, are computed once from 10000 z (seed 0).
+    """
+    from models.methods.stylesdf import from_official, official_network, official_to_pipeline_names
+    from models.official_formats import read_torch_zip
+    from models.releases import RELEASES, choose
+
+    path = Path(path)
+    checkpoint = read_torch_zip(path) if checkpoint is None else checkpoint
+    if not is_stylesdf_checkpoint(checkpoint):
+        raise CheckpointError(path, f"torch archive holds a {_describe_object(checkpoint)}, not a StyleSDF "
+                                    "{'g_ema', 'g', 'd'} checkpoint")
+    state = checkpoint["g_ema"]
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    try:
+        network = official_network(shapes)
+        if release is not None and release in RELEASES and RELEASES[release].file_format == "stylesdf-pt":
+            chosen = RELEASES[release]  # the architecture comes from the shapes: any size fits
+        else:
+            chosen = choose("stylesdf-pt", network, release, where=os.fspath(path))
+        chosen = chosen.replace(**(settings or {}))
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(path, f"unsupported StyleSDF generator: {e}") from None
+    G = _release_generator(path, "StyleSDF", chosen, lambda: from_official(shapes, chosen))
+    renamed = official_to_pipeline_names(state)
+    own = G.state_dict()
+    unknown = [k for k in renamed if k not in own]
+    if unknown:
+        more = f" (+{len(unknown) - 3} more)" if len(unknown) > 3 else ""
+        raise CheckpointError(path, f"g_ema has entries the StyleSDF network does not: {', '.join(unknown[:3])}{more}")
+    skipped = [k for k, v in renamed.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if skipped:
+        warnings.warn(f"{path}: skipping {len(skipped)} entries whose shapes differ (as the official loader): "
+                      f"{', '.join(skipped[:3])}", stacklevel=3)
+    with torch.no_grad():
+        for name, tensor in renamed.items():
+            if name not in skipped:
+                own[name].copy_(tensor)
+    G.set_truncation_mean(G.estimate_truncation_mean(chosen.truncation_samples))
+    return G
+
+
 def read_official_torch_generator(path: str | os.PathLike, release: str | None = None,
                                   settings: dict[str, Any] | None = None) -> nn.Module:
     """A ``torch.save`` archive, read once and told apart by content: VolumeGAN's runner checkpoint,
-    GRAM's state dict or pi-GAN's pickled module."""
+    StyleSDF's {'g_ema', 'g', 'd'}, GRAM's state dict or pi-GAN's pickled module."""
     from models.official_formats import read_torch_zip
 
     obj = read_torch_zip(path)
     if is_volumegan_checkpoint(obj):
         return read_volumegan_checkpoint(path, release=release, settings=settings, data=obj)
+    if is_stylesdf_checkpoint(obj):
+        return read_stylesdf_generator(path, release=release, settings=settings, checkpoint=obj)
     if is_gram_state_dict(obj):
         return read_gram_generator(path, release=release, settings=settings, state=obj)
     return read_pigan_generator(path, release=release, settings=settings, generator=obj)
@@ -520,7 +586,8 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
         G = read_official_torch_generator(path, release=release, settings=settings)
     else:
         raise CheckpointError(path, f"unrecognised file type: {_what_it_is(path)} (expected a .safetensors generator, "
-                                    "an EG3D network pickle, a pi-GAN / GRAM generator.pth or a VolumeGAN .pth)")
+                                    "an EG3D network pickle, a pi-GAN / GRAM generator.pth, a VolumeGAN .pth or a "
+                                    "StyleSDF .pt)")
     return G.eval().requires_grad_(False).to(device)
 
 

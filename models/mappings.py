@@ -168,3 +168,60 @@ class IdentityMapping(nn.Module):
     def forward(self, z, c=None, truncation_psi: float = 1, truncation_cutoff: int | None = None,
                 update_emas: bool = False) -> torch.Tensor:
         return truncate(z[:, None].float(), self.w_avg, truncation_psi, truncation_cutoff)
+
+
+class PlainMappingLinear(nn.Linear):
+    """StyleSDF's ``MappingLinear``: ``x @ W.T + b`` with plain weights (no equalized-lr scaling,
+    no lr multiplier), Kaiming-normal fan-in init with leaky-ReLU(0.2) gain, bias U(+-1/sqrt(fan_in))."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features)
+        with torch.no_grad():
+            nn.init.kaiming_normal_(self.weight, a=0.2, mode="fan_in", nonlinearity="leaky_relu")
+            bound = in_features ** -0.5
+            nn.init.uniform_(self.bias, -bound, bound)
+
+
+@MAPPINGS.register("stylesdf")
+class StyleSDFMapping(nn.Module):
+    """StyleSDF's renderer mapping (``Generator.style``): ``layers`` plain linear layers, each
+    ``leaky_relu(x W^T + b, 0.2)`` at scale 1, on z without normalisation; one w broadcast to every
+    layer. Truncation is the official ``avg + psi (w - avg)``, only for psi < 1."""
+
+    provides: ClassVar[str] = "stylegan"
+
+    @dataclass
+    class Config(ComponentConfig):
+        z_dim: int = 256
+        """Latent z size."""
+        w_dim: int = 256
+        """w size (StyleSDF's ``style_dim``; the SIREN's width must equal it)."""
+        layers: int = 3
+        """Plain linear layers."""
+
+    def __init__(self, config: Config, c_dim: int, num_ws: int, film_width: int = 0):
+        super().__init__()
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws = config.z_dim, 0, config.w_dim, num_ws
+        self.layers = nn.ModuleList(PlainMappingLinear(config.z_dim if i == 0 else config.w_dim, config.w_dim)
+                                    for i in range(config.layers))
+        self.register_buffer("w_avg", torch.zeros([num_ws, config.w_dim]))
+
+    @staticmethod
+    def ws_width(config: Config, film_width: int) -> int:
+        return config.w_dim
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(layers=min(config.layers, 2), z_dim=32, w_dim=min(config.w_dim, 32))
+
+    def forward(self, z, c=None, truncation_psi: float = 1, truncation_cutoff: int | None = None,
+                update_emas: bool = False) -> torch.Tensor:
+        x = z.float()
+        for layer in self.layers:
+            x = torch.nn.functional.leaky_relu(layer(x), 0.2)
+        ws = x[:, None].repeat(1, self.num_ws, 1)
+        if update_emas:
+            self.w_avg.copy_(ws.detach().mean(0).lerp(self.w_avg, 0.995))
+        if truncation_psi >= 1:
+            return ws
+        return truncate_affine(ws, self.w_avg, truncation_psi, truncation_cutoff)

@@ -32,7 +32,15 @@ from models.point_sampling import POINT_SAMPLERS
 from models.scene import LOCKED_VIEW_DIRECTION, MeshFields, RenderOptions, Scene
 from models.upsamplers import UPSAMPLERS
 from models.volume_rendering import VolumeRenderer
-from ops.camera import camera_frame_points, camera_frame_rays, fov_to_focal, generate_rays, orbit_label, unpack_label
+from ops.camera import (
+    camera_directions,
+    camera_frame_points,
+    camera_frame_rays,
+    fov_to_focal,
+    generate_rays,
+    orbit_label,
+    unpack_label,
+)
 from ops.compositing import Composite
 from ops.ray_sampling import ray_samples
 from ops.volume_rendering import render_samples
@@ -110,8 +118,13 @@ class PipelineGenerator(nn.Module):
 
     def mapping(self, z, c, truncation_psi: float = 1, truncation_cutoff: int | None = None, update_emas: bool = False):
         """z [N, z_dim], c [N, 25] -> ws [N, num_ws, w_dim]."""
-        return self.mapping_network(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                                    update_emas=update_emas)
+        w_avg, own = self.mapping_network.w_avg, self.ws_slices[2]
+        kept = w_avg[own].clone() if update_emas and self.upsampler.maps_own_ws else None
+        ws = self.mapping_network(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
+                                  update_emas=update_emas)
+        if kept is not None:  # those slots' mean is the upsampler's to track
+            w_avg[own] = kept
+        return self.upsampler.ws_from_mapping(ws, own, w_avg, truncation_psi, update_emas=update_emas)
 
     @torch.no_grad()
     def estimate_truncation_mean(self, count: int = 10_000, seed: int = 0, batch: int = 2_500) -> torch.Tensor:
@@ -123,7 +136,7 @@ class PipelineGenerator(nn.Module):
         for start in range(0, count, batch):
             z = torch.randn(min(batch, count - start), self.z_dim, generator=rng).to(device)
             c = torch.zeros(z.shape[0], self.c_dim, device=device)
-            part = self.mapping_network(z, c).double().sum(0)
+            part = self.mapping(z, c).double().sum(0)
             total = part if total is None else total + part
         return (total / count).float().reshape(self.mapping_network.w_avg.shape)
 
@@ -230,14 +243,20 @@ class PipelineGenerator(nn.Module):
 
     def render_rays(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
                     options: RenderOptions | None = None,
-                    camera_frame: tuple[torch.Tensor, torch.Tensor] | None = None) -> Composite:
+                    camera_frame: tuple[torch.Tensor, torch.Tensor] | None = None, ray_scale: torch.Tensor | None = None,
+                    view_directions: torch.Tensor | None = None) -> Composite:
         """Composite features [N, M, C] (about [-1, 1] for colour decoders), depth [N, M, 1], weights.
 
         ``camera_frame``: (cam2world, unit camera-frame directions) of rays from :meth:`camera_rays` in the
-        'camera_frame' mode; the coarse points are then formed in the camera frame (VolumeGAN's order)."""
+        'camera_frame' mode; the coarse points are then formed in the camera frame (VolumeGAN's order).
+        ``ray_scale`` [N, M, 1]: the sampled depths are multiplied by it (depths along the optical
+        axis: 1 / cos of the ray's angle to it); ``view_directions`` [N, M, 3]: what the decoder
+        reads as view directions, if not the rays' own (StyleSDF's camera-frame directions)."""
         opts = (options or RenderOptions()).resolve(self.rendering_kwargs)
         depths = self.sample_depths(origins, directions, opts.num_coarse)
-        directions_seen = None
+        if ray_scale is not None:
+            depths = depths * ray_scale.unsqueeze(-2)
+        directions_seen = view_directions
         if opts.lock_view_dependence:
             directions_seen = torch.tensor(LOCKED_VIEW_DIRECTION, dtype=directions.dtype, device=directions.device)
             directions_seen = directions_seen.expand_as(directions)
@@ -281,12 +300,29 @@ class PipelineGenerator(nn.Module):
     def render_neural(self, scene: Scene, c: torch.Tensor, resolution: int,
                       options: RenderOptions | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Volume-render cameras c [N, 25] at r x r: feature image [N, C, r, r], depth [N, 1, r, r]."""
-        origins, directions, camera_frame = self.camera_rays(c, resolution)
-        n = origins.shape[0]
-        result = self.render_rays(scene, origins, directions, options, camera_frame)
+        result = self.render_composite(scene, c, resolution, options)
+        n = c.shape[0]
         features = result.features.permute(0, 2, 1).reshape(n, -1, resolution, resolution)
         depth = result.depth.permute(0, 2, 1).reshape(n, 1, resolution, resolution)
         return features.contiguous(), depth
+
+    def render_composite(self, scene: Scene, c: torch.Tensor, resolution: int,
+                         options: RenderOptions | None = None) -> Composite:
+        """The composite of every pixel's ray (raster order, M = r * r): features [N, M, C], depth
+        [N, M, 1] and the samples' weights [N, M, K, 1] (StyleSDF's mask is the last weight)."""
+        origins, directions, camera_frame = self.camera_rays(c, resolution)
+        if camera_frame is not None:  # VolumeGAN's order of operations
+            return self.render_rays(scene, origins, directions, options, camera_frame)
+        _, intrinsics = unpack_label(c)
+        grid = self.config.renderer.pixel_grid
+        ray_scale = views = None
+        if self.config.points.depth_along_axis or self.config.renderer.camera_frame_views:
+            camera = camera_directions(intrinsics, resolution, grid=grid)  # (x, y, 1), OpenCV axes
+            if self.config.points.depth_along_axis:
+                ray_scale = camera.norm(dim=-1, keepdim=True)
+            if self.config.renderer.camera_frame_views:  # OpenGL camera axes, unit length
+                views = F.normalize(camera * camera.new_tensor([1.0, -1.0, -1.0]), dim=-1)
+        return self.render_rays(scene, origins, directions, options, ray_scale=ray_scale, view_directions=views)
 
     # --- geometry ----------------------------------------------------------------------------
 

@@ -69,6 +69,9 @@ class RenderingOptions:
     o + d z) or 'camera_frame' (VolumeGAN's float32 order: directions normalised in the camera frame and
     rotated, coarse points mapped by the 4x4 cam2world; needs the 'corners' grid). Same rays up to
     round-off, which VolumeGAN's steep fields amplify."""
+    camera_frame_views: bool = False
+    """The decoder reads each ray's unit direction in the camera's own OpenGL frame, the same for every
+    pose (StyleSDF's ``static_viewdirs``), not its world direction."""
 
     def __post_init__(self):
         if self.pixel_grid not in PIXEL_GRIDS:

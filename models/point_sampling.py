@@ -95,6 +95,12 @@ class StratifiedPointSampler:
         """Rays per patch side in patch-wise training."""
         disparity_space: bool = False
         """Space the samples evenly in inverse depth (EG3D's ``disparity_space_sampling``; fixed bounds only)."""
+        offset_grid: bool = False
+        """Samples at near + (far - near) k / K, k = 0..K-1 (StyleSDF's offset sampling grid: the far end is
+        never sampled); else k / (K - 1)."""
+        depth_along_axis: bool = False
+        """near, far and the samples are depths along the camera's optical axis (StyleSDF's unnormalised
+        rays with camera z = -1), not distances along each ray; needs the cameras (``render_neural``)."""
         importance: str = "smoothed"
         """Importance sampler (``IMPORTANCE_SAMPLERS``): 'smoothed' (EG3D's pooled weights + 0.01) or 'plain'
         (pi-GAN's ``sample_pdf`` on the raw weights[1:-1] + 1e-5, searchsorted right=False)."""
@@ -120,6 +126,8 @@ class StratifiedPointSampler:
             start, end = auto_ray_bounds(origins, directions, float(box_side))
         else:
             start, end = float(near), float(far)
+        if self.config.offset_grid and count >= 1:
+            end = start + (end - start) * (count - 1) / count
         sample = PERTURBATIONS[self.config.perturb] if jitter and count >= 2 else _no_jitter
         return sample(n, m, start, end, count, self.config.disparity_space, origins.device)
 

@@ -83,6 +83,8 @@ class Release:
     """Render every sample with the frontal view direction (a script option, off by default)."""
     manifolds: Manifolds | None = None
     """GRAM's manifold settings (GRAM releases only)."""
+    neural_rendering_resolution: int = 64
+    """Volume-rendering resolution (StyleSDF's ``renderer_spatial_output_dim``; pipelines with an upsampler)."""
 
     def replace(self, **changes: Any) -> Release:
         """A copy with settings changed (a user's own fov, ray range, samples, ...)."""
@@ -95,6 +97,10 @@ class Release:
 _PIGAN = "pigan-torch-save"
 _GRAM = "gram-state-dict"
 _VOLUMEGAN = "volumegan-runner"
+_STYLESDF = "stylesdf-pt"
+_STYLESDF_FFHQ = ("gaussian, azimuth N(0, 0.3), elevation N(0, 0.15), radius 1, fov 6 deg half angle; "
+                  "renders 24 samples, force_background, truncation 0.5 over 10000 z")
+_STYLESDF_AFHQ = _STYLESDF_FFHQ.replace("N(0, 0.3)", "N(0, 0.15)")
 RELEASES: dict[str, Release] = {
     r.name: r
     for r in (
@@ -127,10 +133,23 @@ RELEASES: dict[str, Release] = {
                 camera_prior="gaussian, yaw N(pi/2, 0.3), pitch N(pi/2, 0.155), r 1 (positive yaw moves the camera "
                              "to -x)", pose_prior="volumegan", truncation_psi=0.7, truncation_cutoff=8,
                 truncation_samples=0),
+        *(Release(name, "stylesdf", _STYLESDF, network, 12.0, 0.88, 1.12, 24, 0, last_back=True, white_back=False,
+                  img_resolution=res, camera_prior=prior, pose_prior=pose, truncation_psi=0.5)
+          for name, network, res, prior, pose in (
+              ("stylesdf-ffhq1024", "StyleSDF Generator full pipeline, 4 decoder blocks", 1024, _STYLESDF_FFHQ,
+               "stylesdf"),
+              ("stylesdf-afhq512", "StyleSDF Generator full pipeline, 3 decoder blocks", 512, _STYLESDF_AFHQ,
+               "stylesdf_afhq"),
+              ("stylesdf-ffhq-vol-renderer", "StyleSDF Generator renderer", 64, _STYLESDF_FFHQ, "stylesdf"),
+              ("stylesdf-afhq-vol-renderer", "StyleSDF Generator renderer", 64, _STYLESDF_AFHQ, "stylesdf_afhq"),
+              ("stylesdf-sphere-init", "StyleSDF Generator renderer", 64, _STYLESDF_FFHQ, "stylesdf"),
+          )),
     )
 }
-"""Every known release by name (pi-GAN's three Google-Drive zips, GRAM's three ``pretrained_models``
-folders, VolumeGAN's ``volumegan_ffhq256.pth``; StyleSDF to come). GRAM's render at the script's fov
+"""Every known release by name: pi-GAN's three Google-Drive zips, GRAM's three ``pretrained_models``
+folders, StyleSDF's full models (``full_models/ffhq1024x1024.pt``, ``afhq512x512.pt``) and renderers
+(``pretrained_renderer/*_vol_renderer.pt``, ``sphere_init.pt``: last_back meaning StyleSDF's
+``force_background``), VolumeGAN's ``volumegan_ffhq256.pth``. GRAM's render at the script's fov
 (CARLA 35, trained at 30)."""
 
 

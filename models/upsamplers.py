@@ -10,6 +10,7 @@ EG3D's super-resolution modules live in ``models/superresolution.py``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -276,6 +277,17 @@ class _UpsamplerFacts:
     # upsample(features [N, C, r, r], ws, noise_mode, max_resolution, fade_alpha)
     #   -> (image [N, 3, R, R], image_raw [N, 3, r, r])
 
+    maps_own_ws: ClassVar[bool] = False
+    """It fills its ws slots itself (:meth:`ws_from_mapping`) and tracks their mean in the mapping's
+    ``w_avg`` (StyleSDF's decoder)."""
+
+    def ws_from_mapping(self, ws: torch.Tensor, slots: slice, w_avg: torch.Tensor, psi: float,
+                        update_emas: bool = False) -> torch.Tensor:
+        """The mapping's ws [N, num_ws, w_dim] with this upsampler's ``slots`` filled as it reads them
+        (StyleSDF's decoder maps the renderer w through its own mapping); ``w_avg``: the mapping's
+        mean ws. Most upsamplers read the mapping's ws as they are."""
+        return ws
+
 
 @UPSAMPLERS.register("none")
 class NoUpsampler(_UpsamplerFacts, nn.Module):
@@ -469,3 +481,259 @@ class GiraffeUpsampler(_UpsamplerFacts, GiraffeNeuralRenderer):
 
     def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0):
         return self(features), features[:, :3]
+
+
+# --- StyleSDF's decoder (rosinality-style StyleGAN2) ------------------------------------------------
+
+def _fir_kernel(taps: Sequence[float], gain: float) -> torch.Tensor:
+    k = torch.tensor(taps, dtype=torch.float32)
+    k = k[None, :] * k[:, None]
+    return k / k.sum() * gain
+
+
+def _upfirdn(x: torch.Tensor, kernel: torch.Tensor, up: int, pad: tuple[int, int]) -> torch.Tensor:
+    """rosinality's native ``upfirdn2d`` (down 1): insert zeros (x up), pad, filter with the flipped kernel."""
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
+    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
+    weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].repeat(c, 1, 1, 1)
+    return F.conv2d(x, weight, groups=c)
+
+
+class EqualLinear(nn.Module):
+    """rosinality's ``EqualLinear``: ``x @ (W lr / sqrt(fan_in)).T + b lr``, optionally followed by
+    leaky ReLU(0.2) x sqrt(2) (``fused_lrelu``)."""
+
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0.0, lr_mul: float = 1.0,
+                 activation: bool = False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.scale, self.lr_mul, self.activation = (1 / math.sqrt(in_dim)) * lr_mul, lr_mul, activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation:
+            out = F.linear(x, self.weight * self.scale)
+            return F.leaky_relu(out + self.bias * self.lr_mul, 0.2) * math.sqrt(2)
+        return F.linear(x, self.weight * self.scale, bias=self.bias * self.lr_mul)
+
+
+class PixelNorm(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(torch.mean(x ** 2, dim=1, keepdim=True) + 1e-8)
+
+
+class _Blur(nn.Module):
+    def __init__(self, taps: Sequence[float], pad: tuple[int, int], gain: float):
+        super().__init__()
+        self.register_buffer("kernel", _fir_kernel(taps, gain))
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _upfirdn(x, self.kernel, 1, self.pad)
+
+
+class _Upsample(nn.Module):
+    def __init__(self, taps: Sequence[float], factor: int = 2):
+        super().__init__()
+        self.register_buffer("kernel", _fir_kernel(taps, factor ** 2))
+        p = len(taps) - factor
+        self.factor, self.pad = factor, ((p + 1) // 2 + factor - 1, p // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _upfirdn(x, self.kernel, self.factor, self.pad)
+
+
+class ModulatedConv2d(nn.Module):
+    """rosinality's modulated conv: style = EqualLinear(w) (bias 1), kernel x style / sqrt(in k k),
+    demodulated per output channel; the upsampling form is a stride-2 transposed conv + a [1,3,3,1] blur."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, w_dim: int, demodulate: bool = True,
+                 upsample: bool = False, blur_kernel: Sequence[float] = (1, 3, 3, 1)):
+        super().__init__()
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.demodulate, self.upsample, self.padding = demodulate, upsample, kernel_size // 2
+        self.scale = 1 / math.sqrt(in_channels * kernel_size ** 2)
+        if upsample:
+            p = (len(blur_kernel) - 2) - (kernel_size - 1)
+            self.blur = _Blur(blur_kernel, ((p + 1) // 2 + 1, p // 2 + 1), gain=4)
+        self.weight = nn.Parameter(torch.randn(1, out_channels, in_channels, kernel_size, kernel_size))
+        self.modulation = EqualLinear(w_dim, in_channels, bias_init=1)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        n, c, h, wd = x.shape
+        style = self.modulation(w).view(n, 1, c, 1, 1)
+        weight = self.scale * self.weight * style
+        if self.demodulate:
+            demod = torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8)
+            weight = weight * demod.view(n, self.out_channels, 1, 1, 1)
+        k = self.kernel_size
+        if self.upsample:
+            weight = weight.transpose(1, 2).reshape(n * c, self.out_channels, k, k)
+            out = F.conv_transpose2d(x.reshape(1, n * c, h, wd), weight, padding=0, stride=2, groups=n)
+            return self.blur(out.reshape(n, self.out_channels, out.shape[-2], out.shape[-1]))
+        weight = weight.reshape(n * self.out_channels, c, k, k)
+        out = F.conv2d(x.reshape(1, n * c, h, wd), weight, padding=self.padding, groups=n)
+        return out.reshape(n, self.out_channels, h, wd)
+
+
+class _NoiseInjection(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return x + self.weight * noise
+
+
+class _FusedLeakyReLU(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x + self.bias.view(1, -1, 1, 1), 0.2) * math.sqrt(2)
+
+
+class _StyledConv(nn.Module):
+    """conv -> + noise.weight x noise -> leaky ReLU(x + activate.bias). ``bias`` is StyleSDF's dead
+    parameter (kept so the official state dict loads; never used)."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, upsample: bool = False):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, upsample=upsample)
+        self.noise = _NoiseInjection()
+        self.bias = nn.Parameter(torch.zeros(1, out_channels, 1, 1))
+        self.activate = _FusedLeakyReLU(out_channels)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.noise(self.conv(x, w), noise))
+
+
+class _ToRGB(nn.Module):
+    def __init__(self, in_channels: int, w_dim: int, upsample: bool = True):
+        super().__init__()
+        if upsample:
+            self.upsample = _Upsample((1, 3, 3, 1))
+        self.conv = ModulatedConv2d(in_channels, 3, 1, w_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.conv(x, w) + self.bias
+        return out if skip is None else out + self.upsample(skip)
+
+
+def stylesdf_channels(resolution: int, channel_multiplier: int, channel_max: int) -> int:
+    """rosinality's channel table: 512 up to 32 px, then 256, 128, 64, 32, 16 x multiplier (capped)."""
+    table = {64: 256, 128: 128, 256: 64, 512: 32, 1024: 16, 2048: 8}
+    return min(512 if resolution <= 32 else table.get(resolution, 8) * channel_multiplier, channel_max)
+
+
+class StyleSDFDecoder(nn.Module):
+    """StyleSDF's ``Decoder`` (model.py): its own mapping ``style`` (PixelNorm + equalized-lr layers at
+    lr x ``lr_mul``) and a rosinality StyleGAN2 generator that starts with a modulated 3x3 conv at
+    the renderer's resolution; ``noises.noise_i`` are the stored noise buffers."""
+
+    def __init__(self, in_channels: int, in_resolution: int, out_resolution: int, renderer_w_dim: int, w_dim: int,
+                 mapping_layers: int, lr_mul: float, channel_multiplier: int, channel_max: int):
+        super().__init__()
+        octaves = _octaves(in_resolution, out_resolution)
+        self.w_dim, self.n_latent = w_dim, 2 * octaves + 2
+        self.style = nn.Sequential(PixelNorm(), *(EqualLinear(renderer_w_dim if i == 0 else w_dim, w_dim, lr_mul=lr_mul,
+                                                              activation=True) for i in range(mapping_layers)))
+        ch = stylesdf_channels(in_resolution, channel_multiplier, channel_max)
+        self.conv1 = _StyledConv(in_channels, ch, w_dim)
+        self.to_rgb1 = _ToRGB(ch, w_dim, upsample=False)
+        self.convs, self.to_rgbs, self.noises = nn.ModuleList(), nn.ModuleList(), nn.Module()
+        in_log = int(in_resolution).bit_length() - 1
+        for i in range(2 * octaves + 1):
+            size = 2 ** ((i + 2 * in_log + 1) // 2)
+            self.noises.register_buffer(f"noise_{i}", torch.randn(1, 1, size, size))
+        res = in_resolution
+        for _ in range(octaves):
+            res *= 2
+            out = stylesdf_channels(res, channel_multiplier, channel_max)
+            self.convs.append(_StyledConv(ch, out, w_dim, upsample=True))
+            self.convs.append(_StyledConv(out, out, w_dim))
+            self.to_rgbs.append(_ToRGB(out, w_dim))
+            ch = out
+
+    def forward(self, features: torch.Tensor, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        """features [N, C, r, r], ws [N, n_latent, w_dim] (after the decoder mapping and truncation)."""
+        noises = []
+        for i in range(len(self.convs) + 1):
+            buffer = getattr(self.noises, f"noise_{i}")
+            if noise_mode == "random":
+                noises.append(torch.randn(features.shape[0], 1, *buffer.shape[2:], device=features.device))
+            else:
+                noises.append(buffer if noise_mode == "const" else torch.zeros_like(buffer))
+        out = self.conv1(features, ws[:, 0], noises[0])
+        skip = self.to_rgb1(out, ws[:, 1])
+        for k, to_rgb in enumerate(self.to_rgbs):
+            out = self.convs[2 * k](out, ws[:, 2 * k + 1], noises[2 * k + 1])
+            out = self.convs[2 * k + 1](out, ws[:, 2 * k + 2], noises[2 * k + 2])
+            skip = to_rgb(out, ws[:, 2 * k + 3], skip)
+        return skip
+
+
+@UPSAMPLERS.register("stylesdf_decoder")
+class StyleSDFDecoderUpsampler(_UpsamplerFacts, nn.Module):
+    """StyleSDF's 2D decoder (:class:`StyleSDFDecoder`) on the composited feature channels (not RGB).
+
+    Its ws are the decoder's own: :meth:`ws_from_mapping` maps the (truncated) renderer w through the
+    decoder mapping, truncates towards their mean (the mapping's ``w_avg`` over these slots) and
+    packs each ``w_dim``-wide decoder w into ``w_dim / renderer w_dim`` slots of the pipeline's ws."""
+
+    needs_stylegan_ws = True
+    maps_own_ws = True
+
+    @dataclass
+    class Config(ComponentConfig):
+        w_dim: int = 512
+        """Decoder w size (a multiple of the renderer's w size)."""
+        mapping_layers: int = 5
+        """Equalized-lr layers of the decoder mapping (after PixelNorm)."""
+        lr_multiplier: float = 0.01
+        """Learning-rate multiplier of the decoder mapping."""
+        channel_multiplier: int = 2
+        """rosinality's channel multiplier (channels 256, 128, 64, 32, 16 x it at 64 ... 1024 px)."""
+        channel_max: int = 512
+        """Channel cap."""
+
+    def __init__(self, config: Config, channels: int, in_resolution: int, out_resolution: int, w_dim: int):
+        super().__init__()
+        if w_dim < 1 or config.w_dim % w_dim:
+            raise ValueError(f"upsampler.w_dim {config.w_dim} must be a multiple of the renderer's w size {w_dim}")
+        self.pack = config.w_dim // w_dim
+        self.net = StyleSDFDecoder(channels - 3, in_resolution, out_resolution, w_dim, config.w_dim,
+                                   config.mapping_layers, config.lr_multiplier, config.channel_multiplier,
+                                   config.channel_max)
+        self.num_ws = self.net.n_latent * self.pack
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(w_dim=32, mapping_layers=2, channel_max=16)
+
+    def unpack(self, ws: torch.Tensor) -> torch.Tensor:
+        """Packed slots [N, n_latent * pack, w] -> decoder ws [N, n_latent, pack * w]."""
+        return ws.reshape(ws.shape[0], self.net.n_latent, self.net.w_dim)
+
+    def pack_ws(self, ws: torch.Tensor) -> torch.Tensor:
+        return ws.reshape(ws.shape[0], self.num_ws, -1)
+
+    def ws_from_mapping(self, ws: torch.Tensor, slots: slice, w_avg: torch.Tensor, psi: float,
+                        update_emas: bool = False) -> torch.Tensor:
+        decoder = self.net.style(ws[:, 0])[:, None].repeat(1, self.net.n_latent, 1)
+        if update_emas:  # the mean of the decoder ws (training runs at psi 1: of the untruncated renderer w)
+            w_avg[slots] = self.pack_ws(decoder.detach().mean(0, keepdim=True))[0].lerp(w_avg[slots], 0.995)
+        if psi < 1:
+            mean = self.unpack(w_avg[slots][None])
+            decoder = mean + psi * (decoder - mean)
+        ws = ws.clone()
+        ws[:, slots] = self.pack_ws(decoder)
+        return ws
+
+    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0):
+        return self.net(features[:, 3:], self.unpack(ws), noise_mode=noise_mode), features[:, :3]

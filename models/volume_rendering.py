@@ -88,6 +88,11 @@ class _SDFDensity(Density):
     class Config(ComponentConfig):
         alpha_init: float = 0.1
         """The learnable alpha (VolSDF beta) at initialisation."""
+        per_world_unit: bool = True
+        """Scale the density from per normalised unit to per world unit (x the coordinate scale); False:
+        StyleSDF's code, whose density is per normalised unit (8.33x smaller at 2/0.24)."""
+        alpha_as_is: bool = False
+        """Use alpha as stored (StyleSDF's code); else |alpha| clamped to at least 1e-4."""
 
     def __call__(self, raw: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
         return type(self).sdf_density(raw, alpha)
@@ -170,10 +175,13 @@ class LastDeltaIntegrator(Integrator):
         """The last sample takes the weight the ray has left (pi-GAN's ``last_back``; its releases render with it)."""
         depth_sum: bool = False
         """Depth is the plain sum of weight x depth (pi-GAN's ``depth_map``), not weight-normalised and clamped."""
+        force_background: bool = False
+        """The last weight is 1 - the sum of the others (StyleSDF's ``force_background``; equal to
+        ``last_back`` up to round-off, computed as StyleSDF does)."""
 
     def composite(self, rgb, value, depths, activation, white_background):
         return composite_last_delta(rgb, value, depths, white_background=white_background,
-                                    last_back=self.config.last_back)
+                                    last_back=self.config.last_back, force_background=self.config.force_background)
 
     def output_depth(self, result: Composite, depths: torch.Tensor) -> torch.Tensor:
         return result.depth if self.config.depth_sum else super().output_depth(result, depths)
@@ -236,8 +244,10 @@ class VolumeRenderer(nn.Module):
         ``sdf_scale``), so the density per normalised unit is scaled to per world unit, the unit
         of the ray intervals. With that, sigmoid(-d/alpha)/alpha puts the expected depth of an exact
         SDF exactly on its zero level (the optical depth is softplus(u/a), a = alpha/scale)."""
-        alpha = self.sdf_alpha.abs().clamp_min(1e-4)
-        return self.density_fn(sdf, alpha) * self.sdf_scale
+        config = self.density_fn.config
+        alpha = self.sdf_alpha if config.alpha_as_is else self.sdf_alpha.abs().clamp_min(1e-4)
+        density = self.density_fn(sdf, alpha)
+        return density * self.sdf_scale if config.per_world_unit else density
 
     def to_density(self, raw: torch.Tensor) -> torch.Tensor:
         """Density from the decoder's raw output, whichever kind it is."""

@@ -120,11 +120,13 @@ def composite_last_delta(
     last_delta: float = 1e10,
     white_background: bool = False,
     last_back: bool = False,
+    force_background: bool = False,
 ) -> Composite:
     """NeRF / pi-GAN quadrature: each sample owns the interval to the next; the last one is infinite.
 
     ``last_back``: the last sample also takes the weight the ray has left (1 - sum of the weights),
     pi-GAN's ``last_back``; ``white_background`` then sees the total before that (pi-GAN's order).
+    ``force_background``: StyleSDF's form of it, the last weight replaced by 1 - the sum of the others.
 
     Args:
         features: [N, M, K, C].
@@ -141,6 +143,8 @@ def composite_last_delta(
     weight_total = weights.sum(2)
     if last_back:
         weights = torch.cat([weights[:, :, :-1], weights[:, :, -1:] + (1 - weight_total)[:, :, None]], -2)
+    if force_background:
+        weights = torch.cat([weights[:, :, :-1], 1 - weights[:, :, :-1].sum(2, keepdim=True)], -2)
     composite = torch.sum(weights * features, -2)
     depth = torch.sum(weights * depths, -2)
     if white_background:

@@ -306,6 +306,8 @@ POSE_PRIORS: dict[str, PosePrior] = {
                                            "azim~N(0,0.3), elev~N(0,0.15), r=1, half-fov 6"),
     "stylesdf_carver": _gaussian_prior(0.3, 0.155, "methods.md §3.4/§5: [C] stylesdf_config.py "
                                                    "uses polar std 0.155 instead of 0.15"),
+    "stylesdf_afhq": _gaussian_prior(0.15, 0.15, "methods.md §3.4: [S] AFHQ training options (stylesdf_ref "
+                                                 "README), azim~N(0,0.15), elev~N(0,0.15), r=1, half-fov 6"),
     "stylenerf": _gaussian_prior(0.3, 0.155, "methods.md §3.8/§2: [SN] stylenerf_ffhq.yaml gaussian_camera, "
                                              "u~N(0,0.3), v~N(pi/2,0.155), r=1, fov 12"),
     "graf": PosePrior(

@@ -296,11 +296,110 @@ def check_volumegan(folder: Path, config: dict) -> tuple[int, Errors]:
     return count, {name: (value, VOLUMEGAN_TOLERANCE) for name, value in errors.items()}
 
 
+# --- StyleSDF --------------------------------------------------------------------------------------
+
+def _stylesdf_label(cam2world: torch.Tensor, focal: float, resolution: int) -> torch.Tensor:
+    """The official [R | T] (OpenGL camera) and focal in pixels as our 25-float label (OpenCV camera,
+    intrinsics normalised by the image size). The world frames agree (y up, frontal camera on +z)."""
+    from ops.camera import pack_label
+
+    pose = torch.eye(4).repeat(cam2world.shape[0], 1, 1)
+    pose[:, :3, :4] = cam2world.float()
+    pose = pose @ torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+    f = float(focal) / resolution
+    intrinsics = torch.tensor([[f, 0.0, 0.5], [0.0, f, 0.5], [0.0, 0.0, 1.0]])
+    return pack_label(pose, intrinsics.expand(cam2world.shape[0], 3, 3))
+
+
+def _stylesdf_settings(config: dict) -> dict:
+    """config.json's ``opt.rendering`` / ``opt.camera`` as the settings a user passes to ``load_generator``."""
+    rendering, camera, model = config["opt"]["rendering"], config["opt"]["camera"], config["opt"]["model"]
+    if float(rendering.get("raw_noise_std", 0)) != 0 or rendering.get("no_sdf") or rendering.get("no_offset_sampling"):
+        raise ValueError("density noise, no_sdf and no_offset_sampling are not supported")
+    if not rendering.get("static_viewdirs", True):
+        raise ValueError("only static_viewdirs is supported")
+    radius = float(camera["dist_radius"])
+    return {"fov_degrees": 2 * float(camera["fov"]), "near": 1 - radius, "far": 1 + radius,
+            "num_coarse": int(rendering["N_samples"]), "num_fine": 0,
+            "last_back": bool(rendering.get("force_background", False)),
+            "img_resolution": int(model["size"]),
+            "neural_rendering_resolution": int(model["renderer_spatial_output_dim"])}
+
+
+def check_stylesdf(folder: Path, config: dict) -> tuple[int, Errors]:
+    from models import load_generator
+    from ops.camera import generate_rays
+
+    settings = _stylesdf_settings(config)
+    r = settings["neural_rendering_resolution"]
+    renderer = load_generator(folder / "vol_renderer.pt", release="stylesdf-ffhq-vol-renderer", settings=settings)
+    full = None
+    if (folder / "full_model.pt").exists():
+        full = load_generator(folder / "full_model.pt", release="stylesdf-ffhq1024", settings=settings)
+    cases = np.load(folder / "cases.npz")
+    count = len({k.split("_", 1)[0] for k in cases.files if k.split("_", 1)[0].isdigit()})
+    t = {k: torch.from_numpy(np.asarray(cases[k])) for k in cases.files}
+    errors: dict[str, float] = {}
+
+    def note(name: str, value: float) -> None:
+        errors[name] = max(errors.get(name, 0.0), value)
+
+    def ws_mean(G) -> torch.Tensor:
+        """The stored truncation means as the generator's ws mean (renderer w | decoder ws)."""
+        mean = t["mean_latent_renderer"].expand(G.num_ws, -1).clone()
+        slots = G.ws_slices[2]
+        if slots.stop > slots.start:
+            decoder = t["mean_latent_decoder"].expand(G.upsampler.net.n_latent, -1)
+            mean[slots] = G.upsampler.pack_ws(decoder[None])[0]
+        return mean
+
+    query = t["query_net_in"].float()
+    with torch.no_grad():
+        for G in (renderer, full):
+            if G is not None:
+                G.set_truncation_mean(ws_mean(G))
+        for i in range(count):
+            z, psi = t[f"{i}_z"], float(t[f"{i}_psi"])
+            c = _stylesdf_label(t[f"{i}_cam2world"], float(t[f"{i}_focal"].reshape(())), r)
+            ws = renderer.mapping(z, c, truncation_psi=psi)
+            note("w_renderer", relative_error(ws[:, 0], cases[f"{i}_w_renderer"]))
+            scene = renderer.planes(ws)
+            composite = renderer.render_composite(scene, c, r)
+            thumb = composite.features[..., :3].permute(0, 2, 1).reshape(1, 3, r, r)
+            note("thumb_renderer", relative_error(thumb, cases[f"{i}_thumb"]))
+            origins, directions = generate_rays(*_unpack(c), r)
+            xyz = (origins + directions * composite.depth).permute(0, 2, 1).reshape(1, 3, r, r)
+            note("xyz", relative_error(xyz, cases[f"{i}_xyz"]))
+            mask = composite.weights[:, :, -1, 0].reshape(1, 1, r, r)
+            note("mask", relative_error(mask, cases[f"{i}_mask"]))
+            scale = float(renderer.embedder.coordinate_scale)
+            points, dirs = (query[:, :3] / scale)[None], query[:, 3:][None]
+            out = renderer.sample_mixed(points, dirs, ws)
+            note("net_rgb", relative_error(torch.logit(out["rgb"][0, :, :3].double()), cases[f"{i}_net_rgb"]))
+            note("net_sdf", relative_error(out["sdf"][0], cases[f"{i}_net_sdf"]))
+            note("net_feat", relative_error(out["rgb"][0, :, 3:], cases[f"{i}_net_feat"]))
+            if full is not None:
+                ws_full = full.mapping(z, c, truncation_psi=psi)
+                note("w_renderer_full", relative_error(ws_full[:, 0], cases[f"{i}_w_renderer"]))
+                decoder_ws = full.upsampler.unpack(ws_full[:, full.ws_slices[2]])
+                note("w_decoder", relative_error(decoder_ws, cases[f"{i}_w_decoder"]))
+                image = full.synthesis(ws_full, c, noise_mode="const")
+                note("thumb", relative_error(image["image_raw"], cases[f"{i}_thumb"]))
+                note("image", relative_error(image["image"], cases[f"{i}_image"]))
+    return count, {name: (value, 1e-4) for name, value in errors.items()}
+
+
+def _unpack(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    from ops.camera import unpack_label
+
+    return unpack_label(c)
+
+
 CHECKERS: dict[str, Callable[[Path, dict], tuple[int, Errors]]] = {
-    "pi-GAN": check_pigan, "GRAM": check_gram, "VolumeGAN": check_volumegan}
+    "pi-GAN": check_pigan, "GRAM": check_gram, "VolumeGAN": check_volumegan, "StyleSDF": check_stylesdf}
 """Method name (config.json ``method``) -> checker: (folder, config) -> (cases, errors)."""
 
-_FOLDER_METHODS = {"pigan": "pi-GAN", "gram": "GRAM", "volumegan": "VolumeGAN"}
+_FOLDER_METHODS = {"pigan": "pi-GAN", "gram": "GRAM", "volumegan": "VolumeGAN", "stylesdf": "StyleSDF"}
 """Folder-name prefixes (before ``_ref``) of the methods whose config.json does not name them."""
 
 

@@ -404,7 +404,7 @@ def test_stylesdf_stage2_trains_the_upsampler_on_a_frozen_renderer(stylesdf_stag
     assert o1["loss"]["stage"] == 1 and o1["generator"]["upsampler"]["kind"] == "none"
     assert o1["generator"]["img_resolution"] == 16 and o1["discriminator"]["kind"] == "coordconv"
     assert o2["cfg"] == "stylesdf-tiny-stage2" and o2["loss"]["stage"] == 2
-    assert o2["generator"]["upsampler"]["kind"] == "stylegan" and o2["generator"]["img_resolution"] == 32
+    assert o2["generator"]["upsampler"]["kind"] == "stylesdf_decoder" and o2["generator"]["img_resolution"] == 32
     assert o2["generator"]["frozen"] == ["mapping_network", "embedder", "decoder", "renderer"]
     assert o2["init"] == str(stage1 / latest(stage1)["snapshot"])
     assert o2["discriminator"]["kind"] == "resnet" and o2["discriminator"]["img_resolution"] == 32

@@ -200,6 +200,7 @@ DOCUMENTED = {
     "volumegan": (0.3, 0.155, "elevation", (1.0, 1.0), 12.0),
     "stylesdf": (0.3, 0.15, "elevation", (1.0, 1.0), 12.0),
     "stylesdf_carver": (0.3, 0.155, "elevation", (1.0, 1.0), 12.0),
+    "stylesdf_afhq": (0.15, 0.15, "elevation", (1.0, 1.0), 12.0),
     "stylenerf": (0.3, 0.155, "elevation", (1.0, 1.0), 12.0),
     "graf_carver": (0.3, 0.155, "elevation", (1.0, 1.0), 12.0),
     # GRAF: azimuth u in [0, 0.25] of 2 pi; v in [0.329, 0.456] is uniform in EG3D v-space (pi * v).

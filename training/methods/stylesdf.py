@@ -3,9 +3,10 @@
 Stage 1 trains the SDF volume renderer alone (RGB at the neural resolution, no upsampler):
 CoordConv D with a pose head, R1 10, view 15 (smooth L1), eikonal 0.1, minimal surface 0.05, sphere
 initialisation, Adam 2e-5/2e-4 (0, 0.9), batch 24. Stage 2 adds the StyleGAN2 upsampler to the full
-resolution with the mapping, embedder, decoder and renderer frozen (our stage 2 shares stage 1's
-mapping, so it is frozen too): StyleGAN2 D, R1 10 every 16, lr 0.002, mixing 0.9, path length 2
-(train_full_pipeline.py).
+resolution with the renderer's mapping, embedder, decoder and renderer frozen; the 2D decoder
+(``StyleSDFDecoderUpsampler``) carries its own mapping (``upsampler.net.style``), which trains with it
+as the official ``decoder.style`` does: StyleGAN2 D, R1 10 every 16, lr 0.002, mixing 0.9, path
+length 2 (train_full_pipeline.py).
 """
 
 from models.methods import pipeline_preset
