@@ -301,7 +301,7 @@ def test_full_presets_carry_the_recipes():
     s2 = with_stage(c, 2)
     assert (s2.loss.r1_gamma, s2.loss.style_mixing_prob, s2.loss.stage, s2.loss.eikonal_weight) == (10.0, 0.9, 2, 0.0)
     assert (s2.optim.g_lr, s2.optim.d_lr, s2.optim.d_reg_interval) == (0.002, 0.002, 16)
-    assert s2.generator.upsampler.kind == "stylegan" and s2.generator.img_resolution == 1024
+    assert s2.generator.upsampler.kind == "stylesdf_decoder" and s2.generator.img_resolution == 1024
     assert s2.discriminator.kind == "resnet" and s2.discriminator.img_resolution == 1024
 
 
