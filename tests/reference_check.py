@@ -79,9 +79,35 @@ def _case_value(config: dict, i: int, key: str, recorded: torch.Tensor) -> float
     return float(recorded)
 
 
+def _film_case(G, t: dict, cases, i: int, z: torch.Tensor, c: torch.Tensor, psi: float, resolution: int,
+               note: Callable[[str, float], None], depth_error: Callable, sigma: Callable) -> torch.Tensor:
+    """The outputs pi-GAN's and GRAM's fixtures share for case ``i`` (FiLM mapping raw and truncated,
+    image, depth, lock-view image, decoder at the query points), noted; returns the truncated ws.
+    ``depth_error``: how depth is compared; ``sigma``: the generator's raw sigma as the fixture records it."""
+    from models.scene import RenderOptions
+
+    film = G.mapping_network
+    raw_f, raw_p = G.mapping(z, c, truncation_psi=1).chunk(2, dim=-1)
+    note("frequencies", relative_error(raw_f.reshape(1, -1), cases[f"{i}_frequencies"]))
+    note("phase_shifts", relative_error(raw_p.reshape(1, -1), cases[f"{i}_phase_shifts"]))
+    ws = G.mapping(z, c, truncation_psi=psi)
+    trunc_f, trunc_p = ws.chunk(2, dim=-1)
+    note("trunc_frequencies", relative_error(trunc_f.reshape(1, -1), cases[f"{i}_trunc_frequencies"]))
+    note("trunc_phase_shifts", relative_error(trunc_p.reshape(1, -1), cases[f"{i}_trunc_phase_shifts"]))
+    out = G.synthesis(ws, c, neural_rendering_resolution=resolution)
+    note("image", relative_error(out["image"], cases[f"{i}_image"]))
+    note("depth", depth_error(out["image_depth"][:, 0], cases[f"{i}_depth"]))
+    locked = G.synthesis(ws, c, neural_rendering_resolution=resolution, options=RenderOptions(lock_view_dependence=True))
+    note("image_lockview", relative_error(locked["image"], cases[f"{i}_image_lockview"]))
+    ws_query = film.film_ws(t[f"{i}_trunc_frequencies"], t[f"{i}_trunc_phase_shifts"])
+    query = G.sample_mixed(t["query_points"], t["query_dirs"], ws_query)
+    note("query_rgb", relative_error(query["rgb"], cases[f"{i}_query_rgb"]))
+    note("query_sigma", relative_error(sigma(query["sigma"]), cases[f"{i}_query_sigma"]))
+    return ws
+
+
 def check_pigan(folder: Path, config: dict) -> tuple[int, Errors]:
     from models import load_generator
-    from models.scene import RenderOptions
     from ops.camera import fov_to_focal, polar_orbit_label
 
     render = config["render_options"]
@@ -109,23 +135,7 @@ def check_pigan(folder: Path, config: dict) -> tuple[int, Errors]:
             c = polar_orbit_label(h_mean, _pigan_polar(render, v_mean), radius, focal)
             # the official scripts re-estimate the mean on every call: use the recorded one
             G.set_truncation_mean(film.film_ws(t[f"{i}_avg_frequencies"], t[f"{i}_avg_phase_shifts"])[0])
-            raw_f, raw_p = G.mapping(z, c, truncation_psi=1).chunk(2, dim=-1)
-            note("frequencies", relative_error(raw_f.reshape(1, -1), cases[f"{i}_frequencies"]))
-            note("phase_shifts", relative_error(raw_p.reshape(1, -1), cases[f"{i}_phase_shifts"]))
-            ws = G.mapping(z, c, truncation_psi=psi)
-            trunc_f, trunc_p = ws.chunk(2, dim=-1)
-            note("trunc_frequencies", relative_error(trunc_f.reshape(1, -1), cases[f"{i}_trunc_frequencies"]))
-            note("trunc_phase_shifts", relative_error(trunc_p.reshape(1, -1), cases[f"{i}_trunc_phase_shifts"]))
-            out = G.synthesis(ws, c, neural_rendering_resolution=resolution)
-            note("image", relative_error(out["image"], cases[f"{i}_image"]))
-            note("depth", relative_error(out["image_depth"][:, 0], cases[f"{i}_depth"]))
-            locked = G.synthesis(ws, c, neural_rendering_resolution=resolution,
-                                 options=RenderOptions(lock_view_dependence=True))
-            note("image_lockview", relative_error(locked["image"], cases[f"{i}_image_lockview"]))
-            ws_query = film.film_ws(t[f"{i}_trunc_frequencies"], t[f"{i}_trunc_phase_shifts"])
-            query = G.sample_mixed(t["query_points"], t["query_dirs"], ws_query)
-            note("query_rgb", relative_error(query["rgb"], cases[f"{i}_query_rgb"]))
-            note("query_sigma", relative_error(query["sigma"], cases[f"{i}_query_sigma"]))
+            _film_case(G, t, cases, i, z, c, psi, resolution, note, depth_error=relative_error, sigma=lambda raw: raw)
     return count, {name: (value, PIGAN_TOLERANCES.get(name, 1e-4)) for name, value in errors.items()}
 
 
@@ -159,7 +169,6 @@ def _gram_settings(config: dict) -> dict:
 
 def check_gram(folder: Path, config: dict) -> tuple[int, Errors]:
     from models import load_generator
-    from models.scene import RenderOptions
     from ops.camera import fov_to_focal, polar_orbit_label
 
     G = load_generator(folder / "generator.pth", release="gram-ffhq", settings=_gram_settings(config))
@@ -193,24 +202,8 @@ def check_gram(folder: Path, config: dict) -> tuple[int, Errors]:
             cam2world = c[:, :16].reshape(-1, 4, 4) @ torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
             note("cam2world", relative_error(cam2world, cases[f"{i}_cam2world"]))
             note("camera_origin", relative_error(c[:, [3, 7, 11]], cases[f"{i}_camera_origin"]))
-            raw_f, raw_p = G.mapping(z, c, truncation_psi=1).chunk(2, dim=-1)
-            note("frequencies", relative_error(raw_f.reshape(1, -1), cases[f"{i}_frequencies"]))
-            note("phase_shifts", relative_error(raw_p.reshape(1, -1), cases[f"{i}_phase_shifts"]))
-            ws = G.mapping(z, c, truncation_psi=psi)
-            trunc_f, trunc_p = ws.chunk(2, dim=-1)
-            note("trunc_frequencies", relative_error(trunc_f.reshape(1, -1), cases[f"{i}_trunc_frequencies"]))
-            note("trunc_phase_shifts", relative_error(trunc_p.reshape(1, -1), cases[f"{i}_trunc_phase_shifts"]))
-            out = G.synthesis(ws, c, neural_rendering_resolution=resolution)
-            note("image", relative_error(out["image"], cases[f"{i}_image"]))
-            note("depth", nan_error(out["image_depth"][:, 0], cases[f"{i}_depth"]))
-            locked = G.synthesis(ws, c, neural_rendering_resolution=resolution,
-                                 options=RenderOptions(lock_view_dependence=True))
-            note("image_lockview", relative_error(locked["image"], cases[f"{i}_image_lockview"]))
-            ws_query = film.film_ws(t[f"{i}_trunc_frequencies"], t[f"{i}_trunc_phase_shifts"])
-            query = G.sample_mixed(t["query_points"], t["query_dirs"], ws_query)
-            note("query_rgb", relative_error(query["rgb"], cases[f"{i}_query_rgb"]))
-            sigma = G.renderer.activate(query["sigma"])  # GramRF applies softplus inside
-            note("query_sigma", relative_error(sigma, cases[f"{i}_query_sigma"]))
+            ws = _film_case(G, t, cases, i, z, c, psi, resolution, note, depth_error=nan_error,
+                            sigma=G.renderer.activate)  # GramRF applies softplus inside
             note("query_s", relative_error(G.embedder.field(t["query_points"])[..., None], cases[f"{i}_query_s"]))
             hits = G.embedder.intersections(G, c, resolution)
             note("manifold_s", relative_error(hits["values"], cases[f"{i}_manifold_s"]))
