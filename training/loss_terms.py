@@ -332,6 +332,13 @@ class _SDFGeometryTerm(LossTerm):
     quantity: ClassVar[str] = ""
     """Its entry of :func:`sdf_geometry`'s result."""
 
+    @dataclass
+    class Config(TermConfig):
+        weight: float = 0.0
+        """Weight in G's main loss."""
+        points: int = 64
+        """Rays per identity whose samples carry the term."""
+
     def G_main(self, step: Step) -> torch.Tensor:
         points = self.config.points
         terms = step.shared(("sdf_geometry", points), lambda: sdf_geometry(step.loss.G, step.fakes.ws, step.gen_c, points))
@@ -346,10 +353,8 @@ class Eikonal(_SDFGeometryTerm):
     quantity = "eikonal"
 
     @dataclass
-    class Config(TermConfig):
-        weight: float = 0.0
-        points: int = 64
-        """Rays per identity whose samples carry the term."""
+    class Config(_SDFGeometryTerm.Config):
+        pass
 
     fields = {"weight": "eikonal_weight", "points": "geometry_points"}
 
@@ -361,10 +366,8 @@ class MinimalSurface(_SDFGeometryTerm):
     quantity = "minimal_surface"
 
     @dataclass
-    class Config(TermConfig):
-        weight: float = 0.0
-        points: int = 64
-        """Rays per identity whose samples carry the term."""
+    class Config(_SDFGeometryTerm.Config):
+        pass
 
     fields = {"weight": "minimal_surface_weight", "points": "geometry_points"}
 
