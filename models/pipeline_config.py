@@ -25,7 +25,7 @@ from models.mappings import MAPPINGS
 from models.point_sampling import PATCH_SAMPLERS, POINT_SAMPLERS
 from models.poses import POSE_SAMPLERS
 from models.registry import ComponentConfig, Registry
-from models.typed_config import dataclass_from_dict
+from models.typed_config import check_values, dataclass_from_dict
 from models.upsamplers import UPSAMPLERS
 from models.volume_rendering import DENSITIES, INTEGRATORS
 from ops.camera import PIXEL_GRIDS, RAY_MODES
@@ -150,7 +150,8 @@ class PipelineConfig:
         return PATCH_SAMPLERS.get(self.points.patch)
 
     def validate(self) -> None:
-        """Raise ValueError naming the first inconsistent setting."""
+        """Raise ValueError naming the first inconsistent or out-of-range setting."""
+        check_values(self, "generator")
         for name, registry in SLOTS.items():
             registry.cls_of(getattr(self, name))
         POINT_SAMPLERS.build(self.points)  # checks the jitter and patch sampler names
