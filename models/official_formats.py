@@ -230,10 +230,12 @@ def module_state(obj: Any, path: str | os.PathLike, where: str = "<root>") -> di
 def module_parameters(obj: Any, path: str | os.PathLike, prefix: str = "", _depth: int = 0,
                       _seen: set[int] | None = None) -> list[tuple[str, torch.Tensor]]:
     """(name, tensor) of a pickled module's parameters in ``nn.Module.parameters()`` order (own
-    parameters first, then each child's; a tensor shared by two modules counted once)."""
+    parameters first, then each child's; a module or tensor shared by two parents counted once, as
+    ``named_modules`` does, which also keeps the walk linear in the file's size)."""
     seen = set() if _seen is None else _seen
     if _depth > 100:
         raise CheckpointError(path, f"module '{_printable(prefix)[:120]}' is nested too deeply")
+    seen.add(id(obj))
     state = module_state(obj, path, prefix[:-1] or "<root>")
     out: list[tuple[str, torch.Tensor]] = []
     params, children = state.get("_parameters") or {}, state.get("_modules") or {}
@@ -248,6 +250,6 @@ def module_parameters(obj: Any, path: str | os.PathLike, prefix: str = "", _dept
             seen.add(id(tensor))
             out.append((f"{prefix}{name}", tensor))
     for name, child in children.items():
-        if child is not None:
+        if child is not None and id(child) not in seen:
             out.extend(module_parameters(child, path, f"{prefix}{name}.", _depth + 1, seen))
     return out
