@@ -87,6 +87,10 @@ class PersistentRecord:
     module_src_len: int = 0
     module_src_sha256: str = ""
 
+    def __setstate__(self, state: Any) -> None:
+        # A BUILD opcode aimed at a record would swap its checked fields for anything.
+        raise pickle.UnpicklingError("a BUILD opcode tries to replace a persistent object's checked state")
+
 
 class InertObject:
     """An instance of an allow-listed plain class, kept as data (constructor args and state).

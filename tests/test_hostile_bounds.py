@@ -142,3 +142,21 @@ def _with_config(tmp_path: Path, name: str, change) -> Path:
 ])
 def test_config_is_checked_before_building(tmp_path: Path, name: str, change, match: str) -> None:
     _fails_fast(load_generator, _with_config(tmp_path, name, change), match)
+
+
+def test_build_cannot_replace_a_checked_record(tmp_path: Path) -> None:
+    meta = {"type": "class", "version": 6, "module_src": "", "class_name": "TriPlaneGenerator", "state": {}}
+    record = Call(GlobalRef("torch_utils.persistence", "_reconstruct_persistent_obj"), (meta,))
+    path = tmp_path / "build.pkl"
+    dump({"G_ema": _Built(record, {"state": 5})}, path)
+    _fails_fast(load_generator, path, "BUILD opcode tries to replace")
+
+
+class _Built:
+    """Pickles as ``obj`` followed by a BUILD opcode with ``state``."""
+
+    def __init__(self, obj: Call, state: dict):
+        self.obj, self.state = obj, state
+
+    def __reduce__(self):
+        return self.obj.func, self.obj.args, self.state
