@@ -200,13 +200,13 @@ def read_torch_zip(path: str | os.PathLike, *, extra_plain_classes: Iterable[str
         info = archive.getinfo(entry)
         if info.file_size > MAX_PICKLE_BYTES:
             raise CheckpointError(path, f"its pickle is {info.file_size} bytes, over the {MAX_PICKLE_BYTES} byte limit")
-        big_endian = False
-        if f"{prefix}byteorder" in archive.namelist():
-            order = archive.read(f"{prefix}byteorder")[:16].strip()
-            if order not in (b"little", b"big"):
-                raise CheckpointError(path, "archive names an unknown byte order")
-            big_endian = order == b"big"
         try:
+            big_endian = False
+            if f"{prefix}byteorder" in archive.namelist():
+                order = archive.read(f"{prefix}byteorder")[:16].strip()
+                if order not in (b"little", b"big"):
+                    raise CheckpointError(path, "archive names an unknown byte order")
+                big_endian = order == b"big"
             data = archive.read(info)
             return _TorchZipUnpickler(io.BytesIO(data), os.fspath(path), plain, archive, prefix, max_bytes,
                                       big_endian).load()
