@@ -1,22 +1,28 @@
-"""GRAF (methods.md §3.6), as the official code (autonomousvision/graf) computes it.
+"""GRAF (methods.md §3.6), as the official code (autonomousvision/graf, nerf-pytorch) computes it.
 
 The CelebA configuration: uniform poses (azimuth 2 pi u, u in [0, 0.25]; polar angle arccos(1 - 2 v),
-70-85 deg; r U(9.5, 10.5); fov 10), 64 samples on depths 7.5-12.5 along the optical axis (unnormalised
-rays, camera z = -1) moved by -(r_max - r) for each camera, rays through integer pixel coordinates
-(``renderer.pixel_grid='integers'``), the z-up world of the official code (``embedder.world_axes`` (2, 0, 1):
-our frontal camera on +z is its u = 0 camera on +x, our up +y its +z), PE(10) of world points and PE(4)
-of the unit view direction (no pi, input included), the 8x256 ReLU NeRF MLP with [input, h] after layer
-4, 128-d shape and appearance codes read from z as they are, ReLU density with noise 1 annealed to 0 over
-5000 iterations (batch 8: 40 kimg), the last interval 1e10, depth the plain sum of weight x depth, 32 px
-patches, 64 px images. Carver: the shared Gaussian prior at r 1, fov 12 (``pose.prior='graf_carver'``,
-near/far 0.88-1.12), Adam (0, 0.99), R1 20, 128 px output.
+70-85 deg; r U(9.5, 10.5); fov 10; ``pose.prior='graf_celeba'``), the z-up world of the official code
+(``embedder.world_axes`` (2, 0, 1): our frontal camera on +z is its u = 0 camera on +x, our up +y its +z),
+OpenGL cameras with rays through integer pixel coordinates (``renderer.pixel_grid='integers'``: ``(i - W/2) /
+f``, no +0.5), nerf-pytorch's unnormalised rays R (x, y, 1) and points o + rays t in its float32 order
+(``renderer.rays='axis'``), 64 depths t = 7.5 (1 - s) + 12.5 s along the optical axis (``lerp_grid``,
+``depth_along_axis``; intervals x |rays|, the last 1e10), moved by -(r_max - r) for each camera
+(``radius_max``), jittered in training between the neighbouring midpoints (``perturb='strata'``), PE(10) of
+world points and PE(4) of the unit view direction (no pi, input included), the 8x256 ReLU NeRF MLP with
+[input, h] after layer 4, 128-d shape and appearance codes read from z as they are, ReLU density with
+noise 1 annealed to 0 over 5000 iterations (batch 8: 40 kimg), colour sigmoid x 2 - 1, depth the plain sum
+of weight x depth, 32 px patches, 64 px images. Carver: the shared Gaussian prior at r 1, fov 12
+(``pose.prior='graf_carver'``, near/far 0.88-1.12), Adam (0, 0.99), R1 20, 128 px output.
 
-Differences from the official code by design: the last interval is 1e10 along the unit ray (the official
-1e10 x |rays_d|: the same alpha wherever the density is not 0 to float precision); training jitter is
-+-half a spacing unclamped (``'self_uniform'``), where the official one stays inside [near, far]; depth
-images are distances along each ray (divide by |(x, y, 1)| of the pixel for the official depth along
-the axis); the density noise is annealed by images shown, not by iterations. Checkpoints written before
-these options keep their own config (the new fields default to the old behaviour).
+Differences from the official code by design: the world is ours (y up) and the network reads it through
+the axis permutation, which is exact; the last interval is 1e10 along the unit ray (officially 1e10 x
+|rays|: the same alpha wherever the density is not 0 to float precision) and intervals are differences of
+t |rays| (officially (t' - t) |rays|: round-off); depth images are distances along each ray (divide by
+|rays| of the pixel for the official depth along the axis, as ``tests/reference_check.py`` does for
+``disp``); disp and acc are not outputs of ``synthesis`` (acc is the sum of ``render_composite``'s
+weights); the density noise is annealed by images shown, not iterations (the same at batch 8).
+Checkpoints written before these options keep their own config (the new fields default to the old
+behaviour).
 """
 
 from __future__ import annotations
