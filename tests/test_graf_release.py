@@ -237,3 +237,33 @@ def test_convert_round_trip_renders_identically(tmp_path: Path) -> None:
         a, b = G(z, c, neural_rendering_resolution=16), H(z, c, neural_rendering_resolution=16)
     for key in ("image", "image_depth"):
         assert torch.equal(a[key], b[key]), key
+
+
+def _released_state(views: bool) -> dict[str, torch.Tensor]:
+    """Random weights in the released shapes (width 256, z 128 + 128, PE 10 / 4; fixture README)."""
+    shapes = {f"pts_linears.{i}.weight": (256, 256) for i in range(8)}
+    shapes |= {"pts_linears.0.weight": (256, 191), "pts_linears.5.weight": (256, 447),
+               "views_linears.0.weight": (128, 411 if views else 384), "feature_linear.weight": (256, 256),
+               "alpha_linear.weight": (1, 256), "rgb_linear.weight": (3, 128)}
+    state = {}
+    for name, shape in shapes.items():
+        state[name] = torch.randn(shape) * 0.05
+        state[name.replace("weight", "bias")] = torch.zeros(shape[0])
+    return state
+
+
+@pytest.mark.parametrize("name, release", [("carla_128.pt", "graf-carla128"), ("cub_64.pt", "graf-cub64")])
+def test_released_shapes_build_the_released_network(tmp_path: Path, name: str, release: str) -> None:
+    views = release != "graf-cub64"
+    state = _released_state(views)
+    torch.save({"generator": state, "generator_test": state, "it": 1, "fid_best": np.float64(20.0)}, tmp_path / name)
+    G = load_generator(tmp_path / name)
+    assert G.config.extra["release"] == release and G.z_dim == 256
+    decoder = G.config.decoder
+    assert (decoder.hidden, decoder.layers, decoder.skip, decoder.z_shape_dim, decoder.z_app_dim) == (256, 8, 4, 128, 128)
+    assert decoder.view_directions == views and G.img_resolution == RELEASES[release].img_resolution
+    assert (G.rendering_kwargs["depth_resolution"], G.rendering_kwargs["avg_camera_fov"]) == (64, 30.0)
+    c = G.default_camera()
+    with torch.no_grad():
+        out = G.synthesis(G.mapping(torch.randn(1, 256), c), c, neural_rendering_resolution=8)
+    assert out["image"].shape == (1, 3, 8, 8) and torch.isfinite(out["image"]).all()
