@@ -156,7 +156,7 @@ RELEASES: dict[str, Release] = {
           )),
         *(Release(f"graf-{data.lower().replace('_', '')}{res}", "graf", _GRAF, _GRAF_VIEWS if views else _GRAF_NO_VIEWS,
                   fov, 7.5, 12.5, 64, 0, last_back=False, white_back=white, img_resolution=res, camera_prior=prior,
-                  pose_prior=pose, radius=10.0, truncation_psi=1.0, truncation_samples=0, radius_max=r_max,
+                  pose_prior=pose, radius=r_max or 10.0, truncation_psi=1.0, truncation_samples=0, radius_max=r_max,
                   file_name=f"{folder}/{data}_{res}.pt")
           for folder, data, res, fov, white, views, r_max, pose, prior in (
               *(("carla", "carla", res, 30.0, True, True, None, "graf_carla", _GRAF_CARLA) for res in (64, 128, 256, 512)),
@@ -173,7 +173,8 @@ RELEASES: dict[str, Release] = {
 folders, StyleSDF's full models (``full_models/ffhq1024x1024.pt``, ``afhq512x512.pt``) and renderers
 (``pretrained_renderer/*_vol_renderer.pt``, ``sphere_init.pt``: last_back meaning StyleSDF's
 ``force_background``), VolumeGAN's ``volumegan_ffhq256.pth``, GRAF's ten ``configs/pretrained_models.yaml``
-files (``graf-carla64`` ... ``graf-cub64``; their near and far are depths along the optical axis). GRAM's
+files (``graf-carla64`` ... ``graf-cub64``; their near and far are depths along the optical axis; radius the
+largest of a range, as ``eval.py`` renders). GRAM's
 render at the script's fov (CARLA 35, trained at 30)."""
 
 

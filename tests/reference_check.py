@@ -398,7 +398,8 @@ def _graf_radii(radius) -> tuple[float, float]:
 
 def _graf_settings(config: dict) -> tuple[str, dict]:
     """(release, settings) a user passes for a GRAF yaml (``yaml_config``): the data type's release with the
-    yaml's camera, ray range, samples, background and image size."""
+    yaml's camera (a radius range renders at its largest radius, as ``eval.py``), ray range, samples,
+    background and image size."""
     data, nerf = config["yaml_config"]["data"], config["yaml_config"]["nerf"]
     if data.get("orthographic", False):
         raise ValueError("orthographic GRAF cameras are not supported")
@@ -408,7 +409,7 @@ def _graf_settings(config: dict) -> tuple[str, dict]:
     return release, {"fov_degrees": float(data["fov"]), "near": float(data["near"]), "far": float(data["far"]),
                      "num_coarse": int(nerf["N_samples"]), "num_fine": int(nerf.get("N_importance", 0)),
                      "white_back": bool(data.get("white_bkgd", True)), "img_resolution": int(data["imsize"]),
-                     "radius": (low + high) / 2, "radius_max": high if high > low else None}
+                     "radius": high, "radius_max": high if high > low else None}
 
 
 def _graf_to_official_world(x: torch.Tensor) -> torch.Tensor:
@@ -439,6 +440,9 @@ def check_graf(folder: Path, config: dict) -> tuple[int, Errors]:
     def unit_to_signed(x: torch.Tensor) -> torch.Tensor:
         return x * 2 - 1  # the official generator maps rgb, disp and acc alike
 
+    def image(x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 1).reshape(1, -1, r, r)  # [1, M, C] -> [1, C, r, r]
+
     inverse = [list(GRAF_AXES).index(k) for k in range(3)]  # GRAF's world into ours
     with torch.no_grad():
         for i in range(count):
@@ -467,13 +471,13 @@ def check_graf(folder: Path, config: dict) -> tuple[int, Errors]:
             acc = composite.weights.sum(-2)  # [1, M, 1]
             depth = composite.depth / scale  # the official depth: along the optical axis
             disp = 1 / torch.clamp(depth / (acc + 1e-10), min=1e-10)
-            image = lambda x: x.permute(0, 2, 1).reshape(1, -1, r, r)  # noqa: E731
             note("image_composite", relative_error(image(composite.features), cases[f"{i}_image"]))
             note("acc", relative_error(unit_to_signed(image(acc)), cases[f"{i}_acc"]))
             note("disp", relative_error(unit_to_signed(image(disp)), cases[f"{i}_disp"]))
             hit = cases[f"{i}_acc"] > -1  # disp where a ray hit something (elsewhere 2e10 - 1 dominates its scale)
-            note("disp_where_acc", relative_error(unit_to_signed(image(disp))[torch.from_numpy(hit)],
-                                                  cases[f"{i}_disp"][hit]))
+            if hit.any():
+                note("disp_where_acc", relative_error(unit_to_signed(image(disp))[torch.from_numpy(hit)],
+                                                      cases[f"{i}_disp"][hit]))
         points, dirs = t["dec_pts"][:, None, inverse], t["dec_dirs"][:, None, inverse]
         ws = G.mapping(t["dec_z"], torch.zeros(t["dec_z"].shape[0], G.c_dim))
         query = G.sample_mixed(points, dirs, ws)

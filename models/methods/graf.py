@@ -1,8 +1,9 @@
 """GRAF (methods.md §3.6), as the official code (autonomousvision/graf, nerf-pytorch) computes it.
 
 The CelebA configuration: uniform poses (azimuth 2 pi u, u in [0, 0.25]; polar angle arccos(1 - 2 v),
-70-85 deg; r U(9.5, 10.5); fov 10; ``pose.prior='graf_celeba'``), the z-up world of the official code
-(``embedder.world_axes`` (2, 0, 1): our frontal camera on +z is its u = 0 camera on +x, our up +y its +z),
+70-85 deg; r U(9.5, 10.5), viewed from r 10.5 as ``eval.py`` renders; fov 10; ``pose.prior='graf_celeba'``),
+the z-up world of the official code (``embedder.world_axes`` (2, 0, 1): our frontal camera on +z is its
+u = 0 camera on +x, our up +y its +z),
 OpenGL cameras with rays through integer pixel coordinates (``renderer.pixel_grid='integers'``: ``(i - W/2) /
 f``, no +0.5), nerf-pytorch's unnormalised rays R (x, y, 1) and points o + rays t in its float32 order
 (``renderer.rays='axis'``), 64 depths t = 7.5 (1 - s) + 12.5 s along the optical axis (``lerp_grid``,
@@ -53,7 +54,7 @@ def preset() -> PipelineConfig:
     return PipelineConfig(
         preset="graf", img_resolution=64, neural_rendering_resolution=64,
         mapping=IdentityMapping.Config(z_dim=256),
-        pose=PriorPoses.Config(prior="graf_celeba", radius=10.0, fov_degrees=10.0),
+        pose=PriorPoses.Config(prior="graf_celeba", radius=10.5, fov_degrees=10.0),
         points=StratifiedPointSampler.Config(near=7.5, far=12.5, num_coarse=64, num_fine=0, perturb="strata",
                                              box_side=5.0, patch="graf", patch_size=32, depth_along_axis=True,
                                              radius_max=10.5, lerp_grid=True),
