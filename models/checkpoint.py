@@ -519,7 +519,7 @@ def read_stylesdf_generator(path: str | os.PathLike, release: str | None = None,
 def read_official_torch_generator(path: str | os.PathLike, release: str | None = None,
                                   settings: dict[str, Any] | None = None) -> nn.Module:
     """A ``torch.save`` archive, read once and told apart by content: VolumeGAN's runner checkpoint,
-    StyleSDF's {'g_ema', 'g', 'd'}, GRAM's state dict or pi-GAN's pickled module."""
+    StyleSDF's {'g_ema', 'g', 'd'}, GRAM's state dict, GRAF's CheckpointIO dict or pi-GAN's pickled module."""
     from models.official_formats import read_torch_zip
 
     obj = read_torch_zip(path)
@@ -529,7 +529,62 @@ def read_official_torch_generator(path: str | os.PathLike, release: str | None =
         return read_stylesdf_generator(path, release=release, settings=settings, checkpoint=obj)
     if is_gram_state_dict(obj):
         return read_gram_generator(path, release=release, settings=settings, state=obj)
+    if is_graf_checkpoint(obj):
+        return read_graf_generator(path, release=release, settings=settings, checkpoint=obj)
     return read_pigan_generator(path, release=release, settings=settings, generator=obj)
+
+
+GRAF_NETWORK_KEYS = ("generator_test", "generator")
+"""The NeRF state dicts of a GRAF ``CheckpointIO`` file, in the order the importer takes them (the EMA first,
+as the official ``eval.py``); ``it``, ``epoch_idx``, ``fid_best``, ``kid_best``, the discriminator and the
+optimisers' states are ignored."""
+
+
+def is_graf_checkpoint(obj: Any) -> bool:
+    """Whether an unpickled torch archive is GRAF's ``CheckpointIO`` dict (a NeRF state dict under
+    ``generator_test`` or ``generator``)."""
+    return isinstance(obj, dict) and any(
+        _is_state_dict(obj.get(key)) and "pts_linears.0.weight" in obj[key] for key in GRAF_NETWORK_KEYS)
+
+
+def read_graf_generator(path: str | os.PathLike, release: str | None = None, settings: dict[str, Any] | None = None,
+                        checkpoint: Any = None) -> nn.Module:
+    """Build a generator from a GRAF ``CheckpointIO`` file (``carla_64.pt``, ``model_best.pt``, ...) read by
+    the allow-listed reader: ``generator_test`` (the EMA the official ``eval.py`` renders with), else
+    ``generator``, loaded strictly; sizes from its shapes.
+
+    ``release``: the ``models.releases`` GRAF entry (default: the one whose released file has this file's
+    name, else the first that fits the network, with a warning); ``settings``: ``Release`` fields to change,
+    as for :func:`read_pigan_generator` (``near``/``far`` are depths along the optical axis, ``radius_max``
+    a radius range's largest radius).
+    """
+    from models.methods.graf import from_official, official_network, official_to_pipeline_names
+    from models.official_formats import read_torch_zip
+    from models.releases import RELEASES, choose
+
+    path = Path(path)
+    checkpoint = read_torch_zip(path) if checkpoint is None else checkpoint
+    if not is_graf_checkpoint(checkpoint):
+        raise CheckpointError(path, f"torch archive holds a {_describe_object(checkpoint)}, not a GRAF checkpoint "
+                                    "(generator_test / generator)")
+    key = next(k for k in GRAF_NETWORK_KEYS if _is_state_dict(checkpoint.get(k)) and "pts_linears.0.weight"
+               in checkpoint[k])
+    state = checkpoint[key]
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    try:
+        network = official_network(shapes)
+        if release is None:
+            named = [r.name for r in RELEASES.values() if r.method == "graf" and r.network == network
+                     and r.file_name.rsplit("/", 1)[-1] == path.name]
+            release = named[0] if named else None
+        chosen = choose("graf-checkpoint", network, release, where=os.fspath(path)).replace(**(settings or {}))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(path, f"unsupported GRAF generator: {e}") from None
+    G = _release_generator(path, "GRAF", chosen, lambda: from_official(shapes, chosen))
+    renamed = official_to_pipeline_names(state)
+    renamed.setdefault("mapping_network.w_avg", G.mapping_network.w_avg)  # z is used as is: its mean is 0
+    load_state_checked(G, renamed, path)
+    return G
 
 
 VOLUMEGAN_KEYS = ("models", "model_kwargs_init")

@@ -109,6 +109,11 @@ class _TorchZipUnpickler(_SafeUnpickler):
         self._allowed["torch.device"] = _device
         self._allowed["easydict.EasyDict"] = self._allowed["dnnlib.util.EasyDict"]
 
+    def _numpy_scalar(self, dtype: Any, data: Any = None) -> Any:
+        # Training scalars (GRAF's fid_best, GIRAFFE's loss_val_best): checked raw bytes of a numeric dtype
+        # (both numpy module spellings resolve here), handed on as a plain Python number.
+        return super()._numpy_scalar(dtype, data).item()
+
     def persistent_load(self, pid: Any) -> Any:
         # torch.save: ('storage', storage_type, key, location, numel)
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):

@@ -63,12 +63,15 @@ class RenderingOptions:
     """Default of ``RenderOptions.lock_view_dependence``: every sample sees the frontal view direction."""
     pixel_grid: str = "centers"
     """Where the pixels sample the camera's image plane (``ops.camera.PIXEL_GRIDS``): 'centers' (EG3D:
-    the fov spans the image edges) or 'corners' (pi-GAN, GRAM: it spans the outer pixel centres)."""
+    the fov spans the image edges), 'corners' (pi-GAN, GRAM: it spans the outer pixel centres) or
+    'integers' (GRAF: rays through integer pixel coordinates, half a pixel off the centres)."""
     rays: str = "world"
     """How rays and coarse points are formed (``ops.camera.RAY_MODES``): 'world' (world directions, points
-    o + d z) or 'camera_frame' (VolumeGAN's float32 order: directions normalised in the camera frame and
-    rotated, coarse points mapped by the 4x4 cam2world; needs the 'corners' grid). Same rays up to
-    round-off, which VolumeGAN's steep fields amplify."""
+    o + d z), 'camera_frame' (VolumeGAN's float32 order: directions normalised in the camera frame and
+    rotated, coarse points mapped by the 4x4 cam2world; needs the 'corners' grid) or 'axis' (GRAF's
+    nerf-pytorch order: unnormalised rays R (x, y, 1), coarse points o + rays t with t the depth along the
+    optical axis; with ``points.depth_along_axis``). Same rays up to round-off, which VolumeGAN's steep
+    fields and GRAF's infinite last interval amplify."""
     camera_frame_views: bool = False
     """The decoder reads each ray's unit direction in the camera's own OpenGL frame, the same for every
     pose (StyleSDF's ``static_viewdirs``), not its world direction."""
