@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from models.precision import PRECISIONS
+
 RenderMode = Literal["rgb", "raw", "depth", "normals", "mesh", "side"]
 RENDER_MODES: tuple[str, ...] = ("rgb", "raw", "depth", "normals", "mesh", "side")
 """rgb: final image; raw: the neural image before super-resolution; depth: ray distance; normals:
@@ -100,6 +102,8 @@ class QualityArgs:
     """Fine (importance) samples per ray."""
     superres: bool = True
     """Run super-resolution; off: the final image is the raw image upsampled."""
+    precision: str = "exact"
+    """'exact' (fp32) or 'fast' (bf16 convolutions, channels-last; ``models.precision``)."""
 
 
 @dataclass
@@ -154,6 +158,8 @@ class RenderArgs:
                 checks.append((name, value, lo, hi))
         if self.mesh_level is not None:
             checks.append(("mesh_level", self.mesh_level, -1e6, 1e6))
+        if quality.precision not in PRECISIONS:
+            raise ValueError(f"precision {quality.precision!r} is not one of {', '.join(PRECISIONS)}")
         for name, value, lo, hi in checks:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{name} must be a number, got {value!r}")
