@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-
-from ops.stylegan2 import channels_last
+if TYPE_CHECKING:
+    import torch
 
 Precision = Literal["exact", "fast"]
 PRECISIONS: tuple[str, ...] = ("exact", "fast")
@@ -32,6 +31,8 @@ def check_precision(precision: str) -> Precision:
 def default_precision(device: torch.device | str) -> Precision:
     """What the app renders with by default: fast on the CPU (where fp32 is too slow to orbit),
     exact on CUDA (fast enough, and what the official code shows)."""
+    import torch
+
     return "fast" if torch.device(device).type == "cpu" else "exact"
 
 
@@ -41,6 +42,10 @@ def precision_context(precision: str, device: torch.device | str) -> Iterator[No
     if check_precision(precision) == "exact":
         yield
         return
+    import torch  # here, so that the CLI can list PRECISIONS without importing torch
+
+    from ops.stylegan2 import channels_last
+
     device_type = torch.device(device).type
     with torch.autocast(device_type, dtype=torch.bfloat16), channels_last():
         yield

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from models.precision import precision_context
 from models.protocol import Generator
-from models.scene import RenderOptions, cat_scenes, generator_device
+from models.scene import RenderOptions, cat_scenes, float_scene, generator_device
 from ops.camera import fov_to_focal, orbit_label, unpack_label
 from ops.normals import normals_from_depth, normals_from_field, world_to_camera_normals
 from renderers.colormaps import depth_range
@@ -307,12 +307,7 @@ class GeneratorRenderer:
         """``G.planes`` at ``precision``, as fp32 (a Scene's ws and features, or EG3D's tri-plane tensor)."""
         with precision_context(precision, self.device):
             planes = self.G.planes(ws, noise_mode=noise_mode)
-        if precision == "exact":
-            return planes
-        if isinstance(planes, torch.Tensor):
-            return planes.float()
-        return dataclasses.replace(planes, ws=planes.ws.float(),
-                                   features=None if planes.features is None else planes.features.float())
+        return planes if precision == "exact" else float_scene(planes)
 
     def _mesh(self, identity, planes: torch.Tensor, args: RenderArgs):
         key = (identity, args.mesh_resolution, args.mesh_level, args.mesh_colors)
