@@ -151,7 +151,7 @@ class TriplaneEmbedder(Embedder):
         channels: int = 32
         """Channels per plane."""
         axes: str = "corrected"
-        """'corrected' or 'official' (EG3D's duplicated xz plane)."""
+        """'corrected', 'official' (EG3D's duplicated xz plane) or 'epigraf' (third plane at (y, z))."""
         align_corners: bool = False
         """grid_sample corner alignment (EpiGRAF: True)."""
         channel_base: int = 32768

@@ -85,6 +85,8 @@ class Release:
     """GRAM's manifold settings (GRAM releases only)."""
     neural_rendering_resolution: int = 64
     """Volume-rendering resolution (StyleSDF's ``renderer_spatial_output_dim``; pipelines with an upsampler)."""
+    box_side: float = 0.24
+    """Side of the cube the scene lives in, where the file does not say it (EpiGRAF: 2 x ``cube_scale``)."""
 
     def replace(self, **changes: Any) -> Release:
         """A copy with settings changed (a user's own fov, ray range, samples, ...)."""
@@ -101,6 +103,9 @@ _STYLESDF = "stylesdf-pt"
 _STYLESDF_FFHQ = ("gaussian, azimuth N(0, 0.3), elevation N(0, 0.15), radius 1, fov 6 deg half angle; "
                   "renders 24 samples, force_background, truncation 0.5 over 10000 z")
 _STYLESDF_AFHQ = _STYLESDF_FFHQ.replace("N(0, 0.3)", "N(0, 0.15)")
+_EPIGRAF = "epigraf-pickle"
+_EPIGRAF_MEGASCANS = ("spherical_uniform; white background, class-conditional; scripts/inference.py renders 256 px "
+                      "with the file's num_ray_steps, psi 0.7 toward the class's mean w of 256 z")
 RELEASES: dict[str, Release] = {
     r.name: r
     for r in (
@@ -144,12 +149,25 @@ RELEASES: dict[str, Release] = {
               ("stylesdf-afhq-vol-renderer", "StyleSDF Generator renderer", 64, _STYLESDF_AFHQ, "stylesdf_afhq"),
               ("stylesdf-sphere-init", "StyleSDF Generator renderer", 64, _STYLESDF_FFHQ, "stylesdf"),
           )),
+        # scripts/inference.py: 256 px, psi 0.7; ray_step_multiplier does not reach the synthesis network,
+        # which keeps the checkpoint's num_ray_steps (48 for FFHQ); fov, rays and cube_scale are read from
+        # the file's config where it resolves (these values otherwise)
+        Release("epigraf-ffhq512", "epigraf", _EPIGRAF, "EpiGRAF Generator, c_dim 0", 12.0, 0.88, 1.12, 48, 48,
+                last_back=False, white_back=False, img_resolution=256,
+                camera_prior="dataset camera angles (dist custom, FFHQ poses from GRAM), r 1; scripts/inference.py "
+                             "renders 256 px, psi 0.7, the file's num_ray_steps", pose_prior="epigraf",
+                truncation_samples=0, box_side=0.4),
+        *(Release(f"epigraf-megascans-{name}256", "epigraf", _EPIGRAF, f"EpiGRAF Generator, c_dim {classes}", 30.0,
+                  0.75, 1.25, 48, 48, last_back=False, white_back=True, img_resolution=256,
+                  camera_prior=_EPIGRAF_MEGASCANS, pose_prior="epigraf", truncation_samples=0, box_side=0.95)
+          for name, classes in (("plants", 198), ("food", 10))),
     )
 }
 """Every known release by name: pi-GAN's three Google-Drive zips, GRAM's three ``pretrained_models``
 folders, StyleSDF's full models (``full_models/ffhq1024x1024.pt``, ``afhq512x512.pt``) and renderers
 (``pretrained_renderer/*_vol_renderer.pt``, ``sphere_init.pt``: last_back meaning StyleSDF's
-``force_background``), VolumeGAN's ``volumegan_ffhq256.pth``. GRAM's render at the script's fov
+``force_background``), VolumeGAN's ``volumegan_ffhq256.pth``, EpiGRAF's three ``model.pkl`` snapshots
+(FFHQ 512, Megascans Plants and Food 256; told apart by their class-label size). GRAM's render at the script's fov
 (CARLA 35, trained at 30)."""
 
 

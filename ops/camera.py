@@ -202,6 +202,27 @@ def orbit_label(
     return pack_label(cam2world, intrinsics_from_focal(focal))
 
 
+def epigraf_pose(angles: torch.Tensor, radius: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """[N, 4, 4] OpenCV cam2world of EpiGRAF cameras at (yaw, pitch[, roll]) [N, 2 or 3] in its own
+    world (``compute_cam2world_matrix``, in its float32 order): y up, the camera at
+    ``r (sin p cos y, cos p, sin p sin y)`` (yaw 0, pitch pi/2: on +x) looking at the origin; roll is
+    ignored and pitch clamped to [1e-5, pi - 1e-5]. The official matrix has OpenGL columns
+    (-left, up, -forward); ours is the same camera with y and z flipped (exact)."""
+    angles = angles.to(torch.float32)
+    yaw, pitch = angles[:, 0], angles[:, 1].clamp(1e-5, math.pi - 1e-5)
+    origin = torch.stack([pitch.sin() * yaw.cos(), pitch.cos(), pitch.sin() * yaw.sin()], dim=-1) * radius
+    forward = _normalize(_normalize(-origin))
+    world_up = torch.tensor([0.0, 1.0, 0.0], device=origin.device).expand_as(forward)
+    left = _normalize(torch.cross(world_up, forward, dim=-1))
+    up = _normalize(torch.cross(forward, left, dim=-1))
+    n = origin.shape[0]
+    rotation = torch.eye(4, device=origin.device).repeat(n, 1, 1)
+    rotation[:, :3, :3] = torch.stack((-left, up, -forward), dim=-1)
+    translation = torch.eye(4, device=origin.device).repeat(n, 1, 1)
+    translation[:, :3, 3] = origin
+    return translation @ rotation @ torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], device=origin.device))
+
+
 def pixel_centers(height: int, width: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
     """[H * W, 2] normalised (u, v) pixel centres ``(i + 0.5) / size`` in raster order (row-major)."""
     width = height if width is None else width

@@ -6,6 +6,7 @@ first two coordinates index the plane. Two axis sets exist:
 * ``official``: EG3D's ``generate_planes()``. Its third matrix projects to (z, x), so the xz plane
   is sampled twice and yz never (EG3D issues #53, #67). Official checkpoints were trained this way.
 * ``corrected``: planes xy, xz and zy, each axis pair once.
+* ``epigraf``: planes xy, xz and yz (EpiGRAF samples its third plane at (y, z): y indexes the width).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-PlaneAxes = Literal["official", "corrected"]
+PlaneAxes = Literal["official", "corrected", "epigraf"]
 
 _AXES: dict[str, list[list[list[float]]]] = {
     "official": [
@@ -27,6 +28,11 @@ _AXES: dict[str, list[list[list[float]]]] = {
         [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
         [[1, 0, 0], [0, 0, 1], [0, 1, 0]],
         [[0, 0, 1], [0, 1, 0], [1, 0, 0]],
+    ],
+    "epigraf": [
+        [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+        [[1, 0, 0], [0, 0, 1], [0, 1, 0]],
+        [[0, 1, 0], [0, 0, 1], [1, 0, 0]],
     ],
 }
 

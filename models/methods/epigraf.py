@@ -6,14 +6,18 @@ tri-plane (corrected axes, align_corners, coordinates / 0.2) from StyleGAN2 synt
 image, 2-layer mapping, no upsampler. Carver: R1 0.1, batch 8 per GPU, pose_dim 3.
 """
 
-from models.decoders import OSGFieldDecoder
+from typing import Any
+
+import torch
+
+from models.decoders import EpiGRAFMLPDecoder, OSGFieldDecoder
 from models.embedders import TriplaneEmbedder
-from models.mappings import StyleGAN2Mapping
+from models.mappings import EpiGRAFMapping, StyleGAN2Mapping
 from models.method_registry import register_method
 from models.pipeline_config import PipelineConfig, RenderingOptions
 from models.point_sampling import StratifiedPointSampler
 from models.poses import DatasetAnglePoses
-from models.volume_rendering import MidpointIntegrator, SoftplusDensity
+from models.volume_rendering import LastDeltaIntegrator, MidpointIntegrator, SoftplusDensity
 
 
 @register_method("epigraf")
@@ -29,3 +33,108 @@ def preset() -> PipelineConfig:
         density=SoftplusDensity.Config(), integrator=MidpointIntegrator.Config(),
         renderer=RenderingOptions(density_noise=1.0, density_noise_fade_kimg=5000.0),
     )
+
+
+OFFICIAL_NAMES: tuple[tuple[str, str], ...] = (
+    ("mapping.", "mapping_network."),
+    ("synthesis.tri_plane_decoder.", "embedder.backbone."),
+    ("synthesis.tri_plane_mlp.model.", "decoder.net."),
+)
+"""(official prefix, pipeline prefix) of every EpiGRAF generator parameter and buffer."""
+
+
+def official_to_pipeline_names(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An official EpiGRAF ``G_ema`` state dict under the pipeline's names (unknown names kept, so the
+    loader reports them)."""
+    return {_rename(name, OFFICIAL_NAMES): tensor for name, tensor in state_dict.items()}
+
+
+def pipeline_to_official_names(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`official_to_pipeline_names`."""
+    return {_rename(name, tuple((b, a) for a, b in OFFICIAL_NAMES)): v for name, v in state_dict.items()}
+
+
+def official_network(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> str:
+    """The ``Release.network`` an EpiGRAF generator is identified by: its class-label size."""
+    embed = shapes.get("mapping.embed.weight")
+    camera = 2 if cfg.get("camera_cond") is True else 0
+    classes = embed[1] - camera if embed is not None else 0
+    return f"EpiGRAF Generator, c_dim {classes}"
+
+
+def _number(value: Any, fallback: float) -> float:
+    """A resolved config number, else ``fallback`` (the release's)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float(fallback)
+
+
+def from_official(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], release: Any,
+                  settings: dict[str, Any] | None = None) -> PipelineConfig:
+    """The pipeline config of an official EpiGRAF generator: sizes from the tensor shapes, rendering from
+    its resolved ``cfg`` (``cfg.dataset`` where it resolves, else the release), user ``settings`` last.
+
+    Raises:
+        ValueError: options this importer does not reproduce (a background model, view-conditioned MLP,
+            positional encoding, a density shift, clamp modes other than softplus).
+    """
+    settings = settings or {}
+    tri = cfg.get("tri_plane") if isinstance(cfg.get("tri_plane"), dict) else {}
+    if any(k.startswith("synthesis.bg_model.") for k in shapes) or (cfg.get("bg_model") or {}).get("type"):
+        raise ValueError("a background model (bg_model) is not supported")
+    if tri.get("has_view_cond") is True or any(k.startswith("synthesis.tri_plane_mlp.color_network") for k in shapes):
+        raise ValueError("a view-conditioned tri-plane MLP (has_view_cond) is not supported")
+    if _number(tri.get("posenc_period_len"), 0) > 0:
+        raise ValueError("tri-plane positional encoding (posenc_period_len) is not supported")
+    if _number(cfg.get("density_shift"), 0) != 0 or cfg.get("clamp_mode", "softplus") != "softplus":
+        raise ValueError("only clamp_mode softplus with density_shift 0 is supported")
+    fc = sorted(int(k.split(".")[1][2:]) for k in shapes if k.startswith("mapping.fc") and k.endswith(".weight"))
+    z_dim, w_dim = shapes["mapping.fc0.weight"][1], shapes[f"mapping.fc{fc[-1]}.weight"][0]
+    camera = cfg.get("camera_cond") is True
+    embed = shapes.get("mapping.embed.weight")
+    classes = embed[1] - 2 * camera if embed is not None else 0
+    if embed is not None:
+        z_dim -= embed[0]
+    blocks = sorted(int(k.split(".")[2][1:]) for k in shapes
+                    if k.startswith("synthesis.tri_plane_decoder.b") and k.endswith(".torgb.bias"))
+    resolution = blocks[-1]
+    planes = shapes[f"synthesis.tri_plane_decoder.b{resolution}.torgb.bias"][0]
+    mlp = sorted(int(k.split(".")[3]) for k in shapes
+                 if k.startswith("synthesis.tri_plane_mlp.model.") and k.endswith(".weight"))
+    hidden = shapes[f"synthesis.tri_plane_mlp.model.{mlp[0]}.weight"][0]
+    channel_max = max(shapes[f"synthesis.tri_plane_decoder.b{r}.conv1.bias"][0] for r in blocks)
+    channel_base = shapes[f"synthesis.tri_plane_decoder.b{resolution}.conv1.bias"][0] * resolution
+    dataset = cfg.get("dataset") if isinstance(cfg.get("dataset"), dict) else {}
+    camera_cfg = dataset.get("camera") if isinstance(dataset.get("camera"), dict) else {}
+    cube_scale = _number(dataset.get("cube_scale"), release.box_side / 2)
+    white = dataset.get("white_back") if isinstance(dataset.get("white_back"), bool) else release.white_back
+    steps = int(_number(cfg.get("num_ray_steps"), release.num_coarse))
+    file_settings = {"fov_degrees": _number(camera_cfg.get("fov"), release.fov_degrees),
+                     "near": _number(camera_cfg.get("ray_start"), release.near),
+                     "far": _number(camera_cfg.get("ray_end"), release.far),
+                     "radius": _number(camera_cfg.get("radius"), release.radius),
+                     "num_coarse": steps, "num_fine": steps, "white_back": white}
+    r = release.replace(**{**file_settings, **settings})
+    return PipelineConfig(
+        preset="epigraf", c_dim=25, img_resolution=r.img_resolution, neural_rendering_resolution=r.img_resolution,
+        mapping=EpiGRAFMapping.Config(z_dim=z_dim, w_dim=w_dim, layers=len(fc), classes=classes,
+                                      camera_conditioning=camera),
+        pose=DatasetAnglePoses.Config(radius=r.radius, fov_degrees=r.fov_degrees),
+        points=StratifiedPointSampler.Config(near=r.near, far=r.far, num_coarse=r.num_coarse, num_fine=r.num_fine,
+                                             perturb="self_uniform", importance="plain", box_side=2 * cube_scale,
+                                             patch="epigraf", patch_size=64),
+        embedder=TriplaneEmbedder.Config(resolution=resolution, channels=planes // 3, axes="epigraf",
+                                         align_corners=True, channel_base=channel_base, channel_max=channel_max,
+                                         conv_clamp=256),
+        decoder=EpiGRAFMLPDecoder.Config(hidden=hidden, layers=len(mlp),
+                                         out_features=shapes[f"synthesis.tri_plane_mlp.model.{mlp[-1]}.weight"][0] - 1),
+        density=SoftplusDensity.Config(), integrator=LastDeltaIntegrator.Config(depth_sum=True),
+        renderer=RenderingOptions(density_noise=_number(cfg.get("nerf_noise_std_init"), 0.0),
+                                  density_noise_fade_kimg=_number(cfg.get("nerf_noise_kimg_growth"), 0.0),
+                                  white_back=r.white_back, pixel_grid="corners", rays="camera_frame"),
+    )
+
+
+def _rename(name: str, prefixes: tuple[tuple[str, str], ...]) -> str:
+    for old, new in prefixes:
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
