@@ -1,0 +1,178 @@
+"""EpiGRAF's released snapshots (``model.pkl``, StyleGAN-style persistence pickles with ``src.`` module
+paths and omegaconf configs): the import through ``load_generator``, hostile and broken variants of
+the format, the name map, and the class control, on ``shared/fixtures/epigraf_ref``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from models import load_generator
+from models.epigraf_pickle import EPIGRAF_PERSISTENCE, persistence_module
+from models.errors import CheckpointError, UnsafePickleError
+from models.methods.epigraf import from_official, official_to_pipeline_names, pipeline_to_official_names
+from models.releases import RELEASES
+from tests.conftest import SHARED_DIR, require
+from tests.eg3d_pickle_writer import Call, GlobalRef, dump
+
+EPIGRAF_DIR = SHARED_DIR / "fixtures" / "epigraf_ref"
+
+
+def _pickle() -> Path:
+    return require(EPIGRAF_DIR / "network.pkl")
+
+
+def _config() -> dict:
+    return json.loads(require(EPIGRAF_DIR / "config.json").read_text())
+
+
+def test_reference_check_epigraf(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.reference_check import main
+
+    assert main([str(require(EPIGRAF_DIR)), "-v"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(f"{EPIGRAF_DIR}: EpiGRAF cases=3 max_rel_err=") and lines[0].endswith(" ok"), lines[0]
+    reported = {line.split(":")[0].strip() for line in lines[1:]}
+    assert {"cam2world", "ws", "planes", "q_rgb_sigma_raw", "image", "depth", "patch_image"} <= reported
+
+
+def test_sizes_and_settings_come_from_the_file() -> None:
+    config = _config()
+    cfg = config["G_init_kwargs"]["cfg"]
+    G = load_generator(_pickle())
+    c = G.config
+    assert c.extra["release"] == "epigraf-ffhq512"  # unconditional: the FFHQ release
+    assert (c.mapping.z_dim, c.mapping.w_dim, c.mapping.layers) == (512, cfg["w_dim"], cfg["map_depth"])
+    assert (c.embedder.resolution, c.embedder.channels) == (cfg["tri_plane"]["res"], cfg["tri_plane"]["feat_dim"])
+    assert (c.decoder.hidden, c.decoder.layers) == (cfg["tri_plane"]["mlp"]["hid_dim"], cfg["tri_plane"]["mlp"]["n_layers"])
+    # cfg.dataset is '${dataset}' in the pickle: resolved through the pickled experiment root
+    camera = cfg["dataset"]["camera"]
+    assert (c.pose.fov_degrees, c.points.near, c.points.far) == (camera["fov"], camera["ray_start"], camera["ray_end"])
+    assert c.points.box_side == pytest.approx(2 * cfg["dataset"]["cube_scale"])
+    assert c.points.num_coarse == c.points.num_fine == cfg["num_ray_steps"]  # the synthesis keeps the file's steps
+    assert c.img_resolution == RELEASES["epigraf-ffhq512"].img_resolution
+    assert G.num_ws == config["num_ws"]
+    # the file's buffer (the fixture perturbed it after construction, so not config.json's value)
+    mean = torch.tensor(config["G_init_kwargs"]["mapping_kwargs"]["mean_camera_pose"])
+    assert G.mapping_network.mean_camera_pose.shape == mean.shape
+    assert not torch.equal(G.mapping_network.mean_camera_pose, mean)
+
+
+def test_release_named_must_fit_the_file() -> None:
+    with pytest.raises(CheckpointError) as e:
+        load_generator(_pickle(), release="epigraf-megascans-food256")
+    assert str(_pickle()) in str(e.value) and "c_dim 10" in str(e.value)
+
+
+def test_dispatch_reads_the_persistence_module() -> None:
+    assert persistence_module(_pickle()) == EPIGRAF_PERSISTENCE
+
+
+def test_names_round_trip() -> None:
+    G = load_generator(_pickle())
+    ours = G.state_dict()
+    official = pipeline_to_official_names(ours)
+    assert all(k.startswith(("mapping.", "synthesis.tri_plane_decoder.", "synthesis.tri_plane_mlp.model."))
+               for k in official)
+    assert official_to_pipeline_names(official).keys() == ours.keys()
+
+
+def test_unsupported_options_are_refused() -> None:
+    from models.releases import RELEASES as R
+
+    shapes = {"mapping.fc0.weight": (32, 512), "synthesis.bg_model.fc.weight": (4, 4)}
+    with pytest.raises(ValueError, match="background"):
+        from_official({}, shapes, R["epigraf-ffhq512"])
+    with pytest.raises(ValueError, match="view-conditioned"):
+        from_official({"tri_plane": {"has_view_cond": True}}, {}, R["epigraf-ffhq512"])
+
+
+def test_class_index_changes_a_conditional_mapping() -> None:
+    from models.mappings import EpiGRAFMapping
+
+    torch.manual_seed(0)
+    mapping = EpiGRAFMapping(EpiGRAFMapping.Config(z_dim=8, w_dim=8, classes=3, camera_conditioning=True), 25, 4).eval()
+    z, c = torch.randn(2, 8), torch.zeros(2, 25)
+    first = mapping(z, c)
+    mapping.class_index = 2
+    assert first.shape == (2, 4, 8) and not torch.allclose(first, mapping(z, c))
+
+
+# --- hostile and broken files ---------------------------------------------------------------------
+
+def _placeholder(data: bytes) -> bytes:
+    start = data.index(b"# official source of module training.networks_epigraf")
+    return data[start:data.index(b"\n", start) + 1]
+
+
+def test_module_src_is_never_executed(tmp_path: Path) -> None:
+    """The fixture with the generator's module source replaced (same length) by code that would
+    create a file: it loads and renders, and the file is never created."""
+    marker = tmp_path / "pwned"
+    data = _pickle().read_bytes()
+    old = _placeholder(data)
+    code = f"import os; os.system('touch {marker}')  #".encode()
+    assert len(code) < len(old)
+    hostile = tmp_path / "evil-src.pkl"
+    hostile.write_bytes(data.replace(old, code + b"x" * (len(old) - len(code) - 1) + b"\n"))
+    G = load_generator(hostile)
+    assert G.config.preset == "epigraf"
+    assert not marker.exists()
+
+
+def _snapshot(state: dict) -> dict:
+    meta = {"type": "class", "version": 6, "module_src": "", "class_name": "Generator", "state": state}
+    return {"G_ema": Call(GlobalRef(EPIGRAF_PERSISTENCE, "_reconstruct_persistent_obj"), (meta,))}
+
+
+@pytest.mark.parametrize("payload", [
+    Call(GlobalRef("os", "system"), ("touch {marker}",)),
+    Call(GlobalRef("builtins", "eval"), ("open('{marker}', 'w')",)),
+    Call(GlobalRef("omegaconf", "OmegaConf"), ()),  # omegaconf itself is never imported
+    Call(GlobalRef("collections", "defaultdict"), (GlobalRef("builtins", "int"),)),  # a factory that is not dict
+])
+def test_hostile_epigraf_pickle_is_refused(tmp_path: Path, payload: Call) -> None:
+    marker = tmp_path / "pwned"
+    payload.args = tuple(a.format(marker=marker) if isinstance(a, str) else a for a in payload.args)
+    path = tmp_path / "evil.pkl"
+    dump(_snapshot({"cfg": payload}), path)
+    assert persistence_module(path) == EPIGRAF_PERSISTENCE  # goes to the EpiGRAF reader
+    with pytest.raises(UnsafePickleError) as e:
+        load_generator(path)
+    assert str(path) in str(e.value) and len(str(e.value).splitlines()) == 1
+    assert not marker.exists()
+
+
+def test_truncated_and_malformed_files(tmp_path: Path) -> None:
+    data = _pickle().read_bytes()
+    truncated = tmp_path / "truncated.pkl"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_generator(truncated)
+    not_a_generator = tmp_path / "other.pkl"
+    dump({"G_ema": _snapshot({"cfg": {}})["G_ema"]}, not_a_generator)
+    with pytest.raises(CheckpointError) as e:
+        load_generator(not_a_generator)
+    assert str(not_a_generator) in str(e.value)
+
+
+def test_wrong_shapes_are_refused(tmp_path: Path) -> None:
+    """A tensor whose size disagrees with the rest (the MLP's input width) gives one line naming it."""
+    import models.methods.epigraf as epigraf
+
+    real = epigraf.from_official
+
+    def narrower(cfg, shapes, release, settings=None):
+        config = real(cfg, shapes, release, settings)
+        config.decoder.hidden += 1
+        return config
+
+    epigraf.from_official = narrower
+    try:
+        with pytest.raises(CheckpointError, match="decoder.net"):
+            load_generator(_pickle())
+    finally:
+        epigraf.from_official = real
