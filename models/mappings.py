@@ -91,11 +91,11 @@ class StyleGAN2Mapping(MappingNetwork):
 
 
 def epigraf_camera_angles(c: torch.Tensor) -> torch.Tensor:
-    """EpiGRAF's (yaw, pitch) [N, 2] of cameras c [N, 25] in its world (y up, camera at
-    r (sin p cos y, cos p, sin p sin y), looking at the origin)."""
+    """EpiGRAF's (yaw, pitch) [N, 2] of cameras c [N, 25]: in its world (``ops.camera.EPIGRAF_WORLD``:
+    our (x, y, z) is its (-z, y, x)) the camera is at r (sin p cos y, cos p, sin p sin y)."""
     origin = c[:, [3, 7, 11]]
     pitch = torch.acos((origin[:, 1] / origin.norm(dim=-1)).clamp(-1, 1))
-    return torch.stack([torch.atan2(origin[:, 2], origin[:, 0]), pitch], dim=-1)
+    return torch.stack([torch.atan2(-origin[:, 0], origin[:, 2]), pitch], dim=-1)
 
 
 @MAPPINGS.register("epigraf")

@@ -6,7 +6,9 @@ first two coordinates index the plane. Two axis sets exist:
 * ``official``: EG3D's ``generate_planes()``. Its third matrix projects to (z, x), so the xz plane
   is sampled twice and yz never (EG3D issues #53, #67). Official checkpoints were trained this way.
 * ``corrected``: planes xy, xz and zy, each axis pair once.
-* ``epigraf``: planes xy, xz and yz (EpiGRAF samples its third plane at (y, z): y indexes the width).
+* ``epigraf``: EpiGRAF's planes xy, xz and yz of its own world (y up, front on +x; the third plane is
+  sampled at (y, z), y indexing the width), seen from ours (front on +z; ``ops.camera.EPIGRAF_WORLD``):
+  (z, y), (z, -x) and (y, -x). Signed permutations, so the projected coordinates are exact.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ _AXES: dict[str, list[list[list[float]]]] = {
         [[0, 0, 1], [0, 1, 0], [1, 0, 0]],
     ],
     "epigraf": [
-        [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
-        [[1, 0, 0], [0, 0, 1], [0, 1, 0]],
-        [[0, 1, 0], [0, 0, 1], [1, 0, 0]],
+        [[0, 0, 1], [0, 1, 0], [-1, 0, 0]],
+        [[0, 0, 1], [-1, 0, 0], [0, 1, 0]],
+        [[0, 1, 0], [-1, 0, 0], [0, 0, 1]],
     ],
 }
 

@@ -394,7 +394,7 @@ def _epigraf_settings(config: dict) -> dict:
 
 def check_epigraf(folder: Path, config: dict) -> tuple[int, Errors]:
     from models import load_generator
-    from ops.camera import epigraf_pose, fov_to_focal, intrinsics_from_focal, pack_label
+    from ops.camera import EPIGRAF_WORLD, epigraf_pose, fov_to_focal, intrinsics_from_focal, pack_label
     from ops.patch_sampling import PatchParams, patch_intrinsics
 
     settings = _epigraf_settings(config)
@@ -404,6 +404,8 @@ def check_epigraf(folder: Path, config: dict) -> tuple[int, Errors]:
     count = len({k.split("_", 1)[0] for k in cases.files if k.split("_", 1)[0].isdigit()})
     t = {k: torch.from_numpy(np.asarray(cases[k])) for k in cases.files}
     flip = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+    to_official = torch.eye(4)
+    to_official[:3, :3] = torch.tensor(EPIGRAF_WORLD)  # our world (front +z) to EpiGRAF's (front +x)
     errors: dict[str, float] = {}
 
     def note(name: str, value: float) -> None:
@@ -415,14 +417,15 @@ def check_epigraf(folder: Path, config: dict) -> tuple[int, Errors]:
             if c_class.shape[1]:
                 G.mapping_network.class_index = int(c_class.argmax(1)[0])
             pose = epigraf_pose(t[f"{i}_camera_angles"], settings["radius"])
-            note("cam2world", relative_error(pose @ flip, cases[f"{i}_cam2world"]))
+            note("cam2world", relative_error(to_official @ pose @ flip, cases[f"{i}_cam2world"]))
             intrinsics = intrinsics_from_focal(fov_to_focal(float(t[f"{i}_fov"])))[None]
             c = pack_label(pose, intrinsics)
             ws = G.mapping(z, c, truncation_psi=psi)
             note("ws", relative_error(ws, cases[f"{i}_ws"]))
             scene = G.planes(ws)
             note("planes", relative_error(scene.features.flatten(1, 2), cases[f"{i}_planes"]))
-            query = G.sample_mixed(t["q_points"], torch.zeros_like(t["q_points"]), ws)
+            points = t["q_points"] @ to_official[:3, :3]  # official world points in ours
+            query = G.sample_mixed(points, torch.zeros_like(points), ws)
             note("q_rgb_sigma_raw", relative_error(torch.cat([query["rgb"], query["sigma"]], -1),
                                                    cases[f"{i}_q_rgb_sigma_raw"]))
             composite = G.render_composite(scene, c, r)
