@@ -140,6 +140,22 @@ class PipelineGenerator(nn.Module):
             total = part if total is None else total + part
         return (total / count).float().reshape(self.mapping_network.w_avg.shape)
 
+    @property
+    def num_classes(self) -> int:
+        """Class labels a class-conditional mapping reads (EpiGRAF's Megascans releases); 0: unconditional."""
+        return int(getattr(self.mapping_network, "classes", 0))
+
+    def set_class(self, index: int) -> None:
+        """Map z to ws of class ``index`` from now on (class-conditional models only).
+
+        Raises:
+            ValueError: the model has no classes, or ``index`` is not in [0, num_classes).
+        """
+        if not 0 <= int(index) < self.num_classes:
+            raise ValueError(f"class {index} is outside [0, {self.num_classes})" if self.num_classes
+                             else "this model is not class-conditional")
+        self.mapping_network.class_index = int(index)
+
     def set_truncation_mean(self, w_avg: torch.Tensor) -> None:
         """Use ``w_avg`` as the mean that truncation pulls ws towards (the mapping's ``w_avg`` buffer,
         saved with the checkpoint)."""
