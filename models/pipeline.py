@@ -255,7 +255,13 @@ class PipelineGenerator(nn.Module):
         training (``jitter`` overrides)."""
         opts = self.rendering_kwargs
         return self.point_sampler.depths(origins, directions, count, opts["ray_start"], opts["ray_end"],
-                                         opts["box_warp"], self.training if jitter is None else jitter)
+                                         opts["box_warp"], self.random_sampling if jitter is None else jitter)
+
+    @property
+    def random_sampling(self) -> bool:
+        """Coarse depths are jittered and importance samples drawn at random: in training, and in eval
+        too where ``renderer.random_at_eval`` (EpiGRAF's official forward)."""
+        return self.training or self.config.renderer.random_at_eval
 
     def render_rays(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
                     options: RenderOptions | None = None,
@@ -286,7 +292,7 @@ class PipelineGenerator(nn.Module):
 
         integrator = self.renderer.integrator
         result, depths = render_samples(
-            depths, evaluate, self.renderer.composite, opts.num_fine, deterministic=not self.training,
+            depths, evaluate, self.renderer.composite, opts.num_fine, deterministic=not self.random_sampling,
             importance=lambda d, coarse, count, det: self.point_sampler.importance(d, coarse, integrator, count, det))
         return self.finish_composite(result, depths)
 

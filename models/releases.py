@@ -87,6 +87,8 @@ class Release:
     """Volume-rendering resolution (StyleSDF's ``renderer_spatial_output_dim``; pipelines with an upsampler)."""
     box_side: float = 0.24
     """Side of the cube the scene lives in, where the file does not say it (EpiGRAF: 2 x ``cube_scale``)."""
+    random_sampling: bool = False
+    """Render with random depths as the official forward always does (EpiGRAF); default: the deterministic rule."""
 
     def replace(self, **changes: Any) -> Release:
         """A copy with settings changed (a user's own fov, ray range, samples, ...)."""

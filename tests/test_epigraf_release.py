@@ -176,3 +176,48 @@ def test_wrong_shapes_are_refused(tmp_path: Path) -> None:
             load_generator(_pickle())
     finally:
         epigraf.from_official = real
+
+
+def test_official_random_sampling_is_offered() -> None:
+    """The official forward always jitters and draws importance samples at random; ``random_sampling``
+    renders that way in eval too, the default is the deterministic rule of the fixture."""
+    from ops.camera import epigraf_pose, fov_to_focal, intrinsics_from_focal, pack_label
+
+    fixed = load_generator(_pickle(), settings={"img_resolution": 16})
+    random = load_generator(_pickle(), settings={"img_resolution": 16, "random_sampling": True})
+    assert not fixed.config.renderer.random_at_eval and random.config.renderer.random_at_eval
+    c = pack_label(epigraf_pose(torch.tensor([[0.0, 1.5708, 0.0]])), intrinsics_from_focal(fov_to_focal(12.0))[None])
+    z = torch.randn(1, 512, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ws = fixed.mapping(z, c)
+        images = [G.synthesis(ws, c)["image"] for G in (fixed, fixed, random, random)]
+    assert torch.equal(images[0], images[1]) and not torch.equal(images[2], images[3])
+    assert (images[2] - images[0]).abs().mean() < 0.1 * images[0].abs().mean() + 1e-3
+
+
+def test_midpoint_bins_stay_in_their_bins() -> None:
+    from models.point_sampling import PERTURBATIONS
+
+    torch.manual_seed(0)
+    depths = PERTURBATIONS["midpoint_bins"](2, 5, 0.88, 1.12, 12, False, "cpu")
+    grid = torch.linspace(0.88, 1.12, 12)
+    half = (grid[1] - grid[0]) / 2
+    assert depths.shape == (2, 5, 12, 1)
+    assert bool(((depths[..., 0] - grid).abs() <= half + 1e-6).all())
+    assert bool((depths >= 0.88).all() and (depths <= 1.12 + 1e-6).all())
+
+
+def test_conditional_truncation_pulls_toward_the_class_mean() -> None:
+    from models.mappings import EpiGRAFMapping
+
+    torch.manual_seed(0)
+    config = EpiGRAFMapping.Config(z_dim=8, w_dim=8, classes=3, class_mean_samples=16)
+    mapping = EpiGRAFMapping(config, 25, 4).eval()
+    z, c = torch.randn(2, 8), torch.zeros(2, 25)
+    mapping.class_index = 1
+    rng = torch.Generator().manual_seed(0)
+    mean = mapping(torch.randn(16, 8, generator=rng), torch.zeros(16, 25)).mean(0)
+    expected = mapping(z, c) * 0.5 + mean * 0.5
+    assert torch.allclose(mapping(z, c, truncation_psi=0.5), expected, atol=1e-6)
+    mapping.class_index = 2  # another class, another mean
+    assert not torch.allclose(mapping(z, c, truncation_psi=0.5), mapping(z, c) * 0.5 + mean * 0.5, atol=1e-4)

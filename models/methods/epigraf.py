@@ -116,10 +116,10 @@ def from_official(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], relea
     return PipelineConfig(
         preset="epigraf", c_dim=25, img_resolution=r.img_resolution, neural_rendering_resolution=r.img_resolution,
         mapping=EpiGRAFMapping.Config(z_dim=z_dim, w_dim=w_dim, layers=len(fc), classes=classes,
-                                      camera_conditioning=camera),
+                                      camera_conditioning=camera, class_mean_samples=256 if classes else 0),
         pose=DatasetAnglePoses.Config(radius=r.radius, fov_degrees=r.fov_degrees),
         points=StratifiedPointSampler.Config(near=r.near, far=r.far, num_coarse=r.num_coarse, num_fine=r.num_fine,
-                                             perturb="self_uniform", importance="plain", box_side=2 * cube_scale,
+                                             perturb="midpoint_bins", importance="plain", box_side=2 * cube_scale,
                                              patch="epigraf", patch_size=64),
         embedder=TriplaneEmbedder.Config(resolution=resolution, channels=planes // 3, axes="epigraf",
                                          align_corners=True, channel_base=channel_base, channel_max=channel_max,
@@ -129,7 +129,8 @@ def from_official(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], relea
         density=SoftplusDensity.Config(), integrator=LastDeltaIntegrator.Config(depth_sum=True),
         renderer=RenderingOptions(density_noise=_number(cfg.get("nerf_noise_std_init"), 0.0),
                                   density_noise_fade_kimg=_number(cfg.get("nerf_noise_kimg_growth"), 0.0),
-                                  white_back=r.white_back, pixel_grid="corners", rays="camera_frame"),
+                                  white_back=r.white_back, pixel_grid="corners", rays="camera_frame",
+                                  random_at_eval=r.random_sampling),
     )
 
 
