@@ -1,37 +1,61 @@
-"""EpiGRAF (methods.md §3.9).
+"""EpiGRAF (methods.md §3.9, ``../shared/fixtures/epigraf_ref/README.md``), following the official network.
 
-Dataset camera angles re-placed at r 1, fov 12, 48+48 samples on 0.88-1.12, a 512^2 x 3 x 32
-tri-plane (corrected axes, align_corners, coordinates / 0.2) from StyleGAN2 synthesis, FC 32 -> 64
-(LReLU) -> 3 + 1, softplus density with noise 1 annealed over 5000 kimg, 64 px patches of the 512 px
-image, 2-layer mapping, no upsampler. Carver: R1 0.1, batch 8 per GPU, pose_dim 3.
+* :func:`preset`: the FFHQ components. Dataset camera angles re-placed at r 1, fov 12, 48+48 samples on
+  0.88-1.12 (coarse jittered within midpoint bins, importance from the raw coarse weights), a 512^2 x 3 x 32
+  tri-plane from StyleGAN2 synthesis (``conv_clamp`` 256), sampled with ``align_corners`` at points /
+  ``cube_scale`` 0.2 on EpiGRAF's planes (x, y), (x, z), (y, z), averaged; the MLP FC 32 -> 64 (leaky ReLU
+  x sqrt 2) -> [r, g, b, sigma] with linear colour; softplus density with noise 1 annealed over 5000 kimg;
+  intervals to the next sample (the last 1e10), depth the plain weighted sum; corner-aligned pixels, rays
+  normalised in the camera frame, coarse points by the 4x4 cam2world; 64 px patches of the 512 px image,
+  a 2-layer mapping; no upsampler. Carver: R1 0.1, batch 8 per GPU, pose_dim 3.
+* :func:`from_official`: the config of a released snapshot (``models.checkpoint.read_epigraf_pickle_generator``),
+  :data:`OFFICIAL_NAMES` its parameter names.
+
+Differences from the official code by design:
+
+* The world: EpiGRAF's is y up with its front view on +x; ours has the front on +z, so the app's orbit
+  sees the face. The 'epigraf' tri-plane axes fold the change into the plane matrices (signed
+  permutations) and ``ops.camera.epigraf_pose`` gives its cameras in our world, so every value is the
+  same (exactly); its positive yaw turns the camera toward our -x.
+* Sampling: by default eval renders use the deterministic rule (linspace depths, fixed importance
+  quantiles, the fixture's rule); the official forward always draws at random, which the
+  ``random_sampling`` release setting (``renderer.random_at_eval``) reproduces.
+* The camera conditioning of the mapping (``camera_cond``) reads the stored ``mean_camera_pose`` in eval
+  (as the official inference, which passes no angles) and the cameras' angles in training.
+* Class-conditional releases truncate toward the mean ws of 256 z of the class as the inference
+  script does, but from seed 0 (the script draws them afresh); the class is ``G.set_class``.
+* Not reproduced (refused with one line): background models (``bg_model``), a view-conditioned MLP
+  (``has_view_cond``), coordinate encoding (``posenc_period_len``), a density shift.
 """
 
 from typing import Any
 
 import torch
 
-from models.decoders import EpiGRAFMLPDecoder, OSGFieldDecoder
+from models.decoders import EpiGRAFMLPDecoder
 from models.embedders import TriplaneEmbedder
-from models.mappings import EpiGRAFMapping, StyleGAN2Mapping
+from models.mappings import EpiGRAFMapping
 from models.method_registry import register_method
 from models.pipeline_config import PipelineConfig, RenderingOptions
 from models.point_sampling import StratifiedPointSampler
 from models.poses import DatasetAnglePoses
-from models.volume_rendering import LastDeltaIntegrator, MidpointIntegrator, SoftplusDensity
+from models.volume_rendering import LastDeltaIntegrator, SoftplusDensity
 
 
 @register_method("epigraf")
 def preset() -> PipelineConfig:
     return PipelineConfig(
         preset="epigraf", img_resolution=512, neural_rendering_resolution=512,
-        mapping=StyleGAN2Mapping.Config(z_dim=512, w_dim=512, layers=2),
+        mapping=EpiGRAFMapping.Config(z_dim=512, w_dim=512, layers=2),
         pose=DatasetAnglePoses.Config(radius=1.0, fov_degrees=12.0),
-        points=StratifiedPointSampler.Config(near=0.88, far=1.12, num_coarse=48, num_fine=48, perturb="uniform",
-                                             box_side=0.4, patch="epigraf", patch_size=64),
-        embedder=TriplaneEmbedder.Config(resolution=512, channels=32, axes="corrected", align_corners=True),
-        decoder=OSGFieldDecoder.Config(hidden=64, out_features=3, activation="lrelu"),
-        density=SoftplusDensity.Config(), integrator=MidpointIntegrator.Config(),
-        renderer=RenderingOptions(density_noise=1.0, density_noise_fade_kimg=5000.0),
+        points=StratifiedPointSampler.Config(near=0.88, far=1.12, num_coarse=48, num_fine=48, perturb="midpoint_bins",
+                                             importance="plain", box_side=0.4, patch="epigraf", patch_size=64),
+        embedder=TriplaneEmbedder.Config(resolution=512, channels=32, axes="epigraf", align_corners=True,
+                                         conv_clamp=256),
+        decoder=EpiGRAFMLPDecoder.Config(hidden=64, layers=2, out_features=3),
+        density=SoftplusDensity.Config(), integrator=LastDeltaIntegrator.Config(depth_sum=True),
+        renderer=RenderingOptions(density_noise=1.0, density_noise_fade_kimg=5000.0, pixel_grid="corners",
+                                  rays="camera_frame"),
     )
 
 
