@@ -207,6 +207,13 @@ EPIGRAF_WORLD = ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (-1.0, 0.0, 0.0))
 front view is on +x and ours on +z (a signed permutation, so exact in float)."""
 
 
+def epigraf_focal(fov_degrees: float | torch.Tensor) -> float:
+    """The normalised focal of EpiGRAF's rays, in its float32 order: its camera vector is
+    ``(x, y, -1 / tan(fov_rad / 2))`` with ``fov_rad = fov / 360 * 2 pi`` a float32 tensor, i.e. 2 f."""
+    fov_rad = torch.as_tensor(fov_degrees, dtype=torch.float32) / 360 * 2 * math.pi
+    return float((1 / torch.tan(fov_rad * 0.5)) / 2)
+
+
 def epigraf_pose(angles: torch.Tensor, radius: float | torch.Tensor = 1.0) -> torch.Tensor:
     """[N, 4, 4] OpenCV cam2world, in our world, of EpiGRAF cameras at (yaw, pitch[, roll]) [N, 2 or 3]
     (``compute_cam2world_matrix`` in its float32 order): in its world (y up) the camera sits at

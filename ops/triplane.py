@@ -70,6 +70,7 @@ def sample_triplane(
     box_warp: float,
     mode: str = "bilinear",
     align_corners: bool = False,
+    divide: bool = False,
 ) -> torch.Tensor:
     """Bilinear features of points from each plane (zero outside the box).
 
@@ -80,12 +81,13 @@ def sample_triplane(
 
     Returns:
         [N, P, M, C] per-plane features (callers average over P). ``align_corners`` is EG3D's
-        False; EpiGRAF samples with True.
+        False; EpiGRAF samples with True. ``divide``: points / (box_warp / 2) (EpiGRAF's
+        ``coords / cube_scale``) instead of EG3D's (2 / box_warp) * points: equal up to round-off.
     """
     n, p, c, h, w = planes.shape
     _, m, _ = coordinates.shape
     planes = planes.view(n * p, c, h, w)
-    coordinates = (2 / box_warp) * coordinates
+    coordinates = coordinates / (box_warp / 2) if divide else (2 / box_warp) * coordinates
     grid = project_onto_planes(axes.to(coordinates.device), coordinates).unsqueeze(1)
     features = F.grid_sample(planes, grid.float(), mode=mode, padding_mode="zeros", align_corners=align_corners)
     return features.permute(0, 3, 2, 1).reshape(n, p, m, c)

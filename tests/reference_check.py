@@ -394,7 +394,7 @@ def _epigraf_settings(config: dict) -> dict:
 
 def check_epigraf(folder: Path, config: dict) -> tuple[int, Errors]:
     from models import load_generator
-    from ops.camera import EPIGRAF_WORLD, epigraf_pose, fov_to_focal, intrinsics_from_focal, pack_label
+    from ops.camera import EPIGRAF_WORLD, epigraf_focal, epigraf_pose, intrinsics_from_focal, pack_label
     from ops.patch_sampling import PatchParams, patch_intrinsics
 
     settings = _epigraf_settings(config)
@@ -418,7 +418,7 @@ def check_epigraf(folder: Path, config: dict) -> tuple[int, Errors]:
                 G.mapping_network.class_index = int(c_class.argmax(1)[0])
             pose = epigraf_pose(t[f"{i}_camera_angles"], settings["radius"])
             note("cam2world", relative_error(to_official @ pose @ flip, cases[f"{i}_cam2world"]))
-            intrinsics = intrinsics_from_focal(fov_to_focal(float(t[f"{i}_fov"])))[None]
+            intrinsics = intrinsics_from_focal(epigraf_focal(t[f"{i}_fov"]))[None]
             c = pack_label(pose, intrinsics)
             ws = G.mapping(z, c, truncation_psi=psi)
             note("ws", relative_error(ws, cases[f"{i}_ws"]))
