@@ -221,3 +221,59 @@ def test_conditional_truncation_pulls_toward_the_class_mean() -> None:
     assert torch.allclose(mapping(z, c, truncation_psi=0.5), expected, atol=1e-6)
     mapping.class_index = 2  # another class, another mean
     assert not torch.allclose(mapping(z, c, truncation_psi=0.5), mapping(z, c) * 0.5 + mean * 0.5, atol=1e-4)
+
+
+# --- omegaconf records --------------------------------------------------------------------------
+
+def _node(kind: str, parent=None, **state):
+    """An inert omegaconf record as the unpickler builds it (``kind``: DictConfig, ListConfig, AnyNode)."""
+    from models.eg3d_pickle import _inert_class
+
+    module = {"DictConfig": "dictconfig", "ListConfig": "listconfig", "AnyNode": "nodes"}[kind]
+    node = _inert_class(f"omegaconf.{module}.{kind}").__new__(_inert_class(f"omegaconf.{module}.{kind}"))
+    node.__setstate__({"_parent": parent, **state})
+    return node
+
+
+def _tree(value, parent=None):
+    if isinstance(value, dict):
+        node = _node("DictConfig", parent, _content={})
+        node.state["_content"] = {k: _tree(v, node) for k, v in value.items()}
+        return node
+    if isinstance(value, list):
+        node = _node("ListConfig", parent, _content=[])
+        node.state["_content"] = [_tree(v, node) for v in value]
+        return node
+    return _node("AnyNode", parent, _val=value)
+
+
+def test_omegaconf_interpolations_resolve_against_the_root() -> None:
+    from models.epigraf_pickle import Unresolved, omegaconf_to_plain
+
+    root = _tree({"dataset": {"name": "ffhq", "camera": {"fov": 12.0}, "steps": [1, "${model.n}"]},
+                  "model": {"n": 3, "g": {"dataset": "${dataset}", "fov": "${dataset.camera.fov}",
+                                          "path": "data/${dataset.name}.zip", "env": "${env:HOME}",
+                                          "missing": "${nowhere.x}", "loop": "${model.g.loop}"}}})
+    generator = root.state["_content"]["model"].state["_content"]["g"]
+    with pytest.raises(CheckpointError, match="too deeply"):
+        omegaconf_to_plain(generator)  # a self-referencing interpolation is refused, not followed forever
+    del generator.state["_content"]["loop"]
+    plain = omegaconf_to_plain(generator)
+    assert plain["dataset"] == {"name": "ffhq", "camera": {"fov": 12.0}, "steps": [1, 3]}
+    assert plain["fov"] == 12.0 and plain["path"] == "data/ffhq.zip"
+    assert isinstance(plain["env"], Unresolved) and plain["env"] == "${env:HOME}"  # resolvers are never run
+    assert isinstance(plain["missing"], Unresolved)
+
+
+def test_unresolvable_dataset_falls_back_to_the_release() -> None:
+    """Where ``cfg.dataset`` cannot be resolved, the release's settings are used (sizes still come from
+    the shapes)."""
+    from models.epigraf_pickle import Unresolved, load_epigraf_generator_record
+
+    _record, cfg, state_dict = load_epigraf_generator_record(_pickle())
+    cfg = dict(cfg, dataset=Unresolved("${dataset}"))
+    release = RELEASES["epigraf-ffhq512"]
+    config = from_official(cfg, {k: tuple(v.shape) for k, v in state_dict.items()}, release)
+    assert (config.pose.fov_degrees, config.points.near, config.points.far) == (release.fov_degrees, release.near,
+                                                                                release.far)
+    assert config.points.box_side == release.box_side and config.renderer.white_back == release.white_back
