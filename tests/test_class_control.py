@@ -60,29 +60,37 @@ def test_typing_a_class_renders_that_class(conditional_checkpoint):
         before = app.viewport.render_image(app.state.display, app.view_camera()).astype(np.float32)
 
         window, handle = app.window, app.window.handle
-        x0, y0, x1, y1 = panel.class_field
-        window.cursor_callback(handle, x0 + 20, (y0 + y1) / 2)  # the text part, left of the -/+ buttons
-        app.draw_frame()
-        window.mouse_button_callback(handle, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
-        app.draw_frame()
-        window.mouse_button_callback(handle, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
-        app.draw_frame()
-        window.imgui.char_callback(handle, ord("2"))  # the field selects its text on focus: "2" replaces it
-        app.draw_frame()
-        window.key_callback(handle, glfw.KEY_ENTER, 0, glfw.PRESS, 0)
-        app.draw_frame()
-        window.key_callback(handle, glfw.KEY_ENTER, 0, glfw.RELEASE, 0)
-        app.draw_frame()
-        assert latent.class_index == 2
 
+        def type_class(text: str) -> None:
+            """Click the field's text, type (the field selects its text on focus), press Enter."""
+            x0, y0, x1, y1 = panel.class_field
+            window.cursor_callback(handle, x0 + 20, (y0 + y1) / 2)  # left of the -/+ buttons
+            app.draw_frame()
+            window.mouse_button_callback(handle, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
+            app.draw_frame()
+            window.mouse_button_callback(handle, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
+            app.draw_frame()
+            for char in text:
+                window.imgui.char_callback(handle, ord(char))
+                app.draw_frame()
+            window.key_callback(handle, glfw.KEY_ENTER, 0, glfw.PRESS, 0)
+            app.draw_frame()
+            window.key_callback(handle, glfw.KEY_ENTER, 0, glfw.RELEASE, 0)
+            app.draw_frame()
+
+        type_class("1")
+        assert latent.class_index == 1
         run_until(app, app.settled)
         after = app.viewport.render_image(app.state.display, app.view_camera()).astype(np.float32)
         assert np.abs(after - before).mean() > 0.5  # another class, another identity
 
-        window.imgui.char_callback(handle, ord("9"))  # still focused: 9 is clamped to the last class
-        app.draw_frame()
-        app.draw_frame()
+        type_class("9")  # past the last class: clamped to it
         assert latent.class_index == CLASSES - 1
+
+        from app.script import apply_settings
+
+        apply_settings(app, {"class_index": 0})  # a session script's {"set": {"class_index": 0}}
+        assert app.state.args.latent.class_index == 0
     finally:
         app.close()
 
