@@ -599,7 +599,7 @@ def _what_it_is(path: Path) -> str:
 
 def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", *, release: str | None = None,
                    settings: dict[str, Any] | None = None) -> nn.Module:
-    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D ``.pkl`` (its G_ema), an
+    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D or EpiGRAF ``.pkl`` (its G_ema), an
     official pi-GAN or GRAM ``generator.pth`` (with the ``ema.pth`` beside it) or an official VolumeGAN
     ``.pth`` (its ``generator_smooth``).
 
@@ -629,7 +629,7 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
         G = read_official_torch_generator(path, release=release, settings=settings)
     else:
         raise CheckpointError(path, f"unrecognised file type: {_what_it_is(path)} (expected a .safetensors generator, "
-                                    "an EG3D network pickle, a pi-GAN / GRAM generator.pth, a VolumeGAN .pth or a "
+                                    "an EG3D / EpiGRAF network pickle, a pi-GAN / GRAM generator.pth, a VolumeGAN .pth or a "
                                     "StyleSDF .pt)")
     return G.eval().requires_grad_(False).to(device)
 
