@@ -145,6 +145,11 @@ class PipelineGenerator(nn.Module):
         """Class labels a class-conditional mapping reads (EpiGRAF's Megascans releases); 0: unconditional."""
         return int(getattr(self.mapping_network, "classes", 0))
 
+    @property
+    def class_index(self) -> int:
+        """The class a class-conditional model maps to now (0 until :meth:`set_class`)."""
+        return int(getattr(self.mapping_network, "class_index", 0))
+
     def set_class(self, index: int) -> None:
         """Map z to ws of class ``index`` from now on (class-conditional models only).
 

@@ -86,8 +86,9 @@ class LatentArgs:
     """Indices of the ws taken from ``mix_seed``."""
     noise_mode: Literal["const", "random", "none"] = "const"
     """StyleGAN2 noise inputs: fixed buffers, fresh noise, or none."""
-    class_index: int = 0
-    """Class of class-conditional models (EpiGRAF's Megascans releases); unconditional models ignore it."""
+    class_index: int | None = None
+    """Class of class-conditional models (EpiGRAF's Megascans releases; None: the model's current class,
+    ``G.set_class``, 0 at load); unconditional models ignore it."""
 
 
 @dataclass
@@ -139,7 +140,6 @@ class RenderArgs:
         checks = [
             ("seed_x", latent.seed_x, 0.0, MAX_SEED), ("seed_y", latent.seed_y, 0.0, MAX_SEED / 100),
             ("psi", latent.psi, -2.0, 2.0), ("mesh_resolution", self.mesh_resolution, 8, 1024),
-            ("class_index", latent.class_index, 0, 1_000_000),
         ]
         for name, camera in (("view", self.view), ("cond", self.cond)):
             checks += [(f"{name}.yaw", camera.yaw, -1e4, 1e4), (f"{name}.pitch", camera.pitch, -1e4, 1e4),
@@ -152,7 +152,8 @@ class RenderArgs:
                                     ("depth_samples", quality.depth_samples, 1, 1024),
                                     ("importance_samples", quality.importance_samples, 0, 1024),
                                     ("trunc_cutoff", latent.trunc_cutoff, 0, 1024),
-                                    ("mix_seed", latent.mix_seed, 0, MAX_SEED)):
+                                    ("mix_seed", latent.mix_seed, 0, MAX_SEED),
+                                    ("class_index", latent.class_index, 0, 1_000_000)):
             if value is not None:
                 checks.append((name, value, lo, hi))
         if self.mesh_level is not None:

@@ -135,7 +135,8 @@ class GeneratorRenderer:
 
     def _seed_ws(self, seed: int, c: torch.Tensor, c_key, latent: LatentArgs) -> torch.Tensor:
         classes = int(getattr(self.G, "num_classes", 0))
-        class_index = min(int(latent.class_index), classes - 1) if classes else 0
+        wanted = self.G.class_index if classes and latent.class_index is None else (latent.class_index or 0)
+        class_index = min(int(wanted), classes - 1) if classes else 0
 
         def make() -> torch.Tensor:
             if classes:

@@ -277,3 +277,38 @@ def test_unresolvable_dataset_falls_back_to_the_release() -> None:
     assert (config.pose.fov_degrees, config.points.near, config.points.far) == (release.fov_degrees, release.near,
                                                                                 release.far)
     assert config.points.box_side == release.box_side and config.renderer.white_back == release.white_back
+
+
+def test_batch_tools_take_a_class(tmp_path: Path) -> None:
+    """``--class K`` renders class K of a class-conditional model; a class out of range, or any class of an
+    unconditional model, is one error line (exit 2)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from models.checkpoint import save_generator
+    from models.pipeline import PipelineGenerator
+    from tests.conftest import REPO_ROOT
+
+    config = load_generator(_pickle(), settings={"img_resolution": 16}).config.copy()
+    config.mapping.classes = 3
+    torch.manual_seed(0)
+    path = tmp_path / "conditional.safetensors"
+    save_generator(PipelineGenerator(config), path)
+
+    def images(model: Path, *extra: str, out: str = "img") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(REPO_ROOT / "visualizer.py"), "images", str(model), "--seeds", "0",
+                               "--views", "1", "--out", str(tmp_path / out), *extra],
+                              capture_output=True, text=True, timeout=300)
+
+    strips = []
+    for k in (0, 2):
+        result = images(path, "--class", str(k), out=f"class{k}")
+        assert result.returncode == 0, result.stderr
+        strips.append(np.asarray(Image.open(tmp_path / f"class{k}" / "seed0000.png")).astype(np.float32))
+    assert np.abs(strips[0] - strips[1]).mean() > 0.5
+    for model, k, message in ((path, "3", "outside [0, 3)"), (_pickle(), "1", "not class-conditional")):
+        result = images(model, "--class", k, out="bad")
+        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

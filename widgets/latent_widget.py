@@ -36,7 +36,7 @@ class LatentWidget(Panel):
         imgui.text_disabled("fractional seeds blend the 4 nearest seeds in W")
         if state.model.num_classes:
             imgui.push_item_width(140)
-            changed, index = imgui.input_int("class", latent.class_index)
+            changed, index = imgui.input_int("class", latent.class_index or 0)
             self.class_field = (*imgui.get_item_rect_min(), *imgui.get_item_rect_max())
             imgui.pop_item_width()
             if changed:
