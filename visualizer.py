@@ -154,7 +154,16 @@ def _batch_model(args: argparse.Namespace):
     from renderers.batch import load_model, resolve_device
 
     device = resolve_device(args.device)
+    from renderers.batch import BatchError
+
     G, label = load_model(args.path, device, release=getattr(args, "release", None))
+    if getattr(args, "class_index", None) is not None:
+        if not getattr(G, "num_classes", 0):
+            raise BatchError(f"--class {args.class_index}: {label} is not class-conditional")
+        try:
+            G.set_class(args.class_index)
+        except ValueError as e:
+            raise BatchError(f"--class: {e}") from None
     print(f"model: {label} ({G.img_resolution}px) on {device.type}")
     return G, device
 
@@ -232,6 +241,8 @@ def _batch_arguments(p: argparse.ArgumentParser, seeds_default: str = "0") -> No
     p.add_argument("--trunc", type=float, default=0.7, help="truncation psi (default 0.7; 1 = none)")
     p.add_argument("--trunc-cutoff", type=int, default=None, metavar="K",
                    help="truncate only the first K ws (default: all)")
+    p.add_argument("--class", dest="class_index", type=int, default=None, metavar="K",
+                   help="class of a class-conditional model (EpiGRAF's Megascans releases; default 0)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--force", action="store_true", help="replace existing outputs (checked before any work)")
     p.add_argument("--release", default=None, choices=release_names(), metavar="NAME",

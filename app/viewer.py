@@ -140,6 +140,7 @@ class Visualizer:
         model.image_resolution = int(G.img_resolution)
         model.neural_resolution = int(G.neural_rendering_resolution)
         model.num_ws = int(G.num_ws)
+        model.num_classes = int(getattr(G, "num_classes", 0))
         model.release = getattr(G.config, "extra", {}).get("release")
         model.release_choices = release_alternatives(model.release)
         model.depth_samples = int(opts["depth_resolution"])

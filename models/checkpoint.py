@@ -279,6 +279,49 @@ def read_eg3d_pickle_generator(path: str | os.PathLike, key: str = "G_ema") -> n
     return G
 
 
+def read_epigraf_pickle_generator(path: str | os.PathLike, release: str | None = None,
+                                  settings: dict[str, Any] | None = None) -> nn.Module:
+    """Build a generator from an EpiGRAF snapshot (the released ``model.pkl``) without executing it:
+    its ``G_ema``, the architecture from the tensor shapes, rendering from the resolved ``cfg``.
+
+    ``release`` / ``settings``: as for :func:`read_pigan_generator` (default: the release the file's
+    class-label size identifies; settings override what the file says). The truncation mean is the
+    file's ``w_avg``.
+    """
+    from models.epigraf_pickle import load_epigraf_generator_record
+    from models.methods.epigraf import from_official, official_network, official_to_pipeline_names
+    from models.releases import choose
+
+    path = Path(path)
+    _record, cfg, state_dict = load_epigraf_generator_record(path)
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+    try:
+        chosen = choose("epigraf-pickle", official_network(cfg, shapes), release, where=os.fspath(path))
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(path, f"unsupported EpiGRAF generator: {e}") from None
+    G = _release_generator(path, "EpiGRAF", chosen, lambda: from_official(cfg, shapes, chosen, settings))
+    load_state_checked(G, official_to_pipeline_names(state_dict), path)
+    return G
+
+
+PICKLE_READERS: dict[str, Callable[..., nn.Module]] = {"src.torch_utils.persistence": read_epigraf_pickle_generator}
+"""Network pickles by the module of their persistence global, where it is not EG3D's ``torch_utils.persistence``
+(read by :func:`read_eg3d_pickle_generator`)."""
+
+
+def read_network_pickle_generator(path: str | os.PathLike, release: str | None = None,
+                                  settings: dict[str, Any] | None = None) -> nn.Module:
+    """A StyleGAN-style network pickle, told apart by its persistence module (read from the opcodes,
+    nothing unpickled) and then by its generator class: EG3D's ``TriPlaneGenerator`` or EpiGRAF's
+    ``src.``-prefixed ``Generator``."""
+    from models.epigraf_pickle import persistence_module
+
+    reader = PICKLE_READERS.get(persistence_module(path) or "")
+    if reader is None:
+        return read_eg3d_pickle_generator(path)
+    return reader(path, release=release, settings=settings)
+
+
 PIGAN_GENERATOR = "generators.generators.ImplicitGenerator3d"
 """The class pi-GAN's ``generator.pth`` pickles (``torch.save(module)``)."""
 TORCH_EMA = "torch_ema.ema.ExponentialMovingAverage"
@@ -689,7 +732,7 @@ def _what_it_is(path: Path) -> str:
 
 def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", *, release: str | None = None,
                    settings: dict[str, Any] | None = None) -> nn.Module:
-    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D ``.pkl`` (its G_ema), an
+    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D or EpiGRAF ``.pkl`` (its G_ema), an
     official pi-GAN or GRAM ``generator.pth`` (with the ``ema.pth`` beside it) or an official VolumeGAN
     ``.pth`` (its ``generator_smooth``).
 
@@ -714,12 +757,12 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
     if kind == "safetensors":
         G = read_safetensors_generator(path)
     elif kind == "pickle":
-        G = read_eg3d_pickle_generator(path)
+        G = read_network_pickle_generator(path, release=release, settings=settings)
     elif kind == "torch-zip":
         G = read_official_torch_generator(path, release=release, settings=settings)
     else:
         raise CheckpointError(path, f"unrecognised file type: {_what_it_is(path)} (expected a .safetensors generator, "
-                                    "an EG3D network pickle, a pi-GAN / GRAM generator.pth, a VolumeGAN .pth or a "
+                                    "an EG3D / EpiGRAF network pickle, a pi-GAN / GRAM generator.pth, a VolumeGAN .pth or a "
                                     "StyleSDF .pt)")
     return G.eval().requires_grad_(False).to(device)
 

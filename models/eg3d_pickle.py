@@ -498,12 +498,14 @@ class _SafeUnpickler(pickle.Unpickler):
 
 
 def read_network_pickle(
-    path: str | os.PathLike, *, extra_plain_classes: Iterable[str] = ()
+    path: str | os.PathLike, *, extra_plain_classes: Iterable[str] = (),
+    unpickler: type[_SafeUnpickler] | None = None,
 ) -> dict[str, Any]:
     """Unpickle an EG3D ``network-snapshot-*.pkl`` into its top-level dict of inert records.
 
     ``G``, ``D`` and ``G_ema`` come back as :class:`PersistentRecord`; ``extra_plain_classes`` adds
-    qualified class names to :data:`PLAIN_CLASSES` for forks that use other plain modules.
+    qualified class names to :data:`PLAIN_CLASSES` for forks that use other plain modules;
+    ``unpickler``: a :class:`_SafeUnpickler` subclass with a fork's allow-list (EpiGRAF's).
     Raises :class:`UnsafePickleError` for any global not on the allow-list and
     :class:`CheckpointError` for anything else that is not a readable network pickle.
     """
@@ -520,7 +522,7 @@ def read_network_pickle(
             raise CheckpointError(path, "this is a zip archive (a torch.save checkpoint?), not a network pickle")
         f.seek(0)
         try:
-            data = _SafeUnpickler(f, os.fspath(path), plain).load()
+            data = (unpickler or _SafeUnpickler)(f, os.fspath(path), plain).load()
         except CheckpointError:
             raise
         except EOFError:

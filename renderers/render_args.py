@@ -88,6 +88,9 @@ class LatentArgs:
     """Indices of the ws taken from ``mix_seed``."""
     noise_mode: Literal["const", "random", "none"] = "const"
     """StyleGAN2 noise inputs: fixed buffers, fresh noise, or none."""
+    class_index: int | None = None
+    """Class of class-conditional models (EpiGRAF's Megascans releases; None: the model's current class,
+    ``G.set_class``, 0 at load); unconditional models ignore it."""
 
 
 @dataclass
@@ -153,7 +156,8 @@ class RenderArgs:
                                     ("depth_samples", quality.depth_samples, 1, 1024),
                                     ("importance_samples", quality.importance_samples, 0, 1024),
                                     ("trunc_cutoff", latent.trunc_cutoff, 0, 1024),
-                                    ("mix_seed", latent.mix_seed, 0, MAX_SEED)):
+                                    ("mix_seed", latent.mix_seed, 0, MAX_SEED),
+                                    ("class_index", latent.class_index, 0, 1_000_000)):
             if value is not None:
                 checks.append((name, value, lo, hi))
         if self.mesh_level is not None:

@@ -135,10 +135,17 @@ class GeneratorRenderer:
         return CameraPose(yaw=float(yaw), pitch=float(pitch), fov_degrees=model_fov(self.G.rendering_kwargs))
 
     def _seed_ws(self, seed: int, c: torch.Tensor, c_key, latent: LatentArgs) -> torch.Tensor:
-        key = (seed, c_key, latent.psi, latent.trunc_cutoff)
-        ws, _ = self._ws_cache.get_or_make(key, lambda: self.G.mapping(
-            seed_latent(seed, self.G.z_dim).to(self.device), c, truncation_psi=latent.psi,
-            truncation_cutoff=latent.trunc_cutoff))
+        classes = int(getattr(self.G, "num_classes", 0))
+        wanted = self.G.class_index if classes and latent.class_index is None else (latent.class_index or 0)
+        class_index = min(int(wanted), classes - 1) if classes else 0
+
+        def make() -> torch.Tensor:
+            if classes:
+                self.G.set_class(class_index)
+            return self.G.mapping(seed_latent(seed, self.G.z_dim).to(self.device), c, truncation_psi=latent.psi,
+                                  truncation_cutoff=latent.trunc_cutoff)
+
+        ws, _ = self._ws_cache.get_or_make((seed, c_key, latent.psi, latent.trunc_cutoff, class_index), make)
         return ws
 
     def latent_ws(self, latent: LatentArgs, cond: CameraPose) -> torch.Tensor:
