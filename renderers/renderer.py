@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -364,11 +365,18 @@ class GeneratorRenderer:
         """
         from renderers.mesh import marching_cubes, sample_grid, vertex_colors
 
-        if level is None:
+        automatic = level is None
+        if automatic:
             level = self.surface_level(planes)
         fields = self.mesh_fields(planes)
         res = int(resolution)
         grid = sample_grid(fields.field, fields.bounds, res, chunk=chunk, device=self.device, progress=progress)
+        if automatic:
+            finite = grid[np.isfinite(grid)]
+            if finite.size and not finite.min() < level < finite.max():
+                # The frontal view's surface lies outside the box (a young or random model): an automatic
+                # level should still give a surface, so take the box's median value.
+                level = float(np.median(finite))
         mesh = marching_cubes(grid, float(level), fields.bounds, inside=fields.inside,
                               border=self.mesh_border(planes, res))
         mesh.level = float(level)
