@@ -108,6 +108,12 @@ class _TorchZipUnpickler(_SafeUnpickler):
             self._allowed[name] = _StorageType(name, dtype)
         self._allowed["torch.device"] = _device
         self._allowed["easydict.EasyDict"] = self._allowed["dnnlib.util.EasyDict"]
+        for spelling in ("numpy._core.multiarray.scalar", "numpy.core.multiarray.scalar"):  # numpy 2 and 1
+            self._allowed[spelling] = self._python_number
+
+    def _python_number(self, dtype: Any, data: Any = None) -> Any:
+        """A pickled numpy scalar (GIRAFFE's and GRAF's best FID) as the Python number it holds."""
+        return self._numpy_scalar(dtype, data).item()
 
     def persistent_load(self, pid: Any) -> Any:
         # torch.save: ('storage', storage_type, key, location, numel)

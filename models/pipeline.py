@@ -38,6 +38,7 @@ from ops.camera import (
     camera_frame_rays,
     fov_to_focal,
     generate_rays,
+    image_plane_points,
     orbit_label,
     unpack_label,
 )
@@ -244,16 +245,23 @@ class PipelineGenerator(nn.Module):
     def render_rays(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
                     options: RenderOptions | None = None,
                     camera_frame: tuple[torch.Tensor, torch.Tensor] | None = None, ray_scale: torch.Tensor | None = None,
-                    view_directions: torch.Tensor | None = None) -> Composite:
+                    view_directions: torch.Tensor | None = None, image_points: torch.Tensor | None = None
+                    ) -> Composite:
         """Composite features [N, M, C] (about [-1, 1] for colour decoders), depth [N, M, 1], weights.
 
         ``camera_frame``: (cam2world, unit camera-frame directions) of rays from :meth:`camera_rays` in the
         'camera_frame' mode; the coarse points are then formed in the camera frame (VolumeGAN's order).
         ``ray_scale`` [N, M, 1]: the sampled depths are multiplied by it (depths along the optical
         axis: 1 / cos of the ray's angle to it); ``view_directions`` [N, M, 3]: what the decoder
-        reads as view directions, if not the rays' own (StyleSDF's camera-frame directions)."""
+        reads as view directions, if not the rays' own (StyleSDF's camera-frame directions).
+        ``image_points`` [N, M, 3]: for an embedder that renders rays itself, the rays' points at unit
+        depth along the optical axis; it then gets the rays ``image_points - origins`` and the sampled
+        depths unscaled (GIRAFFE's arithmetic)."""
         opts = (options or RenderOptions()).resolve(self.rendering_kwargs)
         depths = self.sample_depths(origins, directions, opts.num_coarse)
+        if image_points is not None and self.embedder.renders_rays:
+            return self.embedder.render_rays(self, scene, origins, directions, depths, opts.density_noise,
+                                             options=opts, image_points=image_points)
         if ray_scale is not None:
             depths = depths * ray_scale.unsqueeze(-2)
         directions_seen = view_directions
@@ -262,7 +270,7 @@ class PipelineGenerator(nn.Module):
             directions_seen = directions_seen.expand_as(directions)
         if self.embedder.renders_rays:
             return self.embedder.render_rays(self, scene, origins, directions, depths, opts.density_noise,
-                                             directions_seen)
+                                             directions_seen, options=opts)
 
         def evaluate(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             points = camera_frame_points(*camera_frame, d) if camera_frame is not None and d is depths else None
@@ -313,16 +321,35 @@ class PipelineGenerator(nn.Module):
         origins, directions, camera_frame = self.camera_rays(c, resolution)
         if camera_frame is not None:  # VolumeGAN's order of operations
             return self.render_rays(scene, origins, directions, options, camera_frame)
+        ray_scale, views = self._axis_terms(c, resolution)
+        image_points = None
+        if self.embedder.renders_rays and self.config.points.depth_along_axis:
+            image_points = image_plane_points(*unpack_label(c), resolution, grid=self.config.renderer.pixel_grid)
+        return self.render_rays(scene, origins, directions, options, ray_scale=ray_scale, view_directions=views,
+                                image_points=image_points)
+
+    def _axis_terms(self, c: torch.Tensor, resolution: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(ray scale [N, M, 1] for depths along the optical axis, camera-frame view directions [N, M, 3]),
+        each None where the config does not ask for it."""
         _, intrinsics = unpack_label(c)
-        grid = self.config.renderer.pixel_grid
         ray_scale = views = None
         if self.config.points.depth_along_axis or self.config.renderer.camera_frame_views:
-            camera = camera_directions(intrinsics, resolution, grid=grid)  # (x, y, 1), OpenCV axes
+            camera = camera_directions(intrinsics, resolution, grid=self.config.renderer.pixel_grid)  # OpenCV (x, y, 1)
             if self.config.points.depth_along_axis:
                 ray_scale = camera.norm(dim=-1, keepdim=True)
             if self.config.renderer.camera_frame_views:  # OpenGL camera axes, unit length
                 views = F.normalize(camera * camera.new_tensor([1.0, -1.0, -1.0]), dim=-1)
-        return self.render_rays(scene, origins, directions, options, ray_scale=ray_scale, view_directions=views)
+        return ray_scale, views
+
+    def axis_rays(self, c: torch.Tensor, resolution: int, options: RenderOptions | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rays of cameras c [N, 25] at r x r as GRAF and GIRAFFE form them: origins and the pixels'
+        image-plane points at unit depth along the optical axis [N, M, 3], and the evaluation depths
+        [N, M, K, 1] along the axis (points: origin + depth (image point - origin))."""
+        opts = (options or RenderOptions()).resolve(self.rendering_kwargs)
+        origins, directions, _ = self.camera_rays(c, resolution)
+        points = image_plane_points(*unpack_label(c), resolution, grid=self.config.renderer.pixel_grid)
+        return origins, points, self.sample_depths(origins, directions, opts.num_coarse, jitter=False)
 
     # --- geometry ----------------------------------------------------------------------------
 

@@ -49,8 +49,16 @@ def _ray_offset(n, m, start, end, count, disparity, device) -> torch.Tensor:
     return depths + torch.rand_like(depths[:, :, :1]) * _spacing(depths)  # StyleSDF: one offset per ray
 
 
+def _between_midpoints(n, m, start, end, count, disparity, device) -> torch.Tensor:
+    depths = _no_jitter(n, m, start, end, count, disparity, device)
+    mid = 0.5 * (depths[:, :, 1:] + depths[:, :, :-1])  # GRAF / GIRAFFE: U(previous midpoint, next midpoint)
+    low, high = torch.cat([depths[:, :, :1], mid], 2), torch.cat([mid, depths[:, :, -1:]], 2)
+    return low + (high - low) * torch.rand_like(low)
+
+
 PERTURBATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "none": _no_jitter, "uniform": _forward_uniform, "self_uniform": _centred_uniform, "offset": _ray_offset,
+    "midpoints": _between_midpoints,
 }
 """Jittered stratified depths [N, M, K, 1] (training), by name: ``f(N, M, near, far, K, disparity_space, device)``."""
 
@@ -86,7 +94,8 @@ class StratifiedPointSampler:
         """Importance samples per ray from the coarse weights (0: none)."""
         perturb: str = "self_uniform"
         """Training jitter (``PERTURBATIONS``): 'none', 'uniform' (forward U(0,1) of a spacing, EG3D),
-        'self_uniform' (+-half a spacing, pi-GAN) or 'offset' (one random shift per ray, StyleSDF)."""
+        'self_uniform' (+-half a spacing, pi-GAN), 'offset' (one random shift per ray, StyleSDF) or 'midpoints'
+        (uniform between the neighbouring midpoints, the ends kept inside: GRAF, GIRAFFE)."""
         box_side: float = 0.24
         """Side of the cube, centred at the pivot, that holds the scene ('auto' bounds, meshes)."""
         patch: str = "none"
@@ -101,6 +110,9 @@ class StratifiedPointSampler:
         depth_along_axis: bool = False
         """near, far and the samples are depths along the camera's optical axis (StyleSDF's unnormalised
         rays with camera z = -1), not distances along each ray; needs the cameras (``render_neural``)."""
+        unit_grid: bool = False
+        """Evaluation depths are near + linspace(0, 1, K) (far - near) (GRAF's and GIRAFFE's arithmetic: the
+        same depths as linspace(near, far, K) up to round-off, which GIRAFFE's box masks amplify)."""
         importance: str = "smoothed"
         """Importance sampler (``IMPORTANCE_SAMPLERS``): 'smoothed' (EG3D's pooled weights + 0.01) or 'plain'
         (pi-GAN's ``sample_pdf`` on the raw weights[1:-1] + 1e-5, searchsorted right=False)."""
@@ -129,6 +141,10 @@ class StratifiedPointSampler:
         if self.config.offset_grid and count >= 1:
             end = start + (end - start) * (count - 1) / count
         sample = PERTURBATIONS[self.config.perturb] if jitter and count >= 2 else _no_jitter
+        if (sample is _no_jitter and self.config.unit_grid and not self.config.disparity_space and count >= 2
+                and not isinstance(start, torch.Tensor)):
+            grid = torch.linspace(0, 1, count, device=origins.device) * (end - start) + start
+            return grid.reshape(1, 1, count, 1).repeat(n, m, 1, 1)
         return sample(n, m, start, end, count, self.config.disparity_space, origins.device)
 
     def importance(self, depths: torch.Tensor, coarse: Composite, integrator, count: int,

@@ -8,13 +8,18 @@ is 0 and its rotation is folded into the camera yaw (one object; GIRAFFE's per-o
 sampling is not modelled). Carver: Adam (0, 0.99).
 """
 
-from models.decoders import NeRFMLPFieldDecoder
-from models.embedders import CompositionEmbedder
+import re
+
+import torch
+
+from models.decoders import GiraffeFieldDecoder, NeRFMLPFieldDecoder
+from models.embedders import CompositionEmbedder, GiraffeSceneEmbedder
 from models.mappings import IdentityMapping
 from models.method_registry import register_method
-from models.pipeline_config import PipelineConfig
+from models.pipeline_config import PipelineConfig, RenderingOptions
 from models.point_sampling import StratifiedPointSampler
 from models.poses import PriorPoses
+from models.releases import Release, giraffe_network
 from models.upsamplers import GiraffeUpsampler
 from models.volume_rendering import LastDeltaIntegrator, ReLUDensity
 
@@ -34,4 +39,116 @@ def preset() -> PipelineConfig:
                                            z_app_dim=256, dir_frequencies=4),
         density=ReLUDensity.Config(), integrator=LastDeltaIntegrator.Config(),
         upsampler=GiraffeUpsampler.Config(min_channels=32),
+    )
+
+
+# --- official checkpoints (autonomousvision/giraffe, ``checkpoint_<name>-<hash>.pt``) --------------
+
+OFFICIAL_PREFIX = "generator_test."
+"""The EMA generator's entries in the file's ``model`` state dict (``generator.`` holds the raw weights)."""
+OFFICIAL_BLUR = "neural_renderer.upsample_rgb.1.f"
+"""The blur's [1, 2, 1] taps (a buffer of the official renderer; ours is fixed)."""
+_NAMES = (("decoder.", "decoder."), ("background_generator.", "background_decoder."),
+          ("neural_renderer.conv_layers.", "upsampler.blocks."), ("neural_renderer.conv_rgb.", "upsampler.to_rgb."))
+"""(official prefix, ours) of one generator's parameters."""
+
+
+def official_to_pipeline_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One official generator's state dict (prefix stripped) in our names; the blur taps are dropped."""
+    out = {}
+    for name, tensor in state.items():
+        if name == OFFICIAL_BLUR:
+            continue
+        for official, ours in _NAMES:
+            if name.startswith(official):
+                out[ours + name[len(official):]] = tensor
+                break
+        else:
+            raise ValueError(f"unexpected generator entry {name}")
+    return out
+
+
+def pipeline_to_official_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`official_to_pipeline_names` (without the blur taps and the mapping's z mean)."""
+    out = {}
+    for name, tensor in state.items():
+        for official, ours in _NAMES:
+            if name.startswith(ours):
+                out[official + name[len(ours):]] = tensor
+                break
+    return out
+
+
+def _count(shapes: dict[str, tuple[int, ...]], pattern: str) -> int:
+    return len({m.group(1) for n in shapes if (m := re.match(pattern, n))})
+
+
+def _field(shapes: dict[str, tuple[int, ...]], prefix: str) -> dict[str, int]:
+    """Sizes of one official field network (``decoder.`` or ``background_generator.``)."""
+    def shape(name: str) -> tuple[int, ...]:
+        if prefix + name not in shapes:
+            raise ValueError(f"no parameter {prefix}{name}")
+        return shapes[prefix + name]
+
+    hidden, encoded = shape("fc_in.weight")
+    if encoded % 6 or shape("fc_view.weight")[1] % 6:
+        raise ValueError(f"{prefix}fc_in / fc_view do not read sin and cos of 3-d points")
+    return {"hidden": hidden, "blocks": _count(shapes, re.escape(prefix) + r"blocks\.(\d+)\.weight$") + 1,
+            "skips": _count(shapes, re.escape(prefix) + r"fc_z_skips\.(\d+)\.weight$"),
+            "z_shape_dim": shape("fc_z.weight")[1], "z_app_dim": shape("fc_z_view.weight")[1],
+            "out_features": shape("feat_out.weight")[0], "pe_frequencies": encoded // 6,
+            "dir_frequencies": shape("fc_view.weight")[1] // 6}
+
+
+def official_network(shapes: dict[str, tuple[int, ...]]) -> str:
+    """The network an official generator holds, as ``models.releases`` names it (output size from the
+    renderer's blocks at a 16 px feature map, feature channels, object code size)."""
+    obj = _field(shapes, "decoder.")
+    blocks = _count(shapes, r"neural_renderer\.conv_layers\.(\d+)\.weight$")
+    return giraffe_network(16 * 2 ** blocks, obj["out_features"], obj["z_shape_dim"])
+
+
+def from_official(shapes: dict[str, tuple[int, ...]], release: Release) -> PipelineConfig:
+    """The pipeline config of an official GIRAFFE generator: sizes from its shapes (official names,
+    prefix stripped), scene and render settings from its release."""
+    if release.objects is None:
+        raise ValueError(f"release {release.name} has no object boxes")
+    if "neural_renderer.conv_in.weight" in shapes:
+        raise ValueError("a neural renderer with conv_in (n_feat != input_dim) is not supported")
+    obj, bg = _field(shapes, "decoder."), _field(shapes, "background_generator.")
+    if obj["skips"] > 1 or bg["skips"]:
+        raise ValueError("only the official skip layout is supported (one object skip after block 4, none in "
+                         "the background)")
+    if bg["out_features"] != obj["out_features"] or bg["z_shape_dim"] != bg["z_app_dim"]:
+        raise ValueError("the background's features or codes do not fit the object field's")
+    blocks = _count(shapes, r"neural_renderer\.conv_layers\.(\d+)\.weight$")
+    if blocks < 1 or shapes.get("neural_renderer.conv_rgb.0.weight", (0, 0))[1] != obj["out_features"]:
+        raise ValueError("the neural renderer does not read the fields' features")
+    widths = [shapes[f"neural_renderer.conv_layers.{i}.weight"][0] for i in range(blocks)]
+    boxes, r = release.objects, release.neural_rendering_resolution
+    reach = max(abs(t) + s * 1.1 for lo, hi, sl, sh in zip(boxes.translation_min, boxes.translation_max,
+                                                           boxes.scale_min, boxes.scale_max)
+                for t, s in ((lo, sl), (hi, sh), (lo, sh), (hi, sl)))
+    return PipelineConfig(
+        preset="giraffe", img_resolution=r * 2 ** blocks, neural_rendering_resolution=r,
+        mapping=IdentityMapping.Config(z_dim=(obj["z_shape_dim"] + obj["z_app_dim"]) * boxes.num_objects
+                                       + 2 * bg["z_shape_dim"]),
+        pose=PriorPoses.Config(prior=release.pose_prior, radius=release.radius, fov_degrees=release.fov_degrees),
+        points=StratifiedPointSampler.Config(near=release.near, far=release.far, num_coarse=release.num_coarse,
+                                             num_fine=0, perturb="midpoints", box_side=2 * reach, unit_grid=True,
+                                             depth_along_axis=True),
+        embedder=GiraffeSceneEmbedder.Config(
+            num_objects=boxes.num_objects, scale_min=boxes.scale_min, scale_max=boxes.scale_max,
+            translation_min=boxes.translation_min, translation_max=boxes.translation_max,
+            rotation_range=boxes.rotation_range, object_on_plane=boxes.object_on_plane,
+            z_level_plane=boxes.z_level_plane, background_hidden=bg["hidden"], background_blocks=bg["blocks"],
+            background_z_dim=bg["z_shape_dim"], background_rotation_range=boxes.background_rotation_range),
+        decoder=GiraffeFieldDecoder.Config(
+            hidden=obj["hidden"], blocks=obj["blocks"], skips=(4,) if obj["skips"] else (),
+            out_features=obj["out_features"], z_shape_dim=obj["z_shape_dim"], z_app_dim=obj["z_app_dim"],
+            pe_frequencies=obj["pe_frequencies"], dir_frequencies=obj["dir_frequencies"]),
+        density=ReLUDensity.Config(), integrator=LastDeltaIntegrator.Config(),
+        upsampler=GiraffeUpsampler.Config(min_channels=min(widths), blur=True),
+        renderer=RenderingOptions(pixel_grid="corners"),
+        extra={"release": release.name, "truncation_psi": release.truncation_psi},
     )
