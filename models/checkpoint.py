@@ -479,7 +479,8 @@ def read_giraffe_checkpoint(path: str | os.PathLike, release: str | None = None,
         chosen = chosen.replace(**(settings or {}))
         renamed = official_to_pipeline_names(state)
     except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(path, f"unsupported GIRAFFE generator: {e}") from None
+        ask = "" if release else "; pass release=giraffe-<name> (models.releases)"
+        raise CheckpointError(path, f"unsupported GIRAFFE generator: {e}{ask}") from None
     taps = state.get(OFFICIAL_BLUR)
     if taps is not None and (taps.numel() != 3 or taps.reshape(-1).tolist() != [1.0, 2.0, 1.0]):
         raise CheckpointError(path, f"{prefix}{OFFICIAL_BLUR} is not the [1, 2, 1] blur")

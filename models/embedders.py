@@ -663,11 +663,11 @@ class GiraffeSceneEmbedder(Embedder):
         objects = default.objects if controls is None or controls.objects is None else tuple(controls.objects)
         if len(objects) > self.num_objects:
             raise ValueError(f"{len(objects)} object poses given; this model has {self.num_objects} objects")
-        angle = default.background_angle if controls is None or controls.background_rotation is None \
+        angle = default.background_rotation if controls is None or controls.background_rotation is None \
             else float(controls.background_rotation)
 
         def per_object(values: list) -> torch.Tensor:
-            return torch.tensor(values, dtype=torch.float32).reshape(1, len(objects), -1).expand(batch, -1, -1)
+            return torch.tensor(values, dtype=torch.float32).reshape(1, len(objects), 3).expand(batch, -1, -1)
 
         scale = per_object([_triple(o.scale) for o in objects]).to(device)
         translation = per_object([_triple(o.translation) for o in objects]).to(device)
