@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from models.protocol import Generator
-from models.scene import RenderOptions, cat_scenes, generator_device
+from models.scene import RenderOptions, SceneControls, cat_scenes, generator_device
 from ops.camera import fov_to_focal, orbit_label, unpack_label
 from ops.normals import normals_from_depth, normals_from_field, world_to_camera_normals
 from renderers.colormaps import depth_range
@@ -158,10 +158,10 @@ class GeneratorRenderer:
 
     @staticmethod
     def render_options(args: RenderArgs) -> RenderOptions:
-        """The request's samples per ray as the generator's per-call options (None: the model's own).
-        The viewer never shows training-time density noise."""
+        """The request's samples per ray and scene controls as the generator's per-call options (None:
+        the model's own). The viewer never shows training-time density noise."""
         return RenderOptions(num_coarse=args.quality.depth_samples, num_fine=args.quality.importance_samples,
-                             density_noise=0.0)
+                             density_noise=0.0, scene=None if args.scene == SceneControls() else args.scene)
 
     def mesh_fields(self, planes: Any):
         """``G.mesh_fields`` of an identity, kept for the last scene asked about: a mesh asks for its
