@@ -612,8 +612,9 @@ def _what_it_is(path: Path) -> str:
 def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", *, release: str | None = None,
                    settings: dict[str, Any] | None = None) -> nn.Module:
     """Load a generator from our ``.safetensors`` checkpoint, an official EG3D ``.pkl`` (its G_ema), an
-    official pi-GAN or GRAM ``generator.pth`` (with the ``ema.pth`` beside it) or an official VolumeGAN
-    ``.pth`` (its ``generator_smooth``).
+    official pi-GAN or GRAM ``generator.pth`` (with the ``ema.pth`` beside it), an official VolumeGAN
+    ``.pth`` (its ``generator_smooth``), StyleSDF ``.pt`` (its ``g_ema``) or GIRAFFE ``checkpoint_*.pt``
+    (its ``generator_test``).
 
     ``release`` / ``settings``: for official files that do not store their render settings, the
     ``models.releases`` entry to use and changes to it (see :func:`read_pigan_generator`).
@@ -641,8 +642,8 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
         G = read_official_torch_generator(path, release=release, settings=settings)
     else:
         raise CheckpointError(path, f"unrecognised file type: {_what_it_is(path)} (expected a .safetensors generator, "
-                                    "an EG3D network pickle, a pi-GAN / GRAM generator.pth, a VolumeGAN .pth or a "
-                                    "StyleSDF .pt)")
+                                    "an EG3D network pickle, a pi-GAN / GRAM generator.pth, a VolumeGAN .pth, a "
+                                    "StyleSDF .pt or a GIRAFFE checkpoint_*.pt)")
     return G.eval().requires_grad_(False).to(device)
 
 

@@ -728,6 +728,9 @@ class GiraffeFieldDecoder(Decoder):
         """Positional-encoding frequencies of view directions (``n_freq_posenc_views``)."""
         downscale: float = 2.0
         """Points and unit directions are divided by this before encoding (``downscale_p_by``; background 12)."""
+        sigma_bias_init: float | None = None
+        """Initial ``sigma_out`` bias (None: PyTorch's default draw, as GIRAFFE; the ``-tiny`` reduction
+        starts at 1 so that an untrained CPU-size model has density to show)."""
 
         def __post_init__(self):
             self.skips = tuple(int(s) for s in self.skips)
@@ -753,6 +756,8 @@ class GiraffeFieldDecoder(Decoder):
         self.feat_view = nn.Linear(h, h)
         self.fc_view = nn.Linear(views, h)
         self.feat_out = nn.Linear(h, c.out_features)
+        if c.sigma_bias_init is not None:
+            nn.init.constant_(self.sigma_out.bias, float(c.sigma_bias_init))
 
     @classmethod
     def codes_dim(cls, config: Config) -> int:
@@ -762,7 +767,7 @@ class GiraffeFieldDecoder(Decoder):
     def tiny(config: Config) -> Config:
         return config.replace(hidden=16, blocks=min(config.blocks, 4), skips=(2,) if config.skips else (),
                               z_shape_dim=8, z_app_dim=8, out_features=16, pe_frequencies=min(config.pe_frequencies, 4),
-                              dir_frequencies=min(config.dir_frequencies, 2))
+                              dir_frequencies=min(config.dir_frequencies, 2), sigma_bias_init=1.0)
 
     def codes(self, z: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         split = offset + self.shape_dim

@@ -435,8 +435,10 @@ class ManifoldEmbedder(Embedder):
 
 @EMBEDDERS.register("composition")
 class CompositionEmbedder(Embedder):
-    """GIRAFFE: each object sees points in its own box frame ((x - t) / scale, PE), the background
-    sees world points (PE); fields are composed by summed densities and density-weighted features."""
+    """A GIRAFFE-like composition (the first preset's, kept for its checkpoints): each object sees points
+    in its own box frame ((x - t) / scale, PE), the background sees world points (PE); fields are
+    composed by summed densities and density-weighted features. The official network is
+    :class:`GiraffeSceneEmbedder`."""
 
     needs_codes = True
 
@@ -611,7 +613,7 @@ class GiraffeSceneEmbedder(Embedder):
             return None
         return decoder.replace(hidden=config.background_hidden, blocks=config.background_blocks, skips=(),
                                z_shape_dim=config.background_z_dim, z_app_dim=config.background_z_dim,
-                               downscale=config.background_downscale)
+                               downscale=config.background_downscale, sigma_bias_init=None)
 
     @classmethod
     def codes_needed(cls, config: Config, codes_per_field: int) -> int:
@@ -676,18 +678,36 @@ class GiraffeSceneEmbedder(Embedder):
         background = z_rotation(torch.tensor(angle, dtype=torch.float64))[None].expand(batch, -1, -1).to(device)
         return scale, translation, rotation, background
 
+    def random_transforms(self, batch: int, device: torch.device
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Boxes drawn per sample as GIRAFFE trains (``get_random_offset``, ``get_random_bg_rotation``):
+        uniform over the scale (one value for the three axes), translation and rotation ranges, and
+        the background rotation range; shapes as :meth:`transforms`."""
+        c, k = self.config, self.num_objects
+        low = torch.tensor(c.scale_min, device=device)
+        scale = low + torch.rand(batch, k, 1, device=device) * (torch.tensor(c.scale_max, device=device) - low)
+        low = torch.tensor(c.translation_min, device=device)
+        translation = low + torch.rand(batch, k, 3, device=device) * (torch.tensor(c.translation_max, device=device) - low)
+        if c.object_on_plane:
+            translation[..., 2] = c.z_level_plane
+        (r0, r1), (b0, b1) = c.rotation_range, c.background_rotation_range
+        rotation = z_rotation(2 * math.pi * (r0 + torch.rand(batch, k, dtype=torch.float64) * (r1 - r0)))
+        background = z_rotation(2 * math.pi * (b0 + torch.rand(batch, dtype=torch.float64) * (b1 - b0)))
+        return scale, translation, rotation.to(device), background.to(device)
+
     # --- the fields ------------------------------------------------------------------------------
 
     def _fields(self, fields: Fields, density: Callable[[torch.Tensor], torch.Tensor], origins: torch.Tensor,
-                ends: torch.Tensor, depths: torch.Tensor | None, controls: SceneControls | None
+                ends: torch.Tensor, depths: torch.Tensor | None, boxes: tuple[torch.Tensor, ...]
                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Features [N, P, C] and activated densities [N, P, 1] of every shown field (objects, then the
         background). Rays (``depths`` [N, M, K, 1]): points ``o + depth (e - o)`` for origins o and ends e
         [N, M, 3], P = M K; else (``depths`` None) the points o [N, P, 3] seen along ``e - o``. Each
         field maps o and e to its own frame first and forms its points and directions there (GIRAFFE's
-        order of operations). ``density``: raw -> activated density (with training noise)."""
+        order of operations). ``density``: raw -> activated density (with training noise); ``boxes``: the
+        (scale, translation, rotation, background rotation) of :meth:`transforms`."""
         n = origins.shape[0]
-        scale, translation, rotation, background = self.transforms(controls, n, origins.device)
+        scale, translation, rotation, background = boxes
         decoder, z = fields.decoder, fields.z
         features, densities = [], []
 
@@ -724,7 +744,8 @@ class GiraffeSceneEmbedder(Embedder):
     def decode(self, fields: Fields, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
                activate=None) -> dict[str, torch.Tensor]:
         """The composed scene at world points [N, M, 3] (default boxes): {'rgb', 'raw' (summed density)}."""
-        features, densities = self._fields(fields, activate, points, points + directions, None, None)
+        boxes = self.transforms(None, points.shape[0], points.device)
+        features, densities = self._fields(fields, activate, points, points + directions, None, boxes)
         feature, density = combine_fields(torch.stack(features), torch.stack(densities))
         return {"rgb": feature, "raw": density}
 
@@ -734,13 +755,16 @@ class GiraffeSceneEmbedder(Embedder):
         """Composite of every field along rays [N, M, 3]: with ``image_points`` (each ray's point at unit
         depth along the optical axis), rays ``image_points - origins`` and depths [N, M, K, 1] along the
         axis; else unit ``directions`` and distances. The composite's depth is a distance.
-        ``directions_seen`` is ignored (each field sees its own frame's directions)."""
+        ``directions_seen`` is ignored (each field sees its own frame's directions). In training mode
+        without scene controls the boxes are drawn per sample (:meth:`random_transforms`)."""
         n, m, k, _ = depths.shape
+        controls = getattr(options, "scene", None)
+        boxes = self.random_transforms(n, origins.device) if self.training and controls is None \
+            else self.transforms(controls, n, origins.device)
         ends = origins + directions if image_points is None else image_points
         length = torch.linalg.vector_norm(ends - origins, dim=-1, keepdim=True)  # [N, M, 1]
         density = lambda raw: G.renderer.activate(G.renderer.noisy(raw, density_noise))  # noqa: E731
-        features, densities = self._fields(self._own_fields(G, scene), density, origins, ends, depths,
-                                           getattr(options, "scene", None))
+        features, densities = self._fields(self._own_fields(G, scene), density, origins, ends, depths, boxes)
         feature, total = combine_fields(torch.stack(features), torch.stack(densities))
         result = composite_last_delta(feature.reshape(n, m, k, -1), total.reshape(n, m, k, 1), depths,
                                       white_background=G.renderer.white_back, delta_scale=length)
@@ -755,8 +779,8 @@ class GiraffeSceneEmbedder(Embedder):
         origins, ends, depths = G.axis_rays(c, resolution, options)
         n, m, k, _ = depths.shape
         length = torch.linalg.vector_norm(ends - origins, dim=-1, keepdim=True)
-        _, densities = self._fields(self._own_fields(G, scene), G.renderer.activate, origins, ends, depths,
-                                    getattr(options, "scene", None))
+        boxes = self.transforms(getattr(options, "scene", None), n, origins.device)
+        _, densities = self._fields(self._own_fields(G, scene), G.renderer.activate, origins, ends, depths, boxes)
         maps = [torch.zeros(n, 0, resolution, resolution, device=origins.device)]
         for density in densities[:len(densities) - self.has_background]:
             empty = torch.zeros(n, m, k, 1, dtype=density.dtype, device=density.device)

@@ -1,45 +1,49 @@
-"""GIRAFFE (methods.md §3.7, FFHQ 256).
+"""GIRAFFE (methods.md §3.7; the official network, autonomousvision/giraffe), FFHQ 256 by default.
 
-Camera at r 2.732 with v in [0.4167, 0.5], object yaw folded into the camera yaw, fov 10, 64 samples
-on 0.5-6, one object (box scale 0.21) and a background, 8x128 object MLP (skip 4, 256-d codes) and
-4x64 background MLP (128-d codes), PE(10) xyz / PE(4) view, ReLU, sum of densities and
-density-weighted features -> 256 ch at 16 px, neural renderer 16 -> 256. The object's box translation
-is 0 and its rotation is folded into the camera yaw (one object; GIRAFFE's per-object affine
-sampling is not modelled). Carver: Adam (0, 0.99).
+The preset is the official FFHQ-256 model (``configs/256res/ffhq_256.yaml``): camera at r 2.732 with
+v in [0.4167, 0.5] (z up, OpenGL camera, fov 10 across the corner-aligned outer pixels), 64 samples
+on depths 0.5-6 along the optical axis (GIRAFFE's arithmetic, :class:`~models.embedders.GiraffeSceneEmbedder`),
+one object box (scale 0.21, translation 0, rotation U(0.40278, 0.59722) turns, drawn per sample in
+training) and a background field, both GIRAFFE's own field network
+(:class:`~models.decoders.GiraffeFieldDecoder`: 8 blocks of 128 with the additive skip at 4,
+256-d codes, 256 features; background 4 blocks of 64, 128-d codes, points / 12), densities summed and
+features density-weighted into a 256-ch 16 px map, and the neural renderer 16 -> 256 with its
+[1, 2, 1] blur. Object boxes and the background rotation are per-call render inputs
+(``RenderOptions.scene``).
+
+Differences from the official code by design: the image is ``2 sigmoid - 1`` in [-1, 1] like every
+generator here (GIRAFFE returns ``sigmoid`` in [0, 1]); the codes are one z (per object shape then
+appearance, then the background's); CLEVR-2345's random object existence per training image is not
+drawn (the number of shown objects is a render input instead); ``use_max_composition`` is not
+provided. Carver's variant trains with Adam (0, 0.99).
 """
 
 import re
 
 import torch
 
-from models.decoders import GiraffeFieldDecoder, NeRFMLPFieldDecoder
-from models.embedders import CompositionEmbedder, GiraffeSceneEmbedder
+from models.decoders import GiraffeFieldDecoder
+from models.embedders import GiraffeSceneEmbedder
 from models.mappings import IdentityMapping
 from models.method_registry import register_method
 from models.pipeline_config import PipelineConfig, RenderingOptions
 from models.point_sampling import StratifiedPointSampler
 from models.poses import PriorPoses
-from models.releases import Release, giraffe_network
+from models.releases import RELEASES, Release, giraffe_network
 from models.upsamplers import GiraffeUpsampler
 from models.volume_rendering import LastDeltaIntegrator, ReLUDensity
+
+OFFICIAL_OBJECT = {"hidden": 128, "blocks": 8, "skips": 1, "z_shape_dim": 256, "z_app_dim": 256, "out_features": 256,
+                   "pe_frequencies": 10, "dir_frequencies": 4}
+"""The object field of ``configs/default.yaml`` with the 256 px configs' ``rgb_out_dim`` (``_field`` keys)."""
+OFFICIAL_BACKGROUND = {**OFFICIAL_OBJECT, "hidden": 64, "blocks": 4, "skips": 0, "z_shape_dim": 128,
+                       "z_app_dim": 128}
+"""The background field of ``configs/default.yaml``."""
 
 
 @register_method("giraffe")
 def preset() -> PipelineConfig:
-    return PipelineConfig(
-        preset="giraffe", img_resolution=256, neural_rendering_resolution=16,
-        mapping=IdentityMapping.Config(z_dim=256 + 256 + 128 + 128),
-        pose=PriorPoses.Config(prior="giraffe", radius=2.732, fov_degrees=10.0),
-        points=StratifiedPointSampler.Config(near=0.5, far=6.0, num_coarse=64, num_fine=0, perturb="self_uniform",
-                                             box_side=0.5),
-        embedder=CompositionEmbedder.Config(coordinate_scale=1.0, pe_frequencies=10, num_objects=1, object_scale=0.21,
-                                            background=True, background_hidden=64, background_layers=4,
-                                            background_z_dim=128),
-        decoder=NeRFMLPFieldDecoder.Config(hidden=128, layers=8, skip=4, out_features=256, z_shape_dim=256,
-                                           z_app_dim=256, dir_frequencies=4),
-        density=ReLUDensity.Config(), integrator=LastDeltaIntegrator.Config(),
-        upsampler=GiraffeUpsampler.Config(min_channels=32),
-    )
+    return _config(RELEASES["giraffe-ffhq256"], OFFICIAL_OBJECT, OFFICIAL_BACKGROUND, blocks=4, min_channels=32)
 
 
 # --- official checkpoints (autonomousvision/giraffe, ``checkpoint_<name>-<hash>.pt``) --------------
@@ -125,7 +129,15 @@ def from_official(shapes: dict[str, tuple[int, ...]], release: Release) -> Pipel
     if blocks < 1 or shapes.get("neural_renderer.conv_rgb.0.weight", (0, 0))[1] != obj["out_features"]:
         raise ValueError("the neural renderer does not read the fields' features")
     widths = [shapes[f"neural_renderer.conv_layers.{i}.weight"][0] for i in range(blocks)]
+    return _config(release, obj, bg, blocks, min(widths))
+
+
+def _config(release: Release, obj: dict[str, int], bg: dict[str, int], blocks: int, min_channels: int
+            ) -> PipelineConfig:
+    """The pipeline config of a GIRAFFE generator: field sizes (``_field`` keys), the neural renderer's
+    blocks and channel floor, and the release's scene and render settings."""
     boxes, r = release.objects, release.neural_rendering_resolution
+    # the scene box (meshes, 'auto' bounds) holds every object box in its ranges, with a margin
     reach = max(abs(t) + s * 1.1 for lo, hi, sl, sh in zip(boxes.translation_min, boxes.translation_max,
                                                            boxes.scale_min, boxes.scale_max)
                 for t, s in ((lo, sl), (hi, sh), (lo, sh), (hi, sl)))
@@ -135,7 +147,7 @@ def from_official(shapes: dict[str, tuple[int, ...]], release: Release) -> Pipel
                                        + 2 * bg["z_shape_dim"]),
         pose=PriorPoses.Config(prior=release.pose_prior, radius=release.radius, fov_degrees=release.fov_degrees),
         points=StratifiedPointSampler.Config(near=release.near, far=release.far, num_coarse=release.num_coarse,
-                                             num_fine=0, perturb="midpoints", box_side=2 * reach, unit_grid=True,
+                                             num_fine=0, perturb="midpoints", box_side=2.5 * reach, unit_grid=True,
                                              depth_along_axis=True),
         embedder=GiraffeSceneEmbedder.Config(
             num_objects=boxes.num_objects, scale_min=boxes.scale_min, scale_max=boxes.scale_max,
@@ -148,7 +160,7 @@ def from_official(shapes: dict[str, tuple[int, ...]], release: Release) -> Pipel
             out_features=obj["out_features"], z_shape_dim=obj["z_shape_dim"], z_app_dim=obj["z_app_dim"],
             pe_frequencies=obj["pe_frequencies"], dir_frequencies=obj["dir_frequencies"]),
         density=ReLUDensity.Config(), integrator=LastDeltaIntegrator.Config(),
-        upsampler=GiraffeUpsampler.Config(min_channels=min(widths), blur=True),
+        upsampler=GiraffeUpsampler.Config(min_channels=min_channels, blur=True),
         renderer=RenderingOptions(pixel_grid="corners"),
         extra={"release": release.name, "truncation_psi": release.truncation_psi},
     )
