@@ -247,9 +247,10 @@ def _batch_arguments(p: argparse.ArgumentParser, seeds_default: str = "0") -> No
 def _scene_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--objects", type=int, default=None, metavar="N",
                    help="compositional models (GIRAFFE): show the first N objects (default: all)")
-    p.add_argument("--object", action="append", default=None, metavar="I[:t=X,Y,Z][:s=S][:r=DEG]",
-                   help="compositional models: object I's translation, scale (one or three values) and rotation "
-                        "about the up axis in degrees; repeatable; what is left out keeps its default")
+    p.add_argument("--object", action="append", default=None, metavar="SPEC",
+                   help="compositional models: I[:t=X,Y,Z][:s=S or SX,SY,SZ][:r=DEG], object I's translation, "
+                        "scale and rotation about the up axis in degrees; repeatable; what is left out keeps its "
+                        "default")
     p.add_argument("--bg-rotation", type=float, default=None, metavar="DEG",
                    help="compositional models: background rotation about the up axis in degrees")
 
