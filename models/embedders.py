@@ -89,8 +89,9 @@ class Embedder(nn.Module):
         return None
 
     def decode(self, fields: Fields, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
-               activate=None) -> dict[str, torch.Tensor]:
-        """The field at points [N, M, 3]: {'rgb' [N, M, C], 'raw' [N, M, 1]}."""
+               activate=None, options: Any = None) -> dict[str, torch.Tensor]:
+        """The field at points [N, M, 3]: {'rgb' [N, M, C], 'raw' [N, M, 1]}; ``options``: the call's
+        ``RenderOptions`` (GIRAFFE's boxes)."""
         return fields.decoder(self(scene.features, points), directions, fields.ws, fields.decoder.codes(fields.z))
 
     @classmethod
@@ -500,7 +501,7 @@ class CompositionEmbedder(Embedder):
         return positional_encoding(points * self.coordinate_scale, self.frequencies)
 
     def decode(self, fields: Fields, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
-               activate=None) -> dict[str, torch.Tensor]:
+               activate=None, options: Any = None) -> dict[str, torch.Tensor]:
         decoder = fields.decoder
         per = decoder.codes_per_field
         features, raws = [], []
@@ -742,9 +743,10 @@ class GiraffeSceneEmbedder(Embedder):
         return Fields(G.decoder, G.decoder_ws(scene), scene.ws[:, 0], getattr(G, "background_decoder", None))
 
     def decode(self, fields: Fields, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
-               activate=None) -> dict[str, torch.Tensor]:
-        """The composed scene at world points [N, M, 3] (default boxes): {'rgb', 'raw' (summed density)}."""
-        boxes = self.transforms(None, points.shape[0], points.device)
+               activate=None, options: Any = None) -> dict[str, torch.Tensor]:
+        """The composed scene at world points [N, M, 3] with the boxes of ``options.scene`` (default:
+        the defaults): {'rgb', 'raw' (summed density)}."""
+        boxes = self.transforms(getattr(options, "scene", None), points.shape[0], points.device)
         features, densities = self._fields(fields, activate, points, points + directions, None, boxes)
         feature, density = combine_fields(torch.stack(features), torch.stack(densities))
         return {"rgb": feature, "raw": density}

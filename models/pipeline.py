@@ -198,7 +198,7 @@ class PipelineGenerator(nn.Module):
                     options: RenderOptions | None = None) -> dict[str, torch.Tensor]:
         """Decoder at world points [N, M, 3]: {'rgb' [N, M, C], 'sigma' [N, M, 1]}; 'sigma' is the
         raw density (with training noise), or for SDF models the density of the SDF, plus 'sdf'."""
-        out = self._decode(scene, coordinates, directions)
+        out = self._decode(scene, coordinates, directions, **({} if options is None else {"options": options}))
         if self.renderer.sdf:
             return {"rgb": out["rgb"], "sigma": self.renderer.density(out["raw"]), "sdf": out["raw"]}
         noise = (options or RenderOptions()).resolve(self.rendering_kwargs).density_noise
@@ -214,10 +214,13 @@ class PipelineGenerator(nn.Module):
 
     # --- rendering ---------------------------------------------------------------------------
 
-    def _decode(self, scene: Scene, points: torch.Tensor, directions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All fields at points [N, M, 3] -> {'rgb' [N, M, C], 'raw' [N, M, 1]} (composed for GIRAFFE)."""
+    def _decode(self, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
+                options: RenderOptions | None = None) -> dict[str, torch.Tensor]:
+        """All fields at points [N, M, 3] -> {'rgb' [N, M, C], 'raw' [N, M, 1]} (composed for GIRAFFE, its
+        boxes from ``options.scene``)."""
         fields = Fields(self.decoder, self.decoder_ws(scene), scene.ws[:, 0], getattr(self, "background_decoder", None))
-        return self.embedder.decode(fields, scene, points, directions, activate=self.renderer.activate)
+        return self.embedder.decode(fields, scene, points, directions, activate=self.renderer.activate,
+                                    options=options)
 
     def _evaluate(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor, depths: torch.Tensor,
                   density_noise: float = 0.0, directions_seen: torch.Tensor | None = None,
@@ -353,17 +356,18 @@ class PipelineGenerator(nn.Module):
 
     # --- geometry ----------------------------------------------------------------------------
 
-    def mesh_fields(self, scene: Scene) -> MeshFields:
+    def mesh_fields(self, scene: Scene, options: RenderOptions | None = None) -> MeshFields:
         """The field a mesh of one identity comes from: -SDF at level 0 for SDF models, the
         embedder's own field where it has one (GRAM's manifolds at their most-weighted level), raw
-        density otherwise (level picked by the viewer)."""
+        density otherwise (level picked by the viewer). ``options.scene``: a compositional model's
+        boxes (default: its defaults)."""
         half = self.box_side / 2
 
         def decode(points: torch.Tensor) -> dict[str, torch.Tensor]:
             pts = points.to(scene.ws.device).reshape(1, -1, 3)
             directions = F.normalize(torch.tensor(self.rendering_kwargs["avg_camera_pivot"], device=pts.device)
                                      - self.default_camera(device=pts.device)[0, [3, 7, 11]], dim=0).expand_as(pts)
-            return self._decode(scene, pts, directions.contiguous())
+            return self._decode(scene, pts, directions.contiguous(), **({} if options is None else {"options": options}))
 
         def color(points: torch.Tensor) -> torch.Tensor:
             rgb = decode(points)["rgb"][0, :, :3]

@@ -226,3 +226,27 @@ def test_convert_round_trip_renders_identically(tmp_path: Path) -> None:
         b = H(z, c, options=options)
     for key in ("image", "image_depth"):
         assert torch.equal(a[key], b[key])
+
+
+def test_meshes_and_density_normals_follow_the_scene() -> None:
+    from renderers.render_args import RenderArgs
+    from renderers.renderer import GeneratorRenderer
+
+    G = _load()
+    renderer = GeneratorRenderer(G)
+    home = G.embedder.object_pose()
+    moved = SceneControls((dataclasses.replace(home, translation=(home.translation[0], home.translation[1] + 0.3,
+                                                                   home.translation[2])),))
+    _, planes = renderer.identity_planes(RenderArgs())
+    points = torch.rand(2000, 3) - 0.5
+    default_field = G.mesh_fields(planes).field(points)
+    moved_field = G.mesh_fields(planes, RenderOptions(scene=moved)).field(points)
+    assert not torch.equal(default_field, moved_field)
+    assert torch.equal(renderer.mesh_fields(planes, moved).field(points), moved_field)
+    meshes = [renderer.render(RenderArgs(mode="mesh", mesh_resolution=32, scene=scene)).mesh
+              for scene in (SceneControls(), moved)]
+    assert meshes[0].vertices.shape != meshes[1].vertices.shape or not np.allclose(meshes[0].vertices,
+                                                                                  meshes[1].vertices)
+    normals = [renderer.render(RenderArgs(mode="normals", normals_source="density", scene=scene)).normals
+               for scene in (SceneControls(), moved)]
+    assert not torch.equal(normals[0], normals[1])
