@@ -250,3 +250,36 @@ def test_meshes_and_density_normals_follow_the_scene() -> None:
     normals = [renderer.render(RenderArgs(mode="normals", normals_source="density", scene=scene)).normals
                for scene in (SceneControls(), moved)]
     assert not torch.equal(normals[0], normals[1])
+
+
+def test_the_preset_is_the_released_ffhq256_network(tmp_path: Path) -> None:
+    """The fixture README's table of the released FFHQ-256 shapes; a file of them opens (first 256 px
+    release, with a warning naming the others) and as ``giraffe-ffhq256`` when named."""
+    from models.methods import pipeline_preset
+    from models.pipeline import PipelineGenerator
+
+    torch.manual_seed(0)
+    G = PipelineGenerator(pipeline_preset("giraffe"))
+    official = pipeline_to_official_names(G.state_dict())
+    table = {"decoder.fc_in.weight": (128, 60), "decoder.fc_z.weight": (128, 256), "decoder.blocks.6.weight": (128, 128),
+             "decoder.fc_z_skips.0.weight": (128, 256), "decoder.fc_p_skips.0.weight": (128, 60),
+             "decoder.sigma_out.weight": (1, 128), "decoder.fc_z_view.weight": (128, 256),
+             "decoder.feat_view.weight": (128, 128), "decoder.fc_view.weight": (128, 24),
+             "decoder.feat_out.weight": (256, 128), "background_generator.fc_in.weight": (64, 60),
+             "background_generator.fc_z.weight": (64, 128), "background_generator.blocks.2.weight": (64, 64),
+             "background_generator.feat_out.weight": (256, 64), "background_generator.fc_view.weight": (64, 24),
+             "neural_renderer.conv_layers.0.weight": (128, 256, 3, 3), "neural_renderer.conv_layers.3.weight": (32, 32, 3, 3),
+             "neural_renderer.conv_rgb.0.weight": (3, 256, 3, 3), "neural_renderer.conv_rgb.4.weight": (3, 32, 3, 3)}
+    for name, shape in table.items():
+        assert tuple(official[name].shape) == shape, name
+    assert "decoder.blocks.7.weight" not in official and "background_generator.blocks.3.weight" not in official
+    model = {f"generator_test.{k}": v for k, v in official.items()}
+    model["generator_test.neural_renderer.upsample_rgb.1.f"] = torch.tensor([[1.0, 2.0, 1.0]])
+    torch.save({"model": model, "it": 1, "loss_val_best": np.float64(9.5)}, tmp_path / "checkpoint_ffhq256-x.pt")
+    with pytest.warns(UserWarning, match="cannot tell giraffe-cars256, giraffe-celebahq256, giraffe-ffhq256"):
+        H = load_generator(tmp_path / "checkpoint_ffhq256-x.pt")
+    assert H.config.extra["release"] == "giraffe-cars256" and H.img_resolution == 256
+    H = load_generator(tmp_path / "checkpoint_ffhq256-x.pt", release="giraffe-ffhq256")
+    assert H.config.to_dict() == {**G.config.to_dict(), "extra": H.config.extra}
+    for name, tensor in H.state_dict().items():
+        assert torch.equal(tensor, G.state_dict()[name]), name
