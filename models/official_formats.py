@@ -110,7 +110,7 @@ class _TorchZipUnpickler(_SafeUnpickler):
         self._allowed["easydict.EasyDict"] = self._allowed["dnnlib.util.EasyDict"]
 
     def _numpy_scalar(self, dtype: Any, data: Any = None) -> Any:
-        # Training scalars (GRAF's fid_best, GIRAFFE's loss_val_best): checked raw bytes of a numeric dtype
+        # Training scalars (GRAF's fid_best, GIRAFFE's best FID): checked raw bytes of a numeric dtype
         # (both numpy module spellings resolve here), handed on as a plain Python number.
         return super()._numpy_scalar(dtype, data).item()
 

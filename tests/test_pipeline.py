@@ -731,6 +731,7 @@ SWAPS = [
     ("volumegan-tiny", "upsampler", "none"),
     ("epigraf-tiny", "embedder", "manifold"),
     ("graf-tiny", "embedder", "composition"),
+    ("graf-tiny", "embedder", "giraffe_scene"),  # GIRAFFE's field network and boxes come with it
     ("pigan-tiny", "decoder", "sdf_siren"),
     ("stylenerf-tiny", "density", "softplus"),
     ("volumegan-tiny", "decoder", "siren"),  # FiLM mapping: the StyleGAN upsampler goes, rendering at full size
@@ -739,7 +740,8 @@ SWAPS = [
 
 
 EMBEDDER_CLASSES = {"coordinate": "CoordinateEmbedder", "triplane": "TriplaneEmbedder", "volume": "VolumeEmbedder",
-                    "manifold": "ManifoldEmbedder", "composition": "CompositionEmbedder"}
+                    "manifold": "ManifoldEmbedder", "composition": "CompositionEmbedder",
+                    "giraffe_scene": "GiraffeSceneEmbedder"}
 
 
 @pytest.mark.parametrize("base,component,kind", SWAPS)
@@ -773,12 +775,13 @@ def _sdf_with_relu() -> None:
     (lambda: with_component(pipeline_preset("pigan-tiny"), "upsampler", "stylegan"),
      r"upsampler 'stylegan' needs StyleGAN2 ws"),
     (lambda: with_component(pipeline_preset("giraffe-tiny"), "decoder", "osg"),
-     r"the 'composition' embedder needs a decoder that reads codes from z, not 'osg'"),
+     r"the 'giraffe_scene' embedder needs a decoder that reads codes from z, not 'osg'"),
     (lambda: with_component(pipeline_preset("pigan-tiny"), "embedder", "voxels"),
      r"unknown embedder 'voxels'; expected one of coordinate, triplane"),
     (lambda: with_component(pipeline_preset("pigan-tiny"), "camera", "prior"), r"unknown component 'camera'"),
     (lambda: with_component(pipeline_preset("stylesdf-tiny"), "embedder", "triplane"),
-     r"decoder 'sdf_siren' reads 3-d coordinates: use the 'coordinate' or 'manifold' embedder, not 'triplane'"),
+     r"decoder 'sdf_siren' reads 3-d coordinates: use the 'coordinate' or 'manifold' or 'giraffe_scene' embedder, "
+     r"not 'triplane'"),
     (lambda: pipeline_preset("nerf-tiny"), r"unknown pipeline preset 'nerf-tiny'"),
 ])
 def test_invalid_combinations_are_refused(make, message):
