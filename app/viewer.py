@@ -32,7 +32,19 @@ ScreenshotCallback = Callable[[Path, "str | None"], None]
 """Called with (path, None) once a screenshot is written, or (path, error) if it could not be."""
 
 PANEL_WIDTH = 390
-"""Width of the control panel on the left (window pixels)."""
+"""Default width of the control panel on the left (window pixels at UI scale 1)."""
+MAX_PANEL_FRACTION = 0.5
+"""The control panel never takes more than this part of the window's width."""
+MIN_PANEL_PIXELS = 160
+EDGE_GRAB = 5
+"""Pixels either side of the panel's right edge where a drag resizes the panel."""
+REFERENCE_WINDOW = (1400, 860)
+"""Window size at which the automatic UI scale is 1 (times the monitor's content scale)."""
+AUTO_SCALE_RANGE = (0.85, 2.0)
+SCALE_STEP = 1.1
+"""Ctrl+plus / Ctrl+minus multiply or divide the user's UI scale by this."""
+_SCALED_STYLE = ("window_padding", "frame_padding", "item_spacing", "item_inner_spacing", "touch_extra_padding",
+                 "indent_spacing", "scrollbar_size", "grab_min_size", "columns_min_spacing", "window_min_size")
 
 
 @dataclass
@@ -56,10 +68,23 @@ class Visualizer:
     """The app. Construct on the main thread; ``run()`` until the window closes."""
 
     def __init__(self, path: str | None = None, device: str | None = None, interop: str = "auto",
-                 visible: bool = True, size: tuple[int, int] = (1400, 860), release: str | None = None):
+                 visible: bool = True, size: tuple[int, int] | None = None, release: str | None = None,
+                 settings_path: str | Path | None = None):
+        from app import settings as app_settings
+
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.state = AppState()
+        self.settings_path = Path(settings_path) if settings_path else None
+        """Where the settings are read at start and written at close (None: not remembered)."""
+        saved, settings_problem = app_settings.load_settings(self.settings_path) if self.settings_path else ({}, None)
+        size = size or app_settings.saved_window_size(saved) or REFERENCE_WINDOW
         self.window = AppWindow("3D-GAN Studio", *size, visible=visible, vsync=self.state.perf.vsync)
+        style = imgui.get_style()
+        self._base_style = {name: getattr(style, name) for name in _SCALED_STYLE}
+        self._applied_scale: float | None = None
+        self._resizing_panel = False
+        self.overlay_hits: list = []
+        """(rect, message) of the notices drawn last frame (a click dismisses one)."""
         self.uploader, note = make_uploader(interop, self.device)
         self.state.perf.interop, self.state.perf.interop_note = self.uploader.name, note
         self.viewport = Viewport(self.uploader)
@@ -87,6 +112,9 @@ class Visualizer:
         from widgets import build_widgets
 
         self.widgets = build_widgets(self)
+        app_settings.apply_settings(self, saved)
+        if settings_problem:
+            self.state.notify(settings_problem, "error")
         self.load(path or "", release=release)
 
     # --- model ----------------------------------------------------------------------------------
@@ -171,25 +199,82 @@ class Visualizer:
 
     # --- camera input ---------------------------------------------------------------------------
 
+    def ui_scale(self) -> float:
+        """Size of text and controls: grows with the window (1 at ``REFERENCE_WINDOW``, within
+        ``AUTO_SCALE_RANGE``), times the monitor's content scale, times the user's Ctrl+plus/minus factor."""
+        w, h = self.window.window_size()
+        fit = min(w / REFERENCE_WINDOW[0], h / REFERENCE_WINDOW[1])
+        fit = min(max(fit, AUTO_SCALE_RANGE[0]), AUTO_SCALE_RANGE[1])
+        return min(max(fit * self.window.content_scale() * self.state.ui.user_scale, 0.5), 4.0)
+
+    def panel_pixels(self) -> int:
+        """Width of the control panel in window pixels (0 while hidden)."""
+        ui = self.state.ui
+        if not ui.panel_visible:
+            return 0
+        w = self.window.window_size()[0]
+        return int(min(max(ui.panel_width * self.ui_scale(), MIN_PANEL_PIXELS), w * MAX_PANEL_FRACTION))
+
     def viewport_rect(self) -> tuple[int, int, int, int]:
         """(x, y, w, h) of the viewport in window pixels, y from the top."""
         w, h = self.window.window_size()
-        return PANEL_WIDTH, 0, max(w - PANEL_WIDTH, 1), max(h, 1)
+        panel = self.panel_pixels()
+        return panel, 0, max(w - panel, 1), max(h, 1)
+
+    def _apply_scale(self) -> None:
+        """Font and style sizes for this frame's UI scale (before ``imgui.new_frame``)."""
+        scale = self.ui_scale()
+        if scale == self._applied_scale:
+            return
+        self._applied_scale = scale
+        imgui.get_io().font_global_scale = scale
+        style = imgui.get_style()
+        for name, base in self._base_style.items():
+            setattr(style, name, tuple(v * scale for v in base) if isinstance(base, tuple) else base * scale)
+
+    def change_ui_scale(self, steps: int | None) -> None:
+        """Ctrl+plus (+1), Ctrl+minus (-1), Ctrl+0 (None: back to the automatic scale)."""
+        ui = self.state.ui
+        ui.user_scale = 1.0 if steps is None else min(max(ui.user_scale * SCALE_STEP ** steps, 0.4), 3.0)
+
+    def _on_panel_edge(self, x: float, y: float) -> bool:
+        edge = self.panel_pixels()
+        return self.state.ui.panel_visible and abs(x - edge) <= EDGE_GRAB
 
     def _in_viewport(self, x: float, y: float) -> bool:
         vx, vy, vw, vh = self.viewport_rect()
         return vx <= x < vx + vw and vy <= y < vy + vh
 
     def _on_mouse_button(self, button: int, action: int, mods: int) -> None:
+        from app.overlay import overlay_hit
+
         if action == glfw.PRESS:
             x, y = self._cursor
+            if self.state.ui.help_open:  # a click anywhere closes the help
+                self.state.ui.help_open = False
+                return
+            if button == glfw.MOUSE_BUTTON_LEFT and self._on_panel_edge(x, y):
+                self._resizing_panel = True
+                return
+            message = overlay_hit(self, x, y)
+            if message is not None:
+                self.state.dismiss(message)
+                return
             if self._in_viewport(x, y) and not imgui.get_io().want_capture_mouse:
                 self._drag = _Drag(button, x, y)
-        elif action == glfw.RELEASE and self._drag is not None and self._drag.button == button:
-            self._drag = None
+        elif action == glfw.RELEASE:
+            if button == glfw.MOUSE_BUTTON_LEFT:
+                self._resizing_panel = False
+            if self._drag is not None and self._drag.button == button:
+                self._drag = None
 
     def _on_cursor(self, x: float, y: float) -> None:
         self._cursor = (x, y)
+        if self._resizing_panel:
+            w = self.window.window_size()[0]
+            pixels = min(max(x, MIN_PANEL_PIXELS), w * MAX_PANEL_FRACTION)
+            self.state.ui.panel_width = pixels / self.ui_scale()
+            return
         if self._drag is None:
             return
         dx, dy = x - self._drag.x, y - self._drag.y
@@ -220,8 +305,27 @@ class Visualizer:
         self.handle_key(key, mods)
 
     def handle_key(self, key: int, mods: int = 0) -> None:
-        """Keyboard shortcuts (listed in the camera panel)."""
-        args = self.state.args
+        """Keyboard shortcuts (all listed in the help overlay, ``app.help.KEYS``)."""
+        args, ui = self.state.args, self.state.ui
+        ctrl = bool(mods & glfw.MOD_CONTROL)
+        if key == glfw.KEY_F1 or (key == glfw.KEY_SLASH and mods & glfw.MOD_SHIFT):
+            ui.help_open = not ui.help_open
+            return
+        if key == glfw.KEY_ESCAPE:
+            ui.help_open = False
+            return
+        if key == glfw.KEY_TAB and not ctrl:
+            ui.panel_visible = not ui.panel_visible
+            return
+        if ctrl and key in (glfw.KEY_EQUAL, glfw.KEY_KP_ADD):
+            self.change_ui_scale(+1)
+            return
+        if ctrl and key in (glfw.KEY_MINUS, glfw.KEY_KP_SUBTRACT):
+            self.change_ui_scale(-1)
+            return
+        if ctrl and key in (glfw.KEY_0, glfw.KEY_KP_0):
+            self.change_ui_scale(None)
+            return
         step = camera_control.KEY_ORBIT_STEP * self.viewport_rect()[3] / camera_control.ORBIT_RADIANS_PER_VIEWPORT
         arrows = {glfw.KEY_LEFT: (step, 0), glfw.KEY_RIGHT: (-step, 0), glfw.KEY_UP: (0, step), glfw.KEY_DOWN: (0, -step)}
         if key in arrows:
@@ -391,6 +495,7 @@ class Visualizer:
         perf = self.state.perf
         perf.frame_ms.append(1000 * (now - self._last_frame_time))
         self._last_frame_time = now
+        self._apply_scale()
         self.window.begin_frame()
         self._draw_panels()
         if self.script is not None:
@@ -430,21 +535,30 @@ class Visualizer:
                 time.sleep(spare)
 
     def _draw_panels(self) -> None:
+        from app.help import draw_help
         from app.overlay import draw_overlay
 
         _, h = self.window.window_size()
-        imgui.set_next_window_position(0, 0)
-        imgui.set_next_window_size(PANEL_WIDTH, h)
-        flags = imgui.WINDOW_NO_MOVE | imgui.WINDOW_NO_RESIZE | imgui.WINDOW_NO_COLLAPSE | imgui.WINDOW_NO_TITLE_BAR
-        imgui.begin("controls", flags=flags)
-        for widget in self.widgets:
-            if widget.title in self.panel_requests:
-                imgui.set_next_item_open(self.panel_requests.pop(widget.title), imgui.ALWAYS)
-            flags = imgui.TREE_NODE_DEFAULT_OPEN if widget.open_by_default else 0
-            expanded, _ = imgui.collapsing_header(widget.title, flags=flags)
-            widget(expanded)
-        imgui.end()
+        panel = self.panel_pixels()
+        if panel:
+            imgui.set_next_window_position(0, 0)
+            imgui.set_next_window_size(panel, h)
+            flags = (imgui.WINDOW_NO_MOVE | imgui.WINDOW_NO_RESIZE | imgui.WINDOW_NO_COLLAPSE
+                     | imgui.WINDOW_NO_TITLE_BAR)
+            imgui.begin("controls", flags=flags)
+            for widget in self.widgets:
+                if widget.title in self.panel_requests:
+                    imgui.set_next_item_open(self.panel_requests.pop(widget.title), imgui.ALWAYS)
+                flags = imgui.TREE_NODE_DEFAULT_OPEN if widget.open_by_default else 0
+                expanded, _ = imgui.collapsing_header(widget.title, flags=flags)
+                self.state.ui.panels_open[widget.title] = expanded
+                widget(expanded)
+            imgui.end()
+        else:  # hidden (Tab): remember what was asked for; nothing to draw (a window shot need not wait)
+            self.state.ui.panels_open.update(self.panel_requests)
+            self.panel_requests.clear()
         draw_overlay(self)
+        draw_help(self)
 
     def run(self, max_frames: int | None = None) -> int:
         """Loop until the window closes (or ``max_frames``); returns the exit status."""
@@ -460,6 +574,12 @@ class Visualizer:
         return self.exit_code or 0
 
     def close(self) -> None:
+        if self.settings_path is not None:
+            from app import settings as app_settings
+
+            problem = app_settings.save_settings(self.settings_path, app_settings.collect_settings(self))
+            if problem:
+                print(f"warning: {problem}", flush=True)
         for job in self.jobs:
             job.cancel()
         self.worker.close()
