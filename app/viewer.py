@@ -332,6 +332,8 @@ class Visualizer:
             self.drag_camera(*arrows[key])
         elif key == glfw.KEY_R:
             camera_control.reset(args.view, self.state.model.camera_fov)
+        elif key == glfw.KEY_F and not mods:
+            self.frame_mesh()
         elif key == glfw.KEY_PAGE_UP:
             args.latent.seed_x = float(int(args.latent.seed_x) + 1)
         elif key == glfw.KEY_PAGE_DOWN:
@@ -346,6 +348,18 @@ class Visualizer:
     def _on_drop(self, paths: list[str]) -> None:
         if paths:
             self.load(paths[0])
+
+    def frame_mesh(self) -> bool:
+        """Fit the view camera to the bounds of the mesh on screen (key F); False, with a notice, when
+        no mesh is shown."""
+        mesh = self.frame.display.mesh if self.frame is not None and self.frame.display is not None else None
+        if self.state.args.mode != "mesh" or mesh is None or len(mesh.vertices) == 0:
+            self.state.notify("F frames the mesh: switch to the mesh mode (key 5) and wait for the mesh")
+            return False
+        vertices = np.asarray(mesh.vertices, dtype=np.float64)
+        camera_control.frame_bounds(self.state.args.view, vertices.min(axis=0), vertices.max(axis=0))
+        self.state.adaptive.note_camera_input(time.monotonic())
+        return True
 
     def shown_mesh_level(self) -> float | None:
         """Iso level of the mesh on screen, if one is."""

@@ -446,3 +446,41 @@ def test_out_of_range_settings_are_skipped_one_by_one(tmp_path):
     assert viz.state.ui.user_scale == 1.0 and viz.state.ui.panel_width == 300
     assert viz.state.args.view.yaw == 0.0 and viz.state.args.quality.depth_samples == 24
     assert viz.state.args.mode == "rgb" and viz.state.model.recent == ["a", "b"]
+
+
+# --- 9. frame the mesh --------------------------------------------------------------------------
+
+def test_f_frames_the_mesh_so_that_all_of_it_is_in_view(viz):
+    """Zoomed right into the mesh, the view is one flat wall; F fits the camera to the mesh's bounds:
+    the mesh is then whole in view (background all round the image's border) and fills a good part of it."""
+    import glfw
+
+    state = viz.state
+    saved = state.args.copy()
+    background = np.array([0.11, 0.11, 0.13]) * 255
+    try:
+        state.args.mode, state.args.mesh_resolution = "mesh", 64
+        run_until(viz, lambda: viz.settled() and viz.shown_mesh_level() is not None)
+        state.args.view.radius = 0.3  # inside the head: a wall
+        viz.draw_frame()
+        wall = viz.viewport.render_image(state.display, viz.view_camera()).astype(np.float32)
+        border = np.concatenate([wall[0], wall[-1], wall[:, 0], wall[:, -1]])
+        assert (np.abs(border - background).max(axis=1) > 8).mean() > 0.5, "the zoomed-in view is not a wall"
+        press(viz, glfw.KEY_F)
+        shot = viz.viewport.render_image(state.display, viz.view_camera()).astype(np.float32)
+        border = np.concatenate([shot[0], shot[-1], shot[:, 0], shot[:, -1]])
+        assert (np.abs(border - background).max(axis=1) < 8).all(), "the framed mesh touches the border"
+        covered = (np.abs(shot - background).max(axis=2) > 8).mean()
+        assert covered > 0.2, f"the framed mesh is tiny ({covered:.0%} of the image)"
+    finally:
+        state.args = saved
+        press(viz, glfw.KEY_R)
+
+
+def test_f_outside_the_mesh_mode_says_what_to_do(viz):
+    import glfw
+
+    view = viz.state.args.view.to_dict()
+    press(viz, glfw.KEY_F)
+    assert viz.state.args.view.to_dict() == view
+    assert "mesh mode" in viz.state.messages[-1].text

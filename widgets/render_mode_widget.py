@@ -82,4 +82,8 @@ class RenderModeWidget(Panel):
             same_line_if_fits(checkbox_width("wireframe"))
             _, display.mesh_wireframe = imgui.checkbox("wireframe", display.mesh_wireframe)
             tooltip("Draw the triangle edges.")
+            if imgui.button("frame the mesh (F)"):
+                self.viz.frame_mesh()
+            tooltip("Aim the camera at the mesh's centre and move it back until the whole mesh fits the view "
+                    "(R returns to the model's own view).")
         imgui.pop_item_width()
