@@ -67,6 +67,8 @@ class ModelState:
     """The official release whose render settings are in use (``models.releases``), if one is."""
     release_choices: tuple[str, ...] = ()
     """Releases of the same file format, offered where the weights cannot tell them apart."""
+    method: str = ""
+    """The loaded generator's method or preset (e.g. eg3d, volumegan-tiny), shown in the model panel."""
 
 
 @dataclass

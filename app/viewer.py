@@ -166,6 +166,8 @@ class Visualizer:
         model.num_ws = int(G.num_ws)
         model.release = getattr(G.config, "extra", {}).get("release")
         model.release_choices = release_alternatives(model.release)
+        config = getattr(G, "config", None)
+        model.method = str(getattr(config, "preset", None) or getattr(config, "method", None) or type(G).__name__)
         model.depth_samples = int(opts["depth_resolution"])
         model.importance_samples = int(opts["depth_resolution_importance"])
         model.avg_camera_radius = float(opts["avg_camera_radius"])
@@ -188,6 +190,22 @@ class Visualizer:
         self.window.set_title(f"3D-GAN Studio - {source.label}")
         self.state.notify(f"loaded {source.label}")
         self._last_request = None  # re-render with the new model
+
+    def open_snapshot(self, kimg: float) -> Job | None:
+        """Open an older (or any) snapshot of the followed run; following stops, so it stays on screen."""
+        from renderers.model_source import list_snapshots
+
+        model = self.state.model
+        if not model.run_dir:
+            return None
+        found = [path for k, path in list_snapshots(Path(model.run_dir)) if k == kimg]
+        if not found:
+            self.state.notify(f"no snapshot at {kimg:g} kimg in {model.run_dir}", "error")
+            return None
+        model.follow = False
+        source = ModelSource("run", str(found[0]), run_dir=Path(model.run_dir), kimg=kimg,
+                             label=f"{Path(model.run_dir).name} @ {kimg:g} kimg")
+        return self._load_source(source, user_path=model.path)
 
     def _follow_run(self) -> None:
         if self.follower is None or self.state.model.loading:

@@ -484,3 +484,50 @@ def test_f_outside_the_mesh_mode_says_what_to_do(viz):
     press(viz, glfw.KEY_F)
     assert viz.state.args.view.to_dict() == view
     assert "mesh mode" in viz.state.messages[-1].text
+
+
+# --- 5. older snapshots of a followed run, and what is loaded ------------------------------------
+
+def test_an_older_snapshot_is_opened_from_the_model_panels_list(viz, tmp_path, monkeypatch):
+    import shutil
+
+    import imgui
+
+    from training.run_dir import snapshot_name
+
+    run = tmp_path / "00001-tiny-run"
+    run.mkdir()
+    for kimg in (1000, 2000, 3000):
+        shutil.copy(BUNDLED, run / snapshot_name(kimg))
+    job = viz.load(str(run))
+    run_until(viz, lambda: job.finished and job not in viz.jobs)
+    assert viz.state.model.snapshot_kimg == 3
+    viz.panel_requests["Model"] = True
+    combo = imgui.combo
+    offered = []
+
+    def choose(label, current, items, *args):  # the user picks the oldest entry of the snapshot list
+        if label == "snapshot":
+            offered.append(list(items))
+            return True, len(items) - 1
+        return combo(label, current, items, *args)
+
+    monkeypatch.setattr(imgui, "combo", choose)
+    viz.draw_frame()
+    viz.draw_frame()
+    monkeypatch.setattr(imgui, "combo", combo)
+    assert offered and offered[0] == ["3 kimg", "2 kimg", "1 kimg"]
+    run_until(viz, lambda: viz.state.model.snapshot_kimg == 1 and viz.state.model.loading is None, timeout=60)
+    deadline = time.monotonic() + 2.5  # following stopped: the newest snapshot does not come back
+    while time.monotonic() < deadline:
+        viz.draw_frame()
+    assert viz.state.model.snapshot_kimg == 1 and viz.state.model.follow is False
+    assert viz.state.model.method and viz.state.model.path == str(run)
+    recorder = Recorder(monkeypatch)
+    recorder.start()
+    viz.draw_frame()
+    shown = [i["label"] for i in recorder.items]
+    assert str(run) in shown and any(t.startswith(f"method: {viz.state.model.method}, 1 kimg") for t in shown)
+    job = viz.load(str(BUNDLED))
+    run_until(viz, lambda: job.finished and job not in viz.jobs)
+    viz.state.model.follow = True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import imgui
 
-from widgets.controls import button_width, note, tooltip
+from widgets.controls import button_width, label_space, note, tooltip
 from widgets.file_browser import FileBrowser
 from widgets.panel import Panel
 
@@ -17,6 +17,9 @@ class ModelWidget(Panel):
         super().__init__(viz)
         self.path_text = ""
         self.browser = FileBrowser()
+        self._snapshots: list[float] = []
+        self._listed_at = -1e9
+        self._listed_dir: str | None = None
 
     def draw(self) -> None:
         model = self.viz.state.model
@@ -71,9 +74,36 @@ class ModelWidget(Panel):
         if model.run_dir:
             _, model.follow = imgui.checkbox("follow run (reload new snapshots)", model.follow)
             tooltip("Watch the run folder and load each newer snapshot about 2 s after training writes it.")
+            self._snapshot_list(model)
             newest = f"{model.newest_kimg:g}" if model.newest_kimg is not None else "?"
             imgui.push_text_wrap_pos(0.0)
             imgui.text(f"showing {model.snapshot_kimg:g} kimg, newest {newest} kimg")
             imgui.pop_text_wrap_pos()
+        if model.method:
+            note(f"method: {model.method}" + (f", {model.snapshot_kimg:g} kimg" if model.snapshot_kimg is not None
+                                              else ""))
         note(f"{model.image_resolution}px, neural {model.neural_resolution}px, {model.num_ws} ws; "
              "drop a file on the window to open it")
+
+    def _snapshot_list(self, model) -> None:
+        """A combo of the run's snapshots, newest first: choosing one opens it (and stops following)."""
+        import time
+        from pathlib import Path
+
+        from renderers.model_source import list_snapshots
+
+        now = time.monotonic()
+        if now - self._listed_at > 2.0 or self._listed_dir != model.run_dir:  # don't list the folder every frame
+            self._listed_at, self._listed_dir = now, model.run_dir
+            self._snapshots = [kimg for kimg, _ in list_snapshots(Path(model.run_dir))]
+        if not self._snapshots:
+            return
+        labels = [f"{kimg:g} kimg" for kimg in self._snapshots]
+        current = self._snapshots.index(model.snapshot_kimg) if model.snapshot_kimg in self._snapshots else 0
+        imgui.push_item_width(label_space("snapshot"))
+        clicked, index = imgui.combo("snapshot", current, labels)
+        imgui.pop_item_width()
+        tooltip("Every snapshot of the run, newest first. Choosing an older one opens it and stops following "
+                "(tick 'follow run' to go back to the newest).")
+        if clicked and index != current:
+            self.viz.open_snapshot(self._snapshots[index])
