@@ -223,7 +223,10 @@ class Visualizer:
         w, h = self.window.window_size()
         fit = min(w / REFERENCE_WINDOW[0], h / REFERENCE_WINDOW[1])
         fit = min(max(fit, AUTO_SCALE_RANGE[0]), AUTO_SCALE_RANGE[1])
-        return min(max(fit * self.window.content_scale() * self.state.ui.user_scale, 0.5), 4.0)
+        # Where window coordinates are already points (macOS: the framebuffer is larger than the window),
+        # the system scales them; elsewhere they are pixels and the monitor's content scale applies.
+        content = self.window.content_scale() if self.window.framebuffer_size()[0] <= w else 1.0
+        return min(max(fit * content * self.state.ui.user_scale, 0.5), 4.0)
 
     def panel_pixels(self) -> int:
         """Width of the control panel in window pixels (0 while hidden)."""

@@ -157,6 +157,19 @@ def test_font_and_panel_scale_with_the_window(viz):
     resize(viz, 900, 600)
 
 
+def test_a_hidpi_monitor_scales_text_and_panel_by_its_content_scale(viz, monkeypatch):
+    import imgui
+
+    viz.draw_frame()
+    before = imgui.get_io().font_global_scale, viz.panel_pixels()
+    monkeypatch.setattr(viz.window, "content_scale", lambda: 1.5)  # what glfw reports on a 150% monitor
+    viz.draw_frame()
+    assert imgui.get_io().font_global_scale == pytest.approx(1.5 * before[0])
+    assert viz.panel_pixels() > before[1]
+    monkeypatch.undo()
+    viz.draw_frame()
+
+
 def test_ctrl_plus_and_minus_scale_the_ui_and_ctrl_0_resets(viz):
     import glfw
     import imgui
