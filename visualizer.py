@@ -108,7 +108,11 @@ def cmd_app(args: argparse.Namespace) -> int:
         window_size = tuple(int(v) for v in size.groups())
     from app.settings import default_settings_path
 
-    settings_path = Path(args.settings).expanduser() if args.settings else default_settings_path()
+    # A session script is reproducible: without an explicit --settings it neither reads nor writes them.
+    if args.settings is not None:
+        settings_path = None if args.settings.lower() == "none" else Path(args.settings).expanduser()
+    else:
+        settings_path = None if args.script else default_settings_path()
     try:
         viz = Visualizer(args.path, device=args.device, interop=args.interop, size=window_size,
                          release=args.release, settings_path=settings_path)
@@ -269,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default=None, help="window size WxH (default: as last time, else 1400x860)")
     p.add_argument("--settings", default=None, metavar="PATH",
                    help="settings file read at start and written at exit (recent files, window and panel layout, "
-                        "UI scale, camera, quality; default: settings.json in ~/.config/3dgan-studio)")
+                        "UI scale, camera, quality; default: settings.json in ~/.config/3dgan-studio, or none "
+                        "with --script; 'none': no settings file)")
     p.add_argument("--release", default=None, choices=release_names(), metavar="NAME",
                    help="settings of an official release the file cannot tell apart (default: recognised)")
     p.add_argument("--max-frames", type=int, default=None, help="close after this many UI frames")

@@ -437,6 +437,24 @@ def test_settings_survive_a_restart(tmp_path):
     assert again["ui"] == saved["ui"] and again["view"] == saved["view"] and again["quality"] == saved["quality"]
 
 
+def test_the_default_settings_file_is_used_without_a_script_and_not_with_one(tmp_path):
+    """Without --settings the app uses the user's configuration folder ($XDG_CONFIG_HOME here); a session
+    script alone leaves it alone, so scripts play the same everywhere."""
+    config = tmp_path / "config"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(config), "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, str(REPO_ROOT / "visualizer.py"), str(BUNDLED), "--device", "cpu", "--size", "640x400"]
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([{"wait": True}]))
+    result = subprocess.run([*base, "--script", str(script), "--exit"], capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (config / "3dgan-studio" / "settings.json").exists()
+    result = subprocess.run([*base, "--max-frames", "5"], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    saved = json.loads((config / "3dgan-studio" / "settings.json").read_text())
+    assert saved["window_size"] == [640, 400]
+
+
 def test_a_damaged_settings_file_is_reported_and_replaced(tmp_path):
     (tmp_path / "settings.json").write_text("{not json")
     result = _session(tmp_path, "damaged", [{"wait": True}])
