@@ -9,6 +9,7 @@ the help overlay (F1): ``docs/app_help.png``; the tooltip of "normals from" in n
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,8 @@ def main() -> int:
 
     from app.viewer import Visualizer
 
-    viz = Visualizer(str(REPO / "assets" / "default_generator.safetensors"), device="cpu", size=(700, 450))
+    os.chdir(REPO)  # paths in the pictures relative to the repository
+    viz = Visualizer("assets/default_generator.safetensors", device="cpu", size=(700, 450))
 
     def frames(n: int = 3) -> None:
         for _ in range(n):
@@ -38,6 +40,7 @@ def main() -> int:
         frames()
 
     def shot(name: str) -> None:
+        viz.state.messages.clear()  # the pictures show the app, not the notices of the earlier shots
         viz.screenshot(DOCS / name, what="window")
         frames(2)
 
