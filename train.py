@@ -213,13 +213,58 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, help="total batch size over all GPUs")
     p.add_argument("--batch-gpu", type=int, help="images per forward pass per GPU (gradient accumulation)")
     p.add_argument("--gpus", type=int, help="number of processes; launch with torchrun when > 1")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed of the run (initial weights, data order)")
     p.add_argument("--amp", choices=["bf16", "fp16", "off"], help="mixed precision on CUDA")
     p.add_argument("--gamma", type=float, help="R1 weight")
     p.add_argument("--neural-res", type=int, help="neural rendering resolution")
     p.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config field, e.g. loss.blur_fade_kimg=100 (repeatable)")
+
+
+FIT_DEFAULTS = {
+    "batch": "batch", "batch_gpu": "batch_gpu", "gpus": "gpus", "seed": "seed", "amp": "amp",
+    "gamma": "loss.r1_gamma", "neural_res": "generator.neural_rendering_resolution", "kimg": "kimg",
+    "tick": "tick_kimg", "snap": "snap", "metrics": "metrics", "metric_images": "metric_images",
+    "workers": "workers", "inception": "inception",
+}
+"""fit option -> the TrainConfig field it sets (its default comes from the preset)."""
+FIXED_DEFAULTS = {
+    "resume": "a new run", "init": "none (random initialisation)", "device": "cuda when available",
+    "set": "none", "stage": "the preset's (1)",
+}
+
+
+def describe_fit_defaults(p: argparse.ArgumentParser) -> None:
+    """Append every option's default to its help, as EG3D's train.py does: the preset's values,
+    shown for the default preset, or what happens without the option."""
+    from models.pipeline_config import SWAPPABLE
+    from training.presets import train_preset
+
+    preset = p.get_default("cfg")
+    config = train_preset(preset)
+    for action in p._actions:
+        if action.dest == "help" or not action.option_strings or "default" in (action.help or ""):
+            continue
+        if action.dest in FIT_DEFAULTS:
+            value: object = config
+            for part in FIT_DEFAULTS[action.dest].split("."):
+                value = getattr(value, part)
+            shown = ",".join(value) if isinstance(value, list) else value
+            if action.dest == "batch_gpu" and value is None:
+                shown = "the whole batch at once"
+            elif value is None:
+                shown = "none"
+            note = f"default: the preset's; {preset}: {shown}"
+        elif action.dest in SWAPPABLE:
+            note = "default: the preset's own"
+        elif action.dest in FIXED_DEFAULTS:
+            note = f"default: {FIXED_DEFAULTS[action.dest]}"
+        elif action.dest == "cfg":
+            note = f"default: {preset}"
+        else:
+            continue
+        action.help = f"{action.help} ({note})" if action.help else f"{note[0].upper()}{note[1:]}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,8 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inception", help="TorchScript Inception feature network for fid/kid (we cannot ship it)")
     p.add_argument("--workers", type=int, help="data-loading processes per GPU")
     p.add_argument("--init", help="generator snapshot or run directory whose matching weights initialise G (StyleSDF stage 2)")
-    p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar or progress lines, only a line per tick (default: a bar on a terminal; in a "
+                        "log, a progress line every STUDIO_PROGRESS_SECONDS, default 10)")
     p.set_defaults(func=cmd_fit)
+    describe_fit_defaults(p)
 
     p = sub.add_parser("bench", help="training throughput (img/s, peak memory) of a preset on random data")
     add_train_options(p)

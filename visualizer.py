@@ -99,15 +99,24 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {e}") from None
     if args.device == "cuda":
         _device("cuda")
-    size = re.fullmatch(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*", args.size)
-    if not size or not all(200 <= int(v) <= 16384 for v in size.groups()):
-        print(f"error: bad --size {args.size!r}: expected WxH in pixels, each 200 to 16384, e.g. 1400x860",
-              file=sys.stderr)
-        return 2
-    width, height = (int(v) for v in size.groups())
+    window_size = None
+    if args.size is not None:
+        size = re.fullmatch(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*", args.size)
+        if not size or not all(200 <= int(v) <= 16384 for v in size.groups()):
+            print(f"error: bad --size {args.size!r}: expected WxH in pixels, each 200 to 16384, e.g. 1400x860",
+                  file=sys.stderr)
+            return 2
+        window_size = tuple(int(v) for v in size.groups())
+    from app.settings import default_settings_path
+
+    # A session script is reproducible: without an explicit --settings it neither reads nor writes them.
+    if args.settings is not None:
+        settings_path = None if args.settings.lower() == "none" else Path(args.settings).expanduser()
+    else:
+        settings_path = None if args.script else default_settings_path()
     try:
-        viz = Visualizer(args.path, device=args.device, interop=args.interop, size=(width, height),
-                         release=args.release, precision=args.precision)
+        viz = Visualizer(args.path, device=args.device, interop=args.interop, size=window_size,
+                         release=args.release, settings_path=settings_path, precision=args.precision)
     except (WindowError, InteropError) as e:
         raise SystemExit(f"error: {e}") from None
     if actions is not None:
@@ -304,7 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--interop", default="auto", choices=["auto", "cuda", "pycuda", "host"],
                    help="how frames reach the GL texture (auto: CUDA-GL interop when possible)")
-    p.add_argument("--size", default="1400x860", help="window size WxH")
+    p.add_argument("--size", default=None, help="window size WxH (default: as last time, else 1400x860)")
+    p.add_argument("--settings", default=None, metavar="PATH",
+                   help="settings file read at start and written at exit (recent files, window and panel layout, "
+                        "UI scale, camera, quality; default: settings.json in ~/.config/3dgan-studio, or none "
+                        "with --script; 'none': no settings file)")
     p.add_argument("--release", default=None, choices=release_names(), metavar="NAME",
                    help="settings of an official release the file cannot tell apart (default: recognised)")
     p.add_argument("--max-frames", type=int, default=None, help="close after this many UI frames")

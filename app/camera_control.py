@@ -83,3 +83,19 @@ def reset(pose: CameraPose, model_fov: float | None = None) -> None:
         setattr(pose, key, getattr(fresh, key))
     if model_fov is not None:
         pose.fov_degrees = float(model_fov)
+
+
+FRAME_MARGIN = 1.1
+"""``frame_bounds`` leaves this much room around the bounding sphere."""
+
+
+def frame_bounds(pose: CameraPose, lo, hi, margin: float = FRAME_MARGIN) -> None:
+    """Aim the camera at the centre of the box [lo, hi] (world units) and set the radius so that the
+    box's bounding sphere fits the field of view (angles and lens are kept)."""
+    lo, hi = [float(v) for v in lo], [float(v) for v in hi]
+    center = tuple((a + b) / 2 for a, b in zip(lo, hi))
+    sphere = 0.5 * math.sqrt(sum((b - a) ** 2 for a, b in zip(lo, hi)))
+    half_fov = math.radians(pose.fov_degrees) / 2
+    distance = margin * max(sphere, 1e-3) / math.sin(half_fov)
+    pose.pivot = center
+    pose.radius = min(max(distance, RADIUS_LIMITS[0]), RADIUS_LIMITS[1])

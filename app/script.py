@@ -7,7 +7,8 @@ Used for reproducible figures and for the GUI tests. Each action is one JSON obj
 * ``{"drag": [dx, dy], "button": "left"}``: a mouse drag from the viewport centre, delivered as
   window callbacks (press, moves, release), exactly like a real one. ``"right"`` pans.
 * ``{"panels": {"Capture": true, "Latent": false}}``: expand or collapse panels by title.
-* ``{"scroll": notches}``, ``{"key": "R"}``: wheel and keyboard, also through the callbacks.
+* ``{"scroll": notches}``, ``{"key": "R", "ctrl": false, "shift": false}``: wheel and keyboard (glfw key
+  names: "TAB", "F1", "EQUAL" ...), also through the callbacks.
 * ``{"frames": n}``: run n UI frames. ``{"wait": true}``: until the screen shows the newest request.
 * ``{"screenshot": "out.png", "what": "image|window", "height": 512}``: waits for the screen to
   settle first; image shots are at the native size unless ``height`` is given.
@@ -258,7 +259,7 @@ class ScriptPlayer:
             key = getattr(glfw, f"KEY_{name}", None)
             if key is None:
                 raise ScriptError(f"unknown key {action['key']!r}")
-            mods = glfw.MOD_CONTROL if action.get("ctrl") else 0
+            mods = (glfw.MOD_CONTROL if action.get("ctrl") else 0) | (glfw.MOD_SHIFT if action.get("shift") else 0)
             viz.window.key_callback(viz.window.handle, key, 0, glfw.PRESS, mods)
             viz.window.key_callback(viz.window.handle, key, 0, glfw.RELEASE, mods)
         elif kind == "frames":

@@ -21,6 +21,9 @@ from renderers.trajectories import CameraPath
 
 HISTORY = 240
 """Frames kept in the performance plots."""
+NOTICE_SECONDS = 6.0
+"""How long an info notice shows (the last ``FADE_SECONDS`` fading out); errors stay until dismissed."""
+FADE_SECONDS = 1.5
 
 
 @dataclass
@@ -70,6 +73,8 @@ class ModelState:
     scene_defaults: SceneControls | None = None
     """A compositional model's objects at their default poses and its background rotation (every
     field set); None: the model has no movable objects."""
+    method: str = ""
+    """The loaded generator's method or preset (e.g. eg3d, volumegan-tiny), shown in the model panel."""
 
 
 @dataclass
@@ -133,12 +138,40 @@ class PerfState:
 
 
 @dataclass
+class UiState:
+    """Layout of the window: UI scale, the control panel, the help overlay (saved in the settings)."""
+
+    user_scale: float = 1.0
+    """The user's factor on top of the automatic scale (Ctrl+plus / Ctrl+minus, Ctrl+0 resets)."""
+    panel_width: float = 390.0
+    """Width of the control panel at UI scale 1 (drag its right edge to change it)."""
+    panel_visible: bool = True
+    """Tab hides and shows the control panel."""
+    help_open: bool = False
+    """The help overlay (F1 or ?) is shown."""
+    panels_open: dict[str, bool] = field(default_factory=dict)
+    """Which panels were expanded, by title (restored at start)."""
+
+
+@dataclass
 class Message:
     text: str
     """What happened."""
     level: str = "info"
     """info or error."""
     time: float = field(default_factory=time.monotonic)
+    """When it (or its latest repeat) happened."""
+    count: int = 1
+    """How many times it happened while showing (repeats are collapsed into one message)."""
+
+    def showing(self, now: float) -> bool:
+        return self.level == "error" or now - self.time < NOTICE_SECONDS
+
+    def opacity(self, now: float) -> float:
+        """1 while fresh, fading to 0 over the last FADE_SECONDS of an info notice."""
+        if self.level == "error":
+            return 1.0
+        return min(max((NOTICE_SECONDS - (now - self.time)) / FADE_SECONDS, 0.0), 1.0)
 
 
 @dataclass
@@ -163,12 +196,29 @@ class AppState:
     viewport_error: str | None = None
     """Error of the newest render, shown over the viewport."""
     messages: list[Message] = field(default_factory=list)
-    """Recent notices (newest last)."""
+    """Recent notices (newest last); errors stay until dismissed."""
+    ui: UiState = field(default_factory=UiState)
+    """Window layout and scale."""
 
     def notify(self, text: str, level: str = "info") -> None:
-        self.messages.append(Message(text, level))
+        """Add a notice; a repeat of a notice still showing is collapsed into it (count + 1)."""
+        now = time.monotonic()
+        for message in self.messages:
+            if message.text == text and message.level == level and message.showing(now):
+                self.messages.remove(message)
+                message.count += 1
+                message.time = now
+                self.messages.append(message)
+                break
+        else:
+            self.messages.append(Message(text, level))
         del self.messages[:-20]
         print(f"[{level}] {text}", flush=True)
+
+    def dismiss(self, message: Message) -> None:
+        """Remove a notice (a click on it in the viewport)."""
+        if message in self.messages:
+            self.messages.remove(message)
 
     def remember(self, path: str) -> None:
         path = str(Path(path))

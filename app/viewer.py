@@ -34,7 +34,19 @@ ScreenshotCallback = Callable[[Path, "str | None"], None]
 """Called with (path, None) once a screenshot is written, or (path, error) if it could not be."""
 
 PANEL_WIDTH = 390
-"""Width of the control panel on the left (window pixels)."""
+"""Default width of the control panel on the left (window pixels at UI scale 1)."""
+MAX_PANEL_FRACTION = 0.5
+"""The control panel never takes more than this part of the window's width."""
+MIN_PANEL_PIXELS = 160
+EDGE_GRAB = 5
+"""Pixels either side of the panel's right edge where a drag resizes the panel."""
+REFERENCE_WINDOW = (1400, 860)
+"""Window size at which the automatic UI scale is 1 (times the monitor's content scale)."""
+AUTO_SCALE_RANGE = (0.85, 2.0)
+SCALE_STEP = 1.1
+"""Ctrl+plus / Ctrl+minus multiply or divide the user's UI scale by this."""
+_SCALED_STYLE = ("window_padding", "frame_padding", "item_spacing", "item_inner_spacing", "touch_extra_padding",
+                 "indent_spacing", "scrollbar_size", "grab_min_size", "columns_min_spacing", "window_min_size")
 
 
 @dataclass
@@ -58,13 +70,26 @@ class Visualizer:
     """The app. Construct on the main thread; ``run()`` until the window closes."""
 
     def __init__(self, path: str | None = None, device: str | None = None, interop: str = "auto",
-                 visible: bool = True, size: tuple[int, int] = (1400, 860), release: str | None = None,
-                 precision: str | None = None):
-        """``precision``: the Quality panel's starting precision (default: fast on the CPU, exact on CUDA)."""
+                 visible: bool = True, size: tuple[int, int] | None = None, release: str | None = None,
+                 settings_path: str | Path | None = None, precision: str | None = None):
+        """``precision``: the Quality panel's starting precision (default: the remembered one, else fast on
+        the CPU and exact on CUDA)."""
+        from app import settings as app_settings
+
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.state = AppState()
-        self.state.args.quality.precision = check_precision(precision or default_precision(self.device))
+        self.state.args.quality.precision = default_precision(self.device)
+        self.settings_path = Path(settings_path) if settings_path else None
+        """Where the settings are read at start and written at close (None: not remembered)."""
+        saved, settings_problem = app_settings.load_settings(self.settings_path) if self.settings_path else ({}, None)
+        size = size or app_settings.saved_window_size(saved) or REFERENCE_WINDOW
         self.window = AppWindow("3D-GAN Studio", *size, visible=visible, vsync=self.state.perf.vsync)
+        style = imgui.get_style()
+        self._base_style = {name: getattr(style, name) for name in _SCALED_STYLE}
+        self._applied_scale: float | None = None
+        self._resizing_panel = False
+        self.overlay_hits: list = []
+        """(rect, message) of the notices drawn last frame (a click dismisses one)."""
         self.uploader, note = make_uploader(interop, self.device)
         self.state.perf.interop, self.state.perf.interop_note = self.uploader.name, note
         self.viewport = Viewport(self.uploader)
@@ -92,6 +117,11 @@ class Visualizer:
         from widgets import build_widgets
 
         self.widgets = build_widgets(self)
+        app_settings.apply_settings(self, saved)
+        if precision is not None:  # the command line wins over the remembered setting
+            self.state.args.quality.precision = check_precision(precision)
+        if settings_problem:
+            self.state.notify(settings_problem, "error")
         self.load(path or "", release=release)
 
     # --- model ----------------------------------------------------------------------------------
@@ -149,6 +179,8 @@ class Visualizer:
         if defaults != model.scene_defaults:
             self.state.args.scene = SceneControls()  # another scene: its own objects at their defaults
         model.scene_defaults = defaults
+        config = getattr(G, "config", None)
+        model.method = str(getattr(config, "preset", None) or getattr(config, "method", None) or type(G).__name__)
         model.depth_samples = int(opts["depth_resolution"])
         model.importance_samples = int(opts["depth_resolution_importance"])
         model.avg_camera_radius = float(opts["avg_camera_radius"])
@@ -172,6 +204,22 @@ class Visualizer:
         self.state.notify(f"loaded {source.label}")
         self._last_request = None  # re-render with the new model
 
+    def open_snapshot(self, kimg: float) -> Job | None:
+        """Open an older (or any) snapshot of the followed run; following stops, so it stays on screen."""
+        from renderers.model_source import list_snapshots
+
+        model = self.state.model
+        if not model.run_dir:
+            return None
+        found = [path for k, path in list_snapshots(Path(model.run_dir)) if k == kimg]
+        if not found:
+            self.state.notify(f"no snapshot at {kimg:g} kimg in {model.run_dir}", "error")
+            return None
+        model.follow = False
+        source = ModelSource("run", str(found[0]), run_dir=Path(model.run_dir), kimg=kimg,
+                             label=f"{Path(model.run_dir).name} @ {kimg:g} kimg")
+        return self._load_source(source, user_path=model.path)
+
     def _follow_run(self) -> None:
         if self.follower is None or self.state.model.loading:
             return
@@ -182,25 +230,85 @@ class Visualizer:
 
     # --- camera input ---------------------------------------------------------------------------
 
+    def ui_scale(self) -> float:
+        """Size of text and controls: grows with the window (1 at ``REFERENCE_WINDOW``, within
+        ``AUTO_SCALE_RANGE``), times the monitor's content scale, times the user's Ctrl+plus/minus factor."""
+        w, h = self.window.window_size()
+        fit = min(w / REFERENCE_WINDOW[0], h / REFERENCE_WINDOW[1])
+        fit = min(max(fit, AUTO_SCALE_RANGE[0]), AUTO_SCALE_RANGE[1])
+        # Where window coordinates are already points (macOS: the framebuffer is larger than the window),
+        # the system scales them; elsewhere they are pixels and the monitor's content scale applies.
+        content = self.window.content_scale() if self.window.framebuffer_size()[0] <= w else 1.0
+        return min(max(fit * content * self.state.ui.user_scale, 0.5), 4.0)
+
+    def panel_pixels(self) -> int:
+        """Width of the control panel in window pixels (0 while hidden)."""
+        ui = self.state.ui
+        if not ui.panel_visible:
+            return 0
+        w = self.window.window_size()[0]
+        return int(min(max(ui.panel_width * self.ui_scale(), MIN_PANEL_PIXELS), w * MAX_PANEL_FRACTION))
+
     def viewport_rect(self) -> tuple[int, int, int, int]:
         """(x, y, w, h) of the viewport in window pixels, y from the top."""
         w, h = self.window.window_size()
-        return PANEL_WIDTH, 0, max(w - PANEL_WIDTH, 1), max(h, 1)
+        panel = self.panel_pixels()
+        return panel, 0, max(w - panel, 1), max(h, 1)
+
+    def _apply_scale(self) -> None:
+        """Font and style sizes for this frame's UI scale (before ``imgui.new_frame``)."""
+        scale = self.ui_scale()
+        if scale == self._applied_scale:
+            return
+        self._applied_scale = scale
+        imgui.get_io().font_global_scale = scale
+        style = imgui.get_style()
+        for name, base in self._base_style.items():
+            setattr(style, name, tuple(v * scale for v in base) if isinstance(base, tuple) else base * scale)
+
+    def change_ui_scale(self, steps: int | None) -> None:
+        """Ctrl+plus (+1), Ctrl+minus (-1), Ctrl+0 (None: back to the automatic scale)."""
+        ui = self.state.ui
+        ui.user_scale = 1.0 if steps is None else min(max(ui.user_scale * SCALE_STEP ** steps, 0.4), 3.0)
+
+    def _on_panel_edge(self, x: float, y: float) -> bool:
+        edge = self.panel_pixels()
+        return self.state.ui.panel_visible and abs(x - edge) <= EDGE_GRAB
 
     def _in_viewport(self, x: float, y: float) -> bool:
         vx, vy, vw, vh = self.viewport_rect()
         return vx <= x < vx + vw and vy <= y < vy + vh
 
     def _on_mouse_button(self, button: int, action: int, mods: int) -> None:
+        from app.overlay import overlay_hit
+
         if action == glfw.PRESS:
             x, y = self._cursor
+            if self.state.ui.help_open:  # a click anywhere closes the help
+                self.state.ui.help_open = False
+                return
+            if button == glfw.MOUSE_BUTTON_LEFT and self._on_panel_edge(x, y):
+                self._resizing_panel = True
+                return
+            message = overlay_hit(self, x, y)
+            if message is not None:
+                self.state.dismiss(message)
+                return
             if self._in_viewport(x, y) and not imgui.get_io().want_capture_mouse:
                 self._drag = _Drag(button, x, y)
-        elif action == glfw.RELEASE and self._drag is not None and self._drag.button == button:
-            self._drag = None
+        elif action == glfw.RELEASE:
+            if button == glfw.MOUSE_BUTTON_LEFT:
+                self._resizing_panel = False
+            if self._drag is not None and self._drag.button == button:
+                self._drag = None
 
     def _on_cursor(self, x: float, y: float) -> None:
         self._cursor = (x, y)
+        if self._resizing_panel:
+            w = self.window.window_size()[0]
+            pixels = min(max(x, MIN_PANEL_PIXELS), w * MAX_PANEL_FRACTION)
+            self.state.ui.panel_width = pixels / self.ui_scale()
+            return
         if self._drag is None:
             return
         dx, dy = x - self._drag.x, y - self._drag.y
@@ -231,14 +339,35 @@ class Visualizer:
         self.handle_key(key, mods)
 
     def handle_key(self, key: int, mods: int = 0) -> None:
-        """Keyboard shortcuts (listed in the camera panel)."""
-        args = self.state.args
+        """Keyboard shortcuts (all listed in the help overlay, ``app.help.KEYS``)."""
+        args, ui = self.state.args, self.state.ui
+        ctrl = bool(mods & glfw.MOD_CONTROL)
+        if key == glfw.KEY_F1 or (key == glfw.KEY_SLASH and mods & glfw.MOD_SHIFT):
+            ui.help_open = not ui.help_open
+            return
+        if key == glfw.KEY_ESCAPE:
+            ui.help_open = False
+            return
+        if key == glfw.KEY_TAB and not ctrl:
+            ui.panel_visible = not ui.panel_visible
+            return
+        if ctrl and key in (glfw.KEY_EQUAL, glfw.KEY_KP_ADD):
+            self.change_ui_scale(+1)
+            return
+        if ctrl and key in (glfw.KEY_MINUS, glfw.KEY_KP_SUBTRACT):
+            self.change_ui_scale(-1)
+            return
+        if ctrl and key in (glfw.KEY_0, glfw.KEY_KP_0):
+            self.change_ui_scale(None)
+            return
         step = camera_control.KEY_ORBIT_STEP * self.viewport_rect()[3] / camera_control.ORBIT_RADIANS_PER_VIEWPORT
         arrows = {glfw.KEY_LEFT: (step, 0), glfw.KEY_RIGHT: (-step, 0), glfw.KEY_UP: (0, step), glfw.KEY_DOWN: (0, -step)}
         if key in arrows:
             self.drag_camera(*arrows[key])
         elif key == glfw.KEY_R:
             camera_control.reset(args.view, self.state.model.camera_fov)
+        elif key == glfw.KEY_F and not mods:
+            self.frame_mesh()
         elif key == glfw.KEY_PAGE_UP:
             args.latent.seed_x = float(int(args.latent.seed_x) + 1)
         elif key == glfw.KEY_PAGE_DOWN:
@@ -253,6 +382,18 @@ class Visualizer:
     def _on_drop(self, paths: list[str]) -> None:
         if paths:
             self.load(paths[0])
+
+    def frame_mesh(self) -> bool:
+        """Fit the view camera to the bounds of the mesh on screen (key F); False, with a notice, when
+        no mesh is shown."""
+        mesh = self.frame.display.mesh if self.frame is not None and self.frame.display is not None else None
+        if self.state.args.mode != "mesh" or mesh is None or len(mesh.vertices) == 0:
+            self.state.notify("F frames the mesh: switch to the mesh mode (key 5) and wait for the mesh")
+            return False
+        vertices = np.asarray(mesh.vertices, dtype=np.float64)
+        camera_control.frame_bounds(self.state.args.view, vertices.min(axis=0), vertices.max(axis=0))
+        self.state.adaptive.note_camera_input(time.monotonic())
+        return True
 
     def shown_mesh_level(self) -> float | None:
         """Iso level of the mesh on screen, if one is."""
@@ -402,6 +543,7 @@ class Visualizer:
         perf = self.state.perf
         perf.frame_ms.append(1000 * (now - self._last_frame_time))
         self._last_frame_time = now
+        self._apply_scale()
         self.window.begin_frame()
         self._draw_panels()
         if self.script is not None:
@@ -441,23 +583,32 @@ class Visualizer:
                 time.sleep(spare)
 
     def _draw_panels(self) -> None:
+        from app.help import draw_help
         from app.overlay import draw_overlay
 
         _, h = self.window.window_size()
-        imgui.set_next_window_position(0, 0)
-        imgui.set_next_window_size(PANEL_WIDTH, h)
-        flags = imgui.WINDOW_NO_MOVE | imgui.WINDOW_NO_RESIZE | imgui.WINDOW_NO_COLLAPSE | imgui.WINDOW_NO_TITLE_BAR
-        imgui.begin("controls", flags=flags)
-        for widget in self.widgets:
-            if not widget.shown():
-                continue
-            if widget.title in self.panel_requests:
-                imgui.set_next_item_open(self.panel_requests.pop(widget.title), imgui.ALWAYS)
-            flags = imgui.TREE_NODE_DEFAULT_OPEN if widget.open_by_default else 0
-            expanded, _ = imgui.collapsing_header(widget.title, flags=flags)
-            widget(expanded)
-        imgui.end()
+        panel = self.panel_pixels()
+        if panel:
+            imgui.set_next_window_position(0, 0)
+            imgui.set_next_window_size(panel, h)
+            flags = (imgui.WINDOW_NO_MOVE | imgui.WINDOW_NO_RESIZE | imgui.WINDOW_NO_COLLAPSE
+                     | imgui.WINDOW_NO_TITLE_BAR)
+            imgui.begin("controls", flags=flags)
+            for widget in self.widgets:
+                if not widget.shown():
+                    continue
+                if widget.title in self.panel_requests:
+                    imgui.set_next_item_open(self.panel_requests.pop(widget.title), imgui.ALWAYS)
+                flags = imgui.TREE_NODE_DEFAULT_OPEN if widget.open_by_default else 0
+                expanded, _ = imgui.collapsing_header(widget.title, flags=flags)
+                self.state.ui.panels_open[widget.title] = expanded
+                widget(expanded)
+            imgui.end()
+        else:  # hidden (Tab): remember what was asked for; nothing to draw (a window shot need not wait)
+            self.state.ui.panels_open.update(self.panel_requests)
+            self.panel_requests.clear()
         draw_overlay(self)
+        draw_help(self)
 
     def run(self, max_frames: int | None = None) -> int:
         """Loop until the window closes (or ``max_frames``); returns the exit status."""
@@ -473,6 +624,12 @@ class Visualizer:
         return self.exit_code or 0
 
     def close(self) -> None:
+        if self.settings_path is not None:
+            from app import settings as app_settings
+
+            problem = app_settings.save_settings(self.settings_path, app_settings.collect_settings(self))
+            if problem:
+                print(f"warning: {problem}", flush=True)
         for job in self.jobs:
             job.cancel()
         self.worker.close()

@@ -146,6 +146,15 @@ class AppWindow:
     def window_size(self) -> tuple[int, int]:
         return glfw.get_window_size(self.handle)
 
+    def content_scale(self) -> float:
+        """The monitor's content scale (e.g. 2 on a HiDPI screen set to 200%); 1 where unknown."""
+        try:
+            x, y = glfw.get_window_content_scale(self.handle)
+        except Exception:  # noqa: BLE001 - older glfw or the null platform
+            return 1.0
+        scale = max(float(x), float(y))
+        return scale if 0.25 <= scale <= 8.0 else 1.0
+
     def set_title(self, title: str) -> None:
         glfw.set_window_title(self.handle, title)
 

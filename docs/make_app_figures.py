@@ -38,7 +38,8 @@ def main() -> int:
         script = shots / "figures.json"
         script.write_text(json.dumps(actions))
         subprocess.run([sys.executable, str(REPO / "visualizer.py"), "--script", str(script), "--exit",
-                        "--device", "cpu", "--size", f"{WINDOW[0]}x{WINDOW[1]}"], check=True)
+                        "--device", "cpu", "--size", f"{WINDOW[0]}x{WINDOW[1]}", "--settings", "none"],
+                       check=True)
         tiles = [(mode, Image.open(shots / f"{mode}.png").convert("RGB")) for mode in MODES]
     width = sum(t.width for _, t in tiles) + 8 * (len(tiles) + 1)
     sheet = Image.new("RGB", (width, TILE + 34), (28, 28, 33))

@@ -24,7 +24,6 @@ import dataclasses
 import math
 import os
 import re
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -213,10 +212,10 @@ def scene_controls(G, objects: int | None = None, specs: Sequence[str] = (),
 
 
 def _progress(total: int, desc: str, unit: str, enabled: bool):
-    from tqdm import tqdm
+    """A bar on a terminal; in a log, a line every few seconds (``renderers.progress``)."""
+    from renderers.progress import progress_bar
 
-    # disable=None: bars only on a terminal, so logs and pipes stay clean.
-    return tqdm(total=total, desc=desc, unit=unit, disable=None if enabled else True, leave=False, file=sys.stderr)
+    return progress_bar(total, desc, unit, enabled=enabled, leave=False)
 
 
 def _start_batch(G, device, batch: int | None, log: Log, what: str = "batch") -> BatchSize:

@@ -22,6 +22,26 @@ FFHQ512_STATE_DICT_TXT = SHARED_DIR / "fixtures" / "eg3d_ffhq512_state_dict.txt"
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_config_folder(tmp_path_factory):
+    """The app's settings file (``app.settings``) goes to a fresh folder, never the user's: app
+    sessions started by the tests (also as subprocesses) neither read nor change real settings."""
+    folder = tmp_path_factory.mktemp("config")
+    saved = os.environ.get("XDG_CONFIG_HOME")
+    os.environ["XDG_CONFIG_HOME"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("XDG_CONFIG_HOME", None)
+    else:
+        os.environ["XDG_CONFIG_HOME"] = saved
+
+
+@pytest.fixture(autouse=True)
+def fresh_config_folder(private_config_folder, tmp_path_factory, monkeypatch):
+    """And a fresh one for each test, so no test starts with settings another test left."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+
+
 def require(path: Path) -> Path:
     """The reference file, or a test failure that says where it was looked for."""
     if not path.exists():

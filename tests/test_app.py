@@ -274,10 +274,12 @@ def test_drag_over_the_panel_does_not_move_the_camera(viz):
     viz.draw_frame()
     before = (viz.state.args.view.yaw, viz.state.args.view.pitch)
     window, handle = viz.window, viz.window.handle
-    window.cursor_callback(handle, 100, 300)
+    x = viz.panel_pixels() - 12  # over the panel, right of the controls (labels, scrollbar): no control the camera has
+    window.cursor_callback(handle, x, 300)
     viz.draw_frame()
     window.mouse_button_callback(handle, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
-    window.cursor_callback(handle, 200, 350)
+    assert viz._drag is None
+    window.cursor_callback(handle, x + 100, 350)
     viz.draw_frame()
     window.mouse_button_callback(handle, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
     assert (viz.state.args.view.yaw, viz.state.args.view.pitch) == before
@@ -571,7 +573,7 @@ def test_the_message_overlay_fits_its_text_in_the_frame_it_appears(viz, monkeypa
 def _overlay_texts(viz) -> list[str]:
     from app.overlay import _lines
 
-    return [text for text, _ in _lines(viz)]
+    return [text for text, _, _ in _lines(viz)]
 
 
 @pytest.mark.parametrize("setting,message", [

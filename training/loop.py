@@ -12,7 +12,6 @@ import copy
 import json
 import math
 import resource
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -553,17 +552,23 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
         if state is None:
             reals = reals_grid(dataset, len(config.grid_yaws), config.grid_seeds)
             atomic_write_bytes(run_dir / rundir.REALS, encode_png(reals))
+            initial_metrics = f" and the initial {', '.join(config.metrics)}" if config.metrics else ""
+            log(f"rendering the initial samples{initial_metrics} ...")
+            started = time.time()
             with preserve_rng(ctx.device):
                 save_samples(trainer, out)
                 # The value at initialisation is the baseline every later evaluation is read against.
                 evaluate_metrics(trainer, out, snapshot="")
+            log(f"initial samples{initial_metrics} done in {time.time() - started:.1f} s; training")
 
     bar = None
+    tick_lines = True
     if ctx.is_main and progress:
-        from tqdm import tqdm
+        from renderers.progress import LogProgress, progress_bar
 
-        bar = tqdm(total=total_nimg, initial=min(trainer.cur_nimg, total_nimg), unit="img", unit_scale=True,
-                   dynamic_ncols=True, file=sys.stderr, desc="train")
+        bar = progress_bar(total_nimg, "train", "img", initial=min(trainer.cur_nimg, total_nimg), unit_scale=True,
+                           dynamic_ncols=True)
+        tick_lines = isinstance(bar, LogProgress)  # in a log, each tick's line as well as the progress lines
 
     tick_start_nimg = trainer.cur_nimg
     tick_start_time = time.time()
@@ -617,7 +622,7 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
                     if isinstance(value, (int, float)) and key not in ("tick", "timestamp") and math.isfinite(value):
                         out.writer.add_scalar(key if "/" in key else f"progress/{key}", value, global_step=trainer.cur_nimg)
                 out.writer.flush()
-                if bar is None:
+                if tick_lines:
                     log(f"tick {cur_tick} kimg {record['kimg']:.3f} sec/kimg {record['sec_per_kimg']:.1f} "
                         + " ".join(f"{k} {record[k]:.3f}" for k in ("loss/G", "loss/D_real", "loss/D_fake") if k in record))
 

@@ -1,4 +1,6 @@
-"""Camera panel: orbit sliders, radius, field of view, pivot, presets, conditioning pose, shortcuts."""
+"""Camera panel: orbit sliders, radius, field of view, pivot, presets, conditioning pose.
+
+Every key and mouse action is in the help overlay (F1 or ?), which the panel's Help button opens."""
 
 from __future__ import annotations
 
@@ -8,19 +10,32 @@ import imgui
 
 from app import camera_control
 from renderers.render_args import CameraPose
+from widgets.controls import button_width, label_space, note, same_line_if_fits, tooltip
 from widgets.panel import Panel
 
-SHORTCUTS = ("drag: orbit   right/middle drag: pan   wheel: zoom\n"
-             "arrows: orbit   R: reset   PgUp/PgDn: seed   space: animate\n"
-             "1-6: rgb raw depth normals mesh side   Ctrl+S: screenshot")
+LABELS = ("yaw", "pitch", "radius", "fov (deg)", "pivot")
+PRESET_TIPS = {
+    "model": "The model's own camera: its average radius and pivot, and its lens.",
+    "ffhq": "EG3D's FFHQ/AFHQ camera: radius 2.7, pivot (0, 0, 0.2), focal length 4.2647.",
+    "shapenet": "EG3D's ShapeNet camera: radius 1.7, pivot at the origin, focal length 1.7074.",
+}
+COND_TIP = ("EG3D-style generators are conditioned on a camera: the mapping network sees a pose c as well as "
+            "the latent, because faces in the training data correlate with the camera. Checked: c is the view "
+            "camera, so the identity shifts a little as you orbit (as in training). Unchecked: c is the fixed "
+            "conditioning pose below, so the identity stays put while the view moves.")
 
 
 def pose_controls(pose: CameraPose, model, label: str) -> None:
     """Sliders for one orbit pose (shared by the view and conditioning cameras)."""
-    imgui.push_item_width(-90)
+    which = "the view camera" if label == "view" else "the conditioning pose (what the mapping network sees)"
+    imgui.push_item_width(label_space(*LABELS))
     _, pose.yaw = imgui.slider_float(f"yaw##{label}", pose.yaw, -math.pi, math.pi, "%.3f")
+    tooltip(f"Horizontal orbit angle of {which} around the pivot, in radians from the frontal view "
+            "(drag left/right in the viewport; arrow keys step). Ctrl+click to type a value.")
     _, pose.pitch = imgui.slider_float(f"pitch##{label}", pose.pitch, -camera_control.PITCH_LIMIT,
                                        camera_control.PITCH_LIMIT, "%.3f")
+    tooltip(f"Vertical orbit angle of {which} in radians; positive lowers the camera (drag up/down in the "
+            "viewport).")
     imgui.pop_item_width()
 
 
@@ -33,29 +48,42 @@ class CameraWidget(Panel):
         model = self.viz.state.model
         view = args.view
         pose_controls(view, model, "view")
-        imgui.push_item_width(-90)
+        imgui.push_item_width(label_space(*LABELS))
         radius = model.avg_camera_radius if view.radius is None else view.radius
         changed, radius = imgui.slider_float("radius", radius, 0.5, 10.0, "%.3f")
+        tooltip("Distance of the camera from the world origin (mouse wheel zooms). Default: the model's "
+                "average camera radius.")
         if changed:
             view.radius = radius
         _, view.fov_degrees = imgui.slider_float("fov (deg)", view.fov_degrees, 1.0, 120.0, "%.2f")
+        tooltip("Full vertical field of view of the pinhole camera, in degrees. Default: the model's own lens "
+                "(EG3D's FFHQ focal length 4.2647 is about 13.4 degrees).")
         pivot = model.avg_camera_pivot if view.pivot is None else view.pivot
         changed, pivot = imgui.drag_float3("pivot", *pivot, 0.005)
+        tooltip("World point (x, y, z) the camera looks at and orbits; right or middle drag pans it. Default: "
+                "the model's average pivot.")
         if changed:
             view.pivot = tuple(pivot)
         imgui.pop_item_width()
         imgui.text("presets:")
+        tooltip("Camera set-ups: radius, pivot and lens (the angles are kept).")
         for name in camera_control.CAMERA_PRESETS:
-            imgui.same_line()
+            same_line_if_fits(button_width(name))
             if imgui.button(name):
                 camera_control.apply_preset(view, name, model.camera_fov)
-        imgui.same_line()
+            tooltip(PRESET_TIPS.get(name, f"Camera preset {name}."))
+        same_line_if_fits(button_width("reset"))
         if imgui.button("reset"):
             camera_control.reset(view, model.camera_fov)
+        tooltip("Back to the model's own view: frontal, its radius, pivot and lens (key R).")
 
         imgui.separator()
         _, args.cond_follows_view = imgui.checkbox("condition on the view camera", args.cond_follows_view)
+        tooltip(COND_TIP)
         if not args.cond_follows_view:
-            imgui.text_disabled("conditioning pose (the camera G.mapping sees):")
+            note("conditioning pose (the camera G.mapping sees):")
+            tooltip(COND_TIP)
             pose_controls(args.cond, model, "cond")
-        imgui.text_disabled(SHORTCUTS)
+        if imgui.button("Help: keys and mouse (F1)"):
+            self.viz.state.ui.help_open = True
+        tooltip("Every key and mouse action of the app (F1 or ? toggles it).")

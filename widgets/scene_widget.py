@@ -8,6 +8,7 @@ import math
 import imgui
 
 from models.scene import ObjectPose, SceneControls
+from widgets.controls import label_space, tooltip
 from widgets.panel import Panel
 
 TRANSLATION_REACH = 1.0
@@ -42,9 +43,10 @@ class SceneWidget(Panel):
         scene = args.scene
         objects = list(defaults.objects if scene.objects is None else scene.objects)
         changed = False
-        imgui.push_item_width(-110)
+        imgui.push_item_width(label_space("objects", "scale x", "rotation", "background"))
         moved, count = imgui.slider_int("objects", len(objects), 0, len(defaults.objects))
         self._note("objects", "objects")
+        tooltip("How many of the model's objects are shown (the first N).")
         if moved and count != len(objects):
             objects = objects[:count] + list(defaults.objects[len(objects):count])
             changed = True
@@ -57,22 +59,27 @@ class SceneWidget(Panel):
                 moved, t[k] = imgui.slider_float(label, t[k], home.translation[k] - TRANSLATION_REACH,
                                                  home.translation[k] + TRANSLATION_REACH, "%.3f")
                 self._note(f"object {i} {axis}", axis)
+                tooltip(f"Object {i}'s position along the world {axis} axis (GIRAFFE's z-up world: z is up).")
                 changed |= moved
             for k, axis in enumerate("xyz"):
                 moved, s[k] = imgui.slider_float(f"scale {axis}##s{i}", s[k], 0.02, 3 * max(home.scale), "%.3f")
                 self._note(f"object {i} scale {axis}", f"scale {axis}")
+                tooltip(f"Object {i}'s box size along {axis} (its shape is stretched with it).")
                 changed |= moved
             moved, r = imgui.slider_float(f"rotation##r{i}", r, -ROTATION_DEGREES, ROTATION_DEGREES, "%.1f deg")
             self._note(f"object {i} rotation", "rotation")
+            tooltip(f"Object {i}'s turn about the up axis, in degrees.")
             changed |= moved
             objects[i] = ObjectPose(tuple(t), tuple(max(v, 1e-3) for v in s), math.radians(r))
         background = defaults.background_rotation if scene.background_rotation is None else scene.background_rotation
         moved, degrees = imgui.slider_float("background##bg", math.degrees(background), -ROTATION_DEGREES,
                                             ROTATION_DEGREES, "%.1f deg")
         self._note("background", "background")
+        tooltip("The background's turn about the up axis, in degrees.")
         imgui.pop_item_width()
         if changed or moved:
             args.scene = SceneControls(tuple(objects), math.radians(degrees) if moved else scene.background_rotation)
         if imgui.button("reset"):
             args.scene = SceneControls()
         self._note("reset")
+        tooltip("Every object back to the model's default pose, all objects shown, the background unturned.")

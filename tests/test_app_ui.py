@@ -1,0 +1,564 @@
+"""The app for daily use (issue 16, improvements 1-5), in a real window driven through its input
+callbacks: UI scale and panel layout, labels that fit, the help overlay, tooltips, messages, and
+settings that survive a restart.
+
+Truncation is measured, not eyeballed: while a frame is drawn, every imgui item the panels draw is
+recorded with its rectangle, and an item whose right edge passes the visible edge of its window
+(content region plus half the window padding, where imgui clips) is cut off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO_ROOT
+
+BUNDLED = REPO_ROOT / "assets" / "default_generator.safetensors"
+
+pytestmark = pytest.mark.skipif(not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")),
+                                reason="no display (run under xvfb-run, as `make test` does)")
+
+ITEMS = ("text", "text_colored", "text_disabled", "text_wrapped", "button", "checkbox", "radio_button",
+         "slider_float", "slider_int", "drag_float", "drag_float2", "drag_float3", "input_int", "input_float",
+         "input_text", "combo", "selectable", "collapsing_header", "progress_bar", "plot_lines")
+"""imgui functions that draw one item (measured for truncation)."""
+CONTROLS = ("button", "checkbox", "radio_button", "slider_float", "slider_int", "drag_float", "drag_float2",
+            "drag_float3", "input_int", "input_float", "input_text", "combo", "selectable", "plot_lines")
+"""Items a user operates or reads a value from: each needs a tooltip."""
+FULL_WIDTH = ("selectable", "collapsing_header")
+
+
+class Recorder:
+    """Wraps the imgui item functions (the widgets call them through the ``imgui`` module)."""
+
+    def __init__(self, monkeypatch):
+        import imgui
+
+        self.items: list[dict] = []
+        self.untipped: list[str] = []
+        self.tooltips: list[str] = []
+        for name in ITEMS:
+            monkeypatch.setattr(imgui, name, self._wrap(name, getattr(imgui, name)))
+        hovered = imgui.is_item_hovered
+
+        def is_item_hovered(*args):  # widgets.controls.tooltip asks this right after its control
+            if self.untipped:
+                self.untipped.pop()
+            return hovered(*args)
+
+        monkeypatch.setattr(imgui, "is_item_hovered", is_item_hovered)
+        unformatted = imgui.text_unformatted
+        monkeypatch.setattr(imgui, "text_unformatted", lambda text: (self.tooltips.append(text), unformatted(text)))
+
+    def _wrap(self, name, function):
+        import imgui
+
+        def wrapped(*args, **kwargs):
+            result = function(*args, **kwargs)
+            (x0, y0), (x1, y1) = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+            window_x = imgui.get_window_position().x
+            visible = window_x + imgui.get_window_content_region_max().x + imgui.get_style().window_padding.x * 0.5
+            label = str(args[0]) if args else ""
+            if name in FULL_WIDTH:  # these span the row whatever their text: measure the text itself
+                arrow = imgui.get_font_size() + 2 * imgui.get_style().frame_padding.x if name != "selectable" else 0
+                x1 = x0 + arrow + imgui.calc_text_size(label.split("##")[0]).x
+            self.items.append({"fn": name, "label": label, "rect": (x0, y0, x1, y1), "right": visible})
+            if name in CONTROLS:
+                self.untipped = [u for u in self.untipped] + [f"{name} {label!r}"]
+            return result
+
+        return wrapped
+
+    def start(self) -> None:
+        self.items, self.untipped, self.tooltips = [], [], []
+
+    def truncated(self) -> list[str]:
+        return [f"{i['fn']} {i['label'][:60]!r}: right edge {i['rect'][2]:.0f} > visible {i['right']:.0f}"
+                for i in self.items if i["rect"][2] > i["right"] + 0.5]
+
+    def rect(self, fn: str, label: str) -> tuple[float, float, float, float]:
+        return next(i["rect"] for i in self.items if i["fn"] == fn and i["label"] == label)
+
+
+@pytest.fixture(scope="module")
+def viz(tmp_path_factory):
+    from app.viewer import Visualizer
+
+    app = Visualizer(str(BUNDLED), device="cpu", size=(900, 600))
+    app.state.capture.out_dir = str(tmp_path_factory.mktemp("captures"))
+    run_until(app, app.settled)
+    yield app
+    app.close()
+
+
+def run_until(app, condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the app did not get there in time"
+        app.draw_frame()
+
+
+def resize(app, width: int, height: int) -> None:
+    import glfw
+
+    glfw.set_window_size(app.window.handle, width, height)
+    run_until(app, lambda: tuple(app.window.window_size()) == (width, height), timeout=20)
+    for _ in range(2):
+        app.draw_frame()
+
+
+def press(app, key: int, mods: int = 0) -> None:
+    import glfw
+
+    app.window.key_callback(app.window.handle, key, 0, glfw.PRESS, mods)
+    app.window.key_callback(app.window.handle, key, 0, glfw.RELEASE, mods)
+    app.draw_frame()
+
+
+def click(app, x: float, y: float) -> None:
+    import glfw
+
+    window = app.window
+    window.cursor_callback(window.handle, x, y)
+    app.draw_frame()
+    window.mouse_button_callback(window.handle, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
+    app.draw_frame()
+    window.mouse_button_callback(window.handle, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
+    app.draw_frame()
+
+
+def open_everything(app) -> None:
+    app.panel_requests.update({widget.title: True for widget in app.widgets})
+    app.draw_frame()
+    app.draw_frame()
+
+
+# --- 1. window size and scaling -----------------------------------------------------------------
+
+def test_font_and_panel_scale_with_the_window(viz):
+    import imgui
+
+    resize(viz, 700, 450)
+    small_font, small_panel = imgui.get_io().font_global_scale, viz.panel_pixels()
+    assert small_panel <= 0.5 * 700, "the panel takes over half of a small window"
+    resize(viz, 1800, 1000)
+    large_font, large_panel = imgui.get_io().font_global_scale, viz.panel_pixels()
+    assert large_font >= 1.15 * small_font, "the text does not grow with the window"
+    assert large_panel >= 1.15 * small_panel
+    resize(viz, 900, 600)
+
+
+def test_a_hidpi_monitor_scales_text_and_panel_by_its_content_scale(viz, monkeypatch):
+    import imgui
+
+    viz.draw_frame()
+    before = imgui.get_io().font_global_scale, viz.panel_pixels()
+    monkeypatch.setattr(viz.window, "content_scale", lambda: 1.5)  # what glfw reports on a 150% monitor
+    viz.draw_frame()
+    assert imgui.get_io().font_global_scale == pytest.approx(1.5 * before[0])
+    assert viz.panel_pixels() > before[1]
+    monkeypatch.undo()
+    viz.draw_frame()
+
+
+def test_ctrl_plus_and_minus_scale_the_ui_and_ctrl_0_resets(viz):
+    import glfw
+    import imgui
+
+    before = imgui.get_io().font_global_scale, viz.panel_pixels()
+    press(viz, glfw.KEY_EQUAL, glfw.MOD_CONTROL)
+    press(viz, glfw.KEY_EQUAL, glfw.MOD_CONTROL)
+    bigger = imgui.get_io().font_global_scale, viz.panel_pixels()
+    assert bigger[0] > before[0] * 1.15 and bigger[1] > before[1]
+    press(viz, glfw.KEY_MINUS, glfw.MOD_CONTROL)
+    press(viz, glfw.KEY_MINUS, glfw.MOD_CONTROL)
+    press(viz, glfw.KEY_MINUS, glfw.MOD_CONTROL)
+    assert imgui.get_io().font_global_scale < before[0]
+    press(viz, glfw.KEY_0, glfw.MOD_CONTROL)
+    assert imgui.get_io().font_global_scale == pytest.approx(before[0])
+
+
+def test_tab_hides_the_panel_and_the_viewport_takes_the_window(viz):
+    import glfw
+
+    assert viz.viewport_rect()[0] > 0
+    press(viz, glfw.KEY_TAB)
+    try:
+        assert viz.viewport_rect()[0] == 0 and viz.viewport_rect()[2] == viz.window.window_size()[0]
+        # A drag where the panel was now orbits the camera.
+        yaw = viz.state.args.view.yaw
+        window = viz.window
+        window.cursor_callback(window.handle, 40, 300)
+        viz.draw_frame()
+        window.mouse_button_callback(window.handle, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
+        for x in (60, 90, 120):
+            window.cursor_callback(window.handle, x, 300)
+            viz.draw_frame()
+        window.mouse_button_callback(window.handle, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
+        assert viz.state.args.view.yaw != yaw
+    finally:
+        press(viz, glfw.KEY_TAB)
+        press(viz, glfw.KEY_R)
+    assert viz.viewport_rect()[0] > 0
+
+
+def test_dragging_the_panel_edge_resizes_it(viz):
+    import glfw
+
+    edge = viz.panel_pixels()
+    window = viz.window
+    window.cursor_callback(window.handle, edge + 1, 300)
+    viz.draw_frame()
+    window.mouse_button_callback(window.handle, glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
+    for x in (edge + 20, edge + 40, edge + 60):
+        window.cursor_callback(window.handle, x, 300)
+        viz.draw_frame()
+    window.mouse_button_callback(window.handle, glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
+    viz.draw_frame()
+    assert viz.panel_pixels() == pytest.approx(edge + 60, abs=1)
+    assert viz.viewport_rect()[0] == viz.panel_pixels()
+    viz.state.ui.panel_width = 390.0
+
+
+# --- 2. every label fits ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [(700, 450), (1800, 1000)])
+def test_no_text_is_cut_off_with_every_panel_open(viz, monkeypatch, size):
+    state = viz.state
+    saved = state.args.copy(), state.capture.video_trajectory
+    resize(viz, *size)
+    open_everything(viz)
+    recorder = Recorder(monkeypatch)
+    state.args.latent.mix_seed, state.args.latent.mix_layers = 3, (1, 2)
+    state.camera_path.add(state.args.view.__class__(yaw=0.3), seed=(12.0, 0.0))
+    problems = []
+    for mode, trajectory in (("rgb", "path"), ("depth", "latent"), ("normals", "orbit"), ("mesh", "orbit")):
+        state.args.mode, state.capture.video_trajectory = mode, trajectory
+        state.args.normals_source = "density"
+        viz.draw_frame()
+        recorder.start()
+        viz.draw_frame()
+        assert any(i["label"] == "Capture" for i in recorder.items), "the panels were not drawn"
+        problems += [f"{mode}: {p}" for p in recorder.truncated()]
+    state.args.latent.mix_seed = None
+    state.args = saved[0]
+    state.capture.video_trajectory = saved[1]
+    state.camera_path.keyframes.clear()
+    resize(viz, 900, 600)
+    assert not problems, "cut-off text:\n" + "\n".join(problems)
+
+
+def test_f1_and_question_mark_show_a_help_overlay_with_every_key_that_fits(viz, monkeypatch):
+    import glfw
+
+    from app.help import KEYS
+
+    resize(viz, 700, 450)
+    recorder = Recorder(monkeypatch)
+    press(viz, glfw.KEY_F1)
+    assert viz.state.ui.help_open
+    recorder.start()
+    viz.draw_frame()
+    shown = [i["label"] for i in recorder.items]
+    for key, text in KEYS:
+        assert key in shown and text in shown
+    for key in ("Tab", "Ctrl+S", "F1 or ?", "PgUp / PgDn", "R", "Space", "left drag", "mouse wheel"):
+        assert key in shown
+    assert not recorder.truncated(), recorder.truncated()
+    press(viz, glfw.KEY_SLASH, glfw.MOD_SHIFT)  # ? closes it again
+    assert not viz.state.ui.help_open
+    press(viz, glfw.KEY_SLASH, glfw.MOD_SHIFT)
+    assert viz.state.ui.help_open
+    yaw = viz.state.args.view.yaw
+    x, y, w, h = viz.viewport_rect()
+    click(viz, x + w / 2, y + h / 2)  # a click closes it and does not move the camera
+    assert not viz.state.ui.help_open and viz.state.args.view.yaw == yaw
+    resize(viz, 900, 600)
+
+
+# --- 3. tooltips --------------------------------------------------------------------------------
+
+def test_every_control_has_a_tooltip(viz, monkeypatch):
+    state = viz.state
+    saved = state.args.copy(), state.capture.video_trajectory
+    open_everything(viz)
+    recorder = Recorder(monkeypatch)
+    state.args.latent.mix_seed, state.args.latent.mix_layers = 3, (1, 2)
+    state.camera_path.add(state.args.view.__class__(yaw=0.3), seed=(12.0, 0.0))
+    missing = set()
+    for mode, trajectory, fixed in (("rgb", "path", False), ("depth", "latent", True), ("normals", "orbit", False),
+                                    ("mesh", "orbit", False)):
+        state.args.mode, state.capture.video_trajectory = mode, trajectory
+        state.display.depth_range = "fixed" if fixed else "auto"
+        state.args.mesh_level = 5.0 if mode == "mesh" else None
+        state.args.cond_follows_view = mode != "rgb"
+        viz.draw_frame()
+        recorder.start()
+        viz.draw_frame()
+        missing |= set(recorder.untipped)
+    state.args.latent.mix_seed = None
+    state.args = saved[0]
+    state.capture.video_trajectory = saved[1]
+    state.display.depth_range = "auto"
+    state.camera_path.keyframes.clear()
+    assert not missing, f"controls without a tooltip: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("mode,fn,label,words", [
+    ("rgb", "slider_int", "cutoff", "truncate only the first"),
+    ("rgb", "checkbox", "condition on the view camera", "conditioned on a camera"),
+    ("normals", "combo", "normals from", "looks dark"),
+    ("mesh", "checkbox", "auto##iso level", "Iso level"),
+    ("raw", "radio_button", "raw", "before super-resolution"),
+])
+def test_hovering_a_control_shows_its_explanation(viz, monkeypatch, mode, fn, label, words):
+    saved = viz.state.args.copy()
+    viz.state.args.mode = mode
+    viz.panel_requests.update({"Truncation": True, "Camera": True, "Render mode": True, "Capture": False,
+                               "Performance": False, "Quality": False, "Latent": False})
+    viz.draw_frame()
+    recorder = Recorder(monkeypatch)
+    recorder.start()
+    viz.draw_frame()
+    x0, y0, x1, y1 = recorder.rect(fn, label)
+    viz.window.cursor_callback(viz.window.handle, (x0 + x1) / 2, (y0 + y1) / 2)
+    viz.draw_frame()
+    recorder.start()
+    viz.draw_frame()
+    viz.window.cursor_callback(viz.window.handle, -1, -1)
+    viz.state.args = saved
+    viz.draw_frame()
+    assert any(words in text for text in recorder.tooltips), recorder.tooltips
+
+
+# --- 4. messages --------------------------------------------------------------------------------
+
+def _overlay_texts(app) -> list[str]:
+    from app.overlay import _lines
+
+    return [text for text, _, _ in _lines(app)]
+
+
+def test_repeated_messages_collapse_into_one_line(viz):
+    viz.state.messages.clear()
+    for _ in range(3):
+        viz.state.notify("the same notice")
+    viz.draw_frame()
+    lines = [t for t in _overlay_texts(viz) if "the same notice" in t]
+    assert lines == ["the same notice (x3)"]
+
+
+def test_notices_fade_and_go_but_errors_stay(viz):
+    from app.overlay import _lines
+    from app.state import NOTICE_SECONDS
+
+    viz.state.messages.clear()
+    viz.state.notify("an info notice")
+    viz.state.notify("an error", "error")
+    info, error = viz.state.messages
+    info.time = error.time = time.monotonic() - (NOTICE_SECONDS - 0.5)
+    alphas = {text: color[3] for text, color, _ in _lines(viz)}
+    assert 0.0 < alphas["an info notice"] < 1.0, "the notice does not fade"
+    assert alphas[next(t for t in alphas if t.startswith("an error"))] == 1.0
+    info.time = error.time = time.monotonic() - 1000
+    texts = _overlay_texts(viz)
+    assert not any("an info notice" in t for t in texts)
+    assert any(t.startswith("an error") for t in texts), "an error went away by itself"
+    viz.state.messages.clear()
+
+
+def test_a_click_on_a_message_dismisses_it_and_does_not_move_the_camera(viz):
+    viz.state.messages.clear()
+    viz.state.notify("something failed", "error")
+    viz.state.notify("keep me", "error")
+    viz.draw_frame()
+    (x0, y0, x1, y1), message = next(hit for hit in viz.overlay_hits if hit[1].text == "something failed")
+    view = viz.state.args.view.to_dict()
+    click(viz, (x0 + x1) / 2, (y0 + y1) / 2)
+    assert [m.text for m in viz.state.messages] == ["keep me"]
+    assert viz.state.args.view.to_dict() == view
+    viz.state.messages.clear()
+
+
+# --- 5. settings survive a restart -----------------------------------------------------------------
+
+def _png(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB")).astype(np.float32)
+
+
+def _session(tmp_path: Path, name: str, actions: list[dict], *extra: str) -> subprocess.CompletedProcess:
+    script = tmp_path / f"{name}.json"
+    script.write_text(json.dumps(actions))
+    cmd = [sys.executable, str(REPO_ROOT / "visualizer.py"), str(BUNDLED), "--script", str(script), "--exit",
+           "--device", "cpu", "--settings", str(tmp_path / "settings.json"), *extra]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def test_settings_survive_a_restart(tmp_path):
+    """First session: a window size, Ctrl+plus, a hidden panel, a turned camera, a quality setting and a
+    mode. The second session, started without --size, comes back the same way."""
+    _session(tmp_path, "first", [
+        {"wait": True},
+        {"key": "EQUAL", "ctrl": True},
+        {"set": {"yaw": 0.5, "pitch": -0.1, "depth_samples": 20, "mode": "depth"}},
+        {"panels": {"Quality": True}},
+        {"wait": True},
+        {"screenshot": str(tmp_path / "first.png")},
+        {"key": "TAB"},
+        {"frames": 2},
+    ], "--size", "800x500")
+    saved = json.loads((tmp_path / "settings.json").read_text())
+    assert saved["window_size"] == [800, 500]
+    assert saved["ui"]["panel_visible"] is False and saved["ui"]["user_scale"] > 1.0
+    assert str(BUNDLED) in saved["recent"]
+    _session(tmp_path, "second", [
+        {"wait": True},
+        {"screenshot": str(tmp_path / "second.png")},
+        {"screenshot": str(tmp_path / "window.png"), "what": "window"},
+    ])
+    window = _png(tmp_path / "window.png")
+    assert window.shape == (500, 800, 3), "the window size was not restored"
+    first, second = _png(tmp_path / "first.png"), _png(tmp_path / "second.png")
+    assert np.abs(first - second).mean() < 1.0, "camera, quality or mode were not restored"
+    # The panel stayed hidden: the window's left edge shows the image's colours, not the dark panel.
+    assert window[:, :100].std() > 10
+    again = json.loads((tmp_path / "settings.json").read_text())
+    assert again["ui"] == saved["ui"] and again["view"] == saved["view"] and again["quality"] == saved["quality"]
+
+
+def test_the_default_settings_file_is_used_without_a_script_and_not_with_one(tmp_path):
+    """Without --settings the app uses the user's configuration folder ($XDG_CONFIG_HOME here); a session
+    script alone leaves it alone, so scripts play the same everywhere."""
+    config = tmp_path / "config"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(config), "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, str(REPO_ROOT / "visualizer.py"), str(BUNDLED), "--device", "cpu", "--size", "640x400"]
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([{"wait": True}]))
+    result = subprocess.run([*base, "--script", str(script), "--exit"], capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not (config / "3dgan-studio" / "settings.json").exists()
+    result = subprocess.run([*base, "--max-frames", "5"], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    saved = json.loads((config / "3dgan-studio" / "settings.json").read_text())
+    assert saved["window_size"] == [640, 400]
+
+
+def test_a_damaged_settings_file_is_reported_and_replaced(tmp_path):
+    (tmp_path / "settings.json").write_text("{not json")
+    result = _session(tmp_path, "damaged", [{"wait": True}])
+    assert "settings" in result.stdout and "not read" in result.stdout
+    assert json.loads((tmp_path / "settings.json").read_text())["version"] == 1
+
+
+def test_out_of_range_settings_are_skipped_one_by_one(tmp_path):
+    from app.settings import apply_settings
+
+    class Viz:  # apply_settings needs the state, the panel titles and the request queue
+        def __init__(self):
+            from app.state import AppState
+
+            self.state, self.widgets, self.panel_requests = AppState(), [], {}
+
+    viz = Viz()
+    apply_settings(viz, {"ui": {"user_scale": 1e9, "panel_width": 300}, "view": {"yaw": float("nan")},
+                         "quality": {"depth_samples": 24}, "mode": "no-such-mode", "recent": ["a", 3, "b"]})
+    assert viz.state.ui.user_scale == 1.0 and viz.state.ui.panel_width == 300
+    assert viz.state.args.view.yaw == 0.0 and viz.state.args.quality.depth_samples == 24
+    assert viz.state.args.mode == "rgb" and viz.state.model.recent == ["a", "b"]
+
+
+# --- 9. frame the mesh --------------------------------------------------------------------------
+
+def test_f_frames_the_mesh_so_that_all_of_it_is_in_view(viz):
+    """Zoomed right into the mesh, the view is one flat wall; F fits the camera to the mesh's bounds:
+    the mesh is then whole in view (background all round the image's border) and fills a good part of it."""
+    import glfw
+
+    state = viz.state
+    saved = state.args.copy()
+    background = np.array([0.11, 0.11, 0.13]) * 255
+    try:
+        state.args.mode, state.args.mesh_resolution = "mesh", 64
+        run_until(viz, lambda: viz.settled() and viz.shown_mesh_level() is not None)
+        state.args.view.radius = 0.3  # inside the head: a wall
+        viz.draw_frame()
+        wall = viz.viewport.render_image(state.display, viz.view_camera()).astype(np.float32)
+        border = np.concatenate([wall[0], wall[-1], wall[:, 0], wall[:, -1]])
+        assert (np.abs(border - background).max(axis=1) > 8).mean() > 0.5, "the zoomed-in view is not a wall"
+        press(viz, glfw.KEY_F)
+        shot = viz.viewport.render_image(state.display, viz.view_camera()).astype(np.float32)
+        border = np.concatenate([shot[0], shot[-1], shot[:, 0], shot[:, -1]])
+        assert (np.abs(border - background).max(axis=1) < 8).all(), "the framed mesh touches the border"
+        covered = (np.abs(shot - background).max(axis=2) > 8).mean()
+        assert covered > 0.2, f"the framed mesh is tiny ({covered:.0%} of the image)"
+    finally:
+        state.args = saved
+        press(viz, glfw.KEY_R)
+
+
+def test_f_outside_the_mesh_mode_says_what_to_do(viz):
+    import glfw
+
+    view = viz.state.args.view.to_dict()
+    press(viz, glfw.KEY_F)
+    assert viz.state.args.view.to_dict() == view
+    assert "mesh mode" in viz.state.messages[-1].text
+
+
+# --- 5. older snapshots of a followed run, and what is loaded ------------------------------------
+
+def test_an_older_snapshot_is_opened_from_the_model_panels_list(viz, tmp_path, monkeypatch):
+    import shutil
+
+    import imgui
+
+    from training.run_dir import snapshot_name
+
+    run = tmp_path / "00001-tiny-run"
+    run.mkdir()
+    for kimg in (1000, 2000, 3000):
+        shutil.copy(BUNDLED, run / snapshot_name(kimg))
+    job = viz.load(str(run))
+    run_until(viz, lambda: job.finished and job not in viz.jobs)
+    assert viz.state.model.snapshot_kimg == 3
+    viz.panel_requests["Model"] = True
+    combo = imgui.combo
+    offered = []
+
+    def choose(label, current, items, *args):  # the user picks the oldest entry of the snapshot list
+        if label == "snapshot":
+            offered.append(list(items))
+            return True, len(items) - 1
+        return combo(label, current, items, *args)
+
+    monkeypatch.setattr(imgui, "combo", choose)
+    viz.draw_frame()
+    viz.draw_frame()
+    monkeypatch.setattr(imgui, "combo", combo)
+    assert offered and offered[0] == ["3 kimg", "2 kimg", "1 kimg"]
+    run_until(viz, lambda: viz.state.model.snapshot_kimg == 1 and viz.state.model.loading is None, timeout=60)
+    deadline = time.monotonic() + 2.5  # following stopped: the newest snapshot does not come back
+    while time.monotonic() < deadline:
+        viz.draw_frame()
+    assert viz.state.model.snapshot_kimg == 1 and viz.state.model.follow is False
+    assert viz.state.model.method and viz.state.model.path == str(run)
+    recorder = Recorder(monkeypatch)
+    recorder.start()
+    viz.draw_frame()
+    shown = [i["label"] for i in recorder.items]
+    assert str(run) in shown and any(t.startswith(f"method: {viz.state.model.method}, 1 kimg") for t in shown)
+    job = viz.load(str(BUNDLED))
+    run_until(viz, lambda: job.finished and job not in viz.jobs)
+    viz.state.model.follow = True
