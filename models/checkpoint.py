@@ -186,17 +186,84 @@ def read_safetensors_generator(path: str | os.PathLike) -> nn.Module:
     return G
 
 
-def read_eg3d_pickle_generator(path: str | os.PathLike, key: str = "G_ema") -> nn.Module:
-    """Build a generator from an official EG3D ``network-snapshot-*.pkl`` without executing it."""
+def read_eg3d_pickle_generator(path: str | os.PathLike, key: str = "G_ema", data: dict[str, Any] | None = None
+                               ) -> nn.Module:
+    """Build a generator from an official EG3D ``network-snapshot-*.pkl`` without executing it (``data``:
+    the pickle's top-level dict, if already read)."""
     from models.eg3d_pickle import load_eg3d_pickle
 
-    class_name, init_kwargs, state_dict, attributes = load_eg3d_pickle(path, key=key)
+    class_name, init_kwargs, state_dict, attributes = load_eg3d_pickle(path, key=key, data=data)
     if class_name != "TriPlaneGenerator":
         raise CheckpointError(path, f"{key} is a {class_name}, not an EG3D TriPlaneGenerator")
     try:
         G = PipelineGenerator(from_eg3d(EG3DConfig.from_official(init_kwargs, attributes)))
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(path, f"unsupported EG3D generator options: {e}") from e
+    load_state_checked(G, official_to_pipeline_names(state_dict), path)
+    return G
+
+
+def is_stylenerf_pickle(data: Any, key: str = "G_ema") -> bool:
+    """Whether a network pickle's ``key`` is StyleNeRF's (a persistent ``Generator`` whose ``synthesis``
+    is a ``NeRFSynthesisNetwork``), told by the persistent records' class names."""
+    from models.eg3d_pickle import PersistentRecord
+    from models.methods.stylenerf import STYLENERF_SYNTHESIS
+
+    record = data.get(key) if isinstance(data, dict) else None
+    modules = record.state.get("_modules") if isinstance(record, PersistentRecord) else None
+    synthesis = modules.get("synthesis") if isinstance(modules, dict) else None
+    return isinstance(synthesis, PersistentRecord) and synthesis.class_name == STYLENERF_SYNTHESIS
+
+
+def read_network_pickle_generator(path: str | os.PathLike, release: str | None = None,
+                                  settings: dict[str, Any] | None = None) -> nn.Module:
+    """A persistence pickle, read once by the allow-listed reader and told apart by its ``G_ema``'s
+    persistent class names: StyleNeRF's ``Generator`` or EG3D's ``TriPlaneGenerator``."""
+    from models.eg3d_pickle import STYLENERF_PLAIN_CLASSES, read_network_pickle
+
+    data = read_network_pickle(path, extra_plain_classes=STYLENERF_PLAIN_CLASSES)
+    if is_stylenerf_pickle(data):
+        return read_stylenerf_pickle_generator(path, release=release, settings=settings, data=data)
+    return read_eg3d_pickle_generator(path, data=data)
+
+
+def read_stylenerf_pickle_generator(path: str | os.PathLike, release: str | None = None,
+                                    settings: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
+                                    key: str = "G_ema") -> nn.Module:
+    """Build a generator from an official StyleNeRF pickle (``ffhq_256.pkl``, ...: its ``G_ema``) without
+    running anything from it: the embedded module source is never run, omegaconf nodes are inert
+    records, sizes come from the tensor shapes.
+
+    Args:
+        release: the ``models.releases`` StyleNeRF entry (default: the one of the file's image size;
+            a named StyleNeRF release fits any size). The file's own fov, depth range, samples and
+            resolutions replace the release's.
+        settings: ``Release`` fields to change after that.
+        data: the pickle's top-level dict, if already read.
+    """
+    from models.eg3d_pickle import STYLENERF_PLAIN_CLASSES, load_eg3d_pickle, read_network_pickle
+    from models.methods.stylenerf import from_official, official_network, official_to_pipeline_names, release_settings
+    from models.releases import RELEASES, choose
+
+    path = Path(path)
+    if data is None:
+        data = read_network_pickle(path, extra_plain_classes=STYLENERF_PLAIN_CLASSES)
+    if not is_stylenerf_pickle(data, key):
+        raise CheckpointError(path, f"{key} is not a StyleNeRF Generator (no NeRFSynthesisNetwork synthesis)")
+    _, kwargs, state_dict, _ = load_eg3d_pickle(path, key=key, data=data)
+    try:
+        if release is not None and release in RELEASES and RELEASES[release].file_format == "stylenerf-pickle":
+            chosen = RELEASES[release]  # the architecture comes from the file: any size fits
+        else:
+            chosen = choose("stylenerf-pickle", official_network(kwargs), release, where=os.fspath(path))
+        chosen = chosen.replace(**release_settings(kwargs)).replace(**(settings or {}))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(path, f"unsupported StyleNeRF generator: {e}") from None
+    alpha = state_dict.get("synthesis.alpha")
+    if alpha is not None and float(alpha) < 1:
+        raise CheckpointError(path, f"synthesis.alpha is {float(alpha)}: a generator still growing is not supported")
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+    G = _release_generator(path, "StyleNeRF", chosen, lambda: from_official(kwargs, shapes, chosen))
     load_state_checked(G, official_to_pipeline_names(state_dict), path)
     return G
 
@@ -581,7 +648,7 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
     if kind == "safetensors":
         G = read_safetensors_generator(path)
     elif kind == "pickle":
-        G = read_eg3d_pickle_generator(path)
+        G = read_network_pickle_generator(path, release=release, settings=settings)
     elif kind == "torch-zip":
         G = read_official_torch_generator(path, release=release, settings=settings)
     else:

@@ -29,13 +29,16 @@ import torch
 from models.errors import CheckpointError, UnsafePickleError
 
 __all__ = [
+    "OMEGACONF_PLAIN_CLASSES",
     "PLAIN_CLASSES",
+    "STYLENERF_PLAIN_CLASSES",
     "EasyDict",
     "InertObject",
     "NumpyArrayRecord",
     "NumpyDTypeRecord",
     "PersistentRecord",
     "load_eg3d_pickle",
+    "omegaconf_to_plain",
     "read_network_pickle",
 ]
 
@@ -51,6 +54,46 @@ PLAIN_CLASSES: frozenset[str] = frozenset(
         "torch.nn.modules.activation.Softplus",
     }
 )
+
+
+#: Plain classes and type references of StyleNeRF (and other hydra-configured) persistence pickles, whose
+#: ``init_kwargs`` are omegaconf nodes. Each becomes an inert record: omegaconf is never imported.
+OMEGACONF_PLAIN_CLASSES: frozenset[str] = frozenset(
+    {
+        "omegaconf.dictconfig.DictConfig",
+        "omegaconf.listconfig.ListConfig",
+        "omegaconf.nodes.AnyNode",
+        "omegaconf.base.ContainerMetadata",
+        "omegaconf.base.Metadata",
+        "typing.Any",
+        "builtins.int",
+        "builtins.list",
+        "collections.defaultdict",
+    }
+)
+
+
+#: Plain classes of StyleNeRF's persistence pickles beyond EG3D's: the omegaconf nodes and ``ModuleList``.
+STYLENERF_PLAIN_CLASSES: frozenset[str] = OMEGACONF_PLAIN_CLASSES | {"torch.nn.modules.container.ModuleList"}
+
+
+class TypeReference:
+    """A type named in a pickle only as data (omegaconf's ``ref_type``/``key_type``: ``typing.Any``,
+    ``int``, ``list``, ...); it is never called."""
+
+    def __init__(self, qualified_name: str) -> None:
+        self.qualified_name = qualified_name
+
+    def __repr__(self) -> str:
+        return f"TypeReference({self.qualified_name!r})"
+
+
+def _plain_defaultdict(factory: Any = None) -> dict:
+    """``collections.defaultdict(factory)`` as a plain dict (omegaconf's resolver cache); the factory,
+    a pickled :class:`TypeReference` or ``dict``, is never called."""
+    if factory is not None and factory is not dict and not isinstance(factory, TypeReference):
+        raise pickle.UnpicklingError("refusing defaultdict with a callable default factory")
+    return {}
 
 
 def _python3_name(module: str, name: str) -> tuple[str, str]:
@@ -281,6 +324,10 @@ class _SafeUnpickler(pickle.Unpickler):
         if module == "torch" and name in _TORCH_DTYPES:
             return _TORCH_DTYPES[name]
         if qualified in self._plain_classes:
+            if qualified == "collections.defaultdict":
+                return _plain_defaultdict
+            if qualified in ("typing.Any", "builtins.int", "builtins.list"):
+                return TypeReference(qualified)
             return _inert_class(qualified)
         spelled = f" (written as '{_printable(written)}')" if written != qualified else ""
         raise UnsafePickleError(
@@ -475,7 +522,8 @@ def read_network_pickle(
 
 
 def load_eg3d_pickle(
-    path: str | os.PathLike, key: str = "G_ema", *, extra_plain_classes: Iterable[str] = ()
+    path: str | os.PathLike, key: str = "G_ema", *, extra_plain_classes: Iterable[str] = (),
+    data: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
     """Extract one network from an EG3D pickle as ``(class_name, init_kwargs, state_dict, attributes)``.
 
@@ -483,8 +531,11 @@ def load_eg3d_pickle(
     exactly like ``nn.Module.state_dict()`` of the original; ``attributes`` holds the other
     plain-data attributes of the network (``rendering_kwargs``, ``z_dim``,
     ``neural_rendering_resolution``, ...), plus ``init_args`` when positional args were pickled.
+    Omegaconf nodes (StyleNeRF's kwargs) become plain data (:func:`omegaconf_to_plain`). ``data``: the
+    file's top-level dict if :func:`read_network_pickle` already read it.
     """
-    data = read_network_pickle(path, extra_plain_classes=extra_plain_classes)
+    if data is None:
+        data = read_network_pickle(path, extra_plain_classes=extra_plain_classes)
     if key not in data:
         keys = _printable(", ".join(sorted(map(str, data))))[:200] or "none"
         raise CheckpointError(path, f"no '{key}' network in the pickle (keys: {keys})")
@@ -601,6 +652,8 @@ def _to_plain(value: Any, depth: int = 0) -> Any:
         return value.value.tolist()
     if isinstance(value, torch.dtype):
         return str(value)
+    if isinstance(value, InertObject) and value.qualified_name in _OMEGACONF_NODES:
+        return omegaconf_to_plain(value)
     depth += 1
     try:
         if isinstance(value, dict):
@@ -614,3 +667,45 @@ def _to_plain(value: Any, depth: int = 0) -> Any:
     except TypeError as exc:  # e.g. a key that converts to an unhashable list
         raise _NotPlain(_one_line(exc, 80)) from None
     raise _NotPlain(_describe(value))
+
+
+_OMEGACONF_NODES = frozenset({"omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig",
+                              "omegaconf.nodes.AnyNode"})
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
+
+
+def omegaconf_to_plain(node: InertObject) -> Any:
+    """A pickled omegaconf node (an inert ``DictConfig``, ``ListConfig`` or ``AnyNode``) as plain data.
+
+    A leaf that is exactly an interpolation ``${a.b}`` is resolved against the root of the node's
+    pickled ``_parent`` chain (the training config), as omegaconf would; one that cannot be resolved
+    stays the string. Nothing of omegaconf runs.
+    """
+    root = node
+    for _ in range(_MAX_DEPTH):
+        parent = root.dict_state.get("_parent") if isinstance(root, InertObject) else None
+        if not isinstance(parent, InertObject):
+            break
+        root = parent
+    return _node_value(node, root, 0)
+
+
+def _node_value(node: Any, root: InertObject, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        raise _NotPlain("omegaconf data nested too deeply")
+    if not isinstance(node, InertObject) or node.qualified_name not in _OMEGACONF_NODES:
+        return _to_plain(node, depth + 1)
+    content = node.dict_state.get("_content", node.dict_state.get("_val"))
+    if isinstance(content, dict):
+        return {str(k): _node_value(v, root, depth + 1) for k, v in content.items()}
+    if isinstance(content, list):
+        return [_node_value(v, root, depth + 1) for v in content]
+    if isinstance(content, str) and (match := _INTERPOLATION.fullmatch(content)):
+        target: Any = root
+        for key in match.group(1).split("."):
+            items = target.dict_state.get("_content") if isinstance(target, InertObject) else None
+            if not isinstance(items, dict) or key not in items:
+                return content
+            target = items[key]
+        return _node_value(target, root, depth + 1)
+    return _to_plain(content, depth + 1)

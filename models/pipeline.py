@@ -310,6 +310,8 @@ class PipelineGenerator(nn.Module):
                          options: RenderOptions | None = None) -> Composite:
         """The composite of every pixel's ray (raster order, M = r * r): features [N, M, C], depth
         [N, M, 1] and the samples' weights [N, M, K, 1] (StyleSDF's mask is the last weight)."""
+        if self.embedder.renders_cameras:  # StyleNeRF: its own rays, samples and background
+            return self.embedder.render_cameras(self, scene, c, resolution, options)
         origins, directions, camera_frame = self.camera_rays(c, resolution)
         if camera_frame is not None:  # VolumeGAN's order of operations
             return self.render_rays(scene, origins, directions, options, camera_frame)

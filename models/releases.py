@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RELEASES", "Manifolds", "Release", "choose", "identify", "release_names"]
+__all__ = ["RELEASES", "STYLENERF_NETWORK", "Manifolds", "Release", "choose", "identify", "release_names"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,10 @@ _STYLESDF = "stylesdf-pt"
 _STYLESDF_FFHQ = ("gaussian, azimuth N(0, 0.3), elevation N(0, 0.15), radius 1, fov 6 deg half angle; "
                   "renders 24 samples, force_background, truncation 0.5 over 10000 z")
 _STYLESDF_AFHQ = _STYLESDF_FFHQ.replace("N(0, 0.3)", "N(0, 0.15)")
+_STYLENERF = "stylenerf-pickle"
+STYLENERF_NETWORK = "StyleNeRF Generator (NeRFSynthesisNetwork)"
+"""What a StyleNeRF pickle's ``G_ema`` is; its releases' ``network`` adds the image size ('... 256 px')."""
+_STYLENERF_PRIOR = "gaussian, yaw N(0, 0.3), polar angle N(pi/2, 0.155), radius 1, fov 12 (z-up world, frontal on +x)"
 RELEASES: dict[str, Release] = {
     r.name: r
     for r in (
@@ -144,13 +148,22 @@ RELEASES: dict[str, Release] = {
               ("stylesdf-afhq-vol-renderer", "StyleSDF Generator renderer", 64, _STYLESDF_AFHQ, "stylesdf_afhq"),
               ("stylesdf-sphere-init", "StyleSDF Generator renderer", 64, _STYLESDF_FFHQ, "stylesdf"),
           )),
+        # generate.py: G_ema, truncation 0.7 (the README's example), background codes N(0, 0.65^2); the file
+        # holds fov, depth range and samples (they replace these), near/far are depths along the optical axis
+        *(Release(f"stylenerf-{name}", "stylenerf", _STYLENERF, f"{STYLENERF_NETWORK} {res} px", 12.0, 0.88, 1.12,
+                  14, 14, last_back=False, white_back=False, img_resolution=res, camera_prior=_STYLENERF_PRIOR,
+                  pose_prior="stylenerf", truncation_psi=0.7, truncation_samples=0, neural_rendering_resolution=32)
+          for name, res in (("ffhq256", 256), ("ffhq512", 512), ("ffhq1024", 1024), ("ffhq512-eg3d", 512),
+                            ("afhq512", 512), ("metfaces512", 512), ("cars256", 256))),
     )
 }
 """Every known release by name: pi-GAN's three Google-Drive zips, GRAM's three ``pretrained_models``
 folders, StyleSDF's full models (``full_models/ffhq1024x1024.pt``, ``afhq512x512.pt``) and renderers
 (``pretrained_renderer/*_vol_renderer.pt``, ``sphere_init.pt``: last_back meaning StyleSDF's
-``force_background``), VolumeGAN's ``volumegan_ffhq256.pth``. GRAM's render at the script's fov
-(CARLA 35, trained at 30)."""
+``force_background``), VolumeGAN's ``volumegan_ffhq256.pth``, StyleNeRF's ``ffhq_{256,512,1024}.pkl``
+(Hugging Face ``facebook/stylenerf-ffhq-config-basic``) and the local files ``web_demo.py`` names
+(``ffhq_512_eg3d.pkl``, ``afhq_512.pkl``, ``metfaces_512.pkl``, ``cars_256.pkl``; releases of one size are
+told apart only by name). GRAM's render at the script's fov (CARLA 35, trained at 30)."""
 
 
 def release_names() -> tuple[str, ...]:
