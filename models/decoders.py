@@ -22,13 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from models.discriminator import Conv2dLayer
 from models.registry import ComponentConfig, Registry
 from models.siren import FiLMSiren, SirenFiLMDecoder
-from models.stylegan2 import FullyConnectedLayer, ToRGBLayer
+from models.stylegan2 import FullyConnectedLayer
 from ops.siren import (
     PIGAN_BOX_SIDE,
     PIGAN_DEPTH,
@@ -39,7 +40,7 @@ from ops.siren import (
     positional_encoding,
     siren_init_,
 )
-from ops.stylegan2 import bias_act, modulated_conv2d
+from ops.stylegan2 import bias_act, modulated_conv2d, modulated_matmul
 from ops.stylenerf import pi_positional_encoding
 
 GRAM_RGB_WIDEN = 1e-3  # rgb = sigmoid * (1 + 2 eps) - eps, methods.md §3.3 "RGB: sigmoid·(1 + 2·1e-3) − 1e-3"
@@ -695,6 +696,38 @@ class NeRFMLPFieldDecoder(Decoder):
 
 # --- StyleNeRF -------------------------------------------------------------------------------
 
+class PointModulatedLayer(nn.Module):
+    """StyleNeRF's modulated 1x1 layer on points (``Style2Layer``: demodulated, LReLU 0.2 x sqrt 2; or,
+    with ``demodulate=False``, its ``ToRGBLayer`` heads: styles x 1/sqrt(in), linear), computed as one
+    batched matrix product (``modulated_matmul``) so that the densities, which steer the importance
+    samples, do not depend on the thread count. x [N, in, M], w [N, w_dim] -> [N, out, M]."""
+
+    def __init__(self, in_features: int, out_features: int, w_dim: int, demodulate: bool = True):
+        super().__init__()
+        self.demodulate = demodulate
+        self.affine = FullyConnectedLayer(w_dim, in_features, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_features, in_features, 1, 1]))
+        self.bias = nn.Parameter(torch.zeros([out_features]))
+        self.style_gain = 1.0 if demodulate else 1 / np.sqrt(in_features)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        styles = self.affine(w)
+        if not self.demodulate:
+            styles = styles * self.style_gain
+        x = modulated_matmul(x, self.weight, styles, demodulate=self.demodulate)
+        return bias_act(x, self.bias.to(x.dtype), act="lrelu" if self.demodulate else "linear")
+
+
+class PointConv2dLayer(Conv2dLayer):
+    """An equalized-lr 1x1 ``Conv2dLayer`` (same parameters) on points [N, in, M] -> [N, out, M], as a matrix
+    product (StyleNeRF's ``to_rgb``)."""
+
+    def forward(self, x: torch.Tensor, gain: float = 1) -> torch.Tensor:
+        w = (self.weight * self.weight_gain).reshape(self.weight.shape[0], -1)
+        return bias_act(torch.matmul(w.to(x.dtype), x), self.bias.to(x.dtype), act=self.activation,
+                        gain=self.act_gain * gain)
+
+
 class StyleNeRFForeground(nn.Module):
     """StyleNeRF's foreground ``NeRFBlock``: ``fc_in`` and ``blocks`` (modulated, demodulated 1x1 layers,
     one w each, LReLU 0.2 x sqrt 2), then ``sigma_out`` and ``feat_out`` (modulated 1x1 toRGB layers, styles
@@ -707,24 +740,24 @@ class StyleNeRFForeground(nn.Module):
     def __init__(self, in_features: int, w_dim: int, hidden: int, num_layers: int, out_features: int):
         super().__init__()
         self.in_features, self.w_dim, self.hidden, self.out_features = in_features, w_dim, hidden, out_features
-        self.fc_in = ModulatedLinear(in_features, hidden, w_dim)
-        self.blocks = nn.ModuleList(ModulatedLinear(hidden, hidden, w_dim) for _ in range(num_layers - 1))
-        self.sigma_out = ToRGBLayer(hidden, 1, w_dim, kernel_size=1)
-        self.feat_out = ToRGBLayer(hidden, out_features, w_dim, kernel_size=1)
-        self.to_rgb = Conv2dLayer(out_features, 3, kernel_size=1)
+        self.fc_in = PointModulatedLayer(in_features, hidden, w_dim)
+        self.blocks = nn.ModuleList(PointModulatedLayer(hidden, hidden, w_dim) for _ in range(num_layers - 1))
+        self.sigma_out = PointModulatedLayer(hidden, 1, w_dim, demodulate=False)
+        self.feat_out = PointModulatedLayer(hidden, out_features, w_dim, demodulate=False)
+        self.to_rgb = PointConv2dLayer(out_features, 3, kernel_size=1)
         self.num_ws = num_layers + 2
 
     def forward(self, features: torch.Tensor, ws: torch.Tensor) -> dict[str, torch.Tensor]:
         _check_points("features", features, None, self.in_features)
         n, m = features.shape[:2]
         _check_ws(ws, n, self.num_ws, self.w_dim)
-        x = self.fc_in(features.transpose(1, 2).unsqueeze(-1), ws[:, 0])  # points on the height axis
+        x = self.fc_in(features.transpose(1, 2), ws[:, 0])  # channels first: [N, C, M]
         for i, block in enumerate(self.blocks):
             x = block(x, ws[:, i + 1])
         sigma = self.sigma_out(x, ws[:, -2])
         feat = self.feat_out(x, ws[:, -1])
         out = torch.cat([self.to_rgb(feat), feat], 1)
-        return {"sigma": sigma.squeeze(-1).transpose(1, 2), "rgb": out.squeeze(-1).transpose(1, 2)}
+        return {"sigma": sigma.transpose(1, 2), "rgb": out.transpose(1, 2)}
 
 
 class NeRFPlusPlusBackground(nn.Module):
@@ -742,7 +775,7 @@ class NeRFPlusPlusBackground(nn.Module):
         self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(num_layers - 1))
         self.sigma_out = nn.Linear(hidden, 1)
         self.feat_out = nn.Linear(hidden, out_features)
-        self.to_rgb = Conv2dLayer(out_features, 3, kernel_size=1)
+        self.to_rgb = PointConv2dLayer(out_features, 3, kernel_size=1)
 
     def forward(self, p4: torch.Tensor, z_bg: torch.Tensor) -> dict[str, torch.Tensor]:
         n, m = p4.shape[:2]
@@ -753,7 +786,7 @@ class NeRFPlusPlusBackground(nn.Module):
         for block in self.blocks:
             x = torch.relu(block(x))
         feat = self.feat_out(x)
-        rgb = self.to_rgb(feat.transpose(1, 2).unsqueeze(-1)).squeeze(-1).transpose(1, 2)
+        rgb = self.to_rgb(feat.transpose(1, 2)).transpose(1, 2)
         return {"sigma": self.sigma_out(x), "rgb": torch.cat([rgb, feat], -1)}
 
 
