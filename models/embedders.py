@@ -16,6 +16,7 @@ gives its own mesh field. Facts the config reads are class attributes (``gives_c
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -539,6 +540,7 @@ class StyleNeRFEmbedder(Embedder):
     """
 
     renders_cameras = True
+    shares_first_ws = True  # reads the decoder's first w only to seed its background codes
 
     @dataclass
     class Config(ComponentConfig):
@@ -585,10 +587,16 @@ class StyleNeRFEmbedder(Embedder):
             z_dim=config.background_z_dim, pe_frequencies=config.pe_frequencies)
 
     def scene(self, ws: torch.Tensor, **_) -> torch.Tensor | None:
-        """A random background code [N, z_dim] per identity (StyleNeRF draws it per image, not from z)."""
+        """The background codes [N, z_dim]: N(0, std^2) draws, as StyleNeRF's (which come from neither z nor
+        ws), from a generator seeded by each identity's first w, so every view and every run of an
+        identity shows the same background."""
         if not self.has_background:
             return None
-        return torch.randn(ws.shape[0], self.code_dim, device=ws.device) * self.code_std
+        codes = []
+        for w in ws[:, 0].detach().float().cpu():
+            seed = int.from_bytes(hashlib.sha256(w.numpy().tobytes()).digest()[:7], "little")
+            codes.append(torch.randn(self.code_dim, generator=torch.Generator().manual_seed(seed)))
+        return torch.stack(codes).to(ws.device, ws.dtype) * self.code_std
 
     def forward(self, scene: torch.Tensor | None, points: torch.Tensor) -> torch.Tensor:
         """Our world points [N, M, 3] -> [N, M, 6 F] (encoded in StyleNeRF's world)."""
