@@ -730,7 +730,7 @@ SWAPS = [
 
 
 EMBEDDER_CLASSES = {"coordinate": "CoordinateEmbedder", "triplane": "TriplaneEmbedder", "volume": "VolumeEmbedder",
-                    "manifold": "ManifoldEmbedder", "composition": "CompositionEmbedder"}
+                    "manifold": "ManifoldEmbedder", "composition": "CompositionEmbedder", "stylenerf": "StyleNeRFEmbedder"}
 
 
 @pytest.mark.parametrize("base,component,kind", SWAPS)

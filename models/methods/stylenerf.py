@@ -1,21 +1,35 @@
-"""StyleNeRF (methods.md §3.8).
+"""StyleNeRF (methods.md §3.8), as the official code (facebookresearch/StyleNeRF) computes it, in the
+configuration of its released FFHQ models (fixture README "Released checkpoints").
 
-Gaussian poses (u 0.3, v 0.155, r 1, fov 12), 14+14 samples on 0.88-1.12, PE(10) coordinates, 8
-modulated FC layers of 128 (LReLU) with a 256-ch feature head, ReLU density, 256-ch map at 32 px,
-StyleGAN2 blocks with 'nn_cat' upsampling to 256, 8-layer mapping. Left out: the 4-sample NeRF++
-background (the NeRF-path regulariser is in the loss). Carver: batch 8 per GPU, R1 0.5, path length 2.
+Gaussian poses (u 0.3, v 0.155, r 1, fov 12); the ``stylenerf`` embedder renders its own cameras:
+rays on the corner-aligned grid in its z-up world, not normalised, 14 samples at depths 0.88-1.12 along
+the optical axis plus 14 from ``sample_pdf`` on the coarse positions, PE sin/cos(2^i pi p) (10
+frequencies, no raw point), and the NeRF++ background (4 samples in inverse radius from 0.5, a 64-wide
+4-layer ReLU MLP on [PE(4-d point), 32-d per-image code]) behind the foreground's end-of-ray
+transmittance; the ``stylenerf_mlp`` decoder (8 modulated layers of 128, style-modulated sigma and
+64-ch feature heads, a separate ``to_rgb``), ReLU density; 32 px rendering; the ``stylenerf`` upsampler
+(1x1 blocks with ``pixelshuffle`` upsampling and magnitude-EMA input scales, conv clamp 256,
+channel_base 1 x 32768, max 1024) to 256; an 8-layer mapping. The NeRF-path regulariser is in the loss.
+Carver: batch 8 per GPU, R1 0.5, path length 2.
 
 Official checkpoints (``ffhq_{256,512,1024}.pkl``: persistence pickles, ``G_ema``) are read by
 ``models.checkpoint.read_stylenerf_pickle_generator`` through :func:`from_official` and
-:func:`official_to_pipeline_names` into the official network: the ``stylenerf`` embedder (its own rays
-in the z-up world, depths along the optical axis, ``sample_pdf`` on the coarse positions, the NeRF++
-background with a per-image code), the ``stylenerf_mlp`` decoder and the ``stylenerf`` upsampler
-(``pixelshuffle``, magnitude-EMA scales). Differences by design: the background code is drawn once
-per identity (the scene, so every view of an identity shares it; the official scripts draw one per
-batch) from N(0, ``background_code_std``^2); the imported generator runs in float32 everywhere (the
-official code runs the upper upsampler blocks in fp16 on GPU); depth is reported along the unit ray
-(the official ``surface_xyz`` is ``camera + depth * unit ray``); ``nn_cat`` upsampling and view
-directions are not supported in imported files (the released FFHQ models use neither).
+:func:`official_to_pipeline_names` into the same network.
+
+Differences from the official code by design:
+
+* the background code is drawn per identity from N(0, ``background_code_std``^2) by a generator seeded
+  with its first w (the scene, so every view and run of an identity shares it; the official scripts
+  draw fresh ones per batch and image);
+* everything runs in float32 (the official code runs the upper upsampler blocks in fp16 on GPU);
+* depth is reported along the unit ray (the official ``surface_xyz`` is ``camera + depth * unit ray``),
+  weight-normalised in the preset (our convention), the plain weighted sum in imported files;
+* the foreground's modulated layers are matrix products, not convolutions (same sums, independent of
+  the thread count);
+* ``nn_cat`` upsampling, view directions and ``ray_align_corner: False`` pixel centres other than the
+  NeRF grid's own are as documented; imported files with ``nn_cat`` or view directions are refused
+  (the released FFHQ models use neither);
+* the pose prior draws our y-up labels; ``ops.stylenerf`` maps them to StyleNeRF's z-up world exactly.
 """
 
 from __future__ import annotations
@@ -25,15 +39,15 @@ from typing import Any
 
 import torch
 
-from models.decoders import ModulatedMLPFieldDecoder, StyleNeRFFieldDecoder
-from models.embedders import CoordinateEmbedder, StyleNeRFEmbedder
+from models.decoders import StyleNeRFFieldDecoder
+from models.embedders import StyleNeRFEmbedder
 from models.mappings import StyleGAN2Mapping
 from models.method_registry import register_method
 from models.pipeline_config import PipelineConfig, RenderingOptions
 from models.point_sampling import StratifiedPointSampler
 from models.poses import PriorPoses
 from models.releases import STYLENERF_NETWORK, Release
-from models.upsamplers import StyleGANUpsamplerComponent, StyleNeRFUpsampler
+from models.upsamplers import StyleNeRFUpsampler
 from models.volume_rendering import LastDeltaIntegrator, ReLUDensity
 
 
@@ -43,12 +57,13 @@ def preset() -> PipelineConfig:
         preset="stylenerf", img_resolution=256, neural_rendering_resolution=32,
         mapping=StyleGAN2Mapping.Config(z_dim=512, w_dim=512, layers=8),
         pose=PriorPoses.Config(prior="stylenerf", radius=1.0, fov_degrees=12.0),
-        points=StratifiedPointSampler.Config(near=0.88, far=1.12, num_coarse=14, num_fine=14, perturb="self_uniform",
-                                             box_side=0.24),
-        embedder=CoordinateEmbedder.Config(coordinate_scale=2 / 0.24, pe_frequencies=10),
-        decoder=ModulatedMLPFieldDecoder.Config(hidden=128, layers=8, out_features=256),
+        points=StratifiedPointSampler.Config(near=0.88, far=1.12, num_coarse=14, num_fine=14, perturb="none",
+                                             box_side=0.24, importance="plain", depth_along_axis=True),
+        embedder=StyleNeRFEmbedder.Config(),
+        decoder=StyleNeRFFieldDecoder.Config(hidden=128, layers=8, out_features=64),
         density=ReLUDensity.Config(), integrator=LastDeltaIntegrator.Config(),
-        upsampler=StyleGANUpsamplerComponent.Config(upsample_mode="nn_cat"),
+        upsampler=StyleNeRFUpsampler.Config(channel_base=32768, channel_max=1024),
+        renderer=RenderingOptions(pixel_grid="corners"),
     )
 
 
@@ -195,7 +210,7 @@ def from_official(kwargs: dict[str, Any], shapes: dict[str, tuple[int, ...]], re
         pose=PriorPoses.Config(prior=release.pose_prior, radius=release.radius, fov_degrees=release.fov_degrees),
         points=StratifiedPointSampler.Config(near=release.near, far=release.far, num_coarse=release.num_coarse,
                                              num_fine=release.num_fine, perturb="none", box_side=0.24,
-                                             importance="plain"),
+                                             importance="plain", depth_along_axis=True),
         embedder=embedder,
         decoder=StyleNeRFFieldDecoder.Config(hidden=hidden, layers=layers, out_features=features),
         density=ReLUDensity.Config(), integrator=LastDeltaIntegrator.Config(depth_sum=True),
