@@ -541,6 +541,7 @@ class StyleNeRFEmbedder(Embedder):
 
     renders_cameras = True
     shares_first_ws = True  # reads the decoder's first w only to seed its background codes
+    reset_on_swap = ("pe_frequencies",)  # a raw-coordinate embedder's 0 would leave nothing to encode
 
     @dataclass
     class Config(ComponentConfig):
@@ -585,6 +586,14 @@ class StyleNeRFEmbedder(Embedder):
             hidden=config.background_hidden, layers=config.background_layers,
             out_features=decoder.out_features,
             z_dim=config.background_z_dim, pe_frequencies=config.pe_frequencies)
+
+    @classmethod
+    def on_swap_in(cls, config: Any) -> None:
+        """Its background and compositing expect StyleNeRF's decoder ([rgb, feature] with ``out_features``)."""
+        if not isinstance(config.decoder, DECODERS.get("stylenerf_mlp").Config):
+            config.decoder = DECODERS.default_config("stylenerf_mlp")
+        if MAPPINGS.cls_of(config.mapping).provides != "stylegan":
+            config.mapping = MAPPINGS.default_config("stylegan2")
 
     def scene(self, ws: torch.Tensor, **_) -> torch.Tensor | None:
         """The background codes [N, z_dim]: N(0, std^2) draws, as StyleNeRF's (which come from neither z nor

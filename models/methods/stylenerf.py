@@ -26,9 +26,9 @@ Differences from the official code by design:
   weight-normalised in the preset (our convention), the plain weighted sum in imported files;
 * the foreground's modulated layers are matrix products, not convolutions (same sums, independent of
   the thread count);
-* ``nn_cat`` upsampling, view directions and ``ray_align_corner: False`` pixel centres other than the
-  NeRF grid's own are as documented; imported files with ``nn_cat`` or view directions are refused
-  (the released FFHQ models use neither);
+* ``nn_cat`` upsampling (the repository's yaml) and view directions are not implemented: imported files
+  with either are refused (the released FFHQ models use neither);
+* the NeRF-path regulariser renders the foreground alone on unit rays through the generic sampler;
 * the pose prior draws our y-up labels; ``ops.stylenerf`` maps them to StyleNeRF's z-up world exactly.
 """
 
