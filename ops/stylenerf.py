@@ -140,3 +140,24 @@ def pi_positional_encoding(x: torch.Tensor, num_frequencies: int) -> torch.Tenso
         scaled = x * ((2**i) * math.pi)
         parts += [torch.sin(scaled), torch.cos(scaled)]
     return torch.cat(parts, -1)
+
+
+def stylenerf_camera(yaw: float, polar: float, radius: float = 1.0) -> torch.Tensor:
+    """The official cam2world [1, 4, 4] (z-up world, OpenGL axes) of a camera at azimuth ``yaw`` and polar
+    angle ``polar`` (float64 radians; frontal is yaw 0, polar pi/2, on +x) looking at the origin: the
+    sphere point in float64, then float32, then the look-at with up +z in float32, as ``get_camera``."""
+    import numpy as np
+
+    eye = torch.from_numpy(np.array([np.sin(polar) * np.cos(yaw), np.sin(polar) * np.sin(yaw), np.cos(polar)],
+                                    dtype=np.float64).astype(np.float32))[None] * torch.tensor(radius)
+
+    def normalize(v: torch.Tensor) -> torch.Tensor:
+        return v / torch.clamp(torch.norm(v, dim=-1, keepdim=True), min=1e-8)
+
+    z = normalize(eye)
+    x = normalize(torch.cross(torch.tensor([[0.0, 0.0, 1.0]]), z, dim=-1))
+    y = normalize(torch.cross(z, x, dim=-1))
+    world = torch.eye(4)[None].clone()
+    world[:, :3, :3] = torch.stack([x, y, z], -1)
+    world[:, :3, 3] = eye
+    return world
