@@ -623,9 +623,10 @@ def _what_it_is(path: Path) -> str:
 
 def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", *, release: str | None = None,
                    settings: dict[str, Any] | None = None) -> nn.Module:
-    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D ``.pkl`` (its G_ema), an
-    official pi-GAN or GRAM ``generator.pth`` (with the ``ema.pth`` beside it) or an official VolumeGAN
-    ``.pth`` (its ``generator_smooth``).
+    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D or StyleNeRF ``.pkl`` (its
+    G_ema, the two told apart by their persistent class names), an official pi-GAN or GRAM
+    ``generator.pth`` (with the ``ema.pth`` beside it) or an official VolumeGAN ``.pth`` (its
+    ``generator_smooth``).
 
     ``release`` / ``settings``: for official files that do not store their render settings, the
     ``models.releases`` entry to use and changes to it (see :func:`read_pigan_generator`).
@@ -653,7 +654,7 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
         G = read_official_torch_generator(path, release=release, settings=settings)
     else:
         raise CheckpointError(path, f"unrecognised file type: {_what_it_is(path)} (expected a .safetensors generator, "
-                                    "an EG3D network pickle, a pi-GAN / GRAM generator.pth, a VolumeGAN .pth or a "
+                                    "an EG3D or StyleNeRF network pickle, a pi-GAN / GRAM generator.pth, a VolumeGAN .pth or a "
                                     "StyleSDF .pt)")
     return G.eval().requires_grad_(False).to(device)
 

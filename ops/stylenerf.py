@@ -10,9 +10,12 @@ Facts: ``../shared/fixtures/stylenerf_ref/README.md`` ("Details that matter for 
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
-from ops.camera import unpack_label
+from ops.camera import intrinsics_from_focal, pack_label, unpack_label
 
 STYLENERF_AXES = (2, 0, 1)
 """Our world axes in StyleNeRF's axis order: ``p_stylenerf = p_ours[..., STYLENERF_AXES]``."""
@@ -48,8 +51,6 @@ def stylenerf_matrices(label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 def label_from_stylenerf(world_mat: torch.Tensor, focal: float) -> torch.Tensor:
     """Our labels [N, 25] of official cam2world matrices [N, 4, 4] (z-up world, OpenGL axes) and a
     normalised focal (``0.5 / tan(fov / 2)``): the inverse of :func:`stylenerf_matrices`."""
-    from ops.camera import intrinsics_from_focal, pack_label
-
     cam2world = (world_mat.float() * world_mat.new_tensor(_FLIP).float())[:, [*OUR_AXES, 3], :]
     return pack_label(cam2world, intrinsics_from_focal(focal))
 
@@ -133,8 +134,6 @@ def inverse_sphere_points(centre: torch.Tensor, directions: torch.Tensor, invers
 def pi_positional_encoding(x: torch.Tensor, num_frequencies: int) -> torch.Tensor:
     """StyleNeRF's encoding: per frequency i, ``sin(2^i pi x)`` then ``cos(2^i pi x)`` (D values each), no
     raw input: [..., D] -> [..., 2 F D]. The factor ``2^i pi`` is one float32 constant, as officially."""
-    import math
-
     parts = []
     for i in range(num_frequencies):
         scaled = x * ((2**i) * math.pi)
@@ -146,8 +145,6 @@ def stylenerf_camera(yaw: float, polar: float, radius: float = 1.0) -> torch.Ten
     """The official cam2world [1, 4, 4] (z-up world, OpenGL axes) of a camera at azimuth ``yaw`` and polar
     angle ``polar`` (float64 radians; frontal is yaw 0, polar pi/2, on +x) looking at the origin: the
     sphere point in float64, then float32, then the look-at with up +z in float32, as ``get_camera``."""
-    import numpy as np
-
     eye = torch.from_numpy(np.array([np.sin(polar) * np.cos(yaw), np.sin(polar) * np.sin(yaw), np.cos(polar)],
                                     dtype=np.float64).astype(np.float32))[None] * torch.tensor(radius)
 
