@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch import nn
 from models.build import build_eg3d, build_pipeline
 from models.eg3d import EG3D_PRESETS, EG3DConfig
 from models.eg3d_pickle import InertObject
-from models.errors import CheckpointError
+from models.errors import CheckpointError, one_line
 from models.methods import PIPELINE_PRESET_NAMES
 from models.methods.eg3d import from_eg3d, official_to_pipeline_names
 from models.pipeline import PipelineGenerator
@@ -159,31 +160,104 @@ def load_state_checked(G: nn.Module, state_dict: dict[str, torch.Tensor], path: 
 
 
 def read_safetensors_generator(path: str | os.PathLike) -> nn.Module:
-    """Build a generator from our ``.safetensors`` checkpoint (on the CPU, eval mode)."""
+    """Build a generator from our ``.safetensors`` checkpoint (on the CPU, eval mode).
+
+    Work and memory are bounded by the file, whatever its header claims: the config's fields are
+    type- and range-checked, the model is first built on the ``meta`` device (no storage) and its
+    tensor names and shapes compared with the header's, and only then built for real and filled.
+    """
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            if meta.get("format") == FORMAT_NAME and meta.get("method") in GENERATOR_TYPES:
+                config = _safetensors_config(path, meta, shapes)
+                tensors = {k: f.get_tensor(k) for k in shapes}
     except SafetensorError as e:
-        raise CheckpointError(path, f"not a readable safetensors file (truncated or corrupt?): {e}") from e
+        raise CheckpointError(path, f"not a readable safetensors file (truncated or corrupt?): {one_line(e, 200)}") from None
     if meta.get("format") != FORMAT_NAME:
-        raise CheckpointError(path, f"safetensors file is not a 3D-GAN Studio generator (format={meta.get('format')!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(path, f"unsupported checkpoint format version {meta.get('format_version')!r} "
-                                    f"(this build reads {FORMAT_VERSION})")
-    method = meta.get("method")
-    if method not in GENERATOR_TYPES:
-        raise CheckpointError(path, f"unknown generator method {method!r}; known: {', '.join(sorted(GENERATOR_TYPES))}")
-    config_from_dict, names = GENERATOR_TYPES[method]
-    try:
-        config = config_from_dict(json.loads(meta["config"]))
-        G = PipelineGenerator(config)
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(path, f"invalid model config in metadata: {e}") from e
-    load_state_checked(G, names(tensors), path)
+        raise CheckpointError(path, f"safetensors file is not a 3D-GAN Studio generator (format={meta.get('format')!r:.60})")
+    if meta.get("method") not in GENERATOR_TYPES:
+        raise CheckpointError(path, f"unknown generator method {meta.get('method')!r:.60}; known: "
+                                    f"{', '.join(sorted(GENERATOR_TYPES))}")
+    G = PipelineGenerator(config)
+    load_state_checked(G, GENERATOR_TYPES[meta["method"]][1](tensors), path)
     return G
+
+
+class _TooManyRegistrations(ValueError):
+    """A model being built registers more parameters, buffers and modules than its file can hold."""
+
+
+@contextlib.contextmanager
+def _registrations_at_most(limit: int) -> Iterator[None]:
+    """Abort (``_TooManyRegistrations``) a model built on this thread once it has registered more than
+    ``limit`` parameters, buffers and submodules: a config asking for 60000 layers fails after
+    ``limit`` of them, not after building them all."""
+    from torch.nn.modules import module as torch_module
+
+    thread, count = threading.get_ident(), [0]
+
+    def tally(*_: Any) -> None:
+        if threading.get_ident() == thread:
+            count[0] += 1
+            if count[0] > limit:
+                raise _TooManyRegistrations(f"the config builds more than {limit} parameters, buffers and modules, "
+                                            "far more than the file's tensors")
+
+    handles = [torch_module.register_module_parameter_registration_hook(tally),
+               torch_module.register_module_buffer_registration_hook(tally),
+               torch_module.register_module_module_registration_hook(tally)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _safetensors_config(path: str | os.PathLike, meta: dict[str, str], shapes: dict[str, tuple[int, ...]]
+                        ) -> PipelineConfig:
+    """The checked config of our checkpoint's header (see :func:`check_config_against_shapes`)."""
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(path, f"unsupported checkpoint format version {meta.get('format_version')!r:.40} "
+                                    f"(this build reads {FORMAT_VERSION})")
+    config_from_dict, names = GENERATOR_TYPES[meta["method"]]
+    try:
+        config = config_from_dict(json.loads(meta.get("config", "")))
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError, OverflowError) as e:
+        raise CheckpointError(path, f"invalid model config in metadata: {type(e).__name__}: {one_line(e, 200)}") from None
+    check_config_against_shapes(path, config, _renamed_shapes(shapes, names))
+    return config
+
+
+def _renamed_shapes(shapes: dict[str, tuple[int, ...]], names: Callable[[dict], dict]) -> dict[str, tuple[int, ...]]:
+    """``shapes`` under the names ``names`` maps them to (renaming reads names only)."""
+    renamed = names(dict.fromkeys(shapes))
+    return dict(zip(renamed, shapes.values(), strict=True)) if len(renamed) == len(shapes) else {}
+
+
+def check_config_against_shapes(path: str | os.PathLike, config: PipelineConfig,
+                                shapes: dict[str, tuple[int, ...]]) -> None:
+    """Raise CheckpointError unless ``config`` is valid, every field in range, and the model it builds has
+    exactly the tensors ``shapes`` names (our names), with those shapes. Checked on the ``meta`` device
+    (no storage), stopping once the model registers far more than the file's tensors: a file's config
+    cannot make the loader build a huge model before its tensors are compared."""
+    try:
+        config.validate()
+        with torch.device("meta"), _registrations_at_most(4 * len(shapes) + 1000):
+            expected = {k: tuple(v.shape) for k, v in PipelineGenerator(config).state_dict().items()}
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError, OverflowError, RuntimeError) as e:
+        raise CheckpointError(path, f"invalid model config: {one_line(e, 200)}") from None
+    if shapes != expected:
+        missing = [k for k in expected if k not in shapes]
+        unexpected = [k for k in shapes if k not in expected]
+        mismatched = [f"{k} {shapes[k]} != {v}" for k, v in expected.items() if k in shapes and shapes[k] != v]
+        problems = [f"{label}: {', '.join(items[:3])}" + (f" (+{len(items) - 3} more)" if len(items) > 3 else "")
+                    for label, items in (("shape mismatch (file != config)", mismatched), ("missing", missing),
+                                         ("unexpected", unexpected)) if items]
+        raise CheckpointError(path, "tensors do not match the model config; " + "; ".join(problems))
 
 
 def read_eg3d_pickle_generator(path: str | os.PathLike, key: str = "G_ema", data: dict[str, Any] | None = None
@@ -196,10 +270,14 @@ def read_eg3d_pickle_generator(path: str | os.PathLike, key: str = "G_ema", data
     if class_name != "TriPlaneGenerator":
         raise CheckpointError(path, f"{key} is a {class_name}, not an EG3D TriPlaneGenerator")
     try:
-        G = PipelineGenerator(from_eg3d(EG3DConfig.from_official(init_kwargs, attributes)))
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(path, f"unsupported EG3D generator options: {e}") from e
-    load_state_checked(G, official_to_pipeline_names(state_dict), path)
+        config = from_eg3d(EG3DConfig.from_official(init_kwargs, attributes))
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError, OverflowError) as e:
+        raise CheckpointError(path, f"unsupported EG3D generator options: {type(e).__name__}: {one_line(e, 200)}") \
+            from None
+    state_dict = official_to_pipeline_names(state_dict)
+    check_config_against_shapes(path, config, {k: tuple(v.shape) for k, v in state_dict.items()})
+    G = PipelineGenerator(config)
+    load_state_checked(G, state_dict, path)
     return G
 
 
@@ -251,20 +329,25 @@ def read_stylenerf_pickle_generator(path: str | os.PathLike, release: str | None
     if not is_stylenerf_pickle(data, key):
         raise CheckpointError(path, f"{key} is not a StyleNeRF Generator (no NeRFSynthesisNetwork synthesis)")
     _, kwargs, state_dict, _ = load_eg3d_pickle(path, key=key, data=data)
+    alpha = state_dict.get("synthesis.alpha")
+    if alpha is not None and (alpha.numel() != 1 or not float(alpha) >= 1):
+        raise CheckpointError(path, f"synthesis.alpha is {alpha.flatten()[:1].tolist()}: only a generator that "
+                                    "has finished growing (alpha 1) is supported")
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
     try:
         if release is not None and release in RELEASES and RELEASES[release].file_format == "stylenerf-pickle":
             chosen = RELEASES[release]  # the architecture comes from the file: any size fits
         else:
             chosen = choose("stylenerf-pickle", official_network(kwargs), release, where=os.fspath(path))
         chosen = chosen.replace(**release_settings(kwargs)).replace(**(settings or {}))
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(path, f"unsupported StyleNeRF generator: {e}") from None
-    alpha = state_dict.get("synthesis.alpha")
-    if alpha is not None and float(alpha) < 1:
-        raise CheckpointError(path, f"synthesis.alpha is {float(alpha)}: a generator still growing is not supported")
-    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
-    G = _release_generator(path, "StyleNeRF", chosen, lambda: from_official(kwargs, shapes, chosen))
-    load_state_checked(G, official_to_pipeline_names(state_dict), path)
+        config = from_official(kwargs, shapes, chosen)
+        config.extra["release"] = chosen.name
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:
+        raise CheckpointError(path, f"unsupported StyleNeRF generator: {one_line(e, 200)}") from None
+    state = official_to_pipeline_names(state_dict)
+    check_config_against_shapes(path, config, {k: tuple(v.shape) for k, v in state.items()})
+    G = PipelineGenerator(config)
+    load_state_checked(G, state, path)
     return G
 
 
@@ -508,7 +591,7 @@ def read_stylesdf_generator(path: str | os.PathLike, release: str | None = None,
 def read_official_torch_generator(path: str | os.PathLike, release: str | None = None,
                                   settings: dict[str, Any] | None = None) -> nn.Module:
     """A ``torch.save`` archive, read once and told apart by content: VolumeGAN's runner checkpoint,
-    StyleSDF's {'g_ema', 'g', 'd'}, GRAM's state dict or pi-GAN's pickled module."""
+    StyleSDF's {'g_ema', 'g', 'd'}, GRAM's state dict, GRAF's CheckpointIO dict or pi-GAN's pickled module."""
     from models.official_formats import read_torch_zip
 
     obj = read_torch_zip(path)
@@ -518,7 +601,62 @@ def read_official_torch_generator(path: str | os.PathLike, release: str | None =
         return read_stylesdf_generator(path, release=release, settings=settings, checkpoint=obj)
     if is_gram_state_dict(obj):
         return read_gram_generator(path, release=release, settings=settings, state=obj)
+    if is_graf_checkpoint(obj):
+        return read_graf_generator(path, release=release, settings=settings, checkpoint=obj)
     return read_pigan_generator(path, release=release, settings=settings, generator=obj)
+
+
+GRAF_NETWORK_KEYS = ("generator_test", "generator")
+"""The NeRF state dicts of a GRAF ``CheckpointIO`` file, in the order the importer takes them (the EMA first,
+as the official ``eval.py``); ``it``, ``epoch_idx``, ``fid_best``, ``kid_best``, the discriminator and the
+optimisers' states are ignored."""
+
+
+def is_graf_checkpoint(obj: Any) -> bool:
+    """Whether an unpickled torch archive is GRAF's ``CheckpointIO`` dict (a NeRF state dict under
+    ``generator_test`` or ``generator``)."""
+    return isinstance(obj, dict) and any(
+        _is_state_dict(obj.get(key)) and "pts_linears.0.weight" in obj[key] for key in GRAF_NETWORK_KEYS)
+
+
+def read_graf_generator(path: str | os.PathLike, release: str | None = None, settings: dict[str, Any] | None = None,
+                        checkpoint: Any = None) -> nn.Module:
+    """Build a generator from a GRAF ``CheckpointIO`` file (``carla_64.pt``, ``model_best.pt``, ...) read by
+    the allow-listed reader: ``generator_test`` (the EMA the official ``eval.py`` renders with), else
+    ``generator``, loaded strictly; sizes from its shapes.
+
+    ``release``: the ``models.releases`` GRAF entry (default: the one whose released file has this file's
+    name, else the first that fits the network, with a warning); ``settings``: ``Release`` fields to change,
+    as for :func:`read_pigan_generator` (``near``/``far`` are depths along the optical axis, ``radius_max``
+    a radius range's largest radius).
+    """
+    from models.methods.graf import from_official, official_network, official_to_pipeline_names
+    from models.official_formats import read_torch_zip
+    from models.releases import RELEASES, choose
+
+    path = Path(path)
+    checkpoint = read_torch_zip(path) if checkpoint is None else checkpoint
+    if not is_graf_checkpoint(checkpoint):
+        raise CheckpointError(path, f"torch archive holds a {_describe_object(checkpoint)}, not a GRAF checkpoint "
+                                    "(generator_test / generator)")
+    key = next(k for k in GRAF_NETWORK_KEYS if _is_state_dict(checkpoint.get(k)) and "pts_linears.0.weight"
+               in checkpoint[k])
+    state = checkpoint[key]
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    try:
+        network = official_network(shapes)
+        if release is None:
+            named = [r.name for r in RELEASES.values() if r.method == "graf" and r.network == network
+                     and r.file_name.rsplit("/", 1)[-1] == path.name]
+            release = named[0] if named else None
+        chosen = choose("graf-checkpoint", network, release, where=os.fspath(path)).replace(**(settings or {}))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(path, f"unsupported GRAF generator: {e}") from None
+    G = _release_generator(path, "GRAF", chosen, lambda: from_official(shapes, chosen))
+    renamed = official_to_pipeline_names(state)
+    renamed.setdefault("mapping_network.w_avg", G.mapping_network.w_avg)  # z is used as is: its mean is 0
+    load_state_checked(G, renamed, path)
+    return G
 
 
 VOLUMEGAN_KEYS = ("models", "model_kwargs_init")

@@ -661,13 +661,18 @@ class NeRFMLPFieldDecoder(Decoder):
         """Appearance code size."""
         dir_frequencies: int = 0
         """Positional-encoding frequencies of the view direction."""
+        view_directions: bool = True
+        """The colour branch reads PE(view direction); False: only [feature, z_app] (GRAF's ``use_viewdirs``
+        off, its cub_64 release)."""
 
     def __init__(self, config: Config, in_features: int, w_dim: int):
         super().__init__()
         self.dir_frequencies = int(config.dir_frequencies)
+        self.view_directions = bool(config.view_directions)
         self.shape_dim, self.app_dim = int(config.z_shape_dim), int(config.z_app_dim)
         self.codes_per_field = self.shape_dim + self.app_dim
-        self.net = NeRFMLPDecoder(in_features, encoded_size(self.dir_frequencies), config.z_shape_dim, config.z_app_dim,
+        dir_features = encoded_size(self.dir_frequencies) if self.view_directions else 0
+        self.net = NeRFMLPDecoder(in_features, dir_features, config.z_shape_dim, config.z_app_dim,
                                   hidden=config.hidden, num_layers=config.layers,
                                   skip=max(min(config.skip, config.layers - 2), 0), out_features=config.out_features)
         self.channels = config.out_features
@@ -689,7 +694,8 @@ class NeRFMLPFieldDecoder(Decoder):
 
     def forward(self, features, directions, ws, codes=None):
         z_shape, z_app = codes
-        out = self.net(features, positional_encoding(directions, self.dir_frequencies), z_shape, z_app)
+        seen = positional_encoding(directions, self.dir_frequencies) if self.view_directions else directions[..., :0]
+        out = self.net(features, seen, z_shape, z_app)
         rgb = torch.sigmoid(out["rgb"]) if self.unit_range else out["rgb"]
         return {"rgb": rgb, "raw": out["sigma"]}
 

@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import pickle
+import pickletools
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -128,6 +129,10 @@ class PersistentRecord:
     state: dict[str, Any]
     module_src_len: int = 0
     module_src_sha256: str = ""
+
+    def __setstate__(self, state: Any) -> None:
+        # A BUILD opcode aimed at a record would swap its checked fields for anything.
+        raise pickle.UnpicklingError("a BUILD opcode tries to replace a persistent object's checked state")
 
 
 class InertObject:
@@ -278,6 +283,57 @@ def _one_line(exc: BaseException | str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+@dataclass(frozen=True)
+class OpcodeLimits:
+    """Bounds :func:`check_opcodes` puts on a pickle stream before it is unpickled."""
+
+    max_opcodes: int = 20_000_000
+    """Opcodes in the stream (each makes at most one object)."""
+    max_marks: int = 1_000
+    """Open MARKs at once (nesting of tuples, lists, dicts being built)."""
+    max_globals: int = 10_000
+    """GLOBAL / STACK_GLOBAL opcodes (names to resolve)."""
+
+
+def check_opcodes(file: io.BufferedIOBase, path: str | os.PathLike, limits: OpcodeLimits = OpcodeLimits()) -> None:
+    """Walk a pickle stream's opcodes without building anything and refuse what a real pickle never holds.
+
+    The C unpickler sizes its memo to the largest index a PUT names: ``b'\\x80\\x02]r\\xff\\xff\\xff\\x0f.'``
+    (9 bytes) makes it allocate 2**28 entries (4 GB). Picklers number memo entries 0, 1, 2, ... in
+    order, so an index may not exceed the number of opcodes read so far; nesting, opcode and global
+    counts are bounded by ``limits``. Linear in the stream; raises CheckpointError naming the file.
+    """
+    count = marks = globals_ = 0
+    try:
+        for opcode, arg, _ in pickletools.genops(file):
+            count += 1
+            if count > limits.max_opcodes:
+                raise CheckpointError(path, f"pickle has more than {limits.max_opcodes} opcodes")
+            name = opcode.name
+            if name in _MEMO_OPCODES and isinstance(arg, int) and arg > count:
+                raise CheckpointError(path, f"pickle names memo entry {arg} after {count} opcodes (a real pickle "
+                                            "never does; it would make the unpickler allocate a huge memo)")
+            if name == "MARK":
+                marks += 1
+                if marks > limits.max_marks:
+                    raise CheckpointError(path, f"pickle nests more than {limits.max_marks} levels")
+            elif name in _MARK_CLOSING_OPCODES:
+                marks = max(0, marks - 1)
+            elif name in ("GLOBAL", "STACK_GLOBAL", "INST"):
+                globals_ += 1
+                if globals_ > limits.max_globals:
+                    raise CheckpointError(path, f"pickle names more than {limits.max_globals} globals")
+    except CheckpointError:
+        raise
+    except Exception as exc:  # pickletools reports malformed or truncated streams as ValueError and others
+        raise CheckpointError(path, f"not a valid pickle: {type(exc).__name__}: {_one_line(exc)}") from None
+
+
+_MEMO_OPCODES = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"})
+_MARK_CLOSING_OPCODES = frozenset({"TUPLE", "LIST", "DICT", "APPENDS", "SETITEMS", "ADDITEMS", "FROZENSET", "INST",
+                                   "OBJ", "POP_MARK"})
+
+
 class _SafeUnpickler(pickle.Unpickler):
     """Unpickler that resolves only allow-listed globals, each to an inert or safe replacement."""
 
@@ -285,6 +341,7 @@ class _SafeUnpickler(pickle.Unpickler):
 
     def __init__(self, file: io.BufferedIOBase, path: str, plain_classes: frozenset[str]):
         super().__init__(file)
+        self._file = file
         self._path = path
         self._plain_classes = plain_classes
         self._allowed: dict[str, Any] = {
@@ -311,6 +368,13 @@ class _SafeUnpickler(pickle.Unpickler):
             "builtins.object": object,
             "builtins.dict": dict,
         }
+
+    def load(self) -> Any:
+        """Unpickle, after :func:`check_opcodes` has bounded what the stream can make the unpickler do."""
+        start = self._file.tell()
+        check_opcodes(self._file, self._path)
+        self._file.seek(start)
+        return super().load()
 
     # --- resolution -------------------------------------------------------------------------
 
@@ -552,7 +616,7 @@ def load_eg3d_pickle(
         raise CheckpointError(path, f"'{key}' init kwargs are not a dict")
 
     state_dict: dict[str, torch.Tensor] = {}
-    _collect_tensors(record, "", state_dict, path, active=set())
+    _collect_tensors(record, "", state_dict, path, active=set(), visits=[0])
 
     attributes: dict[str, Any] = {}
     for name, value in state.items():
@@ -591,9 +655,13 @@ def _module_state(obj: Any) -> dict[str, Any] | None:
 
 
 def _collect_tensors(
-    obj: Any, prefix: str, out: dict[str, torch.Tensor], path: str | os.PathLike, active: set[int]
+    obj: Any, prefix: str, out: dict[str, torch.Tensor], path: str | os.PathLike, active: set[int], visits: list[int]
 ) -> None:
-    """Add ``obj``'s tensors to ``out`` in ``nn.Module.state_dict()`` order and naming."""
+    """Add ``obj``'s tensors to ``out`` in ``nn.Module.state_dict()`` order and naming.
+
+    A shared module appears under each of its names, as in ``state_dict()``; ``visits`` counts the
+    modules walked, so sharing nested many levels deep (exponentially many names from a small file)
+    is refused after :data:`_MAX_MODULE_VISITS` instead of being walked."""
     where = _printable(prefix[:-1])[:200] or "<root>"
     state = _module_state(obj)
     if state is None:
@@ -602,6 +670,10 @@ def _collect_tensors(
         raise CheckpointError(path, f"submodule '{where}' contains itself")
     if len(active) >= _MAX_DEPTH:
         raise CheckpointError(path, f"submodule '{where}' is nested too deeply")
+    visits[0] += 1
+    if visits[0] > _MAX_MODULE_VISITS:
+        raise CheckpointError(path, f"more than {_MAX_MODULE_VISITS} submodules (shared modules nested "
+                                    "many levels deep?)")
     active.add(id(obj))
 
     def entries(attr: str) -> Mapping[str, Any]:
@@ -623,12 +695,17 @@ def _collect_tensors(
             out[f"{prefix}{name}"] = tensor
     for name, child in entries("_modules").items():
         if child is not None:
-            _collect_tensors(child, f"{prefix}{name}.", out, path, active)
+            _collect_tensors(child, f"{prefix}{name}.", out, path, active, visits)
     active.discard(id(obj))
 
 
 # Deepest module tree / config nesting we follow; real EG3D trees are under 10 levels deep.
 _MAX_DEPTH = 100
+# Most modules walked (counting a shared one under each name) and most values in one converted
+# configuration (counting shared containers each time they appear); ffhq512's G_ema has about 300
+# modules and configurations of a few hundred values.
+_MAX_MODULE_VISITS = 100_000
+_MAX_PLAIN_VALUES = 100_000
 
 _PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)
 
@@ -637,36 +714,97 @@ class _NotPlain(Exception):
     """Raised by :func:`_to_plain` for a value that is not plain configuration data."""
 
 
-def _to_plain(value: Any, depth: int = 0) -> Any:
-    """Convert pickled configuration data to plain Python (dicts, lists, tuples, scalars)."""
-    if depth > _MAX_DEPTH:  # also stops self-referencing containers
-        raise _NotPlain("data nested too deeply")
-    # Exact types only: subclasses such as numpy.float64 (a float) are converted below.
-    if type(value) in _PLAIN_SCALARS:
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, NumpyDTypeRecord):
-        return str(value.value)
-    if isinstance(value, NumpyArrayRecord) and value.value is not None:
-        return value.value.tolist()
-    if isinstance(value, torch.dtype):
-        return str(value)
-    if isinstance(value, InertObject) and value.qualified_name in _OMEGACONF_NODES:
-        return omegaconf_to_plain(value)
-    depth += 1
-    try:
-        if isinstance(value, dict):
-            return {_to_plain(k, depth): _to_plain(v, depth) for k, v in value.items()}
-        if isinstance(value, list):
-            return [_to_plain(v, depth) for v in value]
-        if isinstance(value, tuple):
-            return tuple(_to_plain(v, depth) for v in value)
-        if isinstance(value, (set, frozenset)):
-            return type(value)(_to_plain(v, depth) for v in value)
-    except TypeError as exc:  # e.g. a key that converts to an unhashable list
-        raise _NotPlain(_one_line(exc, 80)) from None
-    raise _NotPlain(_describe(value))
+def _to_plain(value: Any) -> Any:
+    """Convert pickled configuration data to plain Python (dicts, lists, tuples, scalars).
+
+    Each pickled container is converted once (a container shared by many parents is converted to
+    one shared result), and the size the data would have written out in full is bounded by
+    :data:`_MAX_PLAIN_VALUES`: a "billion laughs" of shared containers stops here, in time linear
+    in the file, rather than in whatever later reads or saves the configuration."""
+    return _Plainer().convert(value, 0)[0]
+
+
+class _Plainer:
+    """One conversion: id of each container converted -> (result, size written out in full)."""
+
+    def __init__(self) -> None:
+        self.memo: dict[int, tuple[Any, int]] = {}
+
+    def convert(self, value: Any, depth: int) -> tuple[Any, int]:
+        if depth > _MAX_DEPTH:  # also stops self-referencing containers
+            raise _NotPlain("data nested too deeply")
+        # Exact types only: subclasses such as numpy.float64 (a float) are converted below.
+        if type(value) in _PLAIN_SCALARS:
+            return value, 1
+        if isinstance(value, np.generic):
+            return value.item(), 1
+        if isinstance(value, NumpyDTypeRecord):
+            return str(value.value), 1
+        if isinstance(value, NumpyArrayRecord) and value.value is not None:
+            if value.value.size > _MAX_PLAIN_VALUES:
+                raise _NotPlain(f"array of {value.value.size} values")
+            return value.value.tolist(), 1 + value.value.size
+        if isinstance(value, torch.dtype):
+            return str(value), 1
+        if isinstance(value, InertObject) and value.qualified_name in _OMEGACONF_NODES:
+            return self.omegaconf(value, _omegaconf_root(value), depth)
+        if not isinstance(value, (dict, list, tuple, set, frozenset)):
+            raise _NotPlain(_describe(value))
+        done = self.memo.get(id(value))
+        if done is not None:
+            return done
+        try:
+            if isinstance(value, dict):
+                pairs = [(self.convert(k, depth + 1), self.convert(v, depth + 1)) for k, v in value.items()]
+                result: Any = {k: v for (k, _), (v, _) in pairs}
+                size = 1 + sum(a + b for (_, a), (_, b) in pairs)
+            else:
+                items = [self.convert(v, depth + 1) for v in value]
+                result = _rebuild_as(value)([v for v, _ in items])
+                size = 1 + sum(n for _, n in items)
+        except TypeError as exc:  # e.g. a key that converts to an unhashable list
+            raise _NotPlain(_one_line(exc, 80)) from None
+        if size > _MAX_PLAIN_VALUES:
+            raise _NotPlain(f"more than {_MAX_PLAIN_VALUES} values when written out (shared containers nested "
+                            "many levels deep?)")
+        self.memo[id(value)] = (result, size)
+        return result, size
+
+    def omegaconf(self, node: Any, root: InertObject, depth: int) -> tuple[Any, int]:
+        """An inert omegaconf node's value (see :func:`omegaconf_to_plain`), bounded as :meth:`convert`."""
+        if depth > _MAX_DEPTH:  # also stops interpolations that resolve to themselves
+            raise _NotPlain("omegaconf data nested too deeply")
+        if not isinstance(node, InertObject) or node.qualified_name not in _OMEGACONF_NODES:
+            return self.convert(node, depth + 1)
+        content = node.dict_state.get("_content", node.dict_state.get("_val"))
+        if isinstance(content, str) and (match := _INTERPOLATION.fullmatch(content)):
+            target: Any = root
+            for key in match.group(1).split("."):
+                items = target.dict_state.get("_content") if isinstance(target, InertObject) else None
+                if not isinstance(items, dict) or key not in items:
+                    return content, 1  # unresolvable: the interpolation string itself
+                target = items[key]
+            return self.omegaconf(target, root, depth + 1)
+        if isinstance(content, dict):
+            pairs = [(self.convert(k, depth + 1), self.omegaconf(v, root, depth + 1)) for k, v in content.items()]
+            try:
+                result: Any = {k: v for (k, _), (v, _) in pairs}
+            except TypeError as exc:  # a key that converted to an unhashable list
+                raise _NotPlain(_one_line(exc, 80)) from None
+            size = 1 + sum(a + b for (_, a), (_, b) in pairs)
+        elif isinstance(content, list):
+            items = [self.omegaconf(v, root, depth + 1) for v in content]
+            result, size = [v for v, _ in items], 1 + sum(n for _, n in items)
+        else:
+            return self.convert(content, depth + 1)
+        if size > _MAX_PLAIN_VALUES:
+            raise _NotPlain(f"more than {_MAX_PLAIN_VALUES} values when written out")
+        return result, size
+
+
+def _rebuild_as(value: list | tuple | set | frozenset) -> Any:
+    """The constructor that rebuilds a converted container of ``value``'s type."""
+    return list if isinstance(value, list) else tuple if isinstance(value, tuple) else type(value)
 
 
 _OMEGACONF_NODES = frozenset({"omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig",
@@ -681,31 +819,15 @@ def omegaconf_to_plain(node: InertObject) -> Any:
     pickled ``_parent`` chain (the training config), as omegaconf would; one that cannot be resolved
     stays the string. Nothing of omegaconf runs.
     """
+    return _Plainer().omegaconf(node, _omegaconf_root(node), 0)[0]
+
+
+def _omegaconf_root(node: InertObject) -> InertObject:
+    """The top of a node's pickled ``_parent`` chain (followed at most :data:`_MAX_DEPTH` steps)."""
     root = node
     for _ in range(_MAX_DEPTH):
-        parent = root.dict_state.get("_parent") if isinstance(root, InertObject) else None
+        parent = root.dict_state.get("_parent")
         if not isinstance(parent, InertObject):
             break
         root = parent
-    return _node_value(node, root, 0)
-
-
-def _node_value(node: Any, root: InertObject, depth: int) -> Any:
-    if depth > _MAX_DEPTH:
-        raise _NotPlain("omegaconf data nested too deeply")
-    if not isinstance(node, InertObject) or node.qualified_name not in _OMEGACONF_NODES:
-        return _to_plain(node, depth + 1)
-    content = node.dict_state.get("_content", node.dict_state.get("_val"))
-    if isinstance(content, dict):
-        return {str(k): _node_value(v, root, depth + 1) for k, v in content.items()}
-    if isinstance(content, list):
-        return [_node_value(v, root, depth + 1) for v in content]
-    if isinstance(content, str) and (match := _INTERPOLATION.fullmatch(content)):
-        target: Any = root
-        for key in match.group(1).split("."):
-            items = target.dict_state.get("_content") if isinstance(target, InertObject) else None
-            if not isinstance(items, dict) or key not in items:
-                return content
-            target = items[key]
-        return _node_value(target, root, depth + 1)
-    return _to_plain(content, depth + 1)
+    return root

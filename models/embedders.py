@@ -137,12 +137,22 @@ class CoordinateEmbedder(Embedder):
         """Points are multiplied by this before encoding (pi-GAN: 2/0.24)."""
         pe_frequencies: int = 0
         """NeRF positional-encoding frequencies of xyz (0: raw scaled coordinates)."""
+        world_axes: tuple[int, int, int] = (0, 1, 2)
+        """Our world axes in the order the decoder reads them, for points and view directions alike:
+        (2, 0, 1) is GRAF's z-up world (our +z, the frontal camera, is its +x; our up +y its +z)."""
+
+        def __post_init__(self):
+            self.world_axes = tuple(int(a) for a in self.world_axes)  # JSON gives a list
+            if sorted(self.world_axes) != [0, 1, 2]:
+                raise ValueError(f"embedder.world_axes must be a permutation of (0, 1, 2), got {self.world_axes}")
 
     def __init__(self, config: Config, w_dim: int = 0, box_side: float = 1.0):
         super().__init__()
         self.coordinate_scale = float(config.coordinate_scale)
         self.frequencies = int(config.pe_frequencies)
         self.out_features = encoded_size(self.frequencies) if self.frequencies else 3
+        axes = list(config.world_axes)
+        self.world_axes = None if axes == [0, 1, 2] else axes  # a permutation: exact, no arithmetic
 
     @staticmethod
     def tiny(config: Config) -> Config:
@@ -150,8 +160,13 @@ class CoordinateEmbedder(Embedder):
 
     def forward(self, scene: torch.Tensor | None, points: torch.Tensor) -> torch.Tensor:
         """[N, M, 3] -> [N, M, out_features]."""
-        x = points * self.coordinate_scale
+        x = (points if self.world_axes is None else points[..., self.world_axes]) * self.coordinate_scale
         return positional_encoding(x, self.frequencies) if self.frequencies else x
+
+    def decode(self, fields: Fields, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
+               activate=None) -> dict[str, torch.Tensor]:
+        directions = directions if self.world_axes is None else directions[..., self.world_axes]
+        return super().decode(fields, scene, points, directions, activate)
 
 
 @EMBEDDERS.register("triplane")

@@ -109,6 +109,11 @@ class _TorchZipUnpickler(_SafeUnpickler):
         self._allowed["torch.device"] = _device
         self._allowed["easydict.EasyDict"] = self._allowed["dnnlib.util.EasyDict"]
 
+    def _numpy_scalar(self, dtype: Any, data: Any = None) -> Any:
+        # Training scalars (GRAF's fid_best, GIRAFFE's loss_val_best): checked raw bytes of a numeric dtype
+        # (both numpy module spellings resolve here), handed on as a plain Python number.
+        return super()._numpy_scalar(dtype, data).item()
+
     def persistent_load(self, pid: Any) -> Any:
         # torch.save: ('storage', storage_type, key, location, numel)
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
@@ -200,13 +205,13 @@ def read_torch_zip(path: str | os.PathLike, *, extra_plain_classes: Iterable[str
         info = archive.getinfo(entry)
         if info.file_size > MAX_PICKLE_BYTES:
             raise CheckpointError(path, f"its pickle is {info.file_size} bytes, over the {MAX_PICKLE_BYTES} byte limit")
-        big_endian = False
-        if f"{prefix}byteorder" in archive.namelist():
-            order = archive.read(f"{prefix}byteorder")[:16].strip()
-            if order not in (b"little", b"big"):
-                raise CheckpointError(path, "archive names an unknown byte order")
-            big_endian = order == b"big"
         try:
+            big_endian = False
+            if f"{prefix}byteorder" in archive.namelist():
+                order = archive.read(f"{prefix}byteorder")[:16].strip()
+                if order not in (b"little", b"big"):
+                    raise CheckpointError(path, "archive names an unknown byte order")
+                big_endian = order == b"big"
             data = archive.read(info)
             return _TorchZipUnpickler(io.BytesIO(data), os.fspath(path), plain, archive, prefix, max_bytes,
                                       big_endian).load()
@@ -230,10 +235,12 @@ def module_state(obj: Any, path: str | os.PathLike, where: str = "<root>") -> di
 def module_parameters(obj: Any, path: str | os.PathLike, prefix: str = "", _depth: int = 0,
                       _seen: set[int] | None = None) -> list[tuple[str, torch.Tensor]]:
     """(name, tensor) of a pickled module's parameters in ``nn.Module.parameters()`` order (own
-    parameters first, then each child's; a tensor shared by two modules counted once)."""
+    parameters first, then each child's; a module or tensor shared by two parents counted once, as
+    ``named_modules`` does, which also keeps the walk linear in the file's size)."""
     seen = set() if _seen is None else _seen
     if _depth > 100:
         raise CheckpointError(path, f"module '{_printable(prefix)[:120]}' is nested too deeply")
+    seen.add(id(obj))
     state = module_state(obj, path, prefix[:-1] or "<root>")
     out: list[tuple[str, torch.Tensor]] = []
     params, children = state.get("_parameters") or {}, state.get("_modules") or {}
@@ -248,6 +255,6 @@ def module_parameters(obj: Any, path: str | os.PathLike, prefix: str = "", _dept
             seen.add(id(tensor))
             out.append((f"{prefix}{name}", tensor))
     for name, child in children.items():
-        if child is not None:
+        if child is not None and id(child) not in seen:
             out.extend(module_parameters(child, path, f"{prefix}{name}.", _depth + 1, seen))
     return out

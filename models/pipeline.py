@@ -33,6 +33,7 @@ from models.scene import LOCKED_VIEW_DIRECTION, MeshFields, RenderOptions, Scene
 from models.upsamplers import UPSAMPLERS
 from models.volume_rendering import VolumeRenderer
 from ops.camera import (
+    axis_rays,
     camera_directions,
     camera_frame_points,
     camera_frame_rays,
@@ -244,16 +245,18 @@ class PipelineGenerator(nn.Module):
     def render_rays(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
                     options: RenderOptions | None = None,
                     camera_frame: tuple[torch.Tensor, torch.Tensor] | None = None, ray_scale: torch.Tensor | None = None,
-                    view_directions: torch.Tensor | None = None) -> Composite:
+                    view_directions: torch.Tensor | None = None, axis_rays: torch.Tensor | None = None) -> Composite:
         """Composite features [N, M, C] (about [-1, 1] for colour decoders), depth [N, M, 1], weights.
 
         ``camera_frame``: (cam2world, unit camera-frame directions) of rays from :meth:`camera_rays` in the
         'camera_frame' mode; the coarse points are then formed in the camera frame (VolumeGAN's order).
         ``ray_scale`` [N, M, 1]: the sampled depths are multiplied by it (depths along the optical
         axis: 1 / cos of the ray's angle to it); ``view_directions`` [N, M, 3]: what the decoder
-        reads as view directions, if not the rays' own (StyleSDF's camera-frame directions)."""
+        reads as view directions, if not the rays' own (StyleSDF's camera-frame directions); ``axis_rays``
+        [N, M, 3]: the unnormalised rays of the 'axis' mode, the coarse points then being ``o + rays t``
+        with t the sampled depths before ``ray_scale`` (GRAF's order)."""
         opts = (options or RenderOptions()).resolve(self.rendering_kwargs)
-        depths = self.sample_depths(origins, directions, opts.num_coarse)
+        depths = axis_depths = self.sample_depths(origins, directions, opts.num_coarse)
         if ray_scale is not None:
             depths = depths * ray_scale.unsqueeze(-2)
         directions_seen = view_directions
@@ -265,7 +268,11 @@ class PipelineGenerator(nn.Module):
                                              directions_seen)
 
         def evaluate(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            points = camera_frame_points(*camera_frame, d) if camera_frame is not None and d is depths else None
+            points = None
+            if camera_frame is not None and d is depths:
+                points = camera_frame_points(*camera_frame, d)
+            elif axis_rays is not None and d is depths:
+                points = ray_samples(origins, axis_rays, axis_depths)[0]
             return self._evaluate(scene, origins, directions, d, opts.density_noise, directions_seen, points)
 
         integrator = self.renderer.integrator
@@ -294,6 +301,9 @@ class PipelineGenerator(nn.Module):
         if self.config.renderer.rays == "camera_frame":
             origins, directions, unit = camera_frame_rays(cam2world, intrinsics, resolution)
             return origins, directions, (cam2world, unit)
+        if self.config.renderer.rays == "axis":
+            origins, rays = axis_rays(cam2world, intrinsics, resolution, grid=self.config.renderer.pixel_grid)
+            return origins, rays / rays.norm(dim=-1, keepdim=True), None
         origins, directions = generate_rays(cam2world, intrinsics, resolution, grid=self.config.renderer.pixel_grid)
         return origins, directions, None
 
@@ -312,11 +322,15 @@ class PipelineGenerator(nn.Module):
         [N, M, 1] and the samples' weights [N, M, K, 1] (StyleSDF's mask is the last weight)."""
         if self.embedder.renders_cameras:  # StyleNeRF: its own rays, samples and background
             return self.embedder.render_cameras(self, scene, c, resolution, options)
+        grid = self.config.renderer.pixel_grid
+        if self.config.renderer.rays == "axis":  # GRAF's order of operations
+            origins, rays = axis_rays(*unpack_label(c), resolution, grid=grid)
+            scale = rays.norm(dim=-1, keepdim=True)
+            return self.render_rays(scene, origins, rays / scale, options, ray_scale=scale, axis_rays=rays)
         origins, directions, camera_frame = self.camera_rays(c, resolution)
         if camera_frame is not None:  # VolumeGAN's order of operations
             return self.render_rays(scene, origins, directions, options, camera_frame)
         _, intrinsics = unpack_label(c)
-        grid = self.config.renderer.pixel_grid
         ray_scale = views = None
         if self.config.points.depth_along_axis or self.config.renderer.camera_frame_views:
             camera = camera_directions(intrinsics, resolution, grid=grid)  # (x, y, 1), OpenCV axes

@@ -25,7 +25,7 @@ from models.mappings import MAPPINGS
 from models.point_sampling import PATCH_SAMPLERS, POINT_SAMPLERS
 from models.poses import POSE_SAMPLERS
 from models.registry import ComponentConfig, Registry
-from models.typed_config import dataclass_from_dict
+from models.typed_config import check_values, dataclass_from_dict
 from models.upsamplers import UPSAMPLERS
 from models.volume_rendering import DENSITIES, INTEGRATORS
 from ops.camera import PIXEL_GRIDS, RAY_MODES
@@ -63,12 +63,15 @@ class RenderingOptions:
     """Default of ``RenderOptions.lock_view_dependence``: every sample sees the frontal view direction."""
     pixel_grid: str = "centers"
     """Where the pixels sample the camera's image plane (``ops.camera.PIXEL_GRIDS``): 'centers' (EG3D:
-    the fov spans the image edges) or 'corners' (pi-GAN, GRAM: it spans the outer pixel centres)."""
+    the fov spans the image edges), 'corners' (pi-GAN, GRAM: it spans the outer pixel centres) or
+    'integers' (GRAF: rays through integer pixel coordinates, half a pixel off the centres)."""
     rays: str = "world"
     """How rays and coarse points are formed (``ops.camera.RAY_MODES``): 'world' (world directions, points
-    o + d z) or 'camera_frame' (VolumeGAN's float32 order: directions normalised in the camera frame and
-    rotated, coarse points mapped by the 4x4 cam2world; needs the 'corners' grid). Same rays up to
-    round-off, which VolumeGAN's steep fields amplify."""
+    o + d z), 'camera_frame' (VolumeGAN's float32 order: directions normalised in the camera frame and
+    rotated, coarse points mapped by the 4x4 cam2world; needs the 'corners' grid) or 'axis' (GRAF's
+    nerf-pytorch order: unnormalised rays R (x, y, 1), coarse points o + rays t with t the depth along the
+    optical axis; with ``points.depth_along_axis``). Same rays up to round-off, which VolumeGAN's steep
+    fields and GRAF's infinite last interval amplify."""
     camera_frame_views: bool = False
     """The decoder reads each ray's unit direction in the camera's own OpenGL frame, the same for every
     pose (StyleSDF's ``static_viewdirs``), not its world direction."""
@@ -150,7 +153,8 @@ class PipelineConfig:
         return PATCH_SAMPLERS.get(self.points.patch)
 
     def validate(self) -> None:
-        """Raise ValueError naming the first inconsistent setting."""
+        """Raise ValueError naming the first inconsistent or out-of-range setting."""
+        check_values(self, "generator")
         for name, registry in SLOTS.items():
             registry.cls_of(getattr(self, name))
         POINT_SAMPLERS.build(self.points)  # checks the jitter and patch sampler names

@@ -49,8 +49,24 @@ def _ray_offset(n, m, start, end, count, disparity, device) -> torch.Tensor:
     return depths + torch.rand_like(depths[:, :, :1]) * _spacing(depths)  # StyleSDF: one offset per ray
 
 
+def _strata(n, m, start, end, count, disparity, device) -> torch.Tensor:
+    depths = _no_jitter(n, m, start, end, count, disparity, device)
+    # nerf-pytorch (GRAF): uniform between the neighbouring midpoints, the ends kept inside [near, far]
+    mids = 0.5 * (depths[:, :, 1:] + depths[:, :, :-1])
+    upper, lower = torch.cat([mids, depths[:, :, -1:]], 2), torch.cat([depths[:, :, :1], mids], 2)
+    return lower + (upper - lower) * torch.rand_like(depths)
+
+
+def _lerp_depths(n, m, start, end, count, device) -> torch.Tensor:
+    """[N, M, K, 1] depths ``near (1 - s) + far s``, s = linspace(0, 1, K): nerf-pytorch's float32 arithmetic."""
+    s = torch.linspace(0.0, 1.0, count, device=device)
+    depths = start * (1.0 - s) + end * s  # [K] or, from per-ray bounds [N, M, 1], [N, M, K]
+    return depths.expand(n, m, count).unsqueeze(-1)
+
+
 PERTURBATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "none": _no_jitter, "uniform": _forward_uniform, "self_uniform": _centred_uniform, "offset": _ray_offset,
+    "strata": _strata,
 }
 """Jittered stratified depths [N, M, K, 1] (training), by name: ``f(N, M, near, far, K, disparity_space, device)``."""
 
@@ -86,7 +102,8 @@ class StratifiedPointSampler:
         """Importance samples per ray from the coarse weights (0: none)."""
         perturb: str = "self_uniform"
         """Training jitter (``PERTURBATIONS``): 'none', 'uniform' (forward U(0,1) of a spacing, EG3D),
-        'self_uniform' (+-half a spacing, pi-GAN) or 'offset' (one random shift per ray, StyleSDF)."""
+        'self_uniform' (+-half a spacing, pi-GAN), 'offset' (one random shift per ray, StyleSDF) or 'strata'
+        (between the neighbouring midpoints, the ends clamped: nerf-pytorch, GRAF)."""
         box_side: float = 0.24
         """Side of the cube, centred at the pivot, that holds the scene ('auto' bounds, meshes)."""
         patch: str = "none"
@@ -101,6 +118,13 @@ class StratifiedPointSampler:
         depth_along_axis: bool = False
         """near, far and the samples are depths along the camera's optical axis (StyleSDF's unnormalised
         rays with camera z = -1), not distances along each ray; needs the cameras (``render_neural``)."""
+        radius_max: float | None = None
+        """The largest camera radius of a radius range: each ray's near and far move by -(radius_max - |origin|)
+        (GRAF's celebA, celebA_hq and cub releases); None: fixed bounds."""
+        lerp_grid: bool = False
+        """Unjittered depths are computed as near (1 - s) + far s, s = linspace(0, 1, K) (nerf-pytorch's
+        arithmetic, GRAF: the same depths to round-off, which its infinite last interval amplifies); not with
+        ``disparity_space`` or ``offset_grid``."""
         importance: str = "smoothed"
         """Importance sampler (``IMPORTANCE_SAMPLERS``): 'smoothed' (EG3D's pooled weights + 0.01) or 'plain'
         (pi-GAN's ``sample_pdf`` on the raw weights[1:-1] + 1e-5, searchsorted right=False)."""
@@ -126,10 +150,17 @@ class StratifiedPointSampler:
             start, end = auto_ray_bounds(origins, directions, float(box_side))
         else:
             start, end = float(near), float(far)
+        if self.config.radius_max is not None:
+            shift = float(self.config.radius_max) - origins.norm(dim=-1, keepdim=True)  # [N, M, 1]
+            start, end = start - shift, end - shift
         if self.config.offset_grid and count >= 1:
             end = start + (end - start) * (count - 1) / count
-        sample = PERTURBATIONS[self.config.perturb] if jitter and count >= 2 else _no_jitter
-        return sample(n, m, start, end, count, self.config.disparity_space, origins.device)
+        if jitter and count >= 2:
+            return PERTURBATIONS[self.config.perturb](n, m, start, end, count, self.config.disparity_space,
+                                                      origins.device)
+        if self.config.lerp_grid and count >= 2:
+            return _lerp_depths(n, m, start, end, count, origins.device)
+        return _no_jitter(n, m, start, end, count, self.config.disparity_space, origins.device)
 
     def importance(self, depths: torch.Tensor, coarse: Composite, integrator, count: int,
                    deterministic: bool) -> torch.Tensor:

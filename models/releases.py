@@ -85,6 +85,11 @@ class Release:
     """GRAM's manifold settings (GRAM releases only)."""
     neural_rendering_resolution: int = 64
     """Volume-rendering resolution (StyleSDF's ``renderer_spatial_output_dim``; pipelines with an upsampler)."""
+    radius_max: float | None = None
+    """The largest radius of a camera radius range: near and far move by -(radius_max - r) per camera (GRAF);
+    None: one radius, no shift."""
+    file_name: str = ""
+    """The released file's name, which picks this release when the weights fit several (GRAF)."""
 
     def replace(self, **changes: Any) -> Release:
         """A copy with settings changed (a user's own fov, ray range, samples, ...)."""
@@ -101,6 +106,11 @@ _STYLESDF = "stylesdf-pt"
 _STYLESDF_FFHQ = ("gaussian, azimuth N(0, 0.3), elevation N(0, 0.15), radius 1, fov 6 deg half angle; "
                   "renders 24 samples, force_background, truncation 0.5 over 10000 z")
 _STYLESDF_AFHQ = _STYLESDF_FFHQ.replace("N(0, 0.3)", "N(0, 0.15)")
+_GRAF = "graf-checkpoint"
+_GRAF_VIEWS = "GRAF NeRF, view directions"
+_GRAF_NO_VIEWS = "GRAF NeRF, no view directions"
+_GRAF_CARLA = "uniform, u in [0, 1], polar 0-85 deg, r 10, fov 30"
+_GRAF_CELEBA = "uniform, u in [0, 0.25], polar 70-85 deg, r U(9.5, 10.5), fov 10"
 _STYLENERF = "stylenerf-pickle"
 STYLENERF_NETWORK = "StyleNeRF Generator (NeRFSynthesisNetwork)"
 """What a StyleNeRF pickle's ``G_ema`` is; its releases' ``network`` adds the image size ('... 256 px')."""
@@ -148,6 +158,19 @@ RELEASES: dict[str, Release] = {
               ("stylesdf-afhq-vol-renderer", "StyleSDF Generator renderer", 64, _STYLESDF_AFHQ, "stylesdf_afhq"),
               ("stylesdf-sphere-init", "StyleSDF Generator renderer", 64, _STYLESDF_FFHQ, "stylesdf"),
           )),
+        *(Release(f"graf-{data.lower().replace('_', '')}{res}", "graf", _GRAF, _GRAF_VIEWS if views else _GRAF_NO_VIEWS,
+                  fov, 7.5, 12.5, 64, 0, last_back=False, white_back=white, img_resolution=res, camera_prior=prior,
+                  pose_prior=pose, radius=r_max or 10.0, truncation_psi=1.0, truncation_samples=0, radius_max=r_max,
+                  file_name=f"{folder}/{data}_{res}.pt")
+          for folder, data, res, fov, white, views, r_max, pose, prior in (
+              *(("carla", "carla", res, 30.0, True, True, None, "graf_carla", _GRAF_CARLA) for res in (64, 128, 256, 512)),
+              *(("faces", "celebA", res, 10.0, False, True, 10.5, "graf_celeba", _GRAF_CELEBA) for res in (64, 128)),
+              *(("faces", "celebA_hq", res, 10.0, False, True, 10.5, "graf_celeba", _GRAF_CELEBA) for res in (256, 512)),
+              ("cats", "cats", 64, 10.0, False, True, None, "graf_cats",
+               "uniform, u in [0, 0.1944], polar 70-85 deg, r 10, fov 10"),
+              ("birds", "cub", 64, 30.0, True, False, 11.0, "graf_cub",
+               "uniform, u in [0, 1], polar 60-95 deg, r U(9, 11), fov 30"),
+          )),
         # generate.py: G_ema, truncation 0.7 (the README's example), background codes N(0, 0.65^2); the file
         # holds fov, depth range and samples (they replace these), near/far are depths along the optical axis
         *(Release(f"stylenerf-{name}", "stylenerf", _STYLENERF, f"{STYLENERF_NETWORK} {res} px", 12.0, 0.88, 1.12,
@@ -160,10 +183,12 @@ RELEASES: dict[str, Release] = {
 """Every known release by name: pi-GAN's three Google-Drive zips, GRAM's three ``pretrained_models``
 folders, StyleSDF's full models (``full_models/ffhq1024x1024.pt``, ``afhq512x512.pt``) and renderers
 (``pretrained_renderer/*_vol_renderer.pt``, ``sphere_init.pt``: last_back meaning StyleSDF's
-``force_background``), VolumeGAN's ``volumegan_ffhq256.pth``, StyleNeRF's ``ffhq_{256,512,1024}.pkl``
-(Hugging Face ``facebook/stylenerf-ffhq-config-basic``) and the local files ``web_demo.py`` names
-(``ffhq_512_eg3d.pkl``, ``afhq_512.pkl``, ``metfaces_512.pkl``, ``cars_256.pkl``; releases of one size are
-told apart only by name). GRAM's render at the script's fov (CARLA 35, trained at 30)."""
+``force_background``), VolumeGAN's ``volumegan_ffhq256.pth``, GRAF's ten ``configs/pretrained_models.yaml``
+files (``graf-carla64`` ... ``graf-cub64``; their near and far are depths along the optical axis; radius the
+largest of a range, as ``eval.py`` renders), StyleNeRF's ``ffhq_{256,512,1024}.pkl`` (Hugging Face
+``facebook/stylenerf-ffhq-config-basic``) and the local files ``web_demo.py`` names (``ffhq_512_eg3d.pkl``,
+``afhq_512.pkl``, ``metfaces_512.pkl``, ``cars_256.pkl``; releases of one size are told apart only by name).
+GRAM's render at the script's fov (CARLA 35, trained at 30)."""
 
 
 def release_names() -> tuple[str, ...]:

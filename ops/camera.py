@@ -28,6 +28,12 @@ FFHQ_FOCAL = 4.2647
 SHAPENET_FOCAL = 1.7074
 """Normalised focal length of EG3D's ShapeNet camera labels."""
 
+Z_UP_AXES = (2, 0, 1)
+"""Our y-up world's axes in the order of the z-up worlds of GRAF and StyleNeRF (frontal camera on +x):
+``p_z_up = p_ours[..., Z_UP_AXES]``, exact (a permutation)."""
+Y_UP_AXES = (1, 2, 0)
+"""The inverse: ``p_ours = p_z_up[..., Y_UP_AXES]``."""
+
 FRONTAL = math.pi / 2
 """The EG3D orbit angle (both h and v) of the frontal view."""
 
@@ -222,7 +228,17 @@ def pixel_corners(height: int, width: int | None = None, device: torch.device | 
     return torch.stack((u, v), dim=-1).reshape(-1, 2)
 
 
-PIXEL_GRIDS = {"centers": pixel_centers, "corners": pixel_corners}
+def pixel_integers(height: int, width: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+    """[H * W, 2] normalised (u, v) = ``i / size`` in raster order: rays through integer pixel
+    coordinates, half a pixel off the centres (GRAF's ``(i - W/2) / f``, no +0.5)."""
+    width = height if width is None else width
+    rows = torch.arange(height, dtype=torch.float32, device=device) / height
+    cols = torch.arange(width, dtype=torch.float32, device=device) / width
+    v, u = torch.meshgrid(rows, cols, indexing="ij")
+    return torch.stack((u, v), dim=-1).reshape(-1, 2)
+
+
+PIXEL_GRIDS = {"centers": pixel_centers, "corners": pixel_corners, "integers": pixel_integers}
 """Where an image's pixels sample the camera's normalised image plane, by name."""
 
 
@@ -309,9 +325,31 @@ def camera_frame_points(cam2world: torch.Tensor, unit_cam: torch.Tensor, depths:
     return torch.bmm(cam2world, homogeneous.permute(0, 2, 1)).permute(0, 2, 1)[..., :3]
 
 
-RAY_MODES: tuple[str, ...] = ("world", "camera_frame")
-"""How rays and their coarse points are formed: 'world' (``generate_rays``, points ``o + d z``) or
-'camera_frame' (VolumeGAN: :func:`camera_frame_rays`, coarse points :func:`camera_frame_points`)."""
+def axis_rays(cam2world: torch.Tensor, intrinsics: torch.Tensor, resolution: int,
+              grid: str = "integers") -> tuple[torch.Tensor, torch.Tensor]:
+    """nerf-pytorch's ``get_rays`` (GRAF) in its float32 order: the camera vector ``((i - R cx) / (R fx),
+    (j - R cy) / (R fy), 1)`` of pixel coordinates (i, j) on ``grid`` (OpenCV axes: exactly the official
+    OpenGL ``(x, -y, -1)`` with the sign flips folded into the cam2world), rotated as a sum of products
+    and not normalised: its component along the optical axis is 1, so ``o + rays t`` is at depth t.
+
+    Returns:
+        origins and rays, each [N, R * R, 3].
+    """
+    size = float(resolution)
+    pixels = PIXEL_GRIDS[grid](resolution, resolution, intrinsics.device) * size  # exact for powers of two
+    fx, fy = intrinsics[:, 0, 0, None] * size, intrinsics[:, 1, 1, None] * size
+    cx, cy = intrinsics[:, 0, 2, None] * size, intrinsics[:, 1, 2, None] * size
+    x = (pixels[None, :, 0] - cx) / fx
+    y = (pixels[None, :, 1] - cy) / fy
+    camera = torch.stack((x, y, torch.ones_like(x)), dim=-1)  # [N, M, 3]
+    rays = torch.sum(camera[..., None, :] * cam2world[:, None, :3, :3], -1)
+    return cam2world[:, None, :3, 3].expand_as(rays), rays
+
+
+RAY_MODES: tuple[str, ...] = ("world", "camera_frame", "axis")
+"""How rays and their coarse points are formed: 'world' (``generate_rays``, points ``o + d z``),
+'camera_frame' (VolumeGAN: :func:`camera_frame_rays`, coarse points :func:`camera_frame_points`) or
+'axis' (GRAF: :func:`axis_rays`, coarse points ``o + rays t`` with t the depth along the optical axis)."""
 
 
 def rays_through(cam2world: torch.Tensor, intrinsics: torch.Tensor, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -296,6 +296,19 @@ GIRAFFE_V_RANGE = (0.4167, 0.5)
 GIRAFFE_OBJECT_ROTATION = (0.40278, 0.59722)
 """GIRAFFE object rotation range as a fraction of 2 pi (methods.md §3.7); GUESS: its centre is the frontal view."""
 
+def _graf_release_prior(u: tuple[float, float], polar_degrees: tuple[float, float], radius: tuple[float, float],
+                        fov: float, source: str) -> PosePrior:
+    """A GRAF yaml's uniform camera (``sample_pose``: azimuth 2 pi u, polar angle arccos(1 - 2 v)) in our world,
+    whose axes the imported model reads as GRAF's z-up ones (``embedder.world_axes`` (2, 0, 1)): yaw = 2 pi u,
+    orbit pitch = pi (v - 1/2)."""
+    v = [(1 - math.cos(math.radians(d))) / 2 for d in polar_degrees]
+    low, high = radius
+    return PosePrior(yaw=AnglePrior.uniform(2 * math.pi * u[0], 2 * math.pi * u[1]),
+                     pitch=AnglePrior.uniform(math.pi * (v[0] - 0.5), math.pi * (v[1] - 0.5)),
+                     radius=AnglePrior.fixed(low) if low == high else AnglePrior.uniform(low, high),
+                     pitch_space="orbit", pivot=(0.0, 0.0, 0.0), focal=fov_to_focal(fov), source=source)
+
+
 POSE_PRIORS: dict[str, PosePrior] = {
     "pi_gan": _gaussian_prior(0.3, 0.155, "methods.md §3.5/§2: [P] curriculums.py CelebA, "
                                           "h~N(pi/2,0.3), v~N(pi/2,0.155), r=1, fov 12"),
@@ -320,6 +333,18 @@ POSE_PRIORS: dict[str, PosePrior] = {
         focal=fov_to_focal(10.0),
         source="methods.md §3.6/§2: [GF] configs/celebA.yaml, u in [0,0.25], v in [0.329,0.456], r~U(9.5,10.5), fov 10",
     ),
+    "graf_carla": _graf_release_prior((0.0, 1.0), (0.0, 85.0), (10.0, 10.0), 30.0,
+                                      "methods.md §3.6: GRAF configs/carla.yaml: u in [0, 1], polar 0-85 deg, "
+                                      "r 10, fov 30"),
+    "graf_celeba": _graf_release_prior((0.0, 0.25), (70.0, 85.0), (9.5, 10.5), 10.0,
+                                       "methods.md §3.6: GRAF configs/celebA.yaml, celebAHQ.yaml: u in [0, 0.25], "
+                                       "polar 70-85 deg, r U(9.5, 10.5), fov 10"),
+    "graf_cats": _graf_release_prior((0.0, 70 / 360), (70.0, 85.0), (10.0, 10.0), 10.0,
+                                     "methods.md §3.6: GRAF configs/cats.yaml: u in [0, 0.1944], polar 70-85 deg, "
+                                     "r 10, fov 10"),
+    "graf_cub": _graf_release_prior((0.0, 1.0), (60.0, 95.0), (9.0, 11.0), 30.0,
+                                    "methods.md §3.6: GRAF configs/cub.yaml: u in [0, 1], polar 60-95 deg, "
+                                    "r U(9, 11), fov 30"),
     "graf_carver": _gaussian_prior(0.3, 0.155, "methods.md §3.6/§2: [C] graf_config.py shared FFHQ prior, "
                                                "azimuth std 0.3, polar std 0.155, r=1, fov 12"),
     "giraffe": PosePrior(

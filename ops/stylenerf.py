@@ -15,22 +15,17 @@ import math
 import numpy as np
 import torch
 
-from ops.camera import intrinsics_from_focal, pack_label, unpack_label
-
-STYLENERF_AXES = (2, 0, 1)
-"""Our world axes in StyleNeRF's axis order: ``p_stylenerf = p_ours[..., STYLENERF_AXES]``."""
-OUR_AXES = (1, 2, 0)
-"""StyleNeRF's axes in our order: ``p_ours = p_stylenerf[..., OUR_AXES]``."""
+from ops.camera import Y_UP_AXES, Z_UP_AXES, intrinsics_from_focal, pack_label, unpack_label
 
 
 def to_stylenerf_world(points: torch.Tensor) -> torch.Tensor:
     """Our world points [..., 3] in StyleNeRF's z-up world."""
-    return points[..., list(STYLENERF_AXES)]
+    return points[..., list(Z_UP_AXES)]
 
 
 def from_stylenerf_world(points: torch.Tensor) -> torch.Tensor:
     """StyleNeRF world points [..., 3] in our y-up world."""
-    return points[..., list(OUR_AXES)]
+    return points[..., list(Y_UP_AXES)]
 
 
 _FLIP = (1.0, -1.0, -1.0, 1.0)  # OpenCV <-> OpenGL camera axes (y and z negated)
@@ -42,7 +37,7 @@ def stylenerf_matrices(label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     our normalised focal (both exact: a permutation, sign flips and a power of two)."""
     cam2world, intrinsics = unpack_label(label)
     flip = cam2world.new_tensor(_FLIP)
-    world = cam2world[:, [*STYLENERF_AXES, 3], :] * flip
+    world = cam2world[:, [*Z_UP_AXES, 3], :] * flip
     f = 2 * intrinsics[:, 0, 0]
     camera = torch.diag_embed(torch.stack([1 / f, 1 / f, torch.ones_like(f), torch.ones_like(f)], -1))
     return world, camera
@@ -51,7 +46,7 @@ def stylenerf_matrices(label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 def label_from_stylenerf(world_mat: torch.Tensor, focal: float) -> torch.Tensor:
     """Our labels [N, 25] of official cam2world matrices [N, 4, 4] (z-up world, OpenGL axes) and a
     normalised focal (``0.5 / tan(fov / 2)``): the inverse of :func:`stylenerf_matrices`."""
-    cam2world = (world_mat.float() * world_mat.new_tensor(_FLIP).float())[:, [*OUR_AXES, 3], :]
+    cam2world = (world_mat.float() * world_mat.new_tensor(_FLIP).float())[:, [*Y_UP_AXES, 3], :]
     return pack_label(cam2world, intrinsics_from_focal(focal))
 
 

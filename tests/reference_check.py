@@ -382,6 +382,112 @@ def check_stylesdf(folder: Path, config: dict) -> tuple[int, Errors]:
     return count, {name: (value, 1e-4) for name, value in errors.items()}
 
 
+# --- GRAF ------------------------------------------------------------------------------------------
+
+GRAF_RELEASE_BY_DATA = {"carla": "graf-carla64", "celebA": "graf-celeba64", "celebA_hq": "graf-celebahq256",
+                        "cats": "graf-cats64", "cub": "graf-cub64"}
+"""The release of a GRAF yaml's ``data:type`` (the fixture's sizes and settings are passed over it)."""
+
+
+def _graf_radii(radius) -> tuple[float, float]:
+    """(low, high) of a GRAF yaml radius: one number, or a range ('9.5,10.5' or a list)."""
+    values = [float(v) for v in (radius.split(",") if isinstance(radius, str) else
+                                 radius if isinstance(radius, (list, tuple)) else [radius])]
+    return min(values), max(values)
+
+
+def _graf_settings(config: dict) -> tuple[str, dict]:
+    """(release, settings) a user passes for a GRAF yaml (``yaml_config``): the data type's release with the
+    yaml's camera (a radius range renders at its largest radius, as ``eval.py``), ray range, samples,
+    background and image size."""
+    data, nerf = config["yaml_config"]["data"], config["yaml_config"]["nerf"]
+    if data.get("orthographic", False):
+        raise ValueError("orthographic GRAF cameras are not supported")
+    low, high = _graf_radii(data["radius"])
+    release = GRAF_RELEASE_BY_DATA.get(data["type"], "graf-carla64") if nerf.get("use_viewdirs", True) \
+        else "graf-cub64"
+    return release, {"fov_degrees": float(data["fov"]), "near": float(data["near"]), "far": float(data["far"]),
+                     "num_coarse": int(nerf["N_samples"]), "num_fine": int(nerf.get("N_importance", 0)),
+                     "white_back": bool(data.get("white_bkgd", True)), "img_resolution": int(data["imsize"]),
+                     "radius": high, "radius_max": high if high > low else None}
+
+
+def _graf_to_official_world(x: torch.Tensor) -> torch.Tensor:
+    """Our world vectors [..., 3] in GRAF's z-up world (what ``embedder.world_axes`` (2, 0, 1) reads)."""
+    from models.methods.graf import GRAF_AXES
+
+    return x[..., list(GRAF_AXES)]
+
+
+def check_graf(folder: Path, config: dict) -> tuple[int, Errors]:
+    from models import load_generator
+    from models.methods.graf import GRAF_AXES
+    from ops.camera import axis_rays, fov_to_focal, intrinsics_from_focal, orbit_label, pack_label, unpack_label
+
+    release, settings = _graf_settings(config)
+    G = load_generator(folder / "model_best.pt", release=release, settings=settings)
+    r = settings["img_resolution"]
+    cases = np.load(folder / "cases.npz")
+    count = len({k.split("_", 1)[0] for k in cases.files if k.split("_", 1)[0].isdigit()})
+    t = {k: torch.from_numpy(np.asarray(cases[k])) for k in cases.files}
+    focal = fov_to_focal(settings["fov_degrees"])
+    opengl = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+    errors: dict[str, float] = {}
+
+    def note(name: str, value: float) -> None:
+        errors[name] = max(errors.get(name, 0.0), value)
+
+    def unit_to_signed(x: torch.Tensor) -> torch.Tensor:
+        return x * 2 - 1  # the official generator maps rgb, disp and acc alike
+
+    def image(x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 1).reshape(1, -1, r, r)  # [1, M, C] -> [1, C, r, r]
+
+    inverse = [list(GRAF_AXES).index(k) for k in range(3)]  # GRAF's world into ours
+    with torch.no_grad():
+        for i in range(count):
+            u, v, radius = (float(x) for x in t[f"{i}_uvr"])
+            # GRAF's sample_pose(u, v, r) as our camera: azimuth 2 pi u is our yaw, v our orbit pitch pi (v - 1/2)
+            ours = orbit_label(2 * math.pi * u, math.pi * (v - 0.5), radius, (0.0, 0.0, 0.0), focal)
+            cam2world = unpack_label(ours)[0]
+            official_pose = _graf_to_official_world(cam2world.transpose(1, 2)).transpose(1, 2) @ opengl
+            note("pose", relative_error(official_pose[0, :3], cases[f"{i}_pose"]))
+            # the official pose itself (float64 numpy rounded once) renders: its rows into our world, OpenCV axes
+            pose = torch.eye(4)[None]
+            pose[0, :3] = t[f"{i}_pose"][inverse]
+            c = pack_label(pose @ opengl, intrinsics_from_focal(focal))
+            origins, directions, _ = G.camera_rays(c, r)
+            rays = axis_rays(*unpack_label(c), r, grid=G.config.renderer.pixel_grid)[1]
+            scale = rays.norm(dim=-1, keepdim=True)
+            note("rays_o", relative_error(_graf_to_official_world(origins[0]), cases[f"{i}_rays_o"]))
+            note("rays_d", relative_error(_graf_to_official_world(rays[0]), cases[f"{i}_rays_d"]))
+            note("view_dirs", relative_error(directions[0], (rays / scale)[0].numpy()))
+            bounds = G.sample_depths(origins, directions, 2)[0, :, :, 0]  # [M, 2] depths along the axis
+            note("near_far", relative_error(bounds, t[f"{i}_near_far"][None].expand(bounds.shape[0], 2).numpy()))
+            ws = G.mapping(t[f"{i}_z"], c)
+            out = G.synthesis(ws, c, neural_rendering_resolution=r)
+            note("image", relative_error(out["image"], cases[f"{i}_image"]))
+            composite = G.render_composite(G.planes(ws), c, r)
+            acc = composite.weights.sum(-2)  # [1, M, 1]
+            depth = composite.depth / scale  # the official depth: along the optical axis
+            disp = 1 / torch.clamp(depth / (acc + 1e-10), min=1e-10)
+            note("image_composite", relative_error(image(composite.features), cases[f"{i}_image"]))
+            note("acc", relative_error(unit_to_signed(image(acc)), cases[f"{i}_acc"]))
+            note("disp", relative_error(unit_to_signed(image(disp)), cases[f"{i}_disp"]))
+            hit = cases[f"{i}_acc"] > -1  # disp where a ray hit something (elsewhere 2e10 - 1 dominates its scale)
+            if hit.any():
+                note("disp_where_acc", relative_error(unit_to_signed(image(disp))[torch.from_numpy(hit)],
+                                                      cases[f"{i}_disp"][hit]))
+        points, dirs = t["dec_pts"][:, None, inverse], t["dec_dirs"][:, None, inverse]
+        ws = G.mapping(t["dec_z"], torch.zeros(t["dec_z"].shape[0], G.c_dim))
+        query = G.sample_mixed(points, dirs, ws)
+        note("dec_rgb_logits", relative_error(torch.logit(query["rgb"][:, 0].double()), cases["dec_raw"][:, :3]))
+        note("dec_sigma", relative_error(query["sigma"][:, 0, 0], cases["dec_raw"][:, 3]))
+    return count, {name: (value, 1e-4) for name, value in errors.items()}
+
+
+# --- StyleNeRF -------------------------------------------------------------------------------------
+
 def check_stylenerf(folder: Path, config: dict) -> tuple[int, Errors]:
     from models import load_generator
     from models.scene import Scene
@@ -439,10 +545,10 @@ def _unpack(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 CHECKERS: dict[str, Callable[[Path, dict], tuple[int, Errors]]] = {
     "pi-GAN": check_pigan, "GRAM": check_gram, "VolumeGAN": check_volumegan, "StyleSDF": check_stylesdf,
-    "StyleNeRF": check_stylenerf}
+    "GRAF": check_graf, "StyleNeRF": check_stylenerf}
 """Method name (config.json ``method``) -> checker: (folder, config) -> (cases, errors)."""
 
-_FOLDER_METHODS = {"pigan": "pi-GAN", "gram": "GRAM", "volumegan": "VolumeGAN", "stylesdf": "StyleSDF",
+_FOLDER_METHODS = {"pigan": "pi-GAN", "gram": "GRAM", "volumegan": "VolumeGAN", "stylesdf": "StyleSDF", "graf": "GRAF",
                   "stylenerf": "StyleNeRF"}
 """Folder-name prefixes (before ``_ref``) of the methods whose config.json does not name them."""
 

@@ -211,7 +211,7 @@ def test_truncated_and_mis_shaped_files_are_one_line_errors(tmp_path: Path) -> N
         data["G_ema"].state["_modules"]["synthesis"].state["_buffers"]["alpha"] = torch.tensor(0.5)
 
     path = _repickle(_records(), tmp_path / "growing.pkl", "pass\n", growing)
-    with pytest.raises(CheckpointError, match="still growing"):
+    with pytest.raises(CheckpointError, match="finished growing"):
         load_generator(path, release=RELEASE)
 
 

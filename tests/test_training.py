@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -207,50 +204,18 @@ def _fit_command(data: Path, outdir: Path, kimg: float, resume: bool = False) ->
     return cmd
 
 
-def test_sigkill_then_resume_auto_matches_an_uninterrupted_run(heads_zip, tmp_path):
-    from safetensors.torch import load_file
+def test_sigkill_trials_lose_nothing(tmp_path):
+    """Three SIGKILLs (random moments and mid-write) with --resume auto after each: no corrupt file, at most
+    one snapshot interval lost per kill, one run directory, and the final weights equal an uninterrupted
+    run's (the script ``python -m tests.kill_trials`` runs the same with more kills)."""
+    from tests.kill_trials import run_trials
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    kimg = 0.04  # 10 steps of 4 images, a snapshot every 2 steps
-    reference = subprocess.run(_fit_command(heads_zip, tmp_path / "ref", kimg), env=env, capture_output=True,
-                               text=True, timeout=600)
-    assert reference.returncode == 0, reference.stderr
-
-    outdir = tmp_path / "killed"
-    proc = subprocess.Popen(_fit_command(heads_zip, outdir, kimg), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 300
-    latest = None
-    while time.time() < deadline and proc.poll() is None:
-        runs = list(outdir.glob("0*"))
-        if runs and (runs[0] / "latest").exists():
-            record = json.loads((runs[0] / "latest").read_text())
-            if record["kimg"] >= 0.016:
-                latest = record
-                break
-        time.sleep(0.05)
-    assert latest is not None, "trainer never wrote a second snapshot"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    run = next(outdir.glob("0*"))
-    killed_at = json.loads((run / "latest").read_text())["kimg"]
-    assert killed_at < kimg
-
-    resumed = subprocess.run(_fit_command(heads_zip, outdir, kimg, resume=True), env=env, capture_output=True,
-                             text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming {run}" in resumed.stdout
-    assert len(list(outdir.glob("0*"))) == 1  # continued in place, no new run directory
-    rows = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
-    kimgs = [r["kimg"] for r in rows]
-    assert kimgs == sorted(kimgs) and kimgs[-1] == pytest.approx(kimg) and len(set(kimgs)) == len(kimgs)
-
-    ref_run = next((tmp_path / "ref").glob("0*"))
-    final = "network-snapshot-000000.040.safetensors"
-    a, b = load_file(ref_run / final), load_file(run / final)
-    assert a.keys() == b.keys()
-    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
-    assert worst <= 1e-5, f"resumed run drifted from the uninterrupted one by {worst}"
+    report = run_trials(kills=3, seed=1, kimg=0.064, folder=tmp_path, log=lambda line: None)
+    assert report.kills == 3 and report.kills_during_writes == 1
+    assert report.corrupt == []
+    assert report.worst_lost_intervals <= 1.0
+    assert report.run_directories == 1 and report.leftover_partials == 0
+    assert report.final_difference <= 1e-5, f"resumed run drifted from the uninterrupted one by {report.final_difference}"
 
 
 def test_bf16_autocast_step_is_finite(heads_zip, tmp_path):
