@@ -67,7 +67,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.res is not None and args.res != G.img_resolution:
         raise SystemExit(f"error: {args.path} produces {G.img_resolution}px images; --res {args.res} does not match")
     torch.set_grad_enabled(False)
-    result = benchmark_generator(G, neural_resolution=args.neural_res, frames=args.frames, warmup=args.warmup)
+    result = benchmark_generator(G, neural_resolution=args.neural_res, frames=args.frames, warmup=args.warmup,
+                                 precision=args.precision)
     print(f"{args.path}: {type(G).__name__}, {torch.get_num_threads()} CPU threads")
     print(result.report())
     if args.no_gl:
@@ -106,7 +107,7 @@ def cmd_app(args: argparse.Namespace) -> int:
     width, height = (int(v) for v in size.groups())
     try:
         viz = Visualizer(args.path, device=args.device, interop=args.interop, size=(width, height),
-                         release=args.release)
+                         release=args.release, precision=args.precision)
     except (WindowError, InteropError) as e:
         raise SystemExit(f"error: {e}") from None
     if actions is not None:
@@ -153,7 +154,16 @@ def _batch_model(args: argparse.Namespace):
     from renderers.batch import load_model, resolve_device
 
     device = resolve_device(args.device)
+    from renderers.batch import BatchError
+
     G, label = load_model(args.path, device, release=getattr(args, "release", None))
+    if getattr(args, "class_index", None) is not None:
+        if not getattr(G, "num_classes", 0):
+            raise BatchError(f"--class {args.class_index}: {label} is not class-conditional")
+        try:
+            G.set_class(args.class_index)
+        except ValueError as e:
+            raise BatchError(f"--class: {e}") from None
     print(f"model: {label} ({G.img_resolution}px) on {device.type}")
     return G, device
 
@@ -166,7 +176,8 @@ def cmd_images(args: argparse.Namespace) -> int:
     check_targets(image_paths(Path(args.out), seeds, args.grid), args.force)
     G, _ = _batch_model(args)
     paths = run_images(G, seeds, views, args.out, psi=args.trunc, trunc_cutoff=args.trunc_cutoff, depth=args.depth,
-                       normals=args.normals, grid=args.grid, force=args.force, batch=args.batch)
+                       normals=args.normals, grid=args.grid, force=args.force, batch=args.batch,
+                       precision=args.precision)
     rows = "RGB" + (" + depth" if args.depth else "") + (" + normals" if args.normals else "")
     print(f"wrote {len(seeds)} strip(s) of {len(views)} view(s) ({rows}) to {args.out}"
           + (f", contact sheet {paths[-1]}" if args.grid else ""))
@@ -183,7 +194,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     G, _ = _batch_model(args)
     result = run_video(G, seeds, args.out, trajectory=args.trajectory, frames=args.frames, fps=args.fps, grid=grid,
                        mode=args.mode, psi=args.trunc, trunc_cutoff=args.trunc_cutoff, force=args.force,
-                       batch=args.batch)
+                       batch=args.batch, precision=args.precision)
     print(f"wrote {result.path}: {result.frames} frames in {result.seconds:.1f} s")
     return 0
 
@@ -230,11 +241,25 @@ def _batch_arguments(p: argparse.ArgumentParser, seeds_default: str = "0") -> No
     p.add_argument("--trunc", type=float, default=0.7, help="truncation psi (default 0.7; 1 = none)")
     p.add_argument("--trunc-cutoff", type=int, default=None, metavar="K",
                    help="truncate only the first K ws (default: all)")
+    p.add_argument("--class", dest="class_index", type=int, default=None, metavar="K",
+                   help="class of a class-conditional model (EpiGRAF's Megascans releases; default 0)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--force", action="store_true", help="replace existing outputs (checked before any work)")
     p.add_argument("--release", default=None, choices=release_names(), metavar="NAME",
                    help="settings of an official release the file cannot tell apart (e.g. pigan-cats; "
                         "default: recognised from the file)")
+
+
+def precisions() -> tuple[str, ...]:
+    from models.precision import PRECISIONS
+
+    return PRECISIONS
+
+
+def _precision_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default="exact", choices=precisions(),
+                   help="exact: fp32, as the official code; fast: bf16 convolutions, channels-last (the backbone "
+                        "and super-resolution; README 'Performance' gives its error) (default exact)")
 
 
 class _OneLineErrors(argparse.ArgumentParser):
@@ -265,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release", default=None, choices=release_names(), metavar="NAME",
                    help="settings of an official release the file cannot tell apart (default: recognised)")
     p.add_argument("--max-frames", type=int, default=None, help="close after this many UI frames")
+    p.add_argument("--precision", default=None, choices=precisions(),
+                   help="starting precision of the Quality panel (default: fast on the CPU, exact on CUDA)")
     p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("convert", help="convert an EG3D .pkl, a pi-GAN or GRAM generator.pth, a VolumeGAN .pth "
@@ -289,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="upload path for the app-pipeline figures")
     p.add_argument("--window", type=int, default=1024, help="hidden viewport size for the app-pipeline figures")
     p.add_argument("--no-gl", action="store_true", help="generator figures only (no window)")
+    _precision_argument(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("preview", help="render a preview PNG: one seed from three yaws, depth below")
@@ -311,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="store_true", help="also write DIR/grid.png: every seed's strip, stacked")
     p.add_argument("--batch", type=int, default=None, help="views per generator call (default: sized to memory)")
     p.add_argument("--out", default="out/images", metavar="DIR", help="output folder (default out/images)")
+    _precision_argument(p)
     p.set_defaults(func=cmd_images)
 
     p = sub.add_parser("video", help="H.264 mp4 of a camera trajectory and/or a latent loop, optionally a grid",
@@ -327,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what each cell shows (side: RGB and depth side by side)")
     p.add_argument("--batch", type=int, default=None, help="frames per generator call (default: sized to memory)")
     p.add_argument("--out", default="out/video.mp4", metavar="X.mp4", help="output video (default out/video.mp4)")
+    _precision_argument(p)
     p.set_defaults(func=cmd_video)
 
     p = sub.add_parser("mesh", help="marching-cubes meshes (ply/obj/glb) or density volumes (mrc) per seed",

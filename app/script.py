@@ -3,7 +3,7 @@
 Used for reproducible figures and for the GUI tests. Each action is one JSON object:
 
 * ``{"set": {"seed": 3, "psi": 0.7, "yaw": 0.4, "mode": "depth", ...}}``: edit the state as the
-  panels do (keys: ``SET_KEYS``).
+  panels do (keys: ``SET_KEYS``; ``class_index`` picks the class of a class-conditional model).
 * ``{"drag": [dx, dy], "button": "left"}``: a mouse drag from the viewport centre, delivered as
   window callbacks (press, moves, release), exactly like a real one. ``"right"`` pans.
 * ``{"panels": {"Capture": true, "Latent": false}}``: expand or collapse panels by title.
@@ -37,7 +37,7 @@ import glfw
 
 from app import camera_control
 
-LATENT_KEYS = {"seed_x", "seed_y", "psi", "trunc_cutoff", "mix_seed", "noise_mode"}
+LATENT_KEYS = {"seed_x", "seed_y", "psi", "trunc_cutoff", "mix_seed", "noise_mode", "class_index"}
 VIEW_KEYS = {"yaw", "pitch", "radius", "fov", "pivot"}
 QUALITY_KEYS = {"neural_resolution", "depth_samples", "importance_samples", "superres"}
 ARGS_KEYS = {"mode", "normals_source", "mesh_resolution", "mesh_level", "mesh_colors", "cond_follows_view"}

@@ -48,6 +48,8 @@ class ModelState:
     """The model's own neural-rendering resolution r."""
     num_ws: int = 0
     """Number of ws (for truncation cutoff and style-mixing layers)."""
+    num_classes: int = 0
+    """Class labels of a class-conditional model (the Latent panel's class control); 0: none."""
     depth_samples: int = 0
     """The model's own coarse samples per ray."""
     importance_samples: int = 0

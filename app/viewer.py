@@ -23,6 +23,7 @@ from app.interop import make_uploader
 from app.state import AppState
 from app.viewport import Viewport, read_pixels
 from app.window import AppWindow
+from models.precision import check_precision, default_precision
 from renderers.model_source import ModelSource, RunFollower, SourceError, resolve_source
 from renderers.render_args import RENDER_MODES, model_fov
 from renderers.renderer import GeneratorRenderer, camera_label
@@ -56,9 +57,12 @@ class Visualizer:
     """The app. Construct on the main thread; ``run()`` until the window closes."""
 
     def __init__(self, path: str | None = None, device: str | None = None, interop: str = "auto",
-                 visible: bool = True, size: tuple[int, int] = (1400, 860), release: str | None = None):
+                 visible: bool = True, size: tuple[int, int] = (1400, 860), release: str | None = None,
+                 precision: str | None = None):
+        """``precision``: the Quality panel's starting precision (default: fast on the CPU, exact on CUDA)."""
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.state = AppState()
+        self.state.args.quality.precision = check_precision(precision or default_precision(self.device))
         self.window = AppWindow("3D-GAN Studio", *size, visible=visible, vsync=self.state.perf.vsync)
         self.uploader, note = make_uploader(interop, self.device)
         self.state.perf.interop, self.state.perf.interop_note = self.uploader.name, note
@@ -136,6 +140,7 @@ class Visualizer:
         model.image_resolution = int(G.img_resolution)
         model.neural_resolution = int(G.neural_rendering_resolution)
         model.num_ws = int(G.num_ws)
+        model.num_classes = int(getattr(G, "num_classes", 0))
         model.release = getattr(G.config, "extra", {}).get("release")
         model.release_choices = release_alternatives(model.release)
         model.depth_samples = int(opts["depth_resolution"])

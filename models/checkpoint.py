@@ -293,13 +293,49 @@ def is_stylenerf_pickle(data: Any, key: str = "G_ema") -> bool:
     return isinstance(synthesis, PersistentRecord) and synthesis.class_name == STYLENERF_SYNTHESIS
 
 
+def read_epigraf_pickle_generator(path: str | os.PathLike, release: str | None = None,
+                                  settings: dict[str, Any] | None = None) -> nn.Module:
+    """Build a generator from an EpiGRAF snapshot (the released ``model.pkl``) without executing it:
+    its ``G_ema``, the architecture from the tensor shapes, rendering from the resolved ``cfg``.
+
+    ``release`` / ``settings``: as for :func:`read_pigan_generator` (default: the release the file's
+    class-label size identifies; settings override what the file says). The truncation mean is the
+    file's ``w_avg``.
+    """
+    from models.epigraf_pickle import load_epigraf_generator_record
+    from models.methods.epigraf import from_official, official_network, official_to_pipeline_names
+    from models.releases import choose
+
+    path = Path(path)
+    _record, cfg, state_dict = load_epigraf_generator_record(path)
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+    try:
+        chosen = choose("epigraf-pickle", official_network(cfg, shapes), release, where=os.fspath(path))
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(path, f"unsupported EpiGRAF generator: {e}") from None
+    G = _release_generator(path, "EpiGRAF", chosen, lambda: from_official(cfg, shapes, chosen, settings))
+    load_state_checked(G, official_to_pipeline_names(state_dict), path)
+    return G
+
+
+PICKLE_READERS: dict[str, Callable[..., nn.Module]] = {"src.torch_utils.persistence": read_epigraf_pickle_generator}
+"""Network pickles by the module of their persistence global, where it is not EG3D's ``torch_utils.persistence``
+(read by :func:`read_eg3d_pickle_generator`)."""
+
+
 def read_network_pickle_generator(path: str | os.PathLike, release: str | None = None,
                                   settings: dict[str, Any] | None = None) -> nn.Module:
-    """A persistence pickle, read once by the allow-listed reader and told apart by its ``G_ema``'s
-    persistent class names: StyleNeRF's ``Generator`` or EG3D's ``TriPlaneGenerator``."""
-    from models.eg3d_pickle import STYLENERF_PLAIN_CLASSES, read_network_pickle
+    """A StyleGAN-style network pickle, told apart by its persistence module (read from the opcodes,
+    nothing unpickled) and then by its generator's persistent class names: EpiGRAF's ``src.``-prefixed
+    ``Generator``, StyleNeRF's ``Generator`` (a ``NeRFSynthesisNetwork`` synthesis) or EG3D's
+    ``TriPlaneGenerator`` (the last two read once, with StyleNeRF's allow-list, a superset of EG3D's)."""
+    from models.epigraf_pickle import persistence_module
+    from models.stylenerf_pickle import read_stylenerf_pickle
 
-    data = read_network_pickle(path, extra_plain_classes=STYLENERF_PLAIN_CLASSES)
+    reader = PICKLE_READERS.get(persistence_module(path) or "")
+    if reader is not None:
+        return reader(path, release=release, settings=settings)
+    data = read_stylenerf_pickle(path)
     if is_stylenerf_pickle(data):
         return read_stylenerf_pickle_generator(path, release=release, settings=settings, data=data)
     return read_eg3d_pickle_generator(path, data=data)
@@ -319,16 +355,16 @@ def read_stylenerf_pickle_generator(path: str | os.PathLike, release: str | None
         settings: ``Release`` fields to change after that.
         data: the pickle's top-level dict, if already read.
     """
-    from models.eg3d_pickle import STYLENERF_PLAIN_CLASSES, load_eg3d_pickle, read_network_pickle
     from models.methods.stylenerf import from_official, official_network, official_to_pipeline_names, release_settings
     from models.releases import RELEASES, choose
+    from models.stylenerf_pickle import load_stylenerf_generator_record, read_stylenerf_pickle
 
     path = Path(path)
     if data is None:
-        data = read_network_pickle(path, extra_plain_classes=STYLENERF_PLAIN_CLASSES)
+        data = read_stylenerf_pickle(path)
     if not is_stylenerf_pickle(data, key):
         raise CheckpointError(path, f"{key} is not a StyleNeRF Generator (no NeRFSynthesisNetwork synthesis)")
-    _, kwargs, state_dict, _ = load_eg3d_pickle(path, key=key, data=data)
+    kwargs, state_dict = load_stylenerf_generator_record(path, data, key)
     alpha = state_dict.get("synthesis.alpha")
     if alpha is not None and (alpha.numel() != 1 or not float(alpha) >= 1):
         raise CheckpointError(path, f"synthesis.alpha is {alpha.flatten()[:1].tolist()}: only a generator that "
@@ -761,8 +797,8 @@ def _what_it_is(path: Path) -> str:
 
 def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", *, release: str | None = None,
                    settings: dict[str, Any] | None = None) -> nn.Module:
-    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D or StyleNeRF ``.pkl`` (its
-    G_ema, the two told apart by their persistent class names), an official pi-GAN or GRAM
+    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D, EpiGRAF or StyleNeRF ``.pkl``
+    (its G_ema, told apart by persistence module and class names), an official pi-GAN or GRAM
     ``generator.pth`` (with the ``ema.pth`` beside it) or an official VolumeGAN ``.pth`` (its
     ``generator_smooth``).
 
@@ -792,8 +828,8 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
         G = read_official_torch_generator(path, release=release, settings=settings)
     else:
         raise CheckpointError(path, f"unrecognised file type: {_what_it_is(path)} (expected a .safetensors generator, "
-                                    "an EG3D or StyleNeRF network pickle, a pi-GAN / GRAM generator.pth, a VolumeGAN .pth or a "
-                                    "StyleSDF .pt)")
+                                    "an EG3D / EpiGRAF / StyleNeRF network pickle, a pi-GAN / GRAM generator.pth, "
+                                    "a VolumeGAN .pth or a StyleSDF .pt)")
     return G.eval().requires_grad_(False).to(device)
 
 

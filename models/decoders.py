@@ -505,6 +505,44 @@ class OSGFieldDecoder(Decoder):
         return {"rgb": out["rgb"], "raw": out["sigma"]}
 
 
+@DECODERS.register("epigraf_mlp")
+class EpiGRAFMLPDecoder(Decoder):
+    """EpiGRAF's tri-plane MLP (``TriPlaneMLP`` without view conditioning): equalized-lr FCs, leaky
+    ReLU(0.2) x sqrt(2) between them, the last linear; outputs [colour, raw sigma] (sigma last) with
+    the colour linear (no sigmoid, not remapped to [-1, 1])."""
+
+    unit_range = False
+
+    @dataclass
+    class Config(ComponentConfig):
+        hidden: int = 64
+        """Hidden width (``tri_plane.mlp.hid_dim``)."""
+        layers: int = 2
+        """Fully connected layers (``tri_plane.mlp.n_layers``, at least 2)."""
+        out_features: int = 3
+        """Colour channels."""
+
+    reset_on_swap = ("hidden",)
+
+    def __init__(self, config: Config, in_features: int, w_dim: int):
+        super().__init__()
+        if config.layers < 2:
+            raise ValueError(f"the EpiGRAF MLP needs at least 2 layers, got {config.layers}")
+        dims = [in_features] + [config.hidden] * (config.layers - 1) + [config.out_features + 1]
+        self.net = nn.Sequential(*(FullyConnectedLayer(a, b, activation="lrelu" if i < len(dims) - 2 else "linear")
+                                   for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))))
+        self.channels = config.out_features
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(hidden=16)
+
+    def forward(self, features, directions, ws, codes=None):
+        n, m, c = features.shape
+        x = self.net(features.reshape(n * m, c)).view(n, m, -1)
+        return {"rgb": x[..., :-1], "raw": x[..., -1:]}
+
+
 class _FiLMDecoder(Decoder):
     needs_ws = "film"
 

@@ -30,16 +30,13 @@ import torch
 from models.errors import CheckpointError, UnsafePickleError
 
 __all__ = [
-    "OMEGACONF_PLAIN_CLASSES",
     "PLAIN_CLASSES",
-    "STYLENERF_PLAIN_CLASSES",
     "EasyDict",
     "InertObject",
     "NumpyArrayRecord",
     "NumpyDTypeRecord",
     "PersistentRecord",
     "load_eg3d_pickle",
-    "omegaconf_to_plain",
     "read_network_pickle",
 ]
 
@@ -55,46 +52,6 @@ PLAIN_CLASSES: frozenset[str] = frozenset(
         "torch.nn.modules.activation.Softplus",
     }
 )
-
-
-#: Plain classes and type references of StyleNeRF (and other hydra-configured) persistence pickles, whose
-#: ``init_kwargs`` are omegaconf nodes. Each becomes an inert record: omegaconf is never imported.
-OMEGACONF_PLAIN_CLASSES: frozenset[str] = frozenset(
-    {
-        "omegaconf.dictconfig.DictConfig",
-        "omegaconf.listconfig.ListConfig",
-        "omegaconf.nodes.AnyNode",
-        "omegaconf.base.ContainerMetadata",
-        "omegaconf.base.Metadata",
-        "typing.Any",
-        "builtins.int",
-        "builtins.list",
-        "collections.defaultdict",
-    }
-)
-
-
-#: Plain classes of StyleNeRF's persistence pickles beyond EG3D's: the omegaconf nodes and ``ModuleList``.
-STYLENERF_PLAIN_CLASSES: frozenset[str] = OMEGACONF_PLAIN_CLASSES | {"torch.nn.modules.container.ModuleList"}
-
-
-class TypeReference:
-    """A type named in a pickle only as data (omegaconf's ``ref_type``/``key_type``: ``typing.Any``,
-    ``int``, ``list``, ...); it is never called."""
-
-    def __init__(self, qualified_name: str) -> None:
-        self.qualified_name = qualified_name
-
-    def __repr__(self) -> str:
-        return f"TypeReference({self.qualified_name!r})"
-
-
-def _plain_defaultdict(factory: Any = None) -> dict:
-    """``collections.defaultdict(factory)`` as a plain dict (omegaconf's resolver cache); the factory,
-    a pickled :class:`TypeReference` or ``dict``, is never called."""
-    if factory is not None and factory is not dict and not isinstance(factory, TypeReference):
-        raise pickle.UnpicklingError("refusing defaultdict with a callable default factory")
-    return {}
 
 
 def _python3_name(module: str, name: str) -> tuple[str, str]:
@@ -388,10 +345,6 @@ class _SafeUnpickler(pickle.Unpickler):
         if module == "torch" and name in _TORCH_DTYPES:
             return _TORCH_DTYPES[name]
         if qualified in self._plain_classes:
-            if qualified == "collections.defaultdict":
-                return _plain_defaultdict
-            if qualified in ("typing.Any", "builtins.int", "builtins.list"):
-                return TypeReference(qualified)
             return _inert_class(qualified)
         spelled = f" (written as '{_printable(written)}')" if written != qualified else ""
         raise UnsafePickleError(
@@ -545,12 +498,14 @@ class _SafeUnpickler(pickle.Unpickler):
 
 
 def read_network_pickle(
-    path: str | os.PathLike, *, extra_plain_classes: Iterable[str] = ()
+    path: str | os.PathLike, *, extra_plain_classes: Iterable[str] = (),
+    unpickler: type[_SafeUnpickler] | None = None,
 ) -> dict[str, Any]:
     """Unpickle an EG3D ``network-snapshot-*.pkl`` into its top-level dict of inert records.
 
     ``G``, ``D`` and ``G_ema`` come back as :class:`PersistentRecord`; ``extra_plain_classes`` adds
-    qualified class names to :data:`PLAIN_CLASSES` for forks that use other plain modules.
+    qualified class names to :data:`PLAIN_CLASSES` for forks that use other plain modules;
+    ``unpickler``: a :class:`_SafeUnpickler` subclass with a fork's allow-list (EpiGRAF's).
     Raises :class:`UnsafePickleError` for any global not on the allow-list and
     :class:`CheckpointError` for anything else that is not a readable network pickle.
     """
@@ -567,7 +522,7 @@ def read_network_pickle(
             raise CheckpointError(path, "this is a zip archive (a torch.save checkpoint?), not a network pickle")
         f.seek(0)
         try:
-            data = _SafeUnpickler(f, os.fspath(path), plain).load()
+            data = (unpickler or _SafeUnpickler)(f, os.fspath(path), plain).load()
         except CheckpointError:
             raise
         except EOFError:
@@ -595,8 +550,7 @@ def load_eg3d_pickle(
     exactly like ``nn.Module.state_dict()`` of the original; ``attributes`` holds the other
     plain-data attributes of the network (``rendering_kwargs``, ``z_dim``,
     ``neural_rendering_resolution``, ...), plus ``init_args`` when positional args were pickled.
-    Omegaconf nodes (StyleNeRF's kwargs) become plain data (:func:`omegaconf_to_plain`). ``data``: the
-    file's top-level dict if :func:`read_network_pickle` already read it.
+    ``data``: the file's top-level dict if :func:`read_network_pickle` already read it.
     """
     if data is None:
         data = read_network_pickle(path, extra_plain_classes=extra_plain_classes)
@@ -746,8 +700,6 @@ class _Plainer:
             return value.value.tolist(), 1 + value.value.size
         if isinstance(value, torch.dtype):
             return str(value), 1
-        if isinstance(value, InertObject) and value.qualified_name in _OMEGACONF_NODES:
-            return self.omegaconf(value, _omegaconf_root(value), depth)
         if not isinstance(value, (dict, list, tuple, set, frozenset)):
             raise _NotPlain(_describe(value))
         done = self.memo.get(id(value))
@@ -770,64 +722,7 @@ class _Plainer:
         self.memo[id(value)] = (result, size)
         return result, size
 
-    def omegaconf(self, node: Any, root: InertObject, depth: int) -> tuple[Any, int]:
-        """An inert omegaconf node's value (see :func:`omegaconf_to_plain`), bounded as :meth:`convert`."""
-        if depth > _MAX_DEPTH:  # also stops interpolations that resolve to themselves
-            raise _NotPlain("omegaconf data nested too deeply")
-        if not isinstance(node, InertObject) or node.qualified_name not in _OMEGACONF_NODES:
-            return self.convert(node, depth + 1)
-        content = node.dict_state.get("_content", node.dict_state.get("_val"))
-        if isinstance(content, str) and (match := _INTERPOLATION.fullmatch(content)):
-            target: Any = root
-            for key in match.group(1).split("."):
-                items = target.dict_state.get("_content") if isinstance(target, InertObject) else None
-                if not isinstance(items, dict) or key not in items:
-                    return content, 1  # unresolvable: the interpolation string itself
-                target = items[key]
-            return self.omegaconf(target, root, depth + 1)
-        if isinstance(content, dict):
-            pairs = [(self.convert(k, depth + 1), self.omegaconf(v, root, depth + 1)) for k, v in content.items()]
-            try:
-                result: Any = {k: v for (k, _), (v, _) in pairs}
-            except TypeError as exc:  # a key that converted to an unhashable list
-                raise _NotPlain(_one_line(exc, 80)) from None
-            size = 1 + sum(a + b for (_, a), (_, b) in pairs)
-        elif isinstance(content, list):
-            items = [self.omegaconf(v, root, depth + 1) for v in content]
-            result, size = [v for v, _ in items], 1 + sum(n for _, n in items)
-        else:
-            return self.convert(content, depth + 1)
-        if size > _MAX_PLAIN_VALUES:
-            raise _NotPlain(f"more than {_MAX_PLAIN_VALUES} values when written out")
-        return result, size
-
 
 def _rebuild_as(value: list | tuple | set | frozenset) -> Any:
     """The constructor that rebuilds a converted container of ``value``'s type."""
     return list if isinstance(value, list) else tuple if isinstance(value, tuple) else type(value)
-
-
-_OMEGACONF_NODES = frozenset({"omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig",
-                              "omegaconf.nodes.AnyNode"})
-_INTERPOLATION = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
-
-
-def omegaconf_to_plain(node: InertObject) -> Any:
-    """A pickled omegaconf node (an inert ``DictConfig``, ``ListConfig`` or ``AnyNode``) as plain data.
-
-    A leaf that is exactly an interpolation ``${a.b}`` is resolved against the root of the node's
-    pickled ``_parent`` chain (the training config), as omegaconf would; one that cannot be resolved
-    stays the string. Nothing of omegaconf runs.
-    """
-    return _Plainer().omegaconf(node, _omegaconf_root(node), 0)[0]
-
-
-def _omegaconf_root(node: InertObject) -> InertObject:
-    """The top of a node's pickled ``_parent`` chain (followed at most :data:`_MAX_DEPTH` steps)."""
-    root = node
-    for _ in range(_MAX_DEPTH):
-        parent = root.dict_state.get("_parent")
-        if not isinstance(parent, InertObject):
-            break
-        root = parent
-    return root

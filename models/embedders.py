@@ -180,9 +180,12 @@ class TriplaneEmbedder(Embedder):
         channels: int = 32
         """Channels per plane."""
         axes: str = "corrected"
-        """'corrected' or 'official' (EG3D's duplicated xz plane)."""
+        """'corrected', 'official' (EG3D's duplicated xz plane) or 'epigraf' (third plane at (y, z))."""
         align_corners: bool = False
         """grid_sample corner alignment (EpiGRAF: True)."""
+        divide_coordinates: bool = False
+        """Points are divided by half the box side (EpiGRAF's ``coords / cube_scale``) instead of multiplied
+        by 2 / box side (EG3D); the same up to float32 round-off."""
         channel_base: int = 32768
         """Backbone width: channels at res r = min(channel_base // r, channel_max)."""
         channel_max: int = 512
@@ -201,6 +204,7 @@ class TriplaneEmbedder(Embedder):
         self.channels = int(config.channels)
         self.box_side = float(box_side)
         self.align_corners = bool(config.align_corners)
+        self.divide_coordinates = bool(config.divide_coordinates)
         self.mesh_border_cleanup = bool(config.mesh_border_cleanup)
         self.backbone = SynthesisNetwork(w_dim, config.resolution, 3 * self.channels,
                                          channel_base=config.channel_base, channel_max=config.channel_max,
@@ -221,7 +225,7 @@ class TriplaneEmbedder(Embedder):
 
     def forward(self, planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         return sample_triplane(self.axes, planes, points, box_warp=self.box_side,
-                               align_corners=self.align_corners).mean(1)
+                               align_corners=self.align_corners, divide=self.divide_coordinates).mean(1)
 
 
 VOLUMEGAN_FFHQ_BOUNDS = ((-0.1886, -0.1671, -0.1956), (0.1887, 0.1692, 0.1872))

@@ -7,6 +7,7 @@ The decoder, embedder and upsampler declare what they read; the config checks th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -87,6 +88,96 @@ class StyleGAN2Mapping(MappingNetwork):
     @staticmethod
     def tiny(config: Config) -> Config:
         return config.replace(layers=min(config.layers, 2), z_dim=32, w_dim=min(config.w_dim, 32))
+
+
+def epigraf_camera_angles(c: torch.Tensor) -> torch.Tensor:
+    """EpiGRAF's (yaw, pitch) [N, 2] of cameras c [N, 25]: in its world (``ops.camera.EPIGRAF_WORLD``:
+    our (x, y, z) is its (-z, y, x)) the camera is at r (sin p cos y, cos p, sin p sin y)."""
+    origin = c[:, [3, 7, 11]]
+    pitch = torch.acos((origin[:, 1] / origin.norm(dim=-1)).clamp(-1, 1))
+    return torch.stack([torch.atan2(-origin[:, 0], origin[:, 2]), pitch], dim=-1)
+
+
+@MAPPINGS.register("epigraf")
+class EpiGRAFMapping(MappingNetwork):
+    """EpiGRAF's mapping (``layers.MappingNetwork``): StyleGAN2's, conditioned on a one-hot class
+    label (Megascans releases) and optionally on the raw camera (yaw, pitch), each mapped to
+    ``sign(a) (|a| mod 2 pi) / 2 pi``; in eval mode the camera is the stored ``mean_camera_pose``
+    (the official inference passes no angles). The class is ``class_index`` (the app sets it)."""
+
+    provides: ClassVar[str] = "stylegan"
+
+    @dataclass
+    class Config(ComponentConfig):
+        z_dim: int = 512
+        """Latent z size."""
+        w_dim: int = 512
+        """w size."""
+        layers: int = 2
+        """Fully connected layers."""
+        classes: int = 0
+        """Class-label size (one-hot; Megascans Plants 198, Food 10; 0: unconditional)."""
+        camera_conditioning: bool = False
+        """Condition on the raw camera yaw and pitch (``camera_cond`` with ``camera_raw_scalars``)."""
+        lr_multiplier: float = 0.01
+        """Learning-rate multiplier of the mapping layers."""
+        class_mean_samples: int = 0
+        """With classes, psi != 1 in eval pulls toward the mean ws of this many z (seed 0) of the rendered
+        class, as ``ws psi + mean (1 - psi)`` (EpiGRAF's inference script: 256); 0: toward ``w_avg``."""
+
+    def __init__(self, config: Config, c_dim: int, num_ws: int, film_width: int = 0):
+        super().__init__(config.z_dim, config.classes + 2 * bool(config.camera_conditioning), config.w_dim, num_ws,
+                         num_layers=config.layers, lr_multiplier=config.lr_multiplier)
+        self.classes, self.camera_conditioning = int(config.classes), bool(config.camera_conditioning)
+        self.class_mean_samples = int(config.class_mean_samples)
+        self._class_means: dict[tuple, torch.Tensor] = {}
+        self.class_index = 0
+        """The class rendered (an index into the one-hot label; the app's class control)."""
+        self.register_buffer("mean_camera_pose", torch.tensor([0.0, math.pi / 2, 0.0]))
+
+    @staticmethod
+    def ws_width(config: Config, film_width: int) -> int:
+        return config.w_dim
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(layers=min(config.layers, 2), z_dim=32, w_dim=min(config.w_dim, 32))
+
+    def condition(self, c: torch.Tensor, n: int) -> torch.Tensor:
+        """[n, classes (+ 2)]: the one-hot class and the wrapped camera angles."""
+        device = self.w_avg.device
+        parts = []
+        if self.classes:
+            index = torch.full((n,), int(self.class_index), dtype=torch.long, device=device)
+            parts.append(torch.nn.functional.one_hot(index, self.classes).float())
+        if self.camera_conditioning:
+            angles = epigraf_camera_angles(c.float()) if self.training else self.mean_camera_pose[:2].expand(n, 2)
+            parts.append(angles.sign() * ((angles.abs() % (2.0 * math.pi)) / (2.0 * math.pi)))
+        return torch.cat(parts, dim=1) if parts else torch.zeros(n, 0, device=device)
+
+    @torch.no_grad()
+    def class_mean(self) -> torch.Tensor:
+        """[num_ws, w_dim] mean ws of ``class_mean_samples`` z (seed 0) of the current class, cached per
+        class and weights."""
+        key = (int(self.class_index), *(p._version for p in self.parameters()))
+        if key not in self._class_means:
+            rng = torch.Generator().manual_seed(0)
+            z = torch.randn(self.class_mean_samples, self.z_dim, generator=rng).to(self.w_avg.device)
+            c = torch.zeros(len(z), 25, device=z.device)
+            self._class_means = {key: super().forward(z, self.condition(c, len(z))).mean(0)}
+        return self._class_means[key]
+
+    def forward(self, z, c, truncation_psi: float = 1, truncation_cutoff: int | None = None,
+                update_emas: bool = False) -> torch.Tensor:
+        per_class = self.classes and self.class_mean_samples and truncation_psi != 1 and not self.training
+        ws = super().forward(z, self.condition(c, z.shape[0]), truncation_psi=1 if per_class else truncation_psi,
+                             truncation_cutoff=truncation_cutoff, update_emas=update_emas)
+        if not per_class:
+            return ws
+        layers = slice(None) if truncation_cutoff is None else slice(0, truncation_cutoff)
+        ws = ws.clone()
+        ws[:, layers] = ws[:, layers] * truncation_psi + self.class_mean()[layers] * (1 - truncation_psi)
+        return ws
 
 
 @MAPPINGS.register("film")

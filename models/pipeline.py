@@ -141,6 +141,27 @@ class PipelineGenerator(nn.Module):
             total = part if total is None else total + part
         return (total / count).float().reshape(self.mapping_network.w_avg.shape)
 
+    @property
+    def num_classes(self) -> int:
+        """Class labels a class-conditional mapping reads (EpiGRAF's Megascans releases); 0: unconditional."""
+        return int(getattr(self.mapping_network, "classes", 0))
+
+    @property
+    def class_index(self) -> int:
+        """The class a class-conditional model maps to now (0 until :meth:`set_class`)."""
+        return int(getattr(self.mapping_network, "class_index", 0))
+
+    def set_class(self, index: int) -> None:
+        """Map z to ws of class ``index`` from now on (class-conditional models only).
+
+        Raises:
+            ValueError: the model has no classes, or ``index`` is not in [0, num_classes).
+        """
+        if not 0 <= int(index) < self.num_classes:
+            raise ValueError(f"class {index} is outside [0, {self.num_classes})" if self.num_classes
+                             else "this model is not class-conditional")
+        self.mapping_network.class_index = int(index)
+
     def set_truncation_mean(self, w_avg: torch.Tensor) -> None:
         """Use ``w_avg`` as the mean that truncation pulls ws towards (the mapping's ``w_avg`` buffer,
         saved with the checkpoint)."""
@@ -240,7 +261,13 @@ class PipelineGenerator(nn.Module):
         training (``jitter`` overrides)."""
         opts = self.rendering_kwargs
         return self.point_sampler.depths(origins, directions, count, opts["ray_start"], opts["ray_end"],
-                                         opts["box_warp"], self.training if jitter is None else jitter)
+                                         opts["box_warp"], self.random_sampling if jitter is None else jitter)
+
+    @property
+    def random_sampling(self) -> bool:
+        """Coarse depths are jittered and importance samples drawn at random: in training, and in eval
+        too where ``renderer.random_at_eval`` (EpiGRAF's official forward)."""
+        return self.training or self.config.renderer.random_at_eval
 
     def render_rays(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
                     options: RenderOptions | None = None,
@@ -277,7 +304,7 @@ class PipelineGenerator(nn.Module):
 
         integrator = self.renderer.integrator
         result, depths = render_samples(
-            depths, evaluate, self.renderer.composite, opts.num_fine, deterministic=not self.training,
+            depths, evaluate, self.renderer.composite, opts.num_fine, deterministic=not self.random_sampling,
             importance=lambda d, coarse, count, det: self.point_sampler.importance(d, coarse, integrator, count, det))
         return self.finish_composite(result, depths)
 

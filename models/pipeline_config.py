@@ -75,6 +75,10 @@ class RenderingOptions:
     camera_frame_views: bool = False
     """The decoder reads each ray's unit direction in the camera's own OpenGL frame, the same for every
     pose (StyleSDF's ``static_viewdirs``), not its world direction."""
+    random_at_eval: bool = False
+    """Jitter the coarse depths and draw the importance samples at random in eval mode too (EpiGRAF's
+    official forward, which its scripts render with); off: the deterministic rule (linspace depths,
+    fixed quantiles)."""
 
     def __post_init__(self):
         if self.pixel_grid not in PIXEL_GRIDS:

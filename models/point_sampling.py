@@ -49,9 +49,10 @@ def _ray_offset(n, m, start, end, count, disparity, device) -> torch.Tensor:
     return depths + torch.rand_like(depths[:, :, :1]) * _spacing(depths)  # StyleSDF: one offset per ray
 
 
-def _strata(n, m, start, end, count, disparity, device) -> torch.Tensor:
+def _midpoint_bins(n, m, start, end, count, disparity, device) -> torch.Tensor:
+    # NeRF (GRAF's nerf-pytorch, EpiGRAF): uniform within the bin bounded by the neighbouring midpoints
+    # (the end bins by near, far)
     depths = _no_jitter(n, m, start, end, count, disparity, device)
-    # nerf-pytorch (GRAF): uniform between the neighbouring midpoints, the ends kept inside [near, far]
     mids = 0.5 * (depths[:, :, 1:] + depths[:, :, :-1])
     upper, lower = torch.cat([mids, depths[:, :, -1:]], 2), torch.cat([depths[:, :, :1], mids], 2)
     return lower + (upper - lower) * torch.rand_like(depths)
@@ -66,7 +67,7 @@ def _lerp_depths(n, m, start, end, count, device) -> torch.Tensor:
 
 PERTURBATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "none": _no_jitter, "uniform": _forward_uniform, "self_uniform": _centred_uniform, "offset": _ray_offset,
-    "strata": _strata,
+    "midpoint_bins": _midpoint_bins,
 }
 """Jittered stratified depths [N, M, K, 1] (training), by name: ``f(N, M, near, far, K, disparity_space, device)``."""
 
@@ -102,8 +103,9 @@ class StratifiedPointSampler:
         """Importance samples per ray from the coarse weights (0: none)."""
         perturb: str = "self_uniform"
         """Training jitter (``PERTURBATIONS``): 'none', 'uniform' (forward U(0,1) of a spacing, EG3D),
-        'self_uniform' (+-half a spacing, pi-GAN), 'offset' (one random shift per ray, StyleSDF) or 'strata'
-        (between the neighbouring midpoints, the ends clamped: nerf-pytorch, GRAF)."""
+        'self_uniform' (+-half a spacing, pi-GAN), 'offset' (one random shift per ray, StyleSDF) or
+        'midpoint_bins' (uniform between the neighbouring midpoints: nerf-pytorch's GRAF, EpiGRAF's
+        ``perturb_points``)."""
         box_side: float = 0.24
         """Side of the cube, centred at the pivot, that holds the scene ('auto' bounds, meshes)."""
         patch: str = "none"

@@ -90,6 +90,10 @@ class Release:
     None: one radius, no shift."""
     file_name: str = ""
     """The released file's name, which picks this release when the weights fit several (GRAF)."""
+    box_side: float = 0.24
+    """Side of the cube the scene lives in, where the file does not say it (EpiGRAF: 2 x ``cube_scale``)."""
+    random_sampling: bool = False
+    """Render with random depths as the official forward always does (EpiGRAF); default: the deterministic rule."""
 
     def replace(self, **changes: Any) -> Release:
         """A copy with settings changed (a user's own fov, ray range, samples, ...)."""
@@ -111,6 +115,9 @@ _GRAF_VIEWS = "GRAF NeRF, view directions"
 _GRAF_NO_VIEWS = "GRAF NeRF, no view directions"
 _GRAF_CARLA = "uniform, u in [0, 1], polar 0-85 deg, r 10, fov 30"
 _GRAF_CELEBA = "uniform, u in [0, 0.25], polar 70-85 deg, r U(9.5, 10.5), fov 10"
+_EPIGRAF = "epigraf-pickle"
+_EPIGRAF_MEGASCANS = ("spherical_uniform; white background, class-conditional; scripts/inference.py renders 256 px "
+                      "with the file's num_ray_steps, psi 0.7 toward the class's mean w of 256 z")
 _STYLENERF = "stylenerf-pickle"
 STYLENERF_NETWORK = "StyleNeRF Generator (NeRFSynthesisNetwork)"
 """What a StyleNeRF pickle's ``G_ema`` is; its releases' ``network`` adds the image size ('... 256 px')."""
@@ -171,6 +178,18 @@ RELEASES: dict[str, Release] = {
               ("birds", "cub", 64, 30.0, True, False, 11.0, "graf_cub",
                "uniform, u in [0, 1], polar 60-95 deg, r U(9, 11), fov 30"),
           )),
+        # scripts/inference.py: 256 px, psi 0.7; ray_step_multiplier does not reach the synthesis network,
+        # which keeps the checkpoint's num_ray_steps (48 for FFHQ); fov, rays and cube_scale are read from
+        # the file's config where it resolves (these values otherwise)
+        Release("epigraf-ffhq512", "epigraf", _EPIGRAF, "EpiGRAF Generator, c_dim 0", 12.0, 0.88, 1.12, 48, 48,
+                last_back=False, white_back=False, img_resolution=256,
+                camera_prior="dataset camera angles (dist custom, FFHQ poses from GRAM), r 1; scripts/inference.py "
+                             "renders 256 px, psi 0.7, the file's num_ray_steps", pose_prior="epigraf",
+                truncation_samples=0, box_side=0.4),
+        *(Release(f"epigraf-megascans-{name}256", "epigraf", _EPIGRAF, f"EpiGRAF Generator, c_dim {classes}", 30.0,
+                  0.75, 1.25, 48, 48, last_back=False, white_back=True, img_resolution=256,
+                  camera_prior=_EPIGRAF_MEGASCANS, pose_prior="epigraf", truncation_samples=0, box_side=0.95)
+          for name, classes in (("plants", 198), ("food", 10))),
         # generate.py: G_ema, truncation 0.7 (the README's example), background codes N(0, 0.65^2); the file
         # holds fov, depth range and samples (they replace these), near/far are depths along the optical axis
         *(Release(f"stylenerf-{name}", "stylenerf", _STYLENERF, f"{STYLENERF_NETWORK} {res} px", 12.0, 0.88, 1.12,
@@ -185,10 +204,11 @@ folders, StyleSDF's full models (``full_models/ffhq1024x1024.pt``, ``afhq512x512
 (``pretrained_renderer/*_vol_renderer.pt``, ``sphere_init.pt``: last_back meaning StyleSDF's
 ``force_background``), VolumeGAN's ``volumegan_ffhq256.pth``, GRAF's ten ``configs/pretrained_models.yaml``
 files (``graf-carla64`` ... ``graf-cub64``; their near and far are depths along the optical axis; radius the
-largest of a range, as ``eval.py`` renders), StyleNeRF's ``ffhq_{256,512,1024}.pkl`` (Hugging Face
-``facebook/stylenerf-ffhq-config-basic``) and the local files ``web_demo.py`` names (``ffhq_512_eg3d.pkl``,
-``afhq_512.pkl``, ``metfaces_512.pkl``, ``cars_256.pkl``; releases of one size are told apart only by name).
-GRAM's render at the script's fov (CARLA 35, trained at 30)."""
+largest of a range, as ``eval.py`` renders), EpiGRAF's three ``model.pkl`` snapshots (FFHQ 512, Megascans
+Plants and Food 256; told apart by their class-label size), StyleNeRF's ``ffhq_{256,512,1024}.pkl`` (Hugging
+Face ``facebook/stylenerf-ffhq-config-basic``) and the local files ``web_demo.py`` names
+(``ffhq_512_eg3d.pkl``, ``afhq_512.pkl``, ``metfaces_512.pkl``, ``cars_256.pkl``; releases of one size are
+told apart only by name). GRAM's render at the script's fov (CARLA 35, trained at 30)."""
 
 
 def release_names() -> tuple[str, ...]:

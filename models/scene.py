@@ -94,6 +94,15 @@ def cat_scenes(scenes: Sequence[Any]) -> Any:
     return type(scenes[0]).cat(list(scenes))
 
 
+def float_scene(scene: Any) -> Any:
+    """``scene`` with its tensors in fp32 (a tri-plane tensor, or a :class:`Scene`'s ws and features)
+    after a reduced-precision backbone; unchanged when already fp32."""
+    if isinstance(scene, torch.Tensor):
+        return scene.float()
+    features = None if scene.features is None else scene.features.float()
+    return Scene(scene.ws.float(), features)
+
+
 def generator_device(G: nn.Module) -> torch.device:
     """The device a generator's tensors live on."""
     for tensor in G.buffers():

@@ -208,6 +208,42 @@ def orbit_label(
     return pack_label(cam2world, intrinsics_from_focal(focal))
 
 
+EPIGRAF_WORLD = ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (-1.0, 0.0, 0.0))
+"""EpiGRAF's world coordinates of a point of ours, ``p_epigraf = EPIGRAF_WORLD @ p``: both are y up, its
+front view is on +x and ours on +z (a signed permutation, so exact in float)."""
+
+
+def epigraf_focal(fov_degrees: float | torch.Tensor) -> float:
+    """The normalised focal of EpiGRAF's rays, in its float32 order: its camera vector is
+    ``(x, y, -1 / tan(fov_rad / 2))`` with ``fov_rad = fov / 360 * 2 pi`` a float32 tensor, i.e. 2 f."""
+    fov_rad = torch.as_tensor(fov_degrees, dtype=torch.float32) / 360 * 2 * math.pi
+    return float((1 / torch.tan(fov_rad * 0.5)) / 2)
+
+
+def epigraf_pose(angles: torch.Tensor, radius: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """[N, 4, 4] OpenCV cam2world, in our world, of EpiGRAF cameras at (yaw, pitch[, roll]) [N, 2 or 3]
+    (``compute_cam2world_matrix`` in its float32 order): in its world (y up) the camera sits at
+    ``r (sin p cos y, cos p, sin p sin y)`` (yaw 0, pitch pi/2: on +x, our +z) looking at the origin;
+    roll is ignored and pitch clamped to [1e-5, pi - 1e-5]. The official matrix, with OpenGL columns
+    (-left, up, -forward), is ``E @ pose @ diag(1, -1, -1, 1)`` with E = :data:`EPIGRAF_WORLD` (exact)."""
+    angles = angles.to(torch.float32)
+    yaw, pitch = angles[:, 0], angles[:, 1].clamp(1e-5, math.pi - 1e-5)
+    origin = torch.stack([pitch.sin() * yaw.cos(), pitch.cos(), pitch.sin() * yaw.sin()], dim=-1) * radius
+    forward = _normalize(_normalize(-origin))
+    world_up = torch.tensor([0.0, 1.0, 0.0], device=origin.device).expand_as(forward)
+    left = _normalize(torch.cross(world_up, forward, dim=-1))
+    up = _normalize(torch.cross(forward, left, dim=-1))
+    n = origin.shape[0]
+    rotation = torch.eye(4, device=origin.device).repeat(n, 1, 1)
+    rotation[:, :3, :3] = torch.stack((-left, up, -forward), dim=-1)
+    translation = torch.eye(4, device=origin.device).repeat(n, 1, 1)
+    translation[:, :3, 3] = origin
+    to_ours = torch.eye(4, device=origin.device)
+    to_ours[:3, :3] = torch.tensor(EPIGRAF_WORLD, device=origin.device).T
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], device=origin.device))
+    return to_ours @ (translation @ rotation) @ flip
+
+
 def pixel_centers(height: int, width: int | None = None, device: torch.device | str | None = None) -> torch.Tensor:
     """[H * W, 2] normalised (u, v) pixel centres ``(i + 0.5) / size`` in raster order (row-major)."""
     width = height if width is None else width

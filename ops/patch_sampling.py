@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ops.camera import generate_rays, pixel_centers
+from ops.camera import PIXEL_GRIDS, generate_rays
 
 # --- GRAF (methods.md section 3.6, `[GF] graf/transforms.py`, FlexGridRaySampler) --------------
 GRAF_PATCH_SIZE = 32
@@ -102,18 +102,19 @@ class PatchParams:
             raise ValueError("patch offset must lie in [0, 1 - scale]")
 
 
-def patch_pixel_coords(params: PatchParams, patch_size: int) -> torch.Tensor:
+def patch_pixel_coords(params: PatchParams, patch_size: int, grid: str = "centers") -> torch.Tensor:
     """Normalised (u, v) of each patch's K x K sample points (patch pixel centres).
 
     Args:
         params: N patches.
         patch_size: K.
+        grid: the model's pixel grid (``ops.camera.PIXEL_GRIDS``; EpiGRAF's is 'corners').
 
     Returns:
-        [N, K * K, 2] in raster order; ``o + s * pixel_centers(K)``, which is exactly
-        ``pixel_centers(K)`` at s = 1, o = 0.
+        [N, K * K, 2] in raster order; ``o + s * pixel_centers(K)`` (or the corners grid), which is
+        exactly that grid at s = 1, o = 0.
     """
-    base = pixel_centers(patch_size, device=params.scale.device)  # [K*K, 2]
+    base = PIXEL_GRIDS[grid](patch_size, device=params.scale.device)  # [K*K, 2]
     scale = params.scale.to(base.dtype)[:, None, None]
     return params.offset.to(base.dtype)[:, None, :] + scale * base[None]
 
@@ -165,8 +166,12 @@ def patch_rays(
     return generate_rays(cam2world, patch_intrinsics(intrinsics, params), patch_size)
 
 
+GRID_ALIGN_CORNERS: dict[str, bool] = {"centers": False, "corners": True}
+"""``grid_sample``'s ``align_corners`` that reads an image's pixels at the normalised (u, v) of each pixel grid."""
+
+
 def crop_real_patches(
-    images: torch.Tensor, params: PatchParams, patch_size: int, mode: str = "bilinear"
+    images: torch.Tensor, params: PatchParams, patch_size: int, mode: str = "bilinear", grid: str = "centers"
 ) -> torch.Tensor:
     """Resample real images at the patch sample points, so D compares like with like.
 
@@ -182,6 +187,8 @@ def crop_real_patches(
         params: N patches.
         patch_size: K.
         mode: ``grid_sample`` interpolation ("bilinear", or "nearest"/"bicubic").
+        grid: the model's pixel grid; 'corners' (EpiGRAF: u = i / (W - 1), ``align_corners=True`` as its
+            ``extract_patches``) reads the image at the points the corner-aligned rays see.
 
     Returns:
         [N, C, K, K].
@@ -190,9 +197,9 @@ def crop_real_patches(
         raise ValueError(f"images must be [N, C, H, W] with N = {len(params)}, got {list(images.shape)}")
     if not images.is_floating_point():
         raise TypeError("crop_real_patches needs floating-point images")
-    uv = patch_pixel_coords(params.to(images.device), patch_size)
-    grid = (uv * 2 - 1).to(images.dtype).reshape(len(params), patch_size, patch_size, 2)
-    return F.grid_sample(images, grid, mode=mode, padding_mode="border", align_corners=False)
+    uv = patch_pixel_coords(params.to(images.device), patch_size, grid)
+    points = (uv * 2 - 1).to(images.dtype).reshape(len(params), patch_size, patch_size, 2)
+    return F.grid_sample(images, points, mode=mode, padding_mode="border", align_corners=GRID_ALIGN_CORNERS[grid])
 
 
 # --------------------------------------------------------------------------- samplers

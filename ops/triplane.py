@@ -6,6 +6,9 @@ first two coordinates index the plane. Two axis sets exist:
 * ``official``: EG3D's ``generate_planes()``. Its third matrix projects to (z, x), so the xz plane
   is sampled twice and yz never (EG3D issues #53, #67). Official checkpoints were trained this way.
 * ``corrected``: planes xy, xz and zy, each axis pair once.
+* ``epigraf``: EpiGRAF's planes xy, xz and yz of its own world (y up, front on +x; the third plane is
+  sampled at (y, z), y indexing the width), seen from ours (front on +z; ``ops.camera.EPIGRAF_WORLD``):
+  (z, y), (z, -x) and (y, -x). Signed permutations, so the projected coordinates are exact.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-PlaneAxes = Literal["official", "corrected"]
+PlaneAxes = Literal["official", "corrected", "epigraf"]
 
 _AXES: dict[str, list[list[list[float]]]] = {
     "official": [
@@ -27,6 +30,11 @@ _AXES: dict[str, list[list[list[float]]]] = {
         [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
         [[1, 0, 0], [0, 0, 1], [0, 1, 0]],
         [[0, 0, 1], [0, 1, 0], [1, 0, 0]],
+    ],
+    "epigraf": [
+        [[0, 0, 1], [0, 1, 0], [-1, 0, 0]],
+        [[0, 0, 1], [-1, 0, 0], [0, 1, 0]],
+        [[0, 1, 0], [-1, 0, 0], [0, 0, 1]],
     ],
 }
 
@@ -62,6 +70,7 @@ def sample_triplane(
     box_warp: float,
     mode: str = "bilinear",
     align_corners: bool = False,
+    divide: bool = False,
 ) -> torch.Tensor:
     """Bilinear features of points from each plane (zero outside the box).
 
@@ -72,12 +81,13 @@ def sample_triplane(
 
     Returns:
         [N, P, M, C] per-plane features (callers average over P). ``align_corners`` is EG3D's
-        False; EpiGRAF samples with True.
+        False; EpiGRAF samples with True. ``divide``: points / (box_warp / 2) (EpiGRAF's
+        ``coords / cube_scale``) instead of EG3D's (2 / box_warp) * points: equal up to round-off.
     """
     n, p, c, h, w = planes.shape
     _, m, _ = coordinates.shape
     planes = planes.view(n * p, c, h, w)
-    coordinates = (2 / box_warp) * coordinates
+    coordinates = coordinates / (box_warp / 2) if divide else (2 / box_warp) * coordinates
     grid = project_onto_planes(axes.to(coordinates.device), coordinates).unsqueeze(1)
     features = F.grid_sample(planes, grid.float(), mode=mode, padding_mode="zeros", align_corners=align_corners)
     return features.permute(0, 3, 2, 1).reshape(n, p, m, c)

@@ -34,7 +34,7 @@ import torch
 
 from renderers.batching import DECODER_BYTES_PER_POINT, BatchSize, OutOfMemory, is_out_of_memory, suggest_batch
 from renderers.display_frame import frame_to_rgb, to_display_frame
-from renderers.render_args import CameraPose, DisplayArgs, LatentArgs, RenderArgs
+from renderers.render_args import CameraPose, DisplayArgs, LatentArgs, QualityArgs, RenderArgs
 from renderers.renderer import GeneratorRenderer, RenderOutput
 
 Log = Callable[[str], None]
@@ -157,10 +157,11 @@ def _make_dir(path: Path) -> None:
         raise BatchError(f"{path}: cannot create folder: {e.strerror or e}") from e
 
 
-def seed_request(seed: int, psi: float = 0.7, trunc_cutoff: int | None = None, mode: str = "rgb") -> RenderArgs:
-    """The request for an integer seed, conditioned on the frontal camera."""
+def seed_request(seed: int, psi: float = 0.7, trunc_cutoff: int | None = None, mode: str = "rgb",
+                 precision: str = "exact") -> RenderArgs:
+    """The request for an integer seed, conditioned on the frontal camera, at ``precision``."""
     return RenderArgs(latent=LatentArgs(seed_x=float(seed), seed_y=0.0, psi=float(psi), trunc_cutoff=trunc_cutoff),
-                      mode=mode)  # type: ignore[arg-type]
+                      mode=mode, quality=QualityArgs(precision=precision))  # type: ignore[arg-type]
 
 
 def _progress(total: int, desc: str, unit: str, enabled: bool):
@@ -228,9 +229,9 @@ def render_strip(renderer: GeneratorRenderer, request: RenderArgs, views: Sequen
 def run_images(G, seeds: Sequence[int], views: Sequence[CameraPose], out_dir: str | os.PathLike, *,
                psi: float = 0.7, trunc_cutoff: int | None = None, depth: bool = False, normals: bool = False,
                grid: bool = False, force: bool = False, batch: int | None = None, progress: bool = True,
-               log: Log = print) -> list[Path]:
+               log: Log = print, precision: str = "exact") -> list[Path]:
     """Per-seed multi-view strips ``seedNNNN.png`` (and with ``grid`` a contact sheet ``grid.png``,
-    the strips stacked) in ``out_dir``. Returns the paths written."""
+    the strips stacked) in ``out_dir``, rendered at ``precision``. Returns the paths written."""
     from renderers.images import save_png
 
     out_dir = Path(out_dir)
@@ -245,7 +246,7 @@ def run_images(G, seeds: Sequence[int], views: Sequence[CameraPose], out_dir: st
     written = []
     with _progress(len(seeds), "images", "seed", progress) as bar:
         for seed, path in zip(seeds, targets):
-            strip = render_strip(renderer, seed_request(seed, psi, trunc_cutoff), views, depth=depth,
+            strip = render_strip(renderer, seed_request(seed, psi, trunc_cutoff, precision=precision), views, depth=depth,
                                  normals=normals, batcher=batcher)
             written.append(save_png(path, strip))
             if grid:
@@ -294,8 +295,9 @@ def load_camera_path(trajectory: str):
 def run_video(G, seeds: Sequence[int], out: str | os.PathLike, *, trajectory: str = "orbit",
               frames: int | None = None, fps: float | None = None, grid: tuple[int, int] = (1, 1),
               mode: str = "rgb", psi: float = 0.7, trunc_cutoff: int | None = None, force: bool = False,
-              batch: int | None = None, progress: bool = True, log: Log = print):
-    """Render and encode an H.264 video (``renderers.video.write_video``); returns its ``VideoResult``.
+              batch: int | None = None, progress: bool = True, log: Log = print, precision: str = "exact"):
+    """Render and encode an H.264 video (``renderers.video.write_video``) at ``precision``; returns its
+    ``VideoResult``.
 
     ``trajectory``: ``orbit`` (EG3D's yaw/pitch ellipse), ``yaw`` (a yaw sweep), ``circle`` (a full
     360-degree turn), or a camera-path JSON file saved by the app (its keyframe seeds, if any, move
@@ -336,7 +338,7 @@ def run_video(G, seeds: Sequence[int], out: str | os.PathLike, *, trajectory: st
 
     cell_streams = []
     for keys in keyframes:
-        request = seed_request(keys[0], psi, trunc_cutoff, mode)
+        request = seed_request(keys[0], psi, trunc_cutoff, mode, precision)
         ws = None
         if path_obj is not None:
             poses, ws = camera_path_frames(renderer, request, path_obj, n_frames)

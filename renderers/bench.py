@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.scene import generator_device
+from models.precision import precision_context
+from models.scene import float_scene, generator_device
 from renderers.renderer import DeviceClock
 
 STAGES = ("mapping", "backbone", "rendering", "superres")
@@ -28,6 +29,8 @@ class BenchResult:
     """Volume-rendering resolution r."""
     image_resolution: int
     """Final image resolution R."""
+    precision: str = "exact"
+    """``models.precision`` mode the frames ran at."""
     full_ms: list[float] = field(default_factory=list)
     """Wall time of each full frame."""
     camera_only_ms: list[float] = field(default_factory=list)
@@ -46,8 +49,8 @@ class BenchResult:
         m = self.medians()
         n = len(self.full_ms)
         lines = [
-            f"device {self.device}, neural resolution {self.neural_resolution}, image {self.image_resolution}px, "
-            f"medians over {n} frames",
+            f"device {self.device}, {self.precision} precision, neural resolution {self.neural_resolution}, image "
+            f"{self.image_resolution}px, medians over {n} frames",
             f"  full frame          {m['full']:9.2f} ms  ({1000 / m['full']:.2f} fps)",
             f"  camera-only frame   {m['camera_only']:9.2f} ms  ({1000 / m['camera_only']:.2f} fps, "
             f"{m['full'] / m['camera_only']:.2f}x faster than full)",
@@ -61,14 +64,24 @@ class BenchResult:
 
 @torch.no_grad()
 def benchmark_generator(G, neural_resolution: int | None = None, frames: int = 10, warmup: int = 2,
-                        seed: int = 0) -> BenchResult:
-    """Time ``frames`` full and camera-only frames after ``warmup`` untimed ones.
+                        seed: int = 0, precision: str = "exact") -> BenchResult:
+    """Time ``frames`` full and camera-only frames after ``warmup`` untimed ones, at ``precision`` (as
+    the renderer runs it: the backbone and super-resolution in its context, the rest fp32).
 
     The camera sweeps in yaw between frames so that no stage can be served from a stale result.
     """
     device = generator_device(G)
     r = int(neural_resolution or G.neural_rendering_resolution)
-    result = BenchResult(str(device), r, int(G.img_resolution))
+    result = BenchResult(str(device), r, int(G.img_resolution), precision)
+
+    def planes_of(ws):
+        with precision_context(precision, device):
+            return float_scene(G.planes(ws, noise_mode="const"))
+
+    def superresolve(features, ws):
+        with precision_context(precision, device):
+            return G.superresolve(features, ws)[0].float()
+
     clock = DeviceClock(device)
     z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(device)
     if device.type == "cuda":
@@ -78,15 +91,15 @@ def benchmark_generator(G, neural_resolution: int | None = None, frames: int = 1
         t0 = clock.now()
         ws = G.mapping(z, c, truncation_psi=0.7)
         t1 = clock.now()
-        planes = G.planes(ws, noise_mode="const")
+        planes = planes_of(ws)
         t2 = clock.now()
         features, _ = G.render_neural(planes, c, r)
         t3 = clock.now()
-        G.superresolve(features, ws)
+        superresolve(features, ws)
         t4 = clock.now()
         c2 = G.default_camera(yaw=-0.2 + 0.05 * (i % 5), device=device)
         features2, _ = G.render_neural(planes, c2, r)
-        G.superresolve(features2, ws)
+        superresolve(features2, ws)
         t5 = clock.now()
         if i < warmup:
             continue

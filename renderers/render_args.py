@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from models.precision import PRECISIONS
+
 RenderMode = Literal["rgb", "raw", "depth", "normals", "mesh", "side"]
 RENDER_MODES: tuple[str, ...] = ("rgb", "raw", "depth", "normals", "mesh", "side")
 """rgb: final image; raw: the neural image before super-resolution; depth: ray distance; normals:
@@ -86,6 +88,9 @@ class LatentArgs:
     """Indices of the ws taken from ``mix_seed``."""
     noise_mode: Literal["const", "random", "none"] = "const"
     """StyleGAN2 noise inputs: fixed buffers, fresh noise, or none."""
+    class_index: int | None = None
+    """Class of class-conditional models (EpiGRAF's Megascans releases; None: the model's current class,
+    ``G.set_class``, 0 at load); unconditional models ignore it."""
 
 
 @dataclass
@@ -100,6 +105,8 @@ class QualityArgs:
     """Fine (importance) samples per ray."""
     superres: bool = True
     """Run super-resolution; off: the final image is the raw image upsampled."""
+    precision: str = "exact"
+    """'exact' (fp32) or 'fast' (bf16 convolutions, channels-last; ``models.precision``)."""
 
 
 @dataclass
@@ -149,11 +156,14 @@ class RenderArgs:
                                     ("depth_samples", quality.depth_samples, 1, 1024),
                                     ("importance_samples", quality.importance_samples, 0, 1024),
                                     ("trunc_cutoff", latent.trunc_cutoff, 0, 1024),
-                                    ("mix_seed", latent.mix_seed, 0, MAX_SEED)):
+                                    ("mix_seed", latent.mix_seed, 0, MAX_SEED),
+                                    ("class_index", latent.class_index, 0, 1_000_000)):
             if value is not None:
                 checks.append((name, value, lo, hi))
         if self.mesh_level is not None:
             checks.append(("mesh_level", self.mesh_level, -1e6, 1e6))
+        if quality.precision not in PRECISIONS:
+            raise ValueError(f"precision {quality.precision!r} is not one of {', '.join(PRECISIONS)}")
         for name, value, lo, hi in checks:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{name} must be a number, got {value!r}")

@@ -28,8 +28,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from models.precision import precision_context
 from models.protocol import Generator
-from models.scene import RenderOptions, cat_scenes, generator_device
+from models.scene import RenderOptions, cat_scenes, float_scene, generator_device
 from ops.camera import fov_to_focal, orbit_label, unpack_label
 from ops.normals import normals_from_depth, normals_from_field, world_to_camera_normals
 from renderers.colormaps import depth_range
@@ -134,10 +135,17 @@ class GeneratorRenderer:
         return CameraPose(yaw=float(yaw), pitch=float(pitch), fov_degrees=model_fov(self.G.rendering_kwargs))
 
     def _seed_ws(self, seed: int, c: torch.Tensor, c_key, latent: LatentArgs) -> torch.Tensor:
-        key = (seed, c_key, latent.psi, latent.trunc_cutoff)
-        ws, _ = self._ws_cache.get_or_make(key, lambda: self.G.mapping(
-            seed_latent(seed, self.G.z_dim).to(self.device), c, truncation_psi=latent.psi,
-            truncation_cutoff=latent.trunc_cutoff))
+        classes = int(getattr(self.G, "num_classes", 0))
+        wanted = self.G.class_index if classes and latent.class_index is None else (latent.class_index or 0)
+        class_index = min(int(wanted), classes - 1) if classes else 0
+
+        def make() -> torch.Tensor:
+            if classes:
+                self.G.set_class(class_index)
+            return self.G.mapping(seed_latent(seed, self.G.z_dim).to(self.device), c, truncation_psi=latent.psi,
+                                  truncation_cutoff=latent.trunc_cutoff)
+
+        ws, _ = self._ws_cache.get_or_make((seed, c_key, latent.psi, latent.trunc_cutoff, class_index), make)
         return ws
 
     def latent_ws(self, latent: LatentArgs, cond: CameraPose) -> torch.Tensor:
@@ -153,6 +161,7 @@ class GeneratorRenderer:
         return ws
 
     def _identity_key(self, args: RenderArgs):
+        """What decides an identity's ws and scene (the cache keys add the precision they were made at)."""
         cond = args.view if args.cond_follows_view else args.cond
         return (dataclasses.astuple(args.latent), dataclasses.astuple(cond))
 
@@ -216,7 +225,6 @@ class GeneratorRenderer:
         the requests' latents and is not cached. ``normals`` also computes normals in modes other
         than ``normals`` (the batch tools' image rows). Every output gets the batch's stage times.
         """
-        G = self.G
         requests = list(requests)
         if not requests:
             return []
@@ -226,18 +234,29 @@ class GeneratorRenderer:
         for a in requests[1:]:
             if (a.mode, a.quality, a.normals_source) != (first.mode, first.quality, first.normals_source):
                 raise ValueError("the requests of a render batch must share mode, quality and normals source")
+        # Meshes are always extracted at full precision (a surface, not a preview frame).
+        precision = "exact" if first.mode == "mesh" else first.quality.precision
+        return self._render_batch(requests, ws, normals, precision)
+
+    def _render_batch(self, requests: list[RenderArgs], ws: torch.Tensor | None, normals: bool,
+                      precision: str) -> list[RenderOutput]:
+        """:meth:`render_batch` at ``precision``: the convolutional stages (backbone, super-resolution),
+        where the time is, run in its context and come back as fp32; the field decoder, compositing and
+        normals always run in fp32 (sine and density MLPs lose too much in bf16)."""
+        G = self.G
+        first = requests[0]
         clock = _StageClock(self.device)
         cameras = torch.cat([self.camera(a.view) for a in requests])
         outs = [RenderOutput(args=a, camera=cameras[i:i + 1], image_resolution=int(G.img_resolution))
                 for i, a in enumerate(requests)]
         if ws is None:
-            identities = [self._identity_key(a) for a in requests]
+            identities = [(*self._identity_key(a), precision) for a in requests]
             ws_list = [self.latent_ws(a.latent, a.view if a.cond_follows_view else a.cond) for a in requests]
             clock.lap("mapping")
             planes_list = []
             for a, out, identity, w in zip(requests, outs, identities, ws_list):
                 planes_i, out.backbone_cached = self._planes_cache.get_or_make(
-                    identity, lambda w=w, a=a: G.planes(w, noise_mode=a.latent.noise_mode))
+                    identity, lambda w=w, a=a: self._planes(w, a.latent.noise_mode, precision))
                 planes_list.append(planes_i)
             ws = ws_list[0] if len(ws_list) == 1 else torch.cat(ws_list)
             planes = cat_scenes(planes_list)
@@ -246,7 +265,7 @@ class GeneratorRenderer:
                 raise ValueError(f"{ws.shape[0]} ws for {len(requests)} requests")
             identities = [None] * len(requests)
             ws = ws.to(self.device)
-            planes = G.planes(ws, noise_mode=first.latent.noise_mode)
+            planes = self._planes(ws, first.latent.noise_mode, precision)
         clock.lap("backbone")
 
         if first.mode == "mesh":
@@ -265,7 +284,9 @@ class GeneratorRenderer:
         clock.lap("render")
         if first.mode in ("rgb", "side"):
             if first.quality.superres:
-                image, _ = G.superresolve(features, ws, noise_mode=first.latent.noise_mode)
+                with precision_context(precision, self.device):
+                    image, _ = G.superresolve(features, ws, noise_mode=first.latent.noise_mode)
+                image = image.float()
             else:
                 image = F.interpolate(features[:, :3], size=(G.img_resolution,) * 2, mode="bilinear",
                                       align_corners=False, antialias=True)
@@ -288,6 +309,12 @@ class GeneratorRenderer:
         for out in outs:
             out.timings_ms = dict(clock.timings)
         return outs
+
+    def _planes(self, ws: torch.Tensor, noise_mode: str, precision: str) -> Any:
+        """``G.planes`` at ``precision``, as fp32 (a Scene's ws and features, or EG3D's tri-plane tensor)."""
+        with precision_context(precision, self.device):
+            planes = self.G.planes(ws, noise_mode=noise_mode)
+        return planes if precision == "exact" else float_scene(planes)
 
     def _mesh(self, identity, planes: torch.Tensor, args: RenderArgs):
         key = (identity, args.mesh_resolution, args.mesh_level, args.mesh_colors)
@@ -355,7 +382,7 @@ class GeneratorRenderer:
         cond = args.view if args.cond_follows_view else args.cond
         ws = self.latent_ws(args.latent, cond)
         planes, _ = self._planes_cache.get_or_make(
-            self._identity_key(args), lambda: self.G.planes(ws, noise_mode=args.latent.noise_mode))
+            (*self._identity_key(args), "exact"), lambda: self.G.planes(ws, noise_mode=args.latent.noise_mode))
         return ws, planes
 
 

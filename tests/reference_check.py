@@ -543,13 +543,79 @@ def _unpack(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return unpack_label(c)
 
 
+# --- EpiGRAF ---------------------------------------------------------------------------------------
+
+def _epigraf_settings(config: dict) -> dict:
+    """config.json's resolution and dataset camera as the settings a user passes to ``load_generator``
+    (the fixture renders at its ``test_resolution``; the release's scripts render 256)."""
+    camera = config["G_init_kwargs"]["cfg"]["dataset"]["camera"]
+    return {"img_resolution": int(config["test_resolution"]), "fov_degrees": float(camera["fov"]),
+            "near": float(camera["ray_start"]), "far": float(camera["ray_end"]), "radius": float(camera["radius"])}
+
+
+def check_epigraf(folder: Path, config: dict) -> tuple[int, Errors]:
+    from models import load_generator
+    from ops.camera import EPIGRAF_WORLD, epigraf_focal, epigraf_pose, intrinsics_from_focal, pack_label
+    from ops.patch_sampling import PatchParams, patch_intrinsics
+
+    settings = _epigraf_settings(config)
+    G = load_generator(folder / "network.pkl", settings=settings)
+    r = settings["img_resolution"]
+    cases = np.load(folder / "cases.npz")
+    count = len({k.split("_", 1)[0] for k in cases.files if k.split("_", 1)[0].isdigit()})
+    t = {k: torch.from_numpy(np.asarray(cases[k])) for k in cases.files}
+    flip = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0]))
+    to_official = torch.eye(4)
+    to_official[:3, :3] = torch.tensor(EPIGRAF_WORLD)  # our world (front +z) to EpiGRAF's (front +x)
+    errors: dict[str, float] = {}
+
+    def note(name: str, value: float) -> None:
+        errors[name] = max(errors.get(name, 0.0), value)
+
+    with torch.no_grad():
+        for i in range(count):
+            z, c_class, psi = t[f"{i}_z"], t[f"{i}_c"], float(t[f"{i}_psi"])
+            if c_class.shape[1]:
+                G.mapping_network.class_index = int(c_class.argmax(1)[0])
+            pose = epigraf_pose(t[f"{i}_camera_angles"], settings["radius"])
+            note("cam2world", relative_error(to_official @ pose @ flip, cases[f"{i}_cam2world"]))
+            intrinsics = intrinsics_from_focal(epigraf_focal(t[f"{i}_fov"]))[None]
+            c = pack_label(pose, intrinsics)
+            ws = G.mapping(z, c, truncation_psi=psi)
+            note("ws", relative_error(ws, cases[f"{i}_ws"]))
+            scene = G.planes(ws)
+            note("planes", relative_error(scene.features.flatten(1, 2), cases[f"{i}_planes"]))
+            points = t["q_points"] @ to_official[:3, :3]  # official world points in ours
+            query = G.sample_mixed(points, torch.zeros_like(points), ws)
+            note("q_rgb_sigma_raw", relative_error(torch.cat([query["rgb"], query["sigma"]], -1),
+                                                   cases[f"{i}_q_rgb_sigma_raw"]))
+            composite = G.render_composite(scene, c, r)
+            image = composite.features.permute(0, 2, 1).reshape(1, -1, r, r)
+            note("image", relative_error(image, cases[f"{i}_image"]))
+            note("depth", relative_error(composite.depth.permute(0, 2, 1).reshape(1, 1, r, r), cases[f"{i}_depth"]))
+            if f"{i}_patch_image" in cases.files:
+                s, (ox, oy) = float(t[f"{i}_patch_scales"][0, 0]), t[f"{i}_patch_offsets"][0].tolist()
+                # official y runs up from the bottom row: our top-left v offset is 1 - s - o_y
+                params = PatchParams(torch.tensor([s]), torch.tensor([[ox, 1 - s - oy]]))
+                patch = pack_label(pose, patch_intrinsics(intrinsics, params))
+                out = G.render_composite(scene, patch, r).features.permute(0, 2, 1).reshape(1, -1, r, r)
+                note("patch_image", relative_error(out, cases[f"{i}_patch_image"]))
+    return count, {name: (value, 1e-4) for name, value in errors.items()}
+
+
+def _unpack(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    from ops.camera import unpack_label
+
+    return unpack_label(c)
+
+
 CHECKERS: dict[str, Callable[[Path, dict], tuple[int, Errors]]] = {
     "pi-GAN": check_pigan, "GRAM": check_gram, "VolumeGAN": check_volumegan, "StyleSDF": check_stylesdf,
-    "GRAF": check_graf, "StyleNeRF": check_stylenerf}
+    "GRAF": check_graf, "EpiGRAF": check_epigraf, "StyleNeRF": check_stylenerf}
 """Method name (config.json ``method``) -> checker: (folder, config) -> (cases, errors)."""
 
 _FOLDER_METHODS = {"pigan": "pi-GAN", "gram": "GRAM", "volumegan": "VolumeGAN", "stylesdf": "StyleSDF", "graf": "GRAF",
-                  "stylenerf": "StyleNeRF"}
+                   "epigraf": "EpiGRAF", "stylenerf": "StyleNeRF"}
 """Folder-name prefixes (before ``_ref``) of the methods whose config.json does not name them."""
 
 

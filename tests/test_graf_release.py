@@ -212,7 +212,7 @@ def test_the_preset_follows_the_official_code() -> None:
         config = pipeline_preset(name)
         assert config.embedder.world_axes == GRAF_AXES and config.renderer.pixel_grid == "integers"
         assert config.renderer.rays == "axis" and config.points.depth_along_axis and config.points.lerp_grid
-        assert config.points.perturb == "strata" and config.points.radius_max == 10.5
+        assert config.points.perturb == "midpoint_bins" and config.points.radius_max == 10.5
         assert config.integrator.depth_sum and config.pose.prior == "graf_celeba"
     full = pipeline_preset("graf")
     assert (full.decoder.hidden, full.decoder.layers, full.decoder.skip, full.decoder.z_shape_dim,

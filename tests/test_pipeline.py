@@ -636,8 +636,12 @@ def test_automatic_mesh_level_of_a_density_sphere():
 
 # Plane i is sampled at the first two coordinates of x @ inv(M_i) (methods.md §3.1): for both sets
 # M_0 and M_1 give (x, y) and (x, z); EG3D's third matrix [[0,0,1],[1,0,0],[0,1,0]] gives (z, x)
-# again and the corrected [[0,0,1],[0,1,0],[1,0,0]] gives (z, y).
-PLANE_PAIRS = {"official": [(0, 1), (0, 2), (2, 0)], "corrected": [(0, 1), (0, 2), (2, 1)]}
+# again and the corrected [[0,0,1],[0,1,0],[1,0,0]] gives (z, y). EpiGRAF's (x, y), (x, z), (y, z) in its
+# world (front on +x) are (z, y), (z, -x), (y, -x) in ours (front on +z).
+PLANE_PAIRS = {"official": [(0, 1), (0, 2), (2, 0)], "corrected": [(0, 1), (0, 2), (2, 1)],
+               "epigraf": [(2, 1), (2, 0), (1, 0)]}
+PLANE_SIGNS = {"epigraf": [(1, 1), (1, -1), (1, -1)]}
+"""Signs of the plane coordinates where not all +1."""
 
 
 @pytest.mark.parametrize("name", ["epigraf-tiny", "eg3d-tiny"])
@@ -650,7 +654,7 @@ def test_triplane_embedder_reproduces_linear_planes(name):
     G = shared(name)
     config = G.config.embedder
     assert (config.axes, config.align_corners) == (
-        ("corrected", True) if name == "epigraf-tiny" else ("official", False))
+        ("epigraf", True) if name == "epigraf-tiny" else ("official", False))
     embedder = G.embedder
     box = G.config.points.box_side
     C, W = embedder.channels, config.resolution
@@ -669,8 +673,9 @@ def test_triplane_embedder_reproduces_linear_planes(name):
     unit = (torch.rand(2, 200, 3, generator=gen) * 2 - 1) * limit  # grid coordinates
     points = unit * box / 2
     got = embedder(planes, points)
-    expected = sum(a[p] * unit[..., i, None] + b[p] * unit[..., j, None] + c0[p]
-                   for p, (i, j) in enumerate(PLANE_PAIRS[config.axes])) / 3
+    signs = PLANE_SIGNS.get(config.axes, [(1, 1)] * 3)
+    expected = sum(a[p] * si * unit[..., i, None] + b[p] * sj * unit[..., j, None] + c0[p]
+                   for p, ((i, j), (si, sj)) in enumerate(zip(PLANE_PAIRS[config.axes], signs))) / 3
     assert got.shape == (2, 200, C)
     assert torch.allclose(got, expected, atol=2e-5)
 

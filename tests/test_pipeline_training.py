@@ -568,8 +568,11 @@ def test_fake_patch_is_the_crop_of_the_full_render_at_the_same_place(name, monke
     trainer = make_trainer(name)
     G, loss = trainer.G.eval(), trainer.loss
     n = 2
-    # Patches aligned with the 32 px pixel grid: scale 1/2 over 16 rays reads pixels exactly.
-    params = PatchParams(torch.tensor([0.5, 0.5]), torch.tensor([[0.25, 0.25], [0.5, 0.0]]))
+    # Patches aligned with the 32 px pixel grid: 16 rays over 16 pixels read them exactly (pixel i at
+    # u = (i + 0.5) / 32 on a centres grid, i / 31 on EpiGRAF's corners grid).
+    unit = 31 if G.config.renderer.pixel_grid == "corners" else 32
+    span = 15 if unit == 31 else 16
+    params = PatchParams(torch.tensor([span / unit] * 2), torch.tensor([[8 / unit, 8 / unit], [16 / unit, 0.0]]))
     monkeypatch.setattr(loss, "sample_patches", lambda *args, **kwargs: params)
     z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(3))
     c = trainer.sample_poses(n)
@@ -582,7 +585,9 @@ def test_fake_patch_is_the_crop_of_the_full_render_at_the_same_place(name, monke
         real, real_patches = loss.real_images(full, 10**7)
     assert full.shape == (n, 3, 32, 32) and fake.shape == real.shape == (n, 3, 16, 16)
     assert patches is params and real_patches is params
-    assert torch.allclose(real[0], full[0, :, 8:24, 8:24]) and torch.allclose(real[1], full[1, :, 0:16, 16:32])
+    # (the corners grid's i / 31 positions are float32 round-off away from the pixels: atol)
+    assert torch.allclose(real[0], full[0, :, 8:24, 8:24], atol=1e-5)
+    assert torch.allclose(real[1], full[1, :, 0:16, 16:32], atol=1e-5)
     assert full.std() > 0.01
     worst = (fake - real).abs().max().item()
     assert worst < 1e-4, f"{name}: fake patch differs from the crop of the full render by {worst}"

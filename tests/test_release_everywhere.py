@@ -21,6 +21,7 @@ RELEASES = [  # (fixture file, release where the file cannot tell)
     ("volumegan_ref/checkpoint.pth", None),
     ("stylesdf_ref/full_model.pt", "stylesdf-ffhq1024"),  # a 128 px decoder: no released depth
     ("graf_ref/model_best.pt", "graf-carla64"),  # model_best.pt names no released file
+    ("epigraf_ref/network.pkl", None),
     ("stylenerf_ref/network.pkl", "stylenerf-ffhq256"),  # a 64 px network: no released size
 ]
 

@@ -73,6 +73,7 @@ class PipelineLoss(GANLoss):
         g = G.config
         self.patch_size = g.points.patch_size
         self.image_resolution = g.img_resolution
+        self.pixel_grid = g.renderer.pixel_grid
         self.patches = g.patch_sampler(self.patch_size, self.image_resolution)
 
     @property
@@ -146,7 +147,7 @@ class PipelineLoss(GANLoss):
         patches = self.sample_patches(len(real_img), cur_nimg, real_img.device)
         if patches is None:
             return real_img, None
-        return crop_real_patches(real_img, patches, self.patch_size), patches
+        return crop_real_patches(real_img, patches, self.patch_size, grid=self.pixel_grid), patches
 
     def run_D(self, images: torch.Tensor, c: torch.Tensor, patches: PatchParams | None, schedule: PipelineSchedule):
         """D's output for images at full size seen from cameras c [N, 25] (used by pose-conditioned

@@ -10,6 +10,8 @@ from widgets.panel import Panel
 class LatentWidget(Panel):
     title = "Latent"
     open_by_default = True
+    class_field: tuple[float, float, float, float] | None = None
+    """Screen rectangle (x0, y0, x1, y1) of the class input, where one was drawn (tests click it)."""
 
     def draw(self) -> None:
         state = self.viz.state
@@ -32,6 +34,15 @@ class LatentWidget(Panel):
         _, state.animate_speed = imgui.drag_float("seeds/s", state.animate_speed, 0.01, -10, 10, "%.2f")
         imgui.pop_item_width()
         imgui.text_disabled("fractional seeds blend the 4 nearest seeds in W")
+        if state.model.num_classes:
+            imgui.push_item_width(140)
+            changed, index = imgui.input_int("class", latent.class_index or 0)
+            self.class_field = (*imgui.get_item_rect_min(), *imgui.get_item_rect_max())
+            imgui.pop_item_width()
+            if changed:
+                latent.class_index = min(max(index, 0), state.model.num_classes - 1)
+            imgui.same_line()
+            imgui.text_disabled(f"of {state.model.num_classes}")
 
         mixing = latent.mix_seed is not None
         clicked, mixing = imgui.checkbox("style mix", mixing)

@@ -31,6 +31,15 @@ class QualityWidget(Panel):
             q.importance_samples = None if i == model.importance_samples else i
         imgui.pop_item_width()
         _, q.superres = imgui.checkbox("super-resolution", q.superres)
+        if imgui.radio_button("exact (fp32)", q.precision == "exact"):
+            q.precision = "exact"
+        imgui.same_line()
+        if imgui.radio_button("fast (bf16)", q.precision == "fast"):
+            q.precision = "fast"
+        if imgui.is_item_hovered():
+            imgui.set_tooltip("bf16 convolutions and channels-last activations for the backbone and\n"
+                              "super-resolution; the field, compositing, normals and meshes stay fp32.\n"
+                              "Exact matches the official code; the default on the CPU is fast.")
         if imgui.button("model defaults"):
             q.neural_resolution = q.depth_samples = q.importance_samples = None
             q.superres = True

@@ -8,7 +8,7 @@ OpenGL cameras with rays through integer pixel coordinates (``renderer.pixel_gri
 f``, no +0.5), nerf-pytorch's unnormalised rays R (x, y, 1) and points o + rays t in its float32 order
 (``renderer.rays='axis'``), 64 depths t = 7.5 (1 - s) + 12.5 s along the optical axis (``lerp_grid``,
 ``depth_along_axis``; intervals x |rays|, the last 1e10), moved by -(r_max - r) for each camera
-(``radius_max``), jittered in training between the neighbouring midpoints (``perturb='strata'``), PE(10) of
+(``radius_max``), jittered in training between the neighbouring midpoints (``perturb='midpoint_bins'``), PE(10) of
 world points and PE(4) of the unit view direction (no pi, input included), the 8x256 ReLU NeRF MLP with
 [input, h] after layer 4, 128-d shape and appearance codes read from z as they are, ReLU density with
 noise 1 annealed to 0 over 5000 iterations (batch 8: 40 kimg), colour sigmoid x 2 - 1, depth the plain sum
@@ -56,7 +56,7 @@ def preset() -> PipelineConfig:
         preset="graf", img_resolution=64, neural_rendering_resolution=64,
         mapping=IdentityMapping.Config(z_dim=256),
         pose=PriorPoses.Config(prior="graf_celeba", radius=10.5, fov_degrees=10.0),
-        points=StratifiedPointSampler.Config(near=7.5, far=12.5, num_coarse=64, num_fine=0, perturb="strata",
+        points=StratifiedPointSampler.Config(near=7.5, far=12.5, num_coarse=64, num_fine=0, perturb="midpoint_bins",
                                              box_side=5.0, patch="graf", patch_size=32, depth_along_axis=True,
                                              radius_max=10.5, lerp_grid=True),
         embedder=CoordinateEmbedder.Config(coordinate_scale=1.0, pe_frequencies=PE_POINTS, world_axes=GRAF_AXES),
@@ -154,7 +154,7 @@ def from_official(shapes: dict[str, tuple[int, ...]], release: Release) -> Pipel
         mapping=IdentityMapping.Config(z_dim=z_shape + z_app),
         pose=PriorPoses.Config(prior=release.pose_prior, radius=release.radius, fov_degrees=release.fov_degrees),
         points=StratifiedPointSampler.Config(near=release.near, far=release.far, num_coarse=release.num_coarse,
-                                             num_fine=release.num_fine, perturb="strata",
+                                             num_fine=release.num_fine, perturb="midpoint_bins",
                                              box_side=2 * (release.radius - release.near), patch="graf",
                                              depth_along_axis=True, radius_max=release.radius_max, lerp_grid=True),
         embedder=CoordinateEmbedder.Config(pe_frequencies=PE_POINTS, world_axes=GRAF_AXES),

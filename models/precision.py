@@ -1,0 +1,51 @@
+"""Rendering precision: ``exact`` (fp32, bit-exact with the official fixtures) or ``fast``.
+
+``fast`` runs the generator's convolutions and linear layers in bfloat16 (``torch.autocast``) with
+channels-last activations, where oneDNN's bf16 kernels (CPUs with AVX-512 bf16 or AMX) and tensor
+cores (CUDA) are several times faster than fp32; reductions, the volume-rendering compositing and
+everything autocast keeps in fp32 stay fp32. bfloat16 rather than float16 because its range matches
+fp32: densities and SDF values cannot overflow. The mapping network always runs in fp32 (it is cheap
+and its ws are cached). Measured error of fast against exact: README "Performance".
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import torch
+
+Precision = Literal["exact", "fast"]
+PRECISIONS: tuple[str, ...] = ("exact", "fast")
+
+
+def check_precision(precision: str) -> Precision:
+    """``precision`` if it is one of :data:`PRECISIONS`, else ValueError naming the choices."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    return precision  # type: ignore[return-value]
+
+
+def default_precision(device: torch.device | str) -> Precision:
+    """What the app renders with by default: fast on the CPU (where fp32 is too slow to orbit),
+    exact on CUDA (fast enough, and what the official code shows)."""
+    import torch
+
+    return "fast" if torch.device(device).type == "cpu" else "exact"
+
+
+@contextlib.contextmanager
+def precision_context(precision: str, device: torch.device | str) -> Iterator[None]:
+    """Run the generator calls inside the block at ``precision`` on ``device`` (nothing for exact)."""
+    if check_precision(precision) == "exact":
+        yield
+        return
+    import torch  # here, so that the CLI can list PRECISIONS without importing torch
+
+    from ops.stylegan2 import channels_last
+
+    device_type = torch.device(device).type
+    with torch.autocast(device_type, dtype=torch.bfloat16), channels_last():
+        yield
