@@ -138,9 +138,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
         return 2
     device = _device(args.device)
     source = resolve_source(args.path)
-    G = open_generator(source.load_path, device=device, seed=0)
+    G = open_generator(source.load_path, device=device, seed=0, release=args.release)
     what = source.label
-    grid = render_preview(G, seed=args.seed)
+    grid = render_preview(G, seed=args.seed, scene=_scene(G, args))
     try:
         Image.fromarray(grid).save(out)
     except OSError as e:
@@ -148,6 +148,13 @@ def cmd_preview(args: argparse.Namespace) -> int:
         return 2
     print(f"rendered {what}: seed {args.seed}, three yaws, RGB above depth -> {out}")
     return 0
+
+
+def _scene(G, args: argparse.Namespace):
+    """The scene options of a compositional model (``renderers.batch.scene_controls``)."""
+    from renderers.batch import scene_controls
+
+    return scene_controls(G, args.objects, args.object or (), args.bg_rotation)
 
 
 def _batch_model(args: argparse.Namespace):
@@ -177,7 +184,7 @@ def cmd_images(args: argparse.Namespace) -> int:
     G, _ = _batch_model(args)
     paths = run_images(G, seeds, views, args.out, psi=args.trunc, trunc_cutoff=args.trunc_cutoff, depth=args.depth,
                        normals=args.normals, grid=args.grid, force=args.force, batch=args.batch,
-                       precision=args.precision)
+                       precision=args.precision, scene=_scene(G, args))
     rows = "RGB" + (" + depth" if args.depth else "") + (" + normals" if args.normals else "")
     print(f"wrote {len(seeds)} strip(s) of {len(views)} view(s) ({rows}) to {args.out}"
           + (f", contact sheet {paths[-1]}" if args.grid else ""))
@@ -194,7 +201,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     G, _ = _batch_model(args)
     result = run_video(G, seeds, args.out, trajectory=args.trajectory, frames=args.frames, fps=args.fps, grid=grid,
                        mode=args.mode, psi=args.trunc, trunc_cutoff=args.trunc_cutoff, force=args.force,
-                       batch=args.batch, precision=args.precision)
+                       batch=args.batch, precision=args.precision, scene=_scene(G, args))
     print(f"wrote {result.path}: {result.frames} frames in {result.seconds:.1f} s")
     return 0
 
@@ -262,6 +269,17 @@ def _precision_argument(p: argparse.ArgumentParser) -> None:
                         "and super-resolution; README 'Performance' gives its error) (default exact)")
 
 
+def _scene_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--objects", type=int, default=None, metavar="N",
+                   help="compositional models (GIRAFFE): show the first N objects (default: all)")
+    p.add_argument("--object", action="append", default=None, metavar="SPEC",
+                   help="compositional models: I[:t=X,Y,Z][:s=S or SX,SY,SZ][:r=DEG], object I's translation, "
+                        "scale and rotation about the up axis in degrees; repeatable; what is left out keeps its "
+                        "default")
+    p.add_argument("--bg-rotation", type=float, default=None, metavar="DEG",
+                   help="compositional models: background rotation about the up axis in degrees")
+
+
 class _OneLineErrors(argparse.ArgumentParser):
     """Bad arguments give one line (``error: PROG: ...``, exit 2), not the usage block; --help has it."""
 
@@ -325,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--release", default=None, choices=release_names(), metavar="NAME",
+                   help="settings of an official release the file cannot tell apart (default: recognised)")
+    _scene_arguments(p)
     p.set_defaults(func=cmd_preview)
 
     p = sub.add_parser("images", help="per-seed multi-view image strips (PNG), optionally a contact sheet",
@@ -340,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None, help="views per generator call (default: sized to memory)")
     p.add_argument("--out", default="out/images", metavar="DIR", help="output folder (default out/images)")
     _precision_argument(p)
+    _scene_arguments(p)
     p.set_defaults(func=cmd_images)
 
     p = sub.add_parser("video", help="H.264 mp4 of a camera trajectory and/or a latent loop, optionally a grid",
@@ -357,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None, help="frames per generator call (default: sized to memory)")
     p.add_argument("--out", default="out/video.mp4", metavar="X.mp4", help="output video (default out/video.mp4)")
     _precision_argument(p)
+    _scene_arguments(p)
     p.set_defaults(func=cmd_video)
 
     p = sub.add_parser("mesh", help="marching-cubes meshes (ply/obj/glb) or density volumes (mrc) per seed",

@@ -84,7 +84,8 @@ def mesh_job(viz, path: str | Path | None = None, *, fmt: str | None = None, res
         if renderer is None:
             raise RuntimeError("no model loaded")
         _, planes = renderer.identity_planes(args)
-        mesh = save_identity_mesh(renderer, planes, target, fmt, resolution, iso, with_colors, progress=job.progress)
+        mesh = save_identity_mesh(renderer, planes, target, fmt, resolution, iso, with_colors, progress=job.progress,
+                                  scene=args.scene)
         return target, mesh
 
     job = Job(f"mesh {target.name}", fn)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.adaptive import AdaptiveQuality
+from models.scene import SceneControls
 from renderers.render_args import EG3D_FOV_DEGREES, DisplayArgs, RenderArgs
 from renderers.trajectories import CameraPath
 
@@ -66,6 +67,9 @@ class ModelState:
     """The official release whose render settings are in use (``models.releases``), if one is."""
     release_choices: tuple[str, ...] = ()
     """Releases of the same file format, offered where the weights cannot tell them apart."""
+    scene_defaults: SceneControls | None = None
+    """A compositional model's objects at their default poses and its background rotation (every
+    field set); None: the model has no movable objects."""
 
 
 @dataclass

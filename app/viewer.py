@@ -24,6 +24,7 @@ from app.state import AppState
 from app.viewport import Viewport, read_pixels
 from app.window import AppWindow
 from models.precision import check_precision, default_precision
+from models.scene import SceneControls
 from renderers.model_source import ModelSource, RunFollower, SourceError, resolve_source
 from renderers.render_args import RENDER_MODES, model_fov
 from renderers.renderer import GeneratorRenderer, camera_label
@@ -143,6 +144,11 @@ class Visualizer:
         model.num_classes = int(getattr(G, "num_classes", 0))
         model.release = getattr(G.config, "extra", {}).get("release")
         model.release_choices = release_alternatives(model.release)
+        embedder = getattr(G, "embedder", None)
+        defaults = embedder.default_controls() if getattr(embedder, "compositional", False) else None
+        if defaults != model.scene_defaults:
+            self.state.args.scene = SceneControls()  # another scene: its own objects at their defaults
+        model.scene_defaults = defaults
         model.depth_samples = int(opts["depth_resolution"])
         model.importance_samples = int(opts["depth_resolution_importance"])
         model.avg_camera_radius = float(opts["avg_camera_radius"])
@@ -443,6 +449,8 @@ class Visualizer:
         flags = imgui.WINDOW_NO_MOVE | imgui.WINDOW_NO_RESIZE | imgui.WINDOW_NO_COLLAPSE | imgui.WINDOW_NO_TITLE_BAR
         imgui.begin("controls", flags=flags)
         for widget in self.widgets:
+            if not widget.shown():
+                continue
             if widget.title in self.panel_requests:
                 imgui.set_next_item_open(self.panel_requests.pop(widget.title), imgui.ALWAYS)
             flags = imgui.TREE_NODE_DEFAULT_OPEN if widget.open_by_default else 0

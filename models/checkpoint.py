@@ -624,13 +624,68 @@ def read_stylesdf_generator(path: str | os.PathLike, release: str | None = None,
     return G
 
 
+GIRAFFE_GENERATORS = ("generator_test.", "generator.")
+"""Prefixes of the generators in a GIRAFFE checkpoint's ``model``, in the order they are preferred (the EMA first)."""
+
+
+def is_giraffe_checkpoint(obj: Any) -> bool:
+    return (isinstance(obj, dict) and _is_state_dict(obj.get("model"))
+            and any(f"{p}decoder.fc_in.weight" in obj["model"] for p in GIRAFFE_GENERATORS))
+
+
+def read_giraffe_checkpoint(path: str | os.PathLike, release: str | None = None,
+                            settings: dict[str, Any] | None = None, checkpoint: Any = None) -> nn.Module:
+    """Build a generator from an official GIRAFFE ``checkpoint_<name>-<hash>.pt`` (im2scene's
+    ``CheckpointIO``: ``model`` state dict, optimiser states, numpy scalars), read by the allow-listed
+    reader (nothing in it runs). Renders with ``generator_test`` (the EMA, as ``render.py``), else
+    ``generator`` with a warning. ``release`` / ``settings``: as for :func:`read_pigan_generator`
+    (default: the first release with the file's sizes; a named GIRAFFE release fits any sizes). The
+    truncation mean is z's mean, 0 (``render.py`` scales codes by 0.65: truncation 0.65)."""
+    from models.methods.giraffe import OFFICIAL_BLUR, from_official, official_network, official_to_pipeline_names
+    from models.official_formats import read_torch_zip
+    from models.releases import RELEASES, choose
+
+    path = Path(path)
+    checkpoint = read_torch_zip(path) if checkpoint is None else checkpoint
+    if not is_giraffe_checkpoint(checkpoint):
+        raise CheckpointError(path, f"torch archive holds a {_describe_object(checkpoint)}, not a GIRAFFE checkpoint "
+                                    "(a 'model' state dict with generator_test.decoder.*)")
+    model = checkpoint["model"]
+    prefix = next(p for p in GIRAFFE_GENERATORS if f"{p}decoder.fc_in.weight" in model)
+    if prefix != GIRAFFE_GENERATORS[0]:
+        warnings.warn(f"{path}: no generator_test (EMA) weights; using the raw generator", stacklevel=3)
+    state = {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    try:
+        network = official_network(shapes)
+        if release is not None and release in RELEASES and RELEASES[release].file_format == "giraffe-checkpoint":
+            chosen = RELEASES[release]  # the architecture comes from the shapes: any size fits
+        else:
+            chosen = choose("giraffe-checkpoint", network, release, where=os.fspath(path))
+        chosen = chosen.replace(**(settings or {}))
+        renamed = official_to_pipeline_names(state)
+    except (KeyError, ValueError, TypeError) as e:
+        ask = "" if release else "; pass release=giraffe-<name> (models.releases)"
+        raise CheckpointError(path, f"unsupported GIRAFFE generator: {e}{ask}") from None
+    taps = state.get(OFFICIAL_BLUR)
+    if taps is not None and (taps.numel() != 3 or taps.reshape(-1).tolist() != [1.0, 2.0, 1.0]):
+        raise CheckpointError(path, f"{prefix}{OFFICIAL_BLUR} is not the [1, 2, 1] blur")
+    G = _release_generator(path, "GIRAFFE", chosen, lambda: from_official(shapes, chosen))
+    renamed["mapping_network.w_avg"] = G.mapping_network.w_avg  # z's mean: 0
+    load_state_checked(G, renamed, path)
+    return G
+
+
 def read_official_torch_generator(path: str | os.PathLike, release: str | None = None,
                                   settings: dict[str, Any] | None = None) -> nn.Module:
     """A ``torch.save`` archive, read once and told apart by content: VolumeGAN's runner checkpoint,
-    StyleSDF's {'g_ema', 'g', 'd'}, GRAM's state dict, GRAF's CheckpointIO dict or pi-GAN's pickled module."""
+    StyleSDF's {'g_ema', 'g', 'd'}, GRAF's CheckpointIO dict, GIRAFFE's training checkpoint, GRAM's state dict
+    or pi-GAN's pickled module."""
     from models.official_formats import read_torch_zip
 
     obj = read_torch_zip(path)
+    if is_giraffe_checkpoint(obj):
+        return read_giraffe_checkpoint(path, release=release, settings=settings, checkpoint=obj)
     if is_volumegan_checkpoint(obj):
         return read_volumegan_checkpoint(path, release=release, settings=settings, data=obj)
     if is_stylesdf_checkpoint(obj):
@@ -799,8 +854,9 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
                    settings: dict[str, Any] | None = None) -> nn.Module:
     """Load a generator from our ``.safetensors`` checkpoint, an official EG3D, EpiGRAF or StyleNeRF ``.pkl``
     (its G_ema, told apart by persistence module and class names), an official pi-GAN or GRAM
-    ``generator.pth`` (with the ``ema.pth`` beside it) or an official VolumeGAN ``.pth`` (its
-    ``generator_smooth``).
+    ``generator.pth`` (with the ``ema.pth`` beside it), an official VolumeGAN ``.pth`` (its
+    ``generator_smooth``), StyleSDF ``.pt`` (its ``g_ema``), GRAF ``.pt`` or GIRAFFE ``checkpoint_*.pt``
+    (their ``generator_test``).
 
     ``release`` / ``settings``: for official files that do not store their render settings, the
     ``models.releases`` entry to use and changes to it (see :func:`read_pigan_generator`).
@@ -829,7 +885,7 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
     else:
         raise CheckpointError(path, f"unrecognised file type: {_what_it_is(path)} (expected a .safetensors generator, "
                                     "an EG3D / EpiGRAF / StyleNeRF network pickle, a pi-GAN / GRAM generator.pth, "
-                                    "a VolumeGAN .pth or a StyleSDF .pt)")
+                                    "a VolumeGAN .pth, a StyleSDF .pt, a GRAF .pt or a GIRAFFE checkpoint_*.pt)")
     return G.eval().requires_grad_(False).to(device)
 
 

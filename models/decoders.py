@@ -19,6 +19,7 @@ density activations live in the renderer (methods.md §4 note 2).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -736,6 +737,109 @@ class NeRFMLPFieldDecoder(Decoder):
         out = self.net(features, seen, z_shape, z_app)
         rgb = torch.sigmoid(out["rgb"]) if self.unit_range else out["rgb"]
         return {"rgb": rgb, "raw": out["sigma"]}
+
+
+@DECODERS.register("giraffe_mlp")
+class GiraffeFieldDecoder(Decoder):
+    """GIRAFFE's own field network (``im2scene/giraffe/models/decoder.py``), parameters named as there.
+
+    Reads raw points p [N, M, 3] (the object's box frame, or the rotated world for the background):
+    with ``e = PE_L(p / downscale)`` (``sin/cos(2^k pi x)``, no raw input),
+    ``h = ReLU(fc_in(e) + fc_z(z_shape))``, then ``h = ReLU(blocks.i(h))`` for the ``blocks - 1``
+    blocks, adding ``fc_z_skips.j(z_shape) + fc_p_skips.j(e)`` (no activation) after block ``s - 1``
+    for each skip s; ``sigma = sigma_out(h)`` (raw);
+    ``feature = feat_out(ReLU(feat_view(h) + fc_z_view(z_app) + fc_view(PE_Ld(d / |d| / downscale))))``.
+    """
+
+    needs_ws = "z"
+    reads_coordinates = True
+    preferred_density = "relu"
+
+    @dataclass
+    class Config(ComponentConfig):
+        hidden: int = 128
+        """Hidden width (``hidden_size``)."""
+        blocks: int = 8
+        """``n_blocks``: ``fc_in`` plus ``blocks - 1`` hidden layers."""
+        skips: tuple[int, ...] = (4,)
+        """Skip additions after these blocks (``skips``; the background has none)."""
+        out_features: int = 256
+        """Feature channels (``rgb_out_dim``)."""
+        z_shape_dim: int = 256
+        """Shape code size."""
+        z_app_dim: int = 256
+        """Appearance code size."""
+        pe_frequencies: int = 10
+        """Positional-encoding frequencies of points (``n_freq_posenc``)."""
+        dir_frequencies: int = 4
+        """Positional-encoding frequencies of view directions (``n_freq_posenc_views``)."""
+        downscale: float = 2.0
+        """Points and unit directions are divided by this before encoding (``downscale_p_by``; background 12)."""
+        sigma_bias_init: float | None = None
+        """Initial ``sigma_out`` bias (None: PyTorch's default draw, as GIRAFFE; the ``-tiny`` reduction
+        starts at 1 so that an untrained CPU-size model has density to show)."""
+
+        def __post_init__(self):
+            self.skips = tuple(int(s) for s in self.skips)
+
+    def __init__(self, config: Config, in_features: int = 3, w_dim: int = 0):
+        super().__init__()
+        c = config
+        if c.blocks < 1 or any(not 0 < s < c.blocks - 1 for s in c.skips):
+            raise ValueError(f"decoder skips {list(c.skips)} must lie in [1, blocks - 2] = [1, {c.blocks - 2}]")
+        self.shape_dim, self.app_dim = int(c.z_shape_dim), int(c.z_app_dim)
+        self.codes_per_field = self.shape_dim + self.app_dim
+        self.frequencies, self.dir_frequencies = int(c.pe_frequencies), int(c.dir_frequencies)
+        self.downscale, self.skips = float(c.downscale), tuple(c.skips)
+        self.channels, self.unit_range = int(c.out_features), False
+        points, views, h = 6 * self.frequencies, 6 * self.dir_frequencies, c.hidden  # sin and cos of 3 values each
+        self.fc_in = nn.Linear(points, h)
+        self.fc_z = nn.Linear(self.shape_dim, h)
+        self.blocks = nn.ModuleList(nn.Linear(h, h) for _ in range(c.blocks - 1))
+        self.fc_z_skips = nn.ModuleList(nn.Linear(self.shape_dim, h) for _ in self.skips)
+        self.fc_p_skips = nn.ModuleList(nn.Linear(points, h) for _ in self.skips)
+        self.sigma_out = nn.Linear(h, 1)
+        self.fc_z_view = nn.Linear(self.app_dim, h)
+        self.feat_view = nn.Linear(h, h)
+        self.fc_view = nn.Linear(views, h)
+        self.feat_out = nn.Linear(h, c.out_features)
+        if c.sigma_bias_init is not None:
+            nn.init.constant_(self.sigma_out.bias, float(c.sigma_bias_init))
+
+    @classmethod
+    def codes_dim(cls, config: Config) -> int:
+        return config.z_shape_dim + config.z_app_dim
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(hidden=16, blocks=min(config.blocks, 4), skips=(2,) if config.skips else (),
+                              z_shape_dim=8, z_app_dim=8, out_features=16, pe_frequencies=min(config.pe_frequencies, 4),
+                              dir_frequencies=min(config.dir_frequencies, 2), sigma_bias_init=1.0)
+
+    def codes(self, z: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        split = offset + self.shape_dim
+        return z[:, offset:split], z[:, split:split + self.app_dim]
+
+    def encode(self, x: torch.Tensor, frequencies: int) -> torch.Tensor:
+        return positional_encoding(x / self.downscale, frequencies, include_input=False, factor=math.pi)
+
+    def forward(self, points, directions, ws=None, codes=None):
+        """points, directions [N, M, 3] (directions need not be unit), codes ([N, z_shape], [N, z_app])
+        -> {'rgb': features [N, M, out_features], 'raw': sigma [N, M, 1]}."""
+        z_shape, z_app = codes
+        e = self.encode(points, self.frequencies)
+        h = torch.relu(self.fc_in(e) + self.fc_z(z_shape).unsqueeze(1))
+        for i, layer in enumerate(self.blocks):
+            h = torch.relu(layer(h))
+            if i + 1 in self.skips:
+                j = self.skips.index(i + 1)
+                h = h + self.fc_z_skips[j](z_shape).unsqueeze(1)
+                h = h + self.fc_p_skips[j](e)
+        sigma = self.sigma_out(h)
+        f = self.feat_view(h) + self.fc_z_view(z_app).unsqueeze(1)
+        d = directions / torch.linalg.vector_norm(directions, dim=-1, keepdim=True)
+        f = torch.relu(f + self.fc_view(self.encode(d, self.dir_frequencies)))
+        return {"rgb": self.feat_out(f), "raw": sigma}
 
 
 # --- StyleNeRF -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,10 +29,10 @@ from models.decoders import DECODERS
 from models.feature_volume import FeatureVolume
 from models.mappings import MAPPINGS
 from models.registry import ComponentConfig, Registry
-from models.scene import MeshFields, RenderOptions, Scene
+from models.scene import MeshFields, ObjectPose, RenderOptions, Scene, SceneControls
 from models.stylegan2 import SynthesisNetwork
 from ops.camera import generate_rays, unpack_label
-from ops.compositing import Composite, combine_fields, composite_constant_delta
+from ops.compositing import Composite, combine_fields, composite_constant_delta, composite_last_delta
 from ops.feature_volume import OUTSIDE_MODES, sample_feature_volume
 from ops.manifolds import (
     GRAM_BACKGROUND_DELTA,
@@ -102,8 +103,9 @@ class Embedder(nn.Module):
         return None
 
     def decode(self, fields: Fields, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
-               activate=None) -> dict[str, torch.Tensor]:
-        """The field at points [N, M, 3]: {'rgb' [N, M, C], 'raw' [N, M, 1]}."""
+               activate=None, options: Any = None) -> dict[str, torch.Tensor]:
+        """The field at points [N, M, 3]: {'rgb' [N, M, C], 'raw' [N, M, 1]}; ``options``: the call's
+        ``RenderOptions`` (GIRAFFE's boxes)."""
         return fields.decoder(self(scene.features, points), directions, fields.ws, fields.decoder.codes(fields.z))
 
     @classmethod
@@ -164,9 +166,9 @@ class CoordinateEmbedder(Embedder):
         return positional_encoding(x, self.frequencies) if self.frequencies else x
 
     def decode(self, fields: Fields, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
-               activate=None) -> dict[str, torch.Tensor]:
+               activate=None, options: Any = None) -> dict[str, torch.Tensor]:
         directions = directions if self.world_axes is None else directions[..., self.world_axes]
-        return super().decode(fields, scene, points, directions, activate)
+        return super().decode(fields, scene, points, directions, activate, options)
 
 
 @EMBEDDERS.register("triplane")
@@ -405,10 +407,11 @@ class ManifoldEmbedder(Embedder):
 
     def render_rays(self, G: Generator, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
                     depths: torch.Tensor, density_noise: float,
-                    directions_seen: torch.Tensor | None = None) -> Composite:
+                    directions_seen: torch.Tensor | None = None, options: Any = None) -> Composite:
         """Intersect the rays with the level sets of s(x), shade the surface points, composite with
         a constant interval (the background plane is opaque). ``directions_seen``: the view
-        directions the decoder reads (``lock_view_dependence``), else the rays'."""
+        directions the decoder reads (``lock_view_dependence``), else the rays'. ``options``: the
+        resolved ``RenderOptions`` (not read here)."""
         n, m = depths.shape[:2]
         points, valid, depth, delta = self.surface_points(G, origins, directions, depths)
         num = points.shape[2]
@@ -466,8 +469,10 @@ class ManifoldEmbedder(Embedder):
 
 @EMBEDDERS.register("composition")
 class CompositionEmbedder(Embedder):
-    """GIRAFFE: each object sees points in its own box frame ((x - t) / scale, PE), the background
-    sees world points (PE); fields are composed by summed densities and density-weighted features."""
+    """A GIRAFFE-like composition (the first preset's, kept for its checkpoints): each object sees points
+    in its own box frame ((x - t) / scale, PE), the background sees world points (PE); fields are
+    composed by summed densities and density-weighted features. The official network is
+    :class:`GiraffeSceneEmbedder`."""
 
     needs_codes = True
 
@@ -529,7 +534,7 @@ class CompositionEmbedder(Embedder):
         return positional_encoding(points * self.coordinate_scale, self.frequencies)
 
     def decode(self, fields: Fields, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
-               activate=None) -> dict[str, torch.Tensor]:
+               activate=None, options: Any = None) -> dict[str, torch.Tensor]:
         decoder = fields.decoder
         per = decoder.codes_per_field
         features, raws = [], []
@@ -547,6 +552,277 @@ class CompositionEmbedder(Embedder):
         feature, density = combine_fields(torch.stack(features), torch.stack(densities))
         return {"rgb": feature, "raw": density}
 
+
+
+def _triple(values: Any) -> tuple[float, float, float]:
+    out = tuple(float(v) for v in values)
+    if len(out) != 3:
+        raise ValueError(f"expected 3 values (x, y, z), got {len(out)}")
+    return out  # type: ignore[return-value]
+
+
+def z_rotation(angles: torch.Tensor) -> torch.Tensor:
+    """Rotations about the z axis by ``angles`` [...] (radians): [..., 3, 3], as scipy's
+    ``Rotation.from_euler('z', angle)`` (computed in float64, returned as float32)."""
+    a = angles.double()
+    c, s, zero, one = torch.cos(a), torch.sin(a), torch.zeros_like(a), torch.ones_like(a)
+    return torch.stack([c, -s, zero, s, c, zero, zero, zero, one], -1).reshape(*a.shape, 3, 3).float()
+
+
+@EMBEDDERS.register("giraffe_scene")
+class GiraffeSceneEmbedder(Embedder):
+    """GIRAFFE's compositional scene (``im2scene/giraffe/models/generator.py``): several object fields,
+    each in its own box, and a background field, composed by density and volume-rendered.
+
+    Object k sees box-frame points ``R_k (x - t_k) / s_k`` (per-axis scale s_k, rotation R_k about z,
+    translation t_k) and box-frame ray directions ``R_k d / s_k``; its density is 0 where any box
+    coordinate exceeds ``1 + box_padding``. The background sees the rotated world ``R_bg x``. Densities
+    are summed and features density-weighted (``ops.compositing.combine_fields``); the sum is
+    integrated with the last interval 1e10. Boxes and background rotation are per-call inputs
+    (``RenderOptions.scene``: :class:`~models.scene.SceneControls`); by default each object sits at the
+    middle of its training ranges (``get_transformations(0.5, 0.5, 0.5)``). Both fields are
+    ``giraffe_mlp`` decoders reading codes from z: per object (shape, appearance), then the
+    background's (shape, appearance).
+    """
+
+    gives_coordinates = True
+    needs_codes = True
+    renders_rays = True
+    compositional: ClassVar[bool] = True
+    """Objects and background can be moved per call (the viewer shows its scene panel)."""
+
+    @dataclass
+    class Config(ComponentConfig):
+        num_objects: int = 1
+        """Object boxes (``n_boxes``)."""
+        scale_min: tuple[float, float, float] = (0.21, 0.21, 0.21)
+        """Smallest box scale per axis (``scale_range_min``)."""
+        scale_max: tuple[float, float, float] = (0.21, 0.21, 0.21)
+        """Largest box scale per axis; one value in [0, 1] moves all three axes (``fix_scale_ratio``)."""
+        translation_min: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        """Smallest box translation per axis."""
+        translation_max: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        """Largest box translation per axis."""
+        rotation_range: tuple[float, float] = (0.40278, 0.59722)
+        """Object rotation about z, in full turns (``rotation_range``)."""
+        object_on_plane: bool = False
+        """Box centres sit at z = ``z_level_plane`` (CLEVR)."""
+        z_level_plane: float = 0.0
+        """The plane's height."""
+        box_padding: float = 0.1
+        """Object density is kept inside the box grown by this (GIRAFFE: 0.1)."""
+        background: bool = True
+        """Add the background field."""
+        background_hidden: int = 64
+        """Background MLP width."""
+        background_blocks: int = 4
+        """Background MLP blocks (no skips)."""
+        background_z_dim: int = 128
+        """Background shape and appearance code size (each)."""
+        background_downscale: float = 12.0
+        """Background points are divided by this before encoding (``downscale_p_by``)."""
+        background_rotation_range: tuple[float, float] = (0.0, 0.0)
+        """Background rotation about z, in full turns (``backround_rotation_range``)."""
+
+        def __post_init__(self):
+            self.scale_min, self.scale_max = _triple(self.scale_min), _triple(self.scale_max)
+            self.translation_min, self.translation_max = _triple(self.translation_min), _triple(self.translation_max)
+            self.rotation_range = tuple(float(v) for v in self.rotation_range)
+            self.background_rotation_range = tuple(float(v) for v in self.background_rotation_range)
+
+    def __init__(self, config: Config, w_dim: int = 0, box_side: float = 1.0):
+        super().__init__()
+        self.config = config
+        self.num_objects = int(config.num_objects)
+        self.has_background = bool(config.background)
+        self.out_features = 3
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(background_hidden=8, background_blocks=2, background_z_dim=4)
+
+    @classmethod
+    def extra_decoder(cls, config: Config, decoder: ComponentConfig) -> ComponentConfig | None:
+        if not config.background:
+            return None
+        return decoder.replace(hidden=config.background_hidden, blocks=config.background_blocks, skips=(),
+                               z_shape_dim=config.background_z_dim, z_app_dim=config.background_z_dim,
+                               downscale=config.background_downscale, sigma_bias_init=None)
+
+    @classmethod
+    def codes_needed(cls, config: Config, codes_per_field: int) -> int:
+        return codes_per_field * config.num_objects + (2 * config.background_z_dim if config.background else 0)
+
+    @classmethod
+    def on_swap_in(cls, config: Any) -> None:
+        config.decoder = DECODERS.default_config("giraffe_mlp")
+        config.mapping = MAPPINGS.default_config("none")
+
+    def forward(self, scene: None, points: torch.Tensor) -> torch.Tensor:
+        return points
+
+    # --- the scene's boxes ---------------------------------------------------------------------
+
+    def object_pose(self, val_s: Any = 0.5, val_t: Any = (0.5, 0.5, 0.5), val_r: float = 0.5) -> ObjectPose:
+        """The box at normalised values in [0, 1] of the training ranges, as the official
+        ``get_transformations``: s = min + val_s[0] (max - min) (one value for the three axes),
+        t = min + val_t (max - min), angle = 2 pi (r0 + val_r (r1 - r0))."""
+        c = self.config
+
+        def between(lo: tuple, hi: tuple, value: Any) -> list[float]:  # in float32, as the official tensors
+            low = torch.tensor(lo, dtype=torch.float32)
+            return (low + torch.tensor(value, dtype=torch.float32) * (torch.tensor(hi, dtype=torch.float32) - low)).tolist()
+
+        v = float(val_s[0] if isinstance(val_s, (tuple, list)) else val_s)
+        scale = tuple(between(c.scale_min, c.scale_max, [v] * 3))
+        translation = between(c.translation_min, c.translation_max,
+                              _triple(val_t if isinstance(val_t, (tuple, list)) else (val_t,) * 3))
+        if c.object_on_plane:
+            translation[2] = c.z_level_plane
+        r0, r1 = c.rotation_range
+        return ObjectPose(tuple(translation), scale, 2 * math.pi * (r0 + float(val_r) * (r1 - r0)))
+
+    def background_angle(self, value: float = 0.5) -> float:
+        """Background rotation (radians) at a normalised value of its range (official ``get_bg_rotation``)."""
+        b0, b1 = self.config.background_rotation_range
+        return 2 * math.pi * (b0 + float(value) * (b1 - b0))
+
+    def default_controls(self) -> SceneControls:
+        """Every object at the middle of its ranges, the background at the middle of its rotation range."""
+        return SceneControls((self.object_pose(),) * self.num_objects, self.background_angle())
+
+    def transforms(self, controls: SceneControls | None, batch: int, device: torch.device
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The boxes of ``controls`` (defaults where None): scale, translation [N, K', 3], rotation
+        [N, K', 3, 3] of the K' shown objects, background rotation [N, 3, 3]."""
+        default = self.default_controls()
+        objects = default.objects if controls is None or controls.objects is None else tuple(controls.objects)
+        if len(objects) > self.num_objects:
+            raise ValueError(f"{len(objects)} object poses given; this model has {self.num_objects} objects")
+        angle = default.background_rotation if controls is None or controls.background_rotation is None \
+            else float(controls.background_rotation)
+
+        def per_object(values: list) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.float32).reshape(1, len(objects), 3).expand(batch, -1, -1)
+
+        scale = per_object([_triple(o.scale) for o in objects]).to(device)
+        translation = per_object([_triple(o.translation) for o in objects]).to(device)
+        rotation = z_rotation(torch.tensor([float(o.rotation) for o in objects], dtype=torch.float64))
+        rotation = rotation[None].expand(batch, -1, -1, -1).to(device)
+        background = z_rotation(torch.tensor(angle, dtype=torch.float64))[None].expand(batch, -1, -1).to(device)
+        return scale, translation, rotation, background
+
+    def random_transforms(self, batch: int, device: torch.device
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Boxes drawn per sample as GIRAFFE trains (``get_random_offset``, ``get_random_bg_rotation``):
+        uniform over the scale (one value for the three axes), translation and rotation ranges, and
+        the background rotation range; shapes as :meth:`transforms`."""
+        c, k = self.config, self.num_objects
+        low = torch.tensor(c.scale_min, device=device)
+        scale = low + torch.rand(batch, k, 1, device=device) * (torch.tensor(c.scale_max, device=device) - low)
+        low = torch.tensor(c.translation_min, device=device)
+        translation = low + torch.rand(batch, k, 3, device=device) * (torch.tensor(c.translation_max, device=device) - low)
+        if c.object_on_plane:
+            translation[..., 2] = c.z_level_plane
+        (r0, r1), (b0, b1) = c.rotation_range, c.background_rotation_range
+        rotation = z_rotation(2 * math.pi * (r0 + torch.rand(batch, k, dtype=torch.float64) * (r1 - r0)))
+        background = z_rotation(2 * math.pi * (b0 + torch.rand(batch, dtype=torch.float64) * (b1 - b0)))
+        return scale, translation, rotation.to(device), background.to(device)
+
+    # --- the fields ------------------------------------------------------------------------------
+
+    def _fields(self, fields: Fields, density: Callable[[torch.Tensor], torch.Tensor], origins: torch.Tensor,
+                ends: torch.Tensor, depths: torch.Tensor | None, boxes: tuple[torch.Tensor, ...]
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Features [N, P, C] and activated densities [N, P, 1] of every shown field (objects, then the
+        background). Rays (``depths`` [N, M, K, 1]): points ``o + depth (e - o)`` for origins o and ends e
+        [N, M, 3], P = M K; else (``depths`` None) the points o [N, P, 3] seen along ``e - o``. Each
+        field maps o and e to its own frame first and forms its points and directions there (GIRAFFE's
+        order of operations). ``density``: raw -> activated density (with training noise); ``boxes``: the
+        (scale, translation, rotation, background rotation) of :meth:`transforms`."""
+        n = origins.shape[0]
+        scale, translation, rotation, background = boxes
+        decoder, z = fields.decoder, fields.z
+        features, densities = [], []
+
+        def rotate(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+            return (matrix @ x.transpose(1, 2)).transpose(1, 2)
+
+        def along(o: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            ray = e - o
+            if depths is None:
+                return o, ray
+            points = o.unsqueeze(-2) + depths * ray.unsqueeze(-2)
+            return points.reshape(n, -1, 3), ray.unsqueeze(-2).expand_as(points).reshape(n, -1, 3)
+
+        per = decoder.codes_per_field
+        limit = 1 + self.config.box_padding
+        for i in range(scale.shape[1]):
+            s, t, r = scale[:, i].unsqueeze(1), translation[:, i].unsqueeze(1), rotation[:, i]
+            points, dirs = along(rotate(r, origins - t) / s, rotate(r, ends - t) / s)
+            out = decoder(points, dirs, None, decoder.codes(z, i * per))
+            inside = (points.abs() <= limit).all(-1, keepdim=True)
+            features.append(out["rgb"])
+            densities.append(density(out["raw"]) * inside)
+        if self.has_background:
+            points, dirs = along(rotate(background, origins), rotate(background, ends))
+            out = fields.extra(points, dirs, None, fields.extra.codes(z, self.num_objects * per))
+            features.append(out["rgb"])
+            densities.append(density(out["raw"]))
+        return features, densities
+
+    @staticmethod
+    def _own_fields(G: Generator, scene: Scene) -> Fields:
+        return Fields(G.decoder, G.decoder_ws(scene), scene.ws[:, 0], getattr(G, "background_decoder", None))
+
+    def decode(self, fields: Fields, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
+               activate=None, options: Any = None) -> dict[str, torch.Tensor]:
+        """The composed scene at world points [N, M, 3] with the boxes of ``options.scene`` (default:
+        the defaults): {'rgb', 'raw' (summed density)}."""
+        boxes = self.transforms(getattr(options, "scene", None), points.shape[0], points.device)
+        features, densities = self._fields(fields, activate, points, points + directions, None, boxes)
+        feature, density = combine_fields(torch.stack(features), torch.stack(densities))
+        return {"rgb": feature, "raw": density}
+
+    def render_rays(self, G: Generator, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
+                    depths: torch.Tensor, density_noise: float, directions_seen: torch.Tensor | None = None,
+                    options: Any = None, image_points: torch.Tensor | None = None) -> Composite:
+        """Composite of every field along rays [N, M, 3]: with ``image_points`` (each ray's point at unit
+        depth along the optical axis), rays ``image_points - origins`` and depths [N, M, K, 1] along the
+        axis; else unit ``directions`` and distances. The composite's depth is a distance.
+        ``directions_seen`` is ignored (each field sees its own frame's directions). In training mode
+        without scene controls the boxes are drawn per sample (:meth:`random_transforms`)."""
+        n, m, k, _ = depths.shape
+        controls = getattr(options, "scene", None)
+        boxes = self.random_transforms(n, origins.device) if self.training and controls is None \
+            else self.transforms(controls, n, origins.device)
+        ends = origins + directions if image_points is None else image_points
+        length = torch.linalg.vector_norm(ends - origins, dim=-1, keepdim=True)  # [N, M, 1]
+        density = lambda raw: G.renderer.activate(G.renderer.noisy(raw, density_noise))  # noqa: E731
+        features, densities = self._fields(self._own_fields(G, scene), density, origins, ends, depths, boxes)
+        feature, total = combine_fields(torch.stack(features), torch.stack(densities))
+        result = composite_last_delta(feature.reshape(n, m, k, -1), total.reshape(n, m, k, 1), depths,
+                                      white_background=G.renderer.white_back, delta_scale=length)
+        distances = depths * length.unsqueeze(-2)
+        return G.finish_composite(Composite(result.features, result.depth * length, result.weights), distances)
+
+    @torch.no_grad()
+    def alpha_maps(self, G: Generator, scene: Scene, c: torch.Tensor, resolution: int,
+                   options: Any = None) -> torch.Tensor:
+        """Each shown object's opacity alone (GIRAFFE's ``return_alpha_map``: its weights with the
+        last interval 0, summed along the ray): [N, K', r, r] for cameras c [N, 25]."""
+        origins, ends, depths = G.axis_rays(c, resolution, options)
+        n, m, k, _ = depths.shape
+        length = torch.linalg.vector_norm(ends - origins, dim=-1, keepdim=True)
+        boxes = self.transforms(getattr(options, "scene", None), n, origins.device)
+        _, densities = self._fields(self._own_fields(G, scene), G.renderer.activate, origins, ends, depths, boxes)
+        maps = [torch.zeros(n, 0, resolution, resolution, device=origins.device)]
+        for density in densities[:len(densities) - self.has_background]:
+            empty = torch.zeros(n, m, k, 1, dtype=density.dtype, device=density.device)
+            weights = composite_last_delta(empty, density.reshape(n, m, k, 1), depths, last_delta=0.0,
+                                           delta_scale=length).weights
+            maps.append(weights.sum(2).reshape(n, 1, resolution, resolution))
+        return torch.cat(maps, 1)
 
 
 @EMBEDDERS.register("stylenerf")

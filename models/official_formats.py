@@ -110,7 +110,7 @@ class _TorchZipUnpickler(_SafeUnpickler):
         self._allowed["easydict.EasyDict"] = self._allowed["dnnlib.util.EasyDict"]
 
     def _numpy_scalar(self, dtype: Any, data: Any = None) -> Any:
-        # Training scalars (GRAF's fid_best, GIRAFFE's loss_val_best): checked raw bytes of a numeric dtype
+        # Training scalars (GRAF's fid_best, GIRAFFE's best FID): checked raw bytes of a numeric dtype
         # (both numpy module spellings resolve here), handed on as a plain Python number.
         return super()._numpy_scalar(dtype, data).item()
 
@@ -170,13 +170,18 @@ def find_data_pickle(archive: zipfile.ZipFile, path: str | os.PathLike) -> str:
     return found[0]
 
 
+_ZIP_ERRORS = (zipfile.BadZipFile, UnicodeDecodeError, NotImplementedError, ValueError, EOFError)
+"""What ``zipfile`` raises for a damaged central directory: bad magic, names that are not UTF-8 (with
+the UTF-8 flag set), an unsupported "version needed", sizes that do not add up."""
+
+
 def is_torch_zip(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a zip archive with one ``<folder>/data.pkl`` (what ``torch.save`` writes)."""
     try:
         with zipfile.ZipFile(path) as archive:
             find_data_pickle(archive, path)
         return True
-    except (OSError, zipfile.BadZipFile, CheckpointError):
+    except (OSError, CheckpointError, *_ZIP_ERRORS):
         return False
 
 
@@ -197,8 +202,8 @@ def read_torch_zip(path: str | os.PathLike, *, extra_plain_classes: Iterable[str
         archive = zipfile.ZipFile(path)
     except OSError as exc:
         raise CheckpointError(path, f"cannot open file: {exc.strerror or _one_line(exc)}") from None
-    except zipfile.BadZipFile as exc:
-        raise CheckpointError(path, f"not a readable zip archive: {_one_line(exc)}") from None
+    except _ZIP_ERRORS as exc:
+        raise CheckpointError(path, f"not a readable zip archive: {type(exc).__name__}: {_one_line(exc)}") from None
     with archive:
         entry = find_data_pickle(archive, path)
         prefix = entry[: -len("data.pkl")]
@@ -217,7 +222,7 @@ def read_torch_zip(path: str | os.PathLike, *, extra_plain_classes: Iterable[str
                                       big_endian).load()
         except CheckpointError:
             raise
-        except (EOFError, zipfile.BadZipFile) as exc:
+        except _ZIP_ERRORS as exc:
             raise CheckpointError(path, f"archive is truncated or corrupt: {_one_line(exc)}") from None
         except pickle.UnpicklingError as exc:
             raise CheckpointError(path, f"not a valid pickle: {_one_line(exc)}") from None

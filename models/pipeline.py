@@ -39,6 +39,7 @@ from ops.camera import (
     camera_frame_rays,
     fov_to_focal,
     generate_rays,
+    image_plane_points,
     orbit_label,
     unpack_label,
 )
@@ -219,7 +220,7 @@ class PipelineGenerator(nn.Module):
                     options: RenderOptions | None = None) -> dict[str, torch.Tensor]:
         """Decoder at world points [N, M, 3]: {'rgb' [N, M, C], 'sigma' [N, M, 1]}; 'sigma' is the
         raw density (with training noise), or for SDF models the density of the SDF, plus 'sdf'."""
-        out = self._decode(scene, coordinates, directions)
+        out = self._decode(scene, coordinates, directions, **({} if options is None else {"options": options}))
         if self.renderer.sdf:
             return {"rgb": out["rgb"], "sigma": self.renderer.density(out["raw"]), "sdf": out["raw"]}
         noise = (options or RenderOptions()).resolve(self.rendering_kwargs).density_noise
@@ -235,10 +236,13 @@ class PipelineGenerator(nn.Module):
 
     # --- rendering ---------------------------------------------------------------------------
 
-    def _decode(self, scene: Scene, points: torch.Tensor, directions: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All fields at points [N, M, 3] -> {'rgb' [N, M, C], 'raw' [N, M, 1]} (composed for GIRAFFE)."""
+    def _decode(self, scene: Scene, points: torch.Tensor, directions: torch.Tensor,
+                options: RenderOptions | None = None) -> dict[str, torch.Tensor]:
+        """All fields at points [N, M, 3] -> {'rgb' [N, M, C], 'raw' [N, M, 1]} (composed for GIRAFFE, its
+        boxes from ``options.scene``)."""
         fields = Fields(self.decoder, self.decoder_ws(scene), scene.ws[:, 0], getattr(self, "background_decoder", None))
-        return self.embedder.decode(fields, scene, points, directions, activate=self.renderer.activate)
+        return self.embedder.decode(fields, scene, points, directions, activate=self.renderer.activate,
+                                    options=options)
 
     def _evaluate(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor, depths: torch.Tensor,
                   density_noise: float = 0.0, directions_seen: torch.Tensor | None = None,
@@ -272,7 +276,8 @@ class PipelineGenerator(nn.Module):
     def render_rays(self, scene: Scene, origins: torch.Tensor, directions: torch.Tensor,
                     options: RenderOptions | None = None,
                     camera_frame: tuple[torch.Tensor, torch.Tensor] | None = None, ray_scale: torch.Tensor | None = None,
-                    view_directions: torch.Tensor | None = None, axis_rays: torch.Tensor | None = None) -> Composite:
+                    view_directions: torch.Tensor | None = None, axis_rays: torch.Tensor | None = None,
+                    image_points: torch.Tensor | None = None) -> Composite:
         """Composite features [N, M, C] (about [-1, 1] for colour decoders), depth [N, M, 1], weights.
 
         ``camera_frame``: (cam2world, unit camera-frame directions) of rays from :meth:`camera_rays` in the
@@ -281,9 +286,14 @@ class PipelineGenerator(nn.Module):
         axis: 1 / cos of the ray's angle to it); ``view_directions`` [N, M, 3]: what the decoder
         reads as view directions, if not the rays' own (StyleSDF's camera-frame directions); ``axis_rays``
         [N, M, 3]: the unnormalised rays of the 'axis' mode, the coarse points then being ``o + rays t``
-        with t the sampled depths before ``ray_scale`` (GRAF's order)."""
+        with t the sampled depths before ``ray_scale`` (GRAF's order). ``image_points`` [N, M, 3]: for an
+        embedder that renders rays itself, the rays' points at unit depth along the optical axis; it then
+        gets the rays ``image_points - origins`` and the sampled depths unscaled (GIRAFFE's arithmetic)."""
         opts = (options or RenderOptions()).resolve(self.rendering_kwargs)
         depths = axis_depths = self.sample_depths(origins, directions, opts.num_coarse)
+        if image_points is not None and self.embedder.renders_rays:
+            return self.embedder.render_rays(self, scene, origins, directions, depths, opts.density_noise,
+                                             options=opts, image_points=image_points)
         if ray_scale is not None:
             depths = depths * ray_scale.unsqueeze(-2)
         directions_seen = view_directions
@@ -292,7 +302,7 @@ class PipelineGenerator(nn.Module):
             directions_seen = directions_seen.expand_as(directions)
         if self.embedder.renders_rays:
             return self.embedder.render_rays(self, scene, origins, directions, depths, opts.density_noise,
-                                             directions_seen)
+                                             directions_seen, options=opts)
 
         def evaluate(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             points = None
@@ -357,29 +367,50 @@ class PipelineGenerator(nn.Module):
         origins, directions, camera_frame = self.camera_rays(c, resolution)
         if camera_frame is not None:  # VolumeGAN's order of operations
             return self.render_rays(scene, origins, directions, options, camera_frame)
+        ray_scale, views = self._axis_terms(c, resolution)
+        image_points = None
+        if self.embedder.renders_rays and self.config.points.depth_along_axis:
+            image_points = image_plane_points(*unpack_label(c), resolution, grid=self.config.renderer.pixel_grid)
+        return self.render_rays(scene, origins, directions, options, ray_scale=ray_scale, view_directions=views,
+                                image_points=image_points)
+
+    def _axis_terms(self, c: torch.Tensor, resolution: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(ray scale [N, M, 1] for depths along the optical axis, camera-frame view directions [N, M, 3]),
+        each None where the config does not ask for it."""
         _, intrinsics = unpack_label(c)
         ray_scale = views = None
         if self.config.points.depth_along_axis or self.config.renderer.camera_frame_views:
-            camera = camera_directions(intrinsics, resolution, grid=grid)  # (x, y, 1), OpenCV axes
+            camera = camera_directions(intrinsics, resolution, grid=self.config.renderer.pixel_grid)  # OpenCV (x, y, 1)
             if self.config.points.depth_along_axis:
                 ray_scale = camera.norm(dim=-1, keepdim=True)
             if self.config.renderer.camera_frame_views:  # OpenGL camera axes, unit length
                 views = F.normalize(camera * camera.new_tensor([1.0, -1.0, -1.0]), dim=-1)
-        return self.render_rays(scene, origins, directions, options, ray_scale=ray_scale, view_directions=views)
+        return ray_scale, views
+
+    def axis_rays(self, c: torch.Tensor, resolution: int, options: RenderOptions | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rays of cameras c [N, 25] at r x r as GRAF and GIRAFFE form them: origins and the pixels'
+        image-plane points at unit depth along the optical axis [N, M, 3], and the evaluation depths
+        [N, M, K, 1] along the axis (points: origin + depth (image point - origin))."""
+        opts = (options or RenderOptions()).resolve(self.rendering_kwargs)
+        origins, directions, _ = self.camera_rays(c, resolution)
+        points = image_plane_points(*unpack_label(c), resolution, grid=self.config.renderer.pixel_grid)
+        return origins, points, self.sample_depths(origins, directions, opts.num_coarse, jitter=False)
 
     # --- geometry ----------------------------------------------------------------------------
 
-    def mesh_fields(self, scene: Scene) -> MeshFields:
+    def mesh_fields(self, scene: Scene, options: RenderOptions | None = None) -> MeshFields:
         """The field a mesh of one identity comes from: -SDF at level 0 for SDF models, the
         embedder's own field where it has one (GRAM's manifolds at their most-weighted level), raw
-        density otherwise (level picked by the viewer)."""
+        density otherwise (level picked by the viewer). ``options.scene``: a compositional model's
+        boxes (default: its defaults)."""
         half = self.box_side / 2
 
         def decode(points: torch.Tensor) -> dict[str, torch.Tensor]:
             pts = points.to(scene.ws.device).reshape(1, -1, 3)
             directions = F.normalize(torch.tensor(self.rendering_kwargs["avg_camera_pivot"], device=pts.device)
                                      - self.default_camera(device=pts.device)[0, [3, 7, 11]], dim=0).expand_as(pts)
-            return self._decode(scene, pts, directions.contiguous())
+            return self._decode(scene, pts, directions.contiguous(), **({} if options is None else {"options": options}))
 
         def color(points: torch.Tensor) -> torch.Tensor:
             rgb = decode(points)["rgb"][0, :, :3]

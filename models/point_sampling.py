@@ -104,7 +104,7 @@ class StratifiedPointSampler:
         perturb: str = "self_uniform"
         """Training jitter (``PERTURBATIONS``): 'none', 'uniform' (forward U(0,1) of a spacing, EG3D),
         'self_uniform' (+-half a spacing, pi-GAN), 'offset' (one random shift per ray, StyleSDF) or
-        'midpoint_bins' (uniform between the neighbouring midpoints: nerf-pytorch's GRAF, EpiGRAF's
+        'midpoint_bins' (uniform between the neighbouring midpoints: nerf-pytorch's GRAF, GIRAFFE, EpiGRAF's
         ``perturb_points``)."""
         box_side: float = 0.24
         """Side of the cube, centred at the pivot, that holds the scene ('auto' bounds, meshes)."""
@@ -127,6 +127,9 @@ class StratifiedPointSampler:
         """Unjittered depths are computed as near (1 - s) + far s, s = linspace(0, 1, K) (nerf-pytorch's
         arithmetic, GRAF: the same depths to round-off, which its infinite last interval amplifies); not with
         ``disparity_space`` or ``offset_grid``."""
+        unit_grid: bool = False
+        """Evaluation depths are near + linspace(0, 1, K) (far - near) (GRAF's and GIRAFFE's arithmetic: the
+        same depths as linspace(near, far, K) up to round-off, which GIRAFFE's box masks amplify)."""
         importance: str = "smoothed"
         """Importance sampler (``IMPORTANCE_SAMPLERS``): 'smoothed' (EG3D's pooled weights + 0.01) or 'plain'
         (pi-GAN's ``sample_pdf`` on the raw weights[1:-1] + 1e-5, searchsorted right=False)."""
@@ -162,6 +165,9 @@ class StratifiedPointSampler:
                                                       origins.device)
         if self.config.lerp_grid and count >= 2:
             return _lerp_depths(n, m, start, end, count, origins.device)
+        if self.config.unit_grid and not self.config.disparity_space and count >= 2 and not isinstance(start, torch.Tensor):
+            grid = torch.linspace(0, 1, count, device=origins.device) * (end - start) + start
+            return grid.reshape(1, 1, count, 1).repeat(n, m, 1, 1)
         return _no_jitter(n, m, start, end, count, self.config.disparity_space, origins.device)
 
     def importance(self, depths: torch.Tensor, coarse: Composite, integrator, count: int,

@@ -61,8 +61,9 @@ class Generator(Protocol):
                      **kwargs: Any) -> dict[str, torch.Tensor]:
         """``run_decoder`` of the scene of ws."""
 
-    def mesh_fields(self, scene: Scene) -> MeshFields:
-        """The field a mesh of one identity is extracted from, its level and bounds."""
+    def mesh_fields(self, scene: Scene, options: RenderOptions | None = None) -> MeshFields:
+        """The field a mesh of one identity is extracted from, its level and bounds (``options.scene``:
+        a compositional model's boxes)."""
 
     def default_camera(self, batch: int = 1, yaw: float = 0.0, pitch: float = 0.0, focal: float | None = None,
                        device: torch.device | str | None = None) -> torch.Tensor:

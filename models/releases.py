@@ -16,7 +16,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RELEASES", "STYLENERF_NETWORK", "Manifolds", "Release", "choose", "identify", "release_names"]
+__all__ = ["RELEASES", "STYLENERF_NETWORK", "Manifolds", "ObjectBoxes", "Release", "choose", "identify",
+           "release_names"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,33 @@ class Manifolds:
     """Constant compositing interval."""
     background: bool
     """A background plane at world z = -0.12."""
+
+
+@dataclass(frozen=True)
+class ObjectBoxes:
+    """GIRAFFE's scene settings of a release (``bounding_box_generator_kwargs`` and the background
+    rotation of its yaml; not in its file). Ranges in [0, 1] of rotation are full turns."""
+
+    num_objects: int
+    """Object boxes (``n_boxes``)."""
+    scale_min: tuple[float, float, float]
+    """Smallest box scale per axis."""
+    scale_max: tuple[float, float, float]
+    """Largest box scale per axis."""
+    translation_min: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Smallest box translation per axis."""
+    translation_max: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Largest box translation per axis."""
+    rotation_range: tuple[float, float] = (0.0, 1.0)
+    """Object rotation about z, in turns."""
+    object_on_plane: bool = False
+    """Box centres at z = ``z_level_plane`` (CLEVR)."""
+    z_level_plane: float = 0.0
+    """That plane's height."""
+    background_rotation_range: tuple[float, float] = (0.0, 0.0)
+    """Background rotation about z, in turns."""
+    random_existence: bool = False
+    """Training drew which objects exist per image (``sample_object_existance``, CLEVR 2-5)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +122,8 @@ class Release:
     """Side of the cube the scene lives in, where the file does not say it (EpiGRAF: 2 x ``cube_scale``)."""
     random_sampling: bool = False
     """Render with random depths as the official forward always does (EpiGRAF); default: the deterministic rule."""
+    objects: ObjectBoxes | None = None
+    """GIRAFFE's object boxes and background rotation (GIRAFFE releases only)."""
 
     def replace(self, **changes: Any) -> Release:
         """A copy with settings changed (a user's own fov, ray range, samples, ...)."""
@@ -118,6 +148,32 @@ _GRAF_CELEBA = "uniform, u in [0, 0.25], polar 70-85 deg, r U(9.5, 10.5), fov 10
 _EPIGRAF = "epigraf-pickle"
 _EPIGRAF_MEGASCANS = ("spherical_uniform; white background, class-conditional; scripts/inference.py renders 256 px "
                       "with the file's num_ray_steps, psi 0.7 toward the class's mean w of 256 z")
+_GIRAFFE = "giraffe-checkpoint"
+
+
+def giraffe_network(img_resolution: int, channels: int, z_dim: int) -> str:
+    """How a GIRAFFE file's network is named here: what its tensor shapes tell (not its box settings)."""
+    return f"GIRAFFE generator, {img_resolution} px, {channels}-ch features, {z_dim}-d object codes"
+
+
+def _giraffe(name: str, res: int, channels: int, z_dim: int, fov: float, range_v: tuple[float, float],
+             boxes: ObjectBoxes) -> Release:
+    # render.py: 64 samples on depths 0.5-6 along the optical axis, a 16 px feature map, codes x 0.65
+    return Release(f"giraffe-{name}", "giraffe", _GIRAFFE, giraffe_network(res, channels, z_dim), fov, 0.5, 6.0, 64, 0,
+                   last_back=False, white_back=False, img_resolution=res,
+                   camera_prior=f"uniform on the sphere, r 2.732, u in [0, 0], v in [{range_v[0]}, {range_v[1]}] "
+                                f"(z up); box settings in .objects", pose_prior="giraffe", radius=2.732,
+                   truncation_psi=0.65, truncation_samples=0, neural_rendering_resolution=16, objects=boxes)
+
+
+def _face(rotation: tuple[float, float]) -> ObjectBoxes:
+    return ObjectBoxes(1, (0.21,) * 3, (0.21,) * 3, rotation_range=rotation)
+
+
+_CARS = ObjectBoxes(1, (0.2, 0.16, 0.16), (0.25, 0.2, 0.2), (-0.22, -0.12, 0.0), (0.22, 0.12, 0.0))
+_CHURCH = ObjectBoxes(1, (0.45,) * 3, (0.55,) * 3, (-0.15, -0.15, 0.0), (0.15, 0.15, 0.0),
+                      background_rotation_range=(0.0, 0.25))
+_FACE_V, _CAR_V = (0.4167, 0.5), (0.41667, 0.5)
 _STYLENERF = "stylenerf-pickle"
 STYLENERF_NETWORK = "StyleNeRF Generator (NeRFSynthesisNetwork)"
 """What a StyleNeRF pickle's ``G_ema`` is; its releases' ``network`` adds the image size ('... 256 px')."""
@@ -190,6 +246,21 @@ RELEASES: dict[str, Release] = {
                   0.75, 1.25, 48, 48, last_back=False, white_back=True, img_resolution=256,
                   camera_prior=_EPIGRAF_MEGASCANS, pose_prior="epigraf", truncation_samples=0, box_side=0.95)
           for name, classes in (("plants", 198), ("food", 10))),
+        _giraffe("celeba64", 64, 128, 256, 10.0, _FACE_V, _face((0.40278, 0.59722))),
+        _giraffe("cats64", 64, 128, 256, 10.0, _CAR_V, _face((0.40278, 0.59722))),
+        _giraffe("compcars64", 64, 128, 256, 10.0, _CAR_V, _CARS),
+        _giraffe("chairs64", 64, 128, 256, 49.13, (0.05, 0.5), ObjectBoxes(1, (0.5,) * 3, (0.5,) * 3)),
+        _giraffe("church64", 64, 128, 256, 30.0, (0.5, 0.5), _CHURCH),
+        _giraffe("cars256", 256, 256, 256, 10.0, _CAR_V, _CARS),
+        _giraffe("celebahq256", 256, 256, 256, 10.0, _FACE_V, _face((0.375, 0.625))),
+        _giraffe("ffhq256", 256, 256, 256, 10.0, _FACE_V, _face((0.40278, 0.59722))),
+        _giraffe("church256", 256, 256, 256, 30.0, (0.5, 0.5), _CHURCH),
+        _giraffe("clevr2-256", 256, 256, 256, 49.13, (0.33333, 0.33333),
+                 ObjectBoxes(2, (0.17,) * 3, (0.17,) * 3, (-0.713, -0.713, 0.0), (0.713, 0.713, 0.0), (0.0, 0.0),
+                             object_on_plane=True, z_level_plane=0.1665)),
+        _giraffe("clevr2345-256", 256, 128, 64, 49.13, (0.33333, 0.33333),
+                 ObjectBoxes(5, (0.17,) * 3, (0.17,) * 3, (-0.71, -0.71, 0.0), (0.71, 0.71, 0.0), (0.0, 0.0),
+                             object_on_plane=True, z_level_plane=0.1665, random_existence=True)),
         # generate.py: G_ema, truncation 0.7 (the README's example), background codes N(0, 0.65^2); the file
         # holds fov, depth range and samples (they replace these), near/far are depths along the optical axis
         *(Release(f"stylenerf-{name}", "stylenerf", _STYLENERF, f"{STYLENERF_NETWORK} {res} px", 12.0, 0.88, 1.12,
@@ -205,10 +276,11 @@ folders, StyleSDF's full models (``full_models/ffhq1024x1024.pt``, ``afhq512x512
 ``force_background``), VolumeGAN's ``volumegan_ffhq256.pth``, GRAF's ten ``configs/pretrained_models.yaml``
 files (``graf-carla64`` ... ``graf-cub64``; their near and far are depths along the optical axis; radius the
 largest of a range, as ``eval.py`` renders), EpiGRAF's three ``model.pkl`` snapshots (FFHQ 512, Megascans
-Plants and Food 256; told apart by their class-label size), StyleNeRF's ``ffhq_{256,512,1024}.pkl`` (Hugging
-Face ``facebook/stylenerf-ffhq-config-basic``) and the local files ``web_demo.py`` names
-(``ffhq_512_eg3d.pkl``, ``afhq_512.pkl``, ``metfaces_512.pkl``, ``cars_256.pkl``; releases of one size are
-told apart only by name). GRAM's render at the script's fov (CARLA 35, trained at 30)."""
+Plants and Food 256; told apart by their class-label size), GIRAFFE's eleven ``checkpoint_<name>-<hash>.pt``
+(``configs/*/*_pretrained.yaml``), StyleNeRF's ``ffhq_{256,512,1024}.pkl`` (Hugging Face
+``facebook/stylenerf-ffhq-config-basic``) and the local files ``web_demo.py`` names (``ffhq_512_eg3d.pkl``,
+``afhq_512.pkl``, ``metfaces_512.pkl``, ``cars_256.pkl``; releases of one size are told apart only by name).
+GRAM's render at the script's fov (CARLA 35, trained at 30)."""
 
 
 def release_names() -> tuple[str, ...]:

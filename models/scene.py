@@ -39,6 +39,30 @@ with ``lock_view_dependence``."""
 
 
 @dataclass(frozen=True)
+class ObjectPose:
+    """Where one object's box sits in a compositional scene (GIRAFFE), in world units (z up)."""
+
+    translation: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Box centre."""
+    scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Box half-size per axis (points inside are ``R (x - t) / s`` in [-1, 1]^3)."""
+    rotation: float = 0.0
+    """Rotation about the world z axis, radians."""
+
+
+@dataclass(frozen=True)
+class SceneControls:
+    """The object boxes and background rotation of one render call of a compositional model; what a
+    user moves. Fields left None take the model's defaults (the middle of its training ranges)."""
+
+    objects: tuple[ObjectPose, ...] | None = None
+    """One pose per shown object, in the model's object order (fewer than the model has: the rest
+    are removed from the scene); None: every object at its default pose."""
+    background_rotation: float | None = None
+    """Rotation of the background about the world z axis, radians."""
+
+
+@dataclass(frozen=True)
 class RenderOptions:
     """Render settings passed with each call (the model is never edited to render); None takes the
     model's live default (``G.rendering_kwargs``, EG3D's key names, which scripts may edit)."""
@@ -51,6 +75,8 @@ class RenderOptions:
     """Std of the training-time noise on raw density ('density_noise'; applied in training mode only)."""
     lock_view_dependence: bool | None = None
     """Every sample sees the view direction :data:`LOCKED_VIEW_DIRECTION` (pi-GAN's ``lock_view_dependence``)."""
+    scene: SceneControls | None = None
+    """Object boxes and background rotation of compositional models (None: their defaults; others ignore it)."""
 
     def resolve(self, rendering_kwargs: dict[str, Any]) -> RenderOptions:
         """Every field set: these values, else the live defaults."""
@@ -59,7 +85,7 @@ class RenderOptions:
             int(rendering_kwargs["depth_resolution_importance"]) if self.num_fine is None else int(self.num_fine),
             float(rendering_kwargs.get("density_noise", 0.0)) if self.density_noise is None else float(self.density_noise),
             bool(rendering_kwargs.get("lock_view_dependence", False)) if self.lock_view_dependence is None
-            else bool(self.lock_view_dependence))
+            else bool(self.lock_view_dependence), self.scene)
 
 
 @dataclass

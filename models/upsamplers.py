@@ -228,6 +228,8 @@ class GiraffeNeuralRenderer(nn.Module):
     scale and ``to_rgb[i + 1]`` block i's output to RGB with a 3x3 conv; the running RGB sum is
     bilinearly upsampled x2 before each block's RGB is added. The output is ``2 * sigmoid(sum) - 1``,
     i.e. in [-1, 1] like the other generators (GIRAFFE itself returns ``sigmoid(sum)`` in [0, 1]).
+    ``blur``: each bilinear RGB upsampling is followed by GIRAFFE's normalised [1, 2, 1]^2 blur with
+    reflect padding (kornia ``filter2D``).
     """
 
     def __init__(
@@ -238,9 +240,11 @@ class GiraffeNeuralRenderer(nn.Module):
         min_channels: int = 32,
         img_channels: int = 3,
         feature_channels: int | None = None,
+        blur: bool = False,
     ):
         super().__init__()
         num_blocks = _octaves(in_resolution, out_resolution)
+        self.blur = bool(blur)
         width = in_channels if feature_channels is None else feature_channels
         self.in_channels = in_channels
         self.in_resolution = in_resolution
@@ -260,8 +264,17 @@ class GiraffeNeuralRenderer(nn.Module):
         rgb = self.to_rgb[0](x)
         for block, to_rgb in zip(self.blocks, self.to_rgb[1:]):
             x = F.leaky_relu(block(F.interpolate(x, scale_factor=2, mode="nearest")), 0.2)
-            rgb = F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False) + to_rgb(x)
+            rgb = F.interpolate(rgb, scale_factor=2, mode="bilinear", align_corners=False)
+            rgb = (_blur_121(rgb) if self.blur else rgb) + to_rgb(x)
         return 2 * torch.sigmoid(rgb) - 1
+
+
+def _blur_121(x: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] filtered by [1, 2, 1]^2 / 16 per channel, reflect padding (GIRAFFE's ``Blur``)."""
+    taps = x.new_tensor([1.0, 2.0, 1.0])
+    kernel = (taps[None, :] * taps[:, None]) / 16
+    padded = F.pad(x, [1, 1, 1, 1], mode="reflect")
+    return F.conv2d(padded, kernel.expand(x.shape[1], 1, 3, 3), groups=x.shape[1])
 
 
 # --- registered upsampler components ---------------------------------------------------------
@@ -479,9 +492,11 @@ class GiraffeUpsampler(_UpsamplerFacts, GiraffeNeuralRenderer):
     class Config(ComponentConfig):
         min_channels: int = 32
         """Channel floor."""
+        blur: bool = False
+        """Blur each bilinear RGB upsampling with [1, 2, 1]^2 (official GIRAFFE)."""
 
     def __init__(self, config: Config, channels: int, in_resolution: int, out_resolution: int, w_dim: int = 0):
-        super().__init__(channels, in_resolution, out_resolution, min_channels=config.min_channels)
+        super().__init__(channels, in_resolution, out_resolution, min_channels=config.min_channels, blur=config.blur)
 
     @staticmethod
     def tiny(config: Config) -> Config:

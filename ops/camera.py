@@ -325,6 +325,28 @@ def generate_rays(
     return _world_rays(cam2world, camera_directions(intrinsics, resolution, grid=grid))
 
 
+def image_plane_points(cam2world: torch.Tensor, intrinsics: torch.Tensor, resolution: int,
+                       grid: str = "centers") -> torch.Tensor:
+    """World points of every pixel on the image plane at unit depth along the optical axis, in raster
+    order: [N, R * R, 3] (GRAF's and GIRAFFE's rays are these points minus the camera centre, with
+    depths along the axis in their units). Skew is ignored.
+
+    Computed in GIRAFFE's order so that its box masks see the same points: image coordinates
+    ``2 a / (R - 1) - 1`` ('corners', or ``(2 a + 1) / R - 1`` for 'centers') from the pixel index a,
+    lifted by ``(cam2world @ diag(1 / 2fx, 1 / 2fy, 1, 1)) @ (x - (2 cx - 1), y - (2 cy - 1), 1, 1)``."""
+    r = resolution
+    index = torch.arange(r, dtype=torch.float32, device=cam2world.device)
+    signed = 2 * index / (r - 1) - 1 if grid == "corners" and r > 1 else (2 * index + 1) / r - 1
+    y, x = torch.meshgrid(signed, signed, indexing="ij")
+    x = x.reshape(1, -1) - (2 * intrinsics[:, 0, 2:3] - 1)
+    y = y.reshape(1, -1) - (2 * intrinsics[:, 1, 2:3] - 1)
+    one = torch.ones_like(x)
+    lift = torch.diag_embed(torch.stack([1 / (2 * intrinsics[:, 0, 0]), 1 / (2 * intrinsics[:, 1, 1]),
+                                         one[:, 0], one[:, 0]], -1))
+    points = (cam2world @ lift) @ torch.stack([x, y, one, one], 1)  # [N, 4, M]
+    return points[:, :3].transpose(1, 2)
+
+
 def camera_frame_rays(cam2world: torch.Tensor, intrinsics: torch.Tensor,
                       resolution: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """VolumeGAN's rays on the corner-aligned grid, in its float32 order: the camera vector

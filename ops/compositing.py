@@ -121,6 +121,7 @@ def composite_last_delta(
     white_background: bool = False,
     last_back: bool = False,
     force_background: bool = False,
+    delta_scale: torch.Tensor | None = None,
 ) -> Composite:
     """NeRF / pi-GAN quadrature: each sample owns the interval to the next; the last one is infinite.
 
@@ -132,12 +133,16 @@ def composite_last_delta(
         features: [N, M, K, C].
         densities: [N, M, K, 1], already activated (non-negative).
         depths: [N, M, K, 1], sorted along K.
+        delta_scale: [N, M, 1] or None; every interval (the last one too) is multiplied by it
+            (GRAF / GIRAFFE: depths along the optical axis times the ray's length).
 
     Returns:
         Composite with K weights; features are not rescaled.
     """
     deltas = depths[:, :, 1:] - depths[:, :, :-1]
     deltas = torch.cat([deltas, torch.full_like(deltas[:, :, :1], last_delta)], -2)
+    if delta_scale is not None:
+        deltas = deltas * delta_scale.unsqueeze(-2)
     alpha = 1 - torch.exp(-deltas * densities)
     weights = _transmittance_weights(alpha)
     weight_total = weights.sum(2)

@@ -50,8 +50,9 @@ FREQUENCY_INIT_SCALE = 25.0  # frequency_init(25), methods.md §3.3
 
 # --- positional encoding ---------------------------------------------------------------------
 
-def positional_encoding(x: torch.Tensor, num_frequencies: int, include_input: bool = True) -> torch.Tensor:
-    """NeRF positional encoding without a factor of pi.
+def positional_encoding(x: torch.Tensor, num_frequencies: int, include_input: bool = True,
+                        factor: float = 1.0) -> torch.Tensor:
+    """NeRF positional encoding without a factor of pi (``factor`` pi: GIRAFFE's ``sin(2^k pi x)``).
 
     ``[x, sin(2^0 x), cos(2^0 x), ..., sin(2^(F-1) x), cos(2^(F-1) x)]``; each block is D wide.
     The frequencies are ``2^k`` (k = 0..F-1), **no pi**, as in NeRF's released code (the NeRF paper
@@ -62,6 +63,7 @@ def positional_encoding(x: torch.Tensor, num_frequencies: int, include_input: bo
         x: [..., D].
         num_frequencies: F >= 0.
         include_input: prepend ``x`` itself.
+        factor: every frequency is ``2^k factor``, rounded once to x's dtype (as ``(2**k * pi) * x``).
 
     Returns:
         [..., D * (include_input + 2 F)].
@@ -70,6 +72,8 @@ def positional_encoding(x: torch.Tensor, num_frequencies: int, include_input: bo
         raise ValueError(f"num_frequencies must be >= 0, got {num_frequencies}")
     # Powers of two are exact in floating point, so 2^k x matches x * 2**k bit for bit.
     scales = 2.0 ** torch.arange(num_frequencies, dtype=x.dtype, device=x.device)
+    if factor != 1.0:
+        scales = scales * factor  # exact: a power of two times factor rounded to x's dtype
     scaled = x.unsqueeze(-2) * scales.unsqueeze(-1)  # [..., F, D]
     bands = torch.stack([torch.sin(scaled), torch.cos(scaled)], dim=-2)  # [..., F, 2, D]
     bands = bands.flatten(-3)  # [..., F*2*D], order sin(f0), cos(f0), sin(f1), ...

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.scene import SceneControls
 from renderers.batching import DECODER_BYTES_PER_POINT, BatchSize, OutOfMemory, is_out_of_memory, suggest_batch
 from renderers.display_frame import frame_to_rgb, to_display_frame
 from renderers.render_args import CameraPose, DisplayArgs, LatentArgs, QualityArgs, RenderArgs
@@ -158,10 +159,57 @@ def _make_dir(path: Path) -> None:
 
 
 def seed_request(seed: int, psi: float = 0.7, trunc_cutoff: int | None = None, mode: str = "rgb",
-                 precision: str = "exact") -> RenderArgs:
-    """The request for an integer seed, conditioned on the frontal camera, at ``precision``."""
+                 precision: str = "exact", scene: SceneControls | None = None) -> RenderArgs:
+    """The request for an integer seed, conditioned on the frontal camera, at ``precision`` (``scene``: a
+    compositional model's objects and background; None: its defaults)."""
     return RenderArgs(latent=LatentArgs(seed_x=float(seed), seed_y=0.0, psi=float(psi), trunc_cutoff=trunc_cutoff),
-                      mode=mode, quality=QualityArgs(precision=precision))  # type: ignore[arg-type]
+                      mode=mode, quality=QualityArgs(precision=precision),
+                      scene=scene or SceneControls())  # type: ignore[arg-type]
+
+
+def scene_controls(G, objects: int | None = None, specs: Sequence[str] = (),
+                   background_degrees: float | None = None) -> SceneControls:
+    """The batch tools' ``--objects N``, ``--object I[:t=X,Y,Z][:s=S|SX,SY,SZ][:r=DEG]`` (repeatable;
+    what a spec leaves out keeps the object's default) and ``--bg-rotation DEG`` for a compositional
+    model (GIRAFFE); nothing given: the model's defaults. Raises BatchError naming the bad setting."""
+    if objects is None and not specs and background_degrees is None:
+        return SceneControls()
+    embedder = getattr(G, "embedder", None)
+    if not getattr(embedder, "compositional", False):
+        raise BatchError("--objects / --object / --bg-rotation: this model has no movable objects (GIRAFFE has)")
+    defaults = embedder.default_controls()
+    total = len(defaults.objects)
+    count = total if objects is None else int(objects)
+    if not 0 <= count <= total:
+        raise BatchError(f"--objects {count}: the model has {total} object(s)")
+    poses = list(defaults.objects[:count])
+    for spec in specs:
+        head, *parts = spec.split(":")
+        try:
+            index = int(head)
+            changes = {}
+            for part in parts:
+                key, _, value = part.partition("=")
+                numbers = tuple(float(v) for v in value.split(","))
+                if key == "t" and len(numbers) == 3:
+                    changes["translation"] = numbers
+                elif key == "s" and len(numbers) in (1, 3):
+                    changes["scale"] = numbers * 3 if len(numbers) == 1 else numbers
+                elif key == "r" and len(numbers) == 1:
+                    changes["rotation"] = math.radians(numbers[0])
+                else:
+                    raise ValueError(part)
+        except ValueError as e:
+            raise BatchError(f"--object {spec}: expected I[:t=X,Y,Z][:s=S or SX,SY,SZ][:r=DEG] ({e})") from None
+        if not 0 <= index < count:
+            raise BatchError(f"--object {spec}: object {index} is not shown (objects 0-{count - 1} of {total})")
+        poses[index] = dataclasses.replace(poses[index], **changes)
+    scene = SceneControls(tuple(poses), None if background_degrees is None else math.radians(background_degrees))
+    try:
+        RenderArgs(scene=scene).check()
+    except ValueError as e:
+        raise BatchError(f"scene settings: {e}") from None
+    return scene
 
 
 def _progress(total: int, desc: str, unit: str, enabled: bool):
@@ -229,9 +277,10 @@ def render_strip(renderer: GeneratorRenderer, request: RenderArgs, views: Sequen
 def run_images(G, seeds: Sequence[int], views: Sequence[CameraPose], out_dir: str | os.PathLike, *,
                psi: float = 0.7, trunc_cutoff: int | None = None, depth: bool = False, normals: bool = False,
                grid: bool = False, force: bool = False, batch: int | None = None, progress: bool = True,
-               log: Log = print, precision: str = "exact") -> list[Path]:
+               log: Log = print, precision: str = "exact", scene: SceneControls | None = None) -> list[Path]:
     """Per-seed multi-view strips ``seedNNNN.png`` (and with ``grid`` a contact sheet ``grid.png``,
-    the strips stacked) in ``out_dir``, rendered at ``precision``. Returns the paths written."""
+    the strips stacked) in ``out_dir``, rendered at ``precision``; ``scene``: see :func:`scene_controls`.
+    Returns the paths written."""
     from renderers.images import save_png
 
     out_dir = Path(out_dir)
@@ -246,8 +295,8 @@ def run_images(G, seeds: Sequence[int], views: Sequence[CameraPose], out_dir: st
     written = []
     with _progress(len(seeds), "images", "seed", progress) as bar:
         for seed, path in zip(seeds, targets):
-            strip = render_strip(renderer, seed_request(seed, psi, trunc_cutoff, precision=precision), views, depth=depth,
-                                 normals=normals, batcher=batcher)
+            request = seed_request(seed, psi, trunc_cutoff, precision=precision, scene=scene)
+            strip = render_strip(renderer, request, views, depth=depth, normals=normals, batcher=batcher)
             written.append(save_png(path, strip))
             if grid:
                 strips.append(strip)
@@ -295,9 +344,10 @@ def load_camera_path(trajectory: str):
 def run_video(G, seeds: Sequence[int], out: str | os.PathLike, *, trajectory: str = "orbit",
               frames: int | None = None, fps: float | None = None, grid: tuple[int, int] = (1, 1),
               mode: str = "rgb", psi: float = 0.7, trunc_cutoff: int | None = None, force: bool = False,
-              batch: int | None = None, progress: bool = True, log: Log = print, precision: str = "exact"):
+              batch: int | None = None, progress: bool = True, log: Log = print, precision: str = "exact",
+              scene: SceneControls | None = None):
     """Render and encode an H.264 video (``renderers.video.write_video``) at ``precision``; returns its
-    ``VideoResult``.
+    ``VideoResult``. ``scene``: a compositional model's objects and background (:func:`scene_controls`).
 
     ``trajectory``: ``orbit`` (EG3D's yaw/pitch ellipse), ``yaw`` (a yaw sweep), ``circle`` (a full
     360-degree turn), or a camera-path JSON file saved by the app (its keyframe seeds, if any, move
@@ -338,7 +388,7 @@ def run_video(G, seeds: Sequence[int], out: str | os.PathLike, *, trajectory: st
 
     cell_streams = []
     for keys in keyframes:
-        request = seed_request(keys[0], psi, trunc_cutoff, mode, precision)
+        request = seed_request(keys[0], psi, trunc_cutoff, mode, precision, scene)
         ws = None
         if path_obj is not None:
             poses, ws = camera_path_frames(renderer, request, path_obj, n_frames)

@@ -462,11 +462,13 @@ def save_identity_mesh(
     colors: bool,
     progress: ProgressFn | None = None,
     chunk: int = 2**18,
+    scene: Any = None,
 ) -> Mesh:
     """Extract one identity's mesh (``GeneratorRenderer.identity_mesh``: density grid, EG3D border
     cleanup, marching cubes) and write it: ``ply``/``obj``/``glb`` the mesh (``colors``: vertex
     colours from the radiance), ``mrc`` the density volume. Shared by the app's mesh export and the
-    batch ``mesh`` command. Returns the mesh; its ``level`` is the iso level used.
+    batch ``mesh`` command; ``scene``: a compositional model's ``SceneControls`` (None: its defaults).
+    Returns the mesh; its ``level`` is the iso level used.
 
     Raises:
         ValueError: unknown format, or no surface at the level.
@@ -475,8 +477,9 @@ def save_identity_mesh(
     fmt = fmt.lower()
     if fmt not in MESH_FORMATS:
         raise ValueError(f"mesh format {fmt!r}: choose one of {', '.join(MESH_FORMATS)}")
+    moved = {} if scene is None else {"scene": scene}
     mesh, grid, bounds = renderer.identity_mesh(planes, resolution, level, bool(colors) and fmt != "mrc",
-                                                progress=progress, chunk=chunk)
+                                                progress=progress, chunk=chunk, **moved)
     if fmt == "mrc":
         write_mrc(grid, path, bounds)
     else:

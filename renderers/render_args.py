@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from models.precision import PRECISIONS
+from models.scene import SceneControls
 
 RenderMode = Literal["rgb", "raw", "depth", "normals", "mesh", "side"]
 RENDER_MODES: tuple[str, ...] = ("rgb", "raw", "depth", "normals", "mesh", "side")
@@ -134,6 +135,8 @@ class RenderArgs:
     median density where the frontal view's rendered depth puts the surface (see ``surface_level``)."""
     mesh_colors: bool = False
     """Colour mesh vertices with the generator's radiance."""
+    scene: SceneControls = field(default_factory=SceneControls)
+    """Object boxes and background rotation of a compositional model (GIRAFFE); empty: its defaults."""
 
     def copy(self) -> RenderArgs:
         return copy.deepcopy(self)
@@ -162,6 +165,12 @@ class RenderArgs:
                 checks.append((name, value, lo, hi))
         if self.mesh_level is not None:
             checks.append(("mesh_level", self.mesh_level, -1e6, 1e6))
+        for i, pose in enumerate(self.scene.objects or ()):
+            checks += [(f"scene.objects[{i}].translation[{k}]", v, -1e3, 1e3) for k, v in enumerate(pose.translation)]
+            checks += [(f"scene.objects[{i}].scale[{k}]", v, 1e-4, 1e3) for k, v in enumerate(pose.scale)]
+            checks.append((f"scene.objects[{i}].rotation", pose.rotation, -1e4, 1e4))
+        if self.scene.background_rotation is not None:
+            checks.append(("scene.background_rotation", self.scene.background_rotation, -1e4, 1e4))
         if quality.precision not in PRECISIONS:
             raise ValueError(f"precision {quality.precision!r} is not one of {', '.join(PRECISIONS)}")
         for name, value, lo, hi in checks:

@@ -25,12 +25,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from models.precision import precision_context
 from models.protocol import Generator
-from models.scene import RenderOptions, cat_scenes, float_scene, generator_device
+from models.scene import RenderOptions, SceneControls, cat_scenes, float_scene, generator_device
 from ops.camera import fov_to_focal, orbit_label, unpack_label
 from ops.normals import normals_from_depth, normals_from_field, world_to_camera_normals
 from renderers.colormaps import depth_range
@@ -66,6 +67,10 @@ def camera_label(pose: CameraPose, rendering_kwargs: dict[str, Any], device: tor
     radius = float(rendering_kwargs["avg_camera_radius"]) if pose.radius is None else float(pose.radius)
     pivot = list(rendering_kwargs["avg_camera_pivot"]) if pose.pivot is None else list(pose.pivot)
     return orbit_label(pose.yaw, pose.pitch, radius, pivot, fov_to_focal(pose.fov_degrees)).to(device)
+
+
+DEFAULT_SCENE = SceneControls()
+"""No scene controls: a compositional model's objects and background at their defaults."""
 
 
 @dataclass
@@ -167,18 +172,20 @@ class GeneratorRenderer:
 
     @staticmethod
     def render_options(args: RenderArgs) -> RenderOptions:
-        """The request's samples per ray as the generator's per-call options (None: the model's own).
-        The viewer never shows training-time density noise."""
+        """The request's samples per ray and scene controls as the generator's per-call options (None:
+        the model's own). The viewer never shows training-time density noise."""
         return RenderOptions(num_coarse=args.quality.depth_samples, num_fine=args.quality.importance_samples,
-                             density_noise=0.0)
+                             density_noise=0.0, scene=None if args.scene == DEFAULT_SCENE else args.scene)
 
-    def mesh_fields(self, planes: Any):
-        """``G.mesh_fields`` of an identity, kept for the last scene asked about: a mesh asks for its
-        level, its border and its grid in turn, and GRAM's level costs a frontal rendering per
-        manifold."""
-        if self._fields is None or self._fields[0] is not planes:
-            self._fields = (planes, self.G.mesh_fields(planes))
-        return self._fields[1]
+    def mesh_fields(self, planes: Any, scene: SceneControls = DEFAULT_SCENE):
+        """``G.mesh_fields`` of an identity (with a compositional model's ``scene``), kept for the last
+        one asked about: a mesh asks for its level, its border and its grid in turn, and GRAM's level
+        costs a frontal rendering per manifold."""
+        if self._fields is None or self._fields[0] is not planes or self._fields[1] != scene:
+            made = self.G.mesh_fields(planes) if scene == DEFAULT_SCENE else \
+                self.G.mesh_fields(planes, RenderOptions(scene=scene))
+            self._fields = (planes, scene, made)
+        return self._fields[2]
 
     def camera_rays(self, camera: torch.Tensor, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The rays the model renders for ``camera`` at ``resolution`` (its own pixel grid)."""
@@ -191,7 +198,8 @@ class GeneratorRenderer:
         grid = getattr(options, "pixel_grid", "centers")
         return generate_rays(cam2world, intrinsics, resolution, grid=grid)
 
-    def density_normals(self, planes: Any, camera: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    def density_normals(self, planes: Any, camera: torch.Tensor, depth: torch.Tensor,
+                        scene: SceneControls = DEFAULT_SCENE) -> torch.Tensor:
         """[3, r, r] camera-space normals: the outward gradient of the model's geometry field
         (density, -SDF, GRAM's manifold field: ``G.mesh_fields``) at each pixel's expected surface
         point (camera origin + depth along the unit ray)."""
@@ -199,7 +207,7 @@ class GeneratorRenderer:
         origins, directions = self.camera_rays(camera, r)  # [1, r*r, 3]
         points = origins + depth.reshape(1, -1, 1) * directions
 
-        fields = self.mesh_fields(planes)
+        fields = self.mesh_fields(planes, scene)
 
         def field(p: torch.Tensor) -> torch.Tensor:
             return fields.field(p.reshape(-1, 3)).reshape(1, -1, 1)
@@ -297,7 +305,7 @@ class GeneratorRenderer:
             for i, out in enumerate(outs):
                 camera, depth_i = cameras[i:i + 1], depth[i:i + 1]
                 if first.normals_source == "density":
-                    out.normals = self.density_normals(planes[i:i + 1], camera, depth_i)
+                    out.normals = self.density_normals(planes[i:i + 1], camera, depth_i, first.scene)
                 else:
                     cam2world, intrinsics = unpack_label(camera)
                     world = normals_from_depth(depth_i, cam2world, intrinsics)
@@ -317,28 +325,30 @@ class GeneratorRenderer:
         return planes if precision == "exact" else float_scene(planes)
 
     def _mesh(self, identity, planes: torch.Tensor, args: RenderArgs):
-        key = (identity, args.mesh_resolution, args.mesh_level, args.mesh_colors)
+        key = (identity, args.mesh_resolution, args.mesh_level, args.mesh_colors, args.scene)
 
         def make():
-            return self.identity_mesh(planes, args.mesh_resolution, args.mesh_level, args.mesh_colors)[0]
+            return self.identity_mesh(planes, args.mesh_resolution, args.mesh_level, args.mesh_colors,
+                                      scene=args.scene)[0]
 
         if identity is None:
             return make()
         mesh, _ = self._mesh_cache.get_or_make(key, make)
         return mesh
 
-    def surface_level(self, planes: Any) -> float:
+    def surface_level(self, planes: Any, scene: SceneControls = DEFAULT_SCENE) -> float:
         """The iso level of this identity's surface. Models that define it (SDF: 0; GRAM: its
         dominant manifold) say so in ``G.mesh_fields``; for density fields it is the median density
         at the expected surface points (camera + depth along the ray) of the nearer half of the
         pixels of the model's frontal view. EG3D's fixed level 10 suits its trained models; a
         young or small model's surface sits at a lower density (the bundled one near 4.6)."""
-        fields = self.mesh_fields(planes)
+        fields = self.mesh_fields(planes, scene)
         if fields.level is not None:
             return float(fields.level)
         camera = self.camera(self.default_pose())
         r = int(self.G.neural_rendering_resolution)
-        _, depth = self.G.render_neural(planes, camera, r, RenderOptions(density_noise=0.0))
+        options = RenderOptions(density_noise=0.0, scene=None if scene == DEFAULT_SCENE else scene)
+        _, depth = self.G.render_neural(planes, camera, r, options)
         origins, directions = self.camera_rays(camera, r)
         depth = depth.reshape(-1, 1)
         sigma = fields.field(origins[0] + depth * directions[0]).reshape(-1)
@@ -352,23 +362,32 @@ class GeneratorRenderer:
         return eg3d_border(resolution) if self.mesh_fields(planes).eg3d_cleanup else 0
 
     def identity_mesh(self, planes: torch.Tensor, resolution: int, level: float | None, colors: bool,
-                      progress: Callable[[int, int], None] | None = None, chunk: int = 2**18):
+                      progress: Callable[[int, int], None] | None = None, chunk: int = 2**18,
+                      scene: SceneControls = DEFAULT_SCENE):
         """Marching-cubes mesh of one identity's geometry field (``G.mesh_fields``), with EG3D's
         border cleanup where the model asks for it.
 
         ``level`` None picks ``surface_level``; the mesh's ``level`` attribute records the one used.
         ``chunk``: points per decoder call while sampling the grid and colouring the vertices.
+        ``scene``: a compositional model's objects and background.
 
         Returns:
             (``renderers.mesh.Mesh``, density grid [res, res, res] as float32 numpy, box bounds).
         """
         from renderers.mesh import marching_cubes, sample_grid, vertex_colors
 
-        if level is None:
-            level = self.surface_level(planes)
-        fields = self.mesh_fields(planes)
+        automatic = level is None
+        if automatic:
+            level = self.surface_level(planes, scene)
+        fields = self.mesh_fields(planes, scene)
         res = int(resolution)
         grid = sample_grid(fields.field, fields.bounds, res, chunk=chunk, device=self.device, progress=progress)
+        if automatic:
+            finite = grid[np.isfinite(grid)]
+            if finite.size and not finite.min() < level < finite.max():
+                # The frontal view's surface lies outside the box (a young or random model): an automatic
+                # level should still give a surface, so take the box's median value.
+                level = float(np.median(finite))
         mesh = marching_cubes(grid, float(level), fields.bounds, inside=fields.inside,
                               border=self.mesh_border(planes, res))
         mesh.level = float(level)

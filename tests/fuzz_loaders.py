@@ -446,14 +446,15 @@ def poll_call(call: Call) -> tuple[str, str] | None:
     return data["outcome"], data["detail"]
 
 
-def _import_entry_points() -> None:
-    """Import what the entry points import, once, so that each forked child starts warm."""
-    import PIL.Image  # noqa: F401
-
-    import visualizer  # noqa: F401
-    from models import load_generator  # noqa: F401
-    from renderers import model_source, preview  # noqa: F401
-    from training import loop  # noqa: F401
+def _warm_up(bases: Bases, work: Path) -> None:
+    """Run every entry point once on a valid file in this process, so that each forked child starts with
+    everything imported (and the same code, even if the files change during a long run)."""
+    work.mkdir(parents=True, exist_ok=True)
+    for entry, run in ENTRY_POINTS.items():
+        path = bases.state if entry == "load_training_state" else bases.safetensors[1]
+        outcome, detail = run(path, work)
+        if outcome != "loaded":
+            raise RuntimeError(f"{entry} does not load the valid base file {path}: {detail}")
 
 
 def fuzz(count: int, seed: int, timeout: float, folder: Path, jobs: int = 2, log: Callable[[str], None] = print
@@ -463,8 +464,8 @@ def fuzz(count: int, seed: int, timeout: float, folder: Path, jobs: int = 2, log
     import torch
 
     torch.set_num_threads(1)  # forked children then start no thread pools of their own
-    _import_entry_points()
     bases = make_bases(folder / "bases")
+    _warm_up(bases, folder / "warm-up")
     rng = random.Random(seed)
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     remaining: dict[int, list[tuple[str, str]]] = {}

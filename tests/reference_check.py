@@ -24,6 +24,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -609,13 +610,113 @@ def _unpack(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return unpack_label(c)
 
 
+# --- GIRAFFE ----------------------------------------------------------------------------------------
+
+GIRAFFE_TOLERANCES = {"image": 1e-5, "alpha_map": 1e-5, "nr_out": 1e-5}
+"""The fixture README: feat_map (and the networks) at 1e-4, alpha_map and image at 1e-5."""
+
+
+def _giraffe_settings(config: dict) -> dict:
+    """config.json's generator and bounding-box arguments as the release settings a user passes."""
+    from models.releases import ObjectBoxes
+
+    gen, box = config["generator_kwargs_effective"], config["bounding_box_generator"]
+    if gen.get("use_max_composition") or gen.get("sample_object_existance"):
+        raise ValueError("max composition and random object existence are not reproducible here")
+    if not box.get("fix_scale_ratio", True):
+        raise ValueError("only fix_scale_ratio boxes are supported")
+    radius = gen["range_radius"]
+    if radius[0] != radius[1]:
+        raise ValueError("a camera radius range is not supported")
+    upper = lambda lo, span: tuple(float(a) + float(b) for a, b in zip(lo, span))  # noqa: E731
+    boxes = ObjectBoxes(int(box["n_boxes"]), tuple(box["scale_min"]), upper(box["scale_min"], box["scale_range"]),
+                        tuple(box["translation_min"]), upper(box["translation_min"], box["translation_range"]),
+                        tuple(box["rotation_range"]), bool(box["object_on_plane"]), float(box["z_level_plane"]),
+                        tuple(gen["backround_rotation_range"]))
+    return {"fov_degrees": float(gen["fov"]), "near": float(gen["depth_range"][0]),
+            "far": float(gen["depth_range"][1]), "num_coarse": int(gen["n_ray_samples"]),
+            "radius": float(radius[0]), "neural_rendering_resolution": int(gen["resolution_vol"]), "objects": boxes}
+
+
+def _decimals(values: np.ndarray) -> Any:
+    """float32 case values as the decimals the official script was given (0.15, not 0.15000000596)."""
+    out = [float(str(v)) for v in np.asarray(values, dtype=np.float32).reshape(-1)]
+    return out[0] if np.ndim(values) == 0 else out
+
+
+def giraffe_label(world_mat: torch.Tensor, camera_mat: torch.Tensor) -> torch.Tensor:
+    """GIRAFFE's camera (OpenGL camera-to-world [N, 4, 4], inverse intrinsics diag(1/f, 1/f, 1, 1) with
+    f = 1/tan(fov/2) over [-1, 1]) as our [N, 25] label: OpenCV axes, normalised focal f/2."""
+    from ops.camera import pack_label
+
+    cam2world = world_mat.double() @ torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
+    focal = 0.5 / camera_mat[:, 0, 0].double()
+    intrinsics = torch.zeros(len(focal), 3, 3, dtype=torch.float64)
+    intrinsics[:, 0, 0] = intrinsics[:, 1, 1] = focal
+    intrinsics[:, 0, 2] = intrinsics[:, 1, 2] = 0.5
+    intrinsics[:, 2, 2] = 1.0
+    return pack_label(cam2world.float(), intrinsics.float())
+
+
+def check_giraffe(folder: Path, config: dict) -> tuple[int, Errors]:
+    from models import load_generator
+    from models.scene import RenderOptions, SceneControls
+
+    settings = _giraffe_settings(config)
+    G = load_generator(folder / "model_best.pt", release="giraffe-compcars64", settings=settings)
+    cases = np.load(folder / "cases.npz")
+    count = len({k.split("_", 1)[0] for k in cases.files if k.split("_", 1)[0].isdigit()})
+    t = {k: torch.from_numpy(np.asarray(cases[k])) for k in cases.files}
+    errors: dict[str, float] = {}
+    r = settings["neural_rendering_resolution"]
+
+    def note(name: str, value: float) -> None:
+        errors[name] = max(errors.get(name, 0.0), value)
+
+    with torch.no_grad():
+        for kind, decoder in (("obj", G.decoder), ("bg", G.background_decoder)):
+            out = decoder(t[f"dec_{kind}_p"], t[f"dec_{kind}_d"], None, (t[f"dec_{kind}_z_shape"], t[f"dec_{kind}_z_app"]))
+            note(f"dec_{kind}_feat", relative_error(out["rgb"], cases[f"dec_{kind}_feat"]))
+            note(f"dec_{kind}_sigma", relative_error(out["raw"][..., 0], cases[f"dec_{kind}_sigma"]))
+        image, _ = G.superresolve(t["nr_in"], torch.zeros(1, G.num_ws, G.w_dim))
+        note("nr_out", relative_error((image + 1) / 2, cases["nr_out"]))
+        for i in range(count):
+            objects = t[f"{i}_z_shape_obj"].shape[1]
+            z = torch.cat([torch.cat([t[f"{i}_z_shape_obj"][:, k], t[f"{i}_z_app_obj"][:, k]], 1) for k in range(objects)]
+                          + [t[f"{i}_z_shape_bg"], t[f"{i}_z_app_bg"]], 1)
+            c = giraffe_label(t[f"{i}_world_mat"], t[f"{i}_camera_mat"])
+            vals = _decimals(cases[f"{i}_vals"])
+            poses = tuple(G.embedder.object_pose(_decimals(cases[f"{i}_val_s"][k]), _decimals(cases[f"{i}_val_t"][k]),
+                                                 _decimals(cases[f"{i}_val_r"][k])) for k in range(objects))
+            options = RenderOptions(scene=SceneControls(poses, G.embedder.background_angle(vals[2])))
+            scale, translation, rotation, background = G.embedder.transforms(options.scene, 1, "cpu")
+            note("s", relative_error(scale, cases[f"{i}_s"]))
+            note("t", relative_error(translation, cases[f"{i}_t"]))
+            note("R", relative_error(rotation, cases[f"{i}_R"]))
+            note("bg_rotation", relative_error(background, cases[f"{i}_bg_rotation"]))
+            ws = G.mapping(z, c)
+            scene = G.planes(ws)
+            features, _ = G.render_neural(scene, c, r, options)
+            note("feat_map", relative_error(features, cases[f"{i}_feat_map"]))
+            note("alpha_map", relative_error(G.embedder.alpha_maps(G, scene, c, r, options), cases[f"{i}_alpha_map"]))
+            image = G.synthesis(ws, c, options=options)["image"]
+            note("image", relative_error((image + 1) / 2, cases[f"{i}_image"]))
+    return count, {name: (value, GIRAFFE_TOLERANCES.get(name, 1e-4)) for name, value in errors.items()}
+
+
+def _unpack(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    from ops.camera import unpack_label
+
+    return unpack_label(c)
+
+
 CHECKERS: dict[str, Callable[[Path, dict], tuple[int, Errors]]] = {
     "pi-GAN": check_pigan, "GRAM": check_gram, "VolumeGAN": check_volumegan, "StyleSDF": check_stylesdf,
-    "GRAF": check_graf, "EpiGRAF": check_epigraf, "StyleNeRF": check_stylenerf}
+    "GRAF": check_graf, "EpiGRAF": check_epigraf, "GIRAFFE": check_giraffe, "StyleNeRF": check_stylenerf}
 """Method name (config.json ``method``) -> checker: (folder, config) -> (cases, errors)."""
 
 _FOLDER_METHODS = {"pigan": "pi-GAN", "gram": "GRAM", "volumegan": "VolumeGAN", "stylesdf": "StyleSDF", "graf": "GRAF",
-                   "epigraf": "EpiGRAF", "stylenerf": "StyleNeRF"}
+                   "epigraf": "EpiGRAF", "giraffe": "GIRAFFE", "stylenerf": "StyleNeRF"}
 """Folder-name prefixes (before ``_ref``) of the methods whose config.json does not name them."""
 
 

@@ -352,7 +352,11 @@ def test_renderer_every_mode(name):
         assert fields.inside == "below"
         assert mesh.level in levels and mesh.level == G.embedder.dominant_level(G, scene)
     else:
-        assert fields.level is None and mesh.level == pytest.approx(renderer.surface_level(scene))
+        # The frontal view's surface level, or the box's median where that level has no surface in the box
+        _, grid, _ = renderer.identity_mesh(scene, MESH_RES, None, False)
+        level = renderer.surface_level(scene)
+        expected = level if grid.min() < level < grid.max() else float(np.median(grid))
+        assert fields.level is None and mesh.level == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("name", ["gram-tiny", "volumegan-tiny", "epigraf-tiny", "giraffe-tiny"])
@@ -727,6 +731,7 @@ SWAPS = [
     ("volumegan-tiny", "upsampler", "none"),
     ("epigraf-tiny", "embedder", "manifold"),
     ("graf-tiny", "embedder", "composition"),
+    ("graf-tiny", "embedder", "giraffe_scene"),  # GIRAFFE's field network and boxes come with it
     ("pigan-tiny", "decoder", "sdf_siren"),
     ("stylenerf-tiny", "density", "softplus"),
     ("volumegan-tiny", "decoder", "siren"),  # FiLM mapping: the StyleGAN upsampler goes, rendering at full size
@@ -735,7 +740,8 @@ SWAPS = [
 
 
 EMBEDDER_CLASSES = {"coordinate": "CoordinateEmbedder", "triplane": "TriplaneEmbedder", "volume": "VolumeEmbedder",
-                    "manifold": "ManifoldEmbedder", "composition": "CompositionEmbedder", "stylenerf": "StyleNeRFEmbedder"}
+                    "manifold": "ManifoldEmbedder", "composition": "CompositionEmbedder",
+                    "giraffe_scene": "GiraffeSceneEmbedder", "stylenerf": "StyleNeRFEmbedder"}
 
 
 @pytest.mark.parametrize("base,component,kind", SWAPS)
@@ -769,12 +775,13 @@ def _sdf_with_relu() -> None:
     (lambda: with_component(pipeline_preset("pigan-tiny"), "upsampler", "stylegan"),
      r"upsampler 'stylegan' needs StyleGAN2 ws"),
     (lambda: with_component(pipeline_preset("giraffe-tiny"), "decoder", "osg"),
-     r"the 'composition' embedder needs a decoder that reads codes from z, not 'osg'"),
+     r"the 'giraffe_scene' embedder needs a decoder that reads codes from z, not 'osg'"),
     (lambda: with_component(pipeline_preset("pigan-tiny"), "embedder", "voxels"),
      r"unknown embedder 'voxels'; expected one of coordinate, triplane"),
     (lambda: with_component(pipeline_preset("pigan-tiny"), "camera", "prior"), r"unknown component 'camera'"),
     (lambda: with_component(pipeline_preset("stylesdf-tiny"), "embedder", "triplane"),
-     r"decoder 'sdf_siren' reads 3-d coordinates: use the 'coordinate' or 'manifold' embedder, not 'triplane'"),
+     r"decoder 'sdf_siren' reads 3-d coordinates: use the 'coordinate' or 'manifold' or 'giraffe_scene' embedder, "
+     r"not 'triplane'"),
     (lambda: pipeline_preset("nerf-tiny"), r"unknown pipeline preset 'nerf-tiny'"),
 ])
 def test_invalid_combinations_are_refused(make, message):

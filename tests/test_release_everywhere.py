@@ -22,6 +22,7 @@ RELEASES = [  # (fixture file, release where the file cannot tell)
     ("stylesdf_ref/full_model.pt", "stylesdf-ffhq1024"),  # a 128 px decoder: no released depth
     ("graf_ref/model_best.pt", "graf-carla64"),  # model_best.pt names no released file
     ("epigraf_ref/network.pkl", None),
+    ("giraffe_ref/model_best.pt", "giraffe-compcars64"),  # narrow layers: no released width
     ("stylenerf_ref/network.pkl", "stylenerf-ffhq256"),  # a 64 px network: no released size
 ]
 

@@ -21,7 +21,9 @@ def build_widgets(viz) -> list:
     from widgets.performance_widget import PerformanceWidget
     from widgets.quality_widget import QualityWidget
     from widgets.render_mode_widget import RenderModeWidget
+    from widgets.scene_widget import SceneWidget
     from widgets.truncation_widget import TruncationWidget
 
-    return [ModelWidget(viz), LatentWidget(viz), TruncationWidget(viz), CameraWidget(viz), RenderModeWidget(viz),
+    return [ModelWidget(viz), LatentWidget(viz), TruncationWidget(viz), CameraWidget(viz), SceneWidget(viz),
+            RenderModeWidget(viz),
             QualityWidget(viz), CaptureWidget(viz), PerformanceWidget(viz)]

@@ -14,6 +14,10 @@ class Panel:
     def __init__(self, viz):
         self.viz = viz
 
+    def shown(self) -> bool:
+        """Whether the panel is listed at all (some only apply to some models)."""
+        return True
+
     def __call__(self, expanded: bool) -> None:
         if expanded:
             self.draw()
