@@ -260,11 +260,13 @@ def check_config_against_shapes(path: str | os.PathLike, config: PipelineConfig,
         raise CheckpointError(path, "tensors do not match the model config; " + "; ".join(problems))
 
 
-def read_eg3d_pickle_generator(path: str | os.PathLike, key: str = "G_ema") -> nn.Module:
-    """Build a generator from an official EG3D ``network-snapshot-*.pkl`` without executing it."""
+def read_eg3d_pickle_generator(path: str | os.PathLike, key: str = "G_ema", data: dict[str, Any] | None = None
+                               ) -> nn.Module:
+    """Build a generator from an official EG3D ``network-snapshot-*.pkl`` without executing it (``data``:
+    the pickle's top-level dict, if already read)."""
     from models.eg3d_pickle import load_eg3d_pickle
 
-    class_name, init_kwargs, state_dict, attributes = load_eg3d_pickle(path, key=key)
+    class_name, init_kwargs, state_dict, attributes = load_eg3d_pickle(path, key=key, data=data)
     if class_name != "TriPlaneGenerator":
         raise CheckpointError(path, f"{key} is a {class_name}, not an EG3D TriPlaneGenerator")
     try:
@@ -277,6 +279,18 @@ def read_eg3d_pickle_generator(path: str | os.PathLike, key: str = "G_ema") -> n
     G = PipelineGenerator(config)
     load_state_checked(G, state_dict, path)
     return G
+
+
+def is_stylenerf_pickle(data: Any, key: str = "G_ema") -> bool:
+    """Whether a network pickle's ``key`` is StyleNeRF's (a persistent ``Generator`` whose ``synthesis``
+    is a ``NeRFSynthesisNetwork``), told by the persistent records' class names."""
+    from models.eg3d_pickle import PersistentRecord
+    from models.methods.stylenerf import STYLENERF_SYNTHESIS
+
+    record = data.get(key) if isinstance(data, dict) else None
+    modules = record.state.get("_modules") if isinstance(record, PersistentRecord) else None
+    synthesis = modules.get("synthesis") if isinstance(modules, dict) else None
+    return isinstance(synthesis, PersistentRecord) and synthesis.class_name == STYLENERF_SYNTHESIS
 
 
 def read_epigraf_pickle_generator(path: str | os.PathLike, release: str | None = None,
@@ -312,14 +326,65 @@ PICKLE_READERS: dict[str, Callable[..., nn.Module]] = {"src.torch_utils.persiste
 def read_network_pickle_generator(path: str | os.PathLike, release: str | None = None,
                                   settings: dict[str, Any] | None = None) -> nn.Module:
     """A StyleGAN-style network pickle, told apart by its persistence module (read from the opcodes,
-    nothing unpickled) and then by its generator class: EG3D's ``TriPlaneGenerator`` or EpiGRAF's
-    ``src.``-prefixed ``Generator``."""
+    nothing unpickled) and then by its generator's persistent class names: EpiGRAF's ``src.``-prefixed
+    ``Generator``, StyleNeRF's ``Generator`` (a ``NeRFSynthesisNetwork`` synthesis) or EG3D's
+    ``TriPlaneGenerator`` (the last two read once, with StyleNeRF's allow-list, a superset of EG3D's)."""
     from models.epigraf_pickle import persistence_module
+    from models.stylenerf_pickle import read_stylenerf_pickle
 
     reader = PICKLE_READERS.get(persistence_module(path) or "")
-    if reader is None:
-        return read_eg3d_pickle_generator(path)
-    return reader(path, release=release, settings=settings)
+    if reader is not None:
+        return reader(path, release=release, settings=settings)
+    data = read_stylenerf_pickle(path)
+    if is_stylenerf_pickle(data):
+        return read_stylenerf_pickle_generator(path, release=release, settings=settings, data=data)
+    return read_eg3d_pickle_generator(path, data=data)
+
+
+def read_stylenerf_pickle_generator(path: str | os.PathLike, release: str | None = None,
+                                    settings: dict[str, Any] | None = None, data: dict[str, Any] | None = None,
+                                    key: str = "G_ema") -> nn.Module:
+    """Build a generator from an official StyleNeRF pickle (``ffhq_256.pkl``, ...: its ``G_ema``) without
+    running anything from it: the embedded module source is never run, omegaconf nodes are inert
+    records, sizes come from the tensor shapes.
+
+    Args:
+        release: the ``models.releases`` StyleNeRF entry (default: the one of the file's image size;
+            a named StyleNeRF release fits any size). The file's own fov, depth range, samples and
+            resolutions replace the release's.
+        settings: ``Release`` fields to change after that.
+        data: the pickle's top-level dict, if already read.
+    """
+    from models.methods.stylenerf import from_official, official_network, official_to_pipeline_names, release_settings
+    from models.releases import RELEASES, choose
+    from models.stylenerf_pickle import load_stylenerf_generator_record, read_stylenerf_pickle
+
+    path = Path(path)
+    if data is None:
+        data = read_stylenerf_pickle(path)
+    if not is_stylenerf_pickle(data, key):
+        raise CheckpointError(path, f"{key} is not a StyleNeRF Generator (no NeRFSynthesisNetwork synthesis)")
+    kwargs, state_dict = load_stylenerf_generator_record(path, data, key)
+    alpha = state_dict.get("synthesis.alpha")
+    if alpha is not None and (alpha.numel() != 1 or not float(alpha) >= 1):
+        raise CheckpointError(path, f"synthesis.alpha is {alpha.flatten()[:1].tolist()}: only a generator that "
+                                    "has finished growing (alpha 1) is supported")
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+    try:
+        if release is not None and release in RELEASES and RELEASES[release].file_format == "stylenerf-pickle":
+            chosen = RELEASES[release]  # the architecture comes from the file: any size fits
+        else:
+            chosen = choose("stylenerf-pickle", official_network(kwargs), release, where=os.fspath(path))
+        chosen = chosen.replace(**release_settings(kwargs)).replace(**(settings or {}))
+        config = from_official(kwargs, shapes, chosen)
+        config.extra["release"] = chosen.name
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:
+        raise CheckpointError(path, f"unsupported StyleNeRF generator: {one_line(e, 200)}") from None
+    state = official_to_pipeline_names(state_dict)
+    check_config_against_shapes(path, config, {k: tuple(v.shape) for k, v in state.items()})
+    G = PipelineGenerator(config)
+    load_state_checked(G, state, path)
+    return G
 
 
 PIGAN_GENERATOR = "generators.generators.ImplicitGenerator3d"
@@ -787,10 +852,11 @@ def _what_it_is(path: Path) -> str:
 
 def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", *, release: str | None = None,
                    settings: dict[str, Any] | None = None) -> nn.Module:
-    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D or EpiGRAF ``.pkl`` (its G_ema), an
-    official pi-GAN or GRAM ``generator.pth`` (with the ``ema.pth`` beside it), an official VolumeGAN
-    ``.pth`` (its ``generator_smooth``), StyleSDF ``.pt`` (its ``g_ema``), GRAF ``.pt`` or GIRAFFE
-    ``checkpoint_*.pt`` (their ``generator_test``).
+    """Load a generator from our ``.safetensors`` checkpoint, an official EG3D, EpiGRAF or StyleNeRF ``.pkl``
+    (its G_ema, told apart by persistence module and class names), an official pi-GAN or GRAM
+    ``generator.pth`` (with the ``ema.pth`` beside it), an official VolumeGAN ``.pth`` (its
+    ``generator_smooth``), StyleSDF ``.pt`` (its ``g_ema``), GRAF ``.pt`` or GIRAFFE ``checkpoint_*.pt``
+    (their ``generator_test``).
 
     ``release`` / ``settings``: for official files that do not store their render settings, the
     ``models.releases`` entry to use and changes to it (see :func:`read_pigan_generator`).
@@ -818,8 +884,8 @@ def load_generator(path: str | os.PathLike, device: torch.device | str = "cpu", 
         G = read_official_torch_generator(path, release=release, settings=settings)
     else:
         raise CheckpointError(path, f"unrecognised file type: {_what_it_is(path)} (expected a .safetensors generator, "
-                                    "an EG3D / EpiGRAF network pickle, a pi-GAN / GRAM generator.pth, a VolumeGAN .pth, a "
-                                    "StyleSDF .pt, a GRAF .pt or a GIRAFFE checkpoint_*.pt)")
+                                    "an EG3D / EpiGRAF / StyleNeRF network pickle, a pi-GAN / GRAM generator.pth, "
+                                    "a VolumeGAN .pth, a StyleSDF .pt, a GRAF .pt or a GIRAFFE checkpoint_*.pt)")
     return G.eval().requires_grad_(False).to(device)
 
 

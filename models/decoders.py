@@ -23,9 +23,11 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn as nn
 
+from models.discriminator import Conv2dLayer
 from models.registry import ComponentConfig, Registry
 from models.siren import FiLMSiren, SirenFiLMDecoder
 from models.stylegan2 import FullyConnectedLayer
@@ -39,7 +41,8 @@ from ops.siren import (
     positional_encoding,
     siren_init_,
 )
-from ops.stylegan2 import bias_act, modulated_conv2d
+from ops.stylegan2 import bias_act, modulated_conv2d, modulated_matmul
+from ops.stylenerf import pi_positional_encoding
 
 GRAM_RGB_WIDEN = 1e-3  # rgb = sigmoid * (1 + 2 eps) - eps, methods.md §3.3 "RGB: sigmoid·(1 + 2·1e-3) − 1e-3"
 STYLESDF_BOX_SIDE = 0.24  # far - near = 2 x 0.12; points x 2/(far - near), methods.md §3.4
@@ -837,3 +840,167 @@ class GiraffeFieldDecoder(Decoder):
         d = directions / torch.linalg.vector_norm(directions, dim=-1, keepdim=True)
         f = torch.relu(f + self.fc_view(self.encode(d, self.dir_frequencies)))
         return {"rgb": self.feat_out(f), "raw": sigma}
+
+
+# --- StyleNeRF -------------------------------------------------------------------------------
+
+class PointModulatedLayer(nn.Module):
+    """StyleNeRF's modulated 1x1 layer on points (``Style2Layer``: demodulated, LReLU 0.2 x sqrt 2; or,
+    with ``demodulate=False``, its ``ToRGBLayer`` heads: styles x 1/sqrt(in), linear), computed as one
+    batched matrix product (``modulated_matmul``) so that the densities, which steer the importance
+    samples, do not depend on the thread count. x [N, in, M], w [N, w_dim] -> [N, out, M]."""
+
+    def __init__(self, in_features: int, out_features: int, w_dim: int, demodulate: bool = True):
+        super().__init__()
+        self.demodulate = demodulate
+        self.affine = FullyConnectedLayer(w_dim, in_features, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_features, in_features, 1, 1]))
+        self.bias = nn.Parameter(torch.zeros([out_features]))
+        self.style_gain = 1.0 if demodulate else 1 / np.sqrt(in_features)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        styles = self.affine(w)
+        if not self.demodulate:
+            styles = styles * self.style_gain
+        x = modulated_matmul(x, self.weight, styles, demodulate=self.demodulate)
+        return bias_act(x, self.bias.to(x.dtype), act="lrelu" if self.demodulate else "linear")
+
+
+class PointConv2dLayer(Conv2dLayer):
+    """An equalized-lr 1x1 ``Conv2dLayer`` (same parameters) on points [N, in, M] -> [N, out, M], as a matrix
+    product (StyleNeRF's ``to_rgb``)."""
+
+    def forward(self, x: torch.Tensor, gain: float = 1) -> torch.Tensor:
+        w = (self.weight * self.weight_gain).reshape(self.weight.shape[0], -1)
+        return bias_act(torch.matmul(w.to(x.dtype), x), self.bias.to(x.dtype), act=self.activation,
+                        gain=self.act_gain * gain)
+
+
+class StyleNeRFForeground(nn.Module):
+    """StyleNeRF's foreground ``NeRFBlock``: ``fc_in`` and ``blocks`` (modulated, demodulated 1x1 layers,
+    one w each, LReLU 0.2 x sqrt 2), then ``sigma_out`` and ``feat_out`` (modulated 1x1 toRGB layers, styles
+    x 1/sqrt(in), no demodulation) on the last hidden layer and an equalized 1x1 ``to_rgb`` on the feature.
+
+    features [N, M, in] (PE of the point), ws [N, layers + 2, w_dim] -> {'sigma' [N, M, 1] raw,
+    'rgb' [N, M, 3 + out_features]: [to_rgb(feat), feat]}.
+    """
+
+    def __init__(self, in_features: int, w_dim: int, hidden: int, num_layers: int, out_features: int):
+        super().__init__()
+        self.in_features, self.w_dim, self.hidden, self.out_features = in_features, w_dim, hidden, out_features
+        self.fc_in = PointModulatedLayer(in_features, hidden, w_dim)
+        self.blocks = nn.ModuleList(PointModulatedLayer(hidden, hidden, w_dim) for _ in range(num_layers - 1))
+        self.sigma_out = PointModulatedLayer(hidden, 1, w_dim, demodulate=False)
+        self.feat_out = PointModulatedLayer(hidden, out_features, w_dim, demodulate=False)
+        self.to_rgb = PointConv2dLayer(out_features, 3, kernel_size=1)
+        self.num_ws = num_layers + 2
+
+    def forward(self, features: torch.Tensor, ws: torch.Tensor) -> dict[str, torch.Tensor]:
+        _check_points("features", features, None, self.in_features)
+        n, m = features.shape[:2]
+        _check_ws(ws, n, self.num_ws, self.w_dim)
+        x = self.fc_in(features.transpose(1, 2), ws[:, 0])  # channels first: [N, C, M]
+        for i, block in enumerate(self.blocks):
+            x = block(x, ws[:, i + 1])
+        sigma = self.sigma_out(x, ws[:, -2])
+        feat = self.feat_out(x, ws[:, -1])
+        out = torch.cat([self.to_rgb(feat), feat], 1)
+        return {"sigma": sigma.transpose(1, 2), "rgb": out.transpose(1, 2)}
+
+
+class NeRFPlusPlusBackground(nn.Module):
+    """StyleNeRF's NeRF++ background field (``bg_nerf``): ``[PE(p4), z_bg]`` -> ``fc_in`` and ``blocks``
+    (plain linear + ReLU) -> linear ``sigma_out`` / ``feat_out`` heads -> equalized 1x1 ``to_rgb``.
+
+    p4 [N, M, 4] (unit-sphere point, inverse radius), z_bg [N, z_dim] -> {'sigma' [N, M, 1] raw,
+    'rgb' [N, M, 3 + out_features]}.
+    """
+
+    def __init__(self, frequencies: int, z_dim: int, hidden: int, num_layers: int, out_features: int):
+        super().__init__()
+        self.frequencies, self.z_dim = frequencies, z_dim
+        self.fc_in = nn.Linear(8 * frequencies + z_dim, hidden)
+        self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(num_layers - 1))
+        self.sigma_out = nn.Linear(hidden, 1)
+        self.feat_out = nn.Linear(hidden, out_features)
+        self.to_rgb = PointConv2dLayer(out_features, 3, kernel_size=1)
+
+    def forward(self, p4: torch.Tensor, z_bg: torch.Tensor) -> dict[str, torch.Tensor]:
+        n, m = p4.shape[:2]
+        if tuple(z_bg.shape) != (n, self.z_dim):
+            raise ValueError(f"z_bg must be {[n, self.z_dim]}, got {list(z_bg.shape)}")
+        x = torch.cat([pi_positional_encoding(p4, self.frequencies), z_bg[:, None].expand(n, m, -1)], -1)
+        x = torch.relu(self.fc_in(x))
+        for block in self.blocks:
+            x = torch.relu(block(x))
+        feat = self.feat_out(x)
+        rgb = self.to_rgb(feat.transpose(1, 2)).transpose(1, 2)
+        return {"sigma": self.sigma_out(x), "rgb": torch.cat([rgb, feat], -1)}
+
+
+@DECODERS.register("stylenerf_mlp")
+class StyleNeRFFieldDecoder(Decoder):
+    """StyleNeRF's foreground MLP (:class:`StyleNeRFForeground`): style-modulated sigma and feature heads
+    and a separate ``to_rgb``; the composited channels are [rgb, feature]."""
+
+    needs_ws = "stylegan"
+    unit_range = False
+
+    @dataclass
+    class Config(ComponentConfig):
+        hidden: int = 128
+        """Hidden width."""
+        layers: int = 8
+        """Modulated hidden layers (``fc_in`` and ``n_blocks - 1`` blocks)."""
+        out_features: int = 64
+        """Feature channels (``rgb_out_dim``); 3 RGB channels come before them."""
+
+    def __init__(self, config: Config, in_features: int, w_dim: int):
+        super().__init__()
+        self.net = StyleNeRFForeground(in_features, w_dim, config.hidden, config.layers, config.out_features)
+        self.num_ws = self.net.num_ws
+        self.channels = 3 + config.out_features
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(hidden=16, layers=min(config.layers, 3), out_features=16)
+
+    def forward(self, features, directions, ws, codes=None):
+        out = self.net(features, ws)
+        return {"rgb": out["rgb"], "raw": out["sigma"]}
+
+
+@DECODERS.register("nerfpp_background")
+class NeRFPlusPlusBackgroundDecoder(Decoder):
+    """StyleNeRF's NeRF++ background (:class:`NeRFPlusPlusBackground`) on inverted-sphere points [N, M, 4];
+    its code is the per-image background code (``codes``), not from z or ws. Only an embedder that renders
+    a background (``stylenerf``) builds it."""
+
+    unit_range = False
+
+    @dataclass
+    class Config(ComponentConfig):
+        hidden: int = 64
+        """Hidden width."""
+        layers: int = 4
+        """Hidden layers (``fc_in`` and ``n_blocks - 1`` blocks)."""
+        out_features: int = 64
+        """Feature channels (3 RGB channels come before them)."""
+        z_dim: int = 32
+        """Per-image background code size."""
+        pe_frequencies: int = 10
+        """Frequencies of the encoding of the 4-d points."""
+
+    def __init__(self, config: Config, in_features: int = 0, w_dim: int = 0):
+        super().__init__()
+        self.net = NeRFPlusPlusBackground(config.pe_frequencies, config.z_dim, config.hidden, config.layers,
+                                          config.out_features)
+        self.channels = 3 + config.out_features
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(hidden=8, layers=2, out_features=16, z_dim=4, pe_frequencies=4)
+
+    def forward(self, features, directions, ws, codes=None):
+        out = self.net(features, codes)
+        return {"rgb": out["rgb"], "raw": out["sigma"]}

@@ -541,7 +541,8 @@ def read_network_pickle(
 
 
 def load_eg3d_pickle(
-    path: str | os.PathLike, key: str = "G_ema", *, extra_plain_classes: Iterable[str] = ()
+    path: str | os.PathLike, key: str = "G_ema", *, extra_plain_classes: Iterable[str] = (),
+    data: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
     """Extract one network from an EG3D pickle as ``(class_name, init_kwargs, state_dict, attributes)``.
 
@@ -549,8 +550,10 @@ def load_eg3d_pickle(
     exactly like ``nn.Module.state_dict()`` of the original; ``attributes`` holds the other
     plain-data attributes of the network (``rendering_kwargs``, ``z_dim``,
     ``neural_rendering_resolution``, ...), plus ``init_args`` when positional args were pickled.
+    ``data``: the file's top-level dict if :func:`read_network_pickle` already read it.
     """
-    data = read_network_pickle(path, extra_plain_classes=extra_plain_classes)
+    if data is None:
+        data = read_network_pickle(path, extra_plain_classes=extra_plain_classes)
     if key not in data:
         keys = _printable(", ".join(sorted(map(str, data))))[:200] or "none"
         raise CheckpointError(path, f"no '{key}' network in the pickle (keys: {keys})")

@@ -16,6 +16,7 @@ gives its own mesh field. Facts the config reads are class attributes (``gives_c
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from models.decoders import DECODERS
 from models.feature_volume import FeatureVolume
 from models.mappings import MAPPINGS
 from models.registry import ComponentConfig, Registry
-from models.scene import MeshFields, ObjectPose, Scene, SceneControls
+from models.scene import MeshFields, ObjectPose, RenderOptions, Scene, SceneControls
 from models.stylegan2 import SynthesisNetwork
 from ops.camera import generate_rays, unpack_label
 from ops.compositing import Composite, combine_fields, composite_constant_delta, composite_last_delta
@@ -41,7 +42,17 @@ from ops.manifolds import (
     ray_plane_z_intersection,
     sort_by_depth,
 )
+from ops.ray_sampling import sample_pdf
 from ops.siren import encoded_size, positional_encoding
+from ops.stylenerf import (
+    axis_depths,
+    inverse_sphere_points,
+    pi_positional_encoding,
+    ray_points,
+    stylenerf_rays,
+    to_stylenerf_world,
+    volume_weights,
+)
 from ops.triplane import plane_axes, sample_triplane
 
 Generator = Any  # models.pipeline.PipelineGenerator (which imports this module)
@@ -82,6 +93,9 @@ class Embedder(nn.Module):
     """Its fields read codes from z (GIRAFFE's objects: a decoder with ``needs_ws == 'z'``)."""
     renders_rays: ClassVar[bool] = False
     """It renders rays itself (:meth:`render_rays`) instead of sampling depths for the decoder."""
+    renders_cameras: ClassVar[bool] = False
+    """It renders whole cameras itself (``render_cameras(G, scene, c, resolution, options)``: its own
+    rays, samples and background; StyleNeRF)."""
     tiny_num_coarse: ClassVar[int] = 8
     """Coarse samples per ray of the ``-tiny`` reduction."""
 
@@ -809,3 +823,155 @@ class GiraffeSceneEmbedder(Embedder):
                                            delta_scale=length).weights
             maps.append(weights.sum(2).reshape(n, 1, resolution, resolution))
         return torch.cat(maps, 1)
+
+
+@EMBEDDERS.register("stylenerf")
+class StyleNeRFEmbedder(Embedder):
+    """StyleNeRF: points in its z-up world encoded as sin/cos(2^i pi p) without the raw point, and the
+    renderer of its cameras (``renders_cameras``): official rays on its pixel grid, samples at depths
+    along the optical axis on unnormalised rays, ``sample_pdf`` on the coarse positions, and the NeRF++
+    background (the ``nerfpp_background`` decoder on inverted-sphere points with a per-image code,
+    composited behind the foreground's end-of-ray transmittance). The scene is the background code.
+    """
+
+    renders_cameras = True
+    shares_first_ws = True  # reads the decoder's first w only to seed its background codes
+    reset_on_swap = ("pe_frequencies",)  # a raw-coordinate embedder's 0 would leave nothing to encode
+
+    @dataclass
+    class Config(ComponentConfig):
+        pe_frequencies: int = 10
+        """Frequencies of the foreground encoding (no raw input: 6 F features)."""
+        align_corners: bool = True
+        """``ray_align_corner``: the full image's corner-aligned grid, subsampled; else pixel centres."""
+        background: bool = True
+        """Render the NeRF++ background (StyleNeRF FFHQ)."""
+        background_hidden: int = 64
+        """Background MLP width."""
+        background_layers: int = 4
+        """Background MLP layers (``n_blocks``)."""
+        background_z_dim: int = 32
+        """Per-image background code size."""
+        background_samples: int = 4
+        """Background samples per ray (in inverse radius)."""
+        background_start: float = 0.5
+        """``bg_start``: the background's inverse radii run from this to 0."""
+        background_code_std: float = 1.0
+        """Std of the random per-image background codes (``get_latent_codes``' tmp; generate.py 0.65)."""
+
+    def __init__(self, config: Config, w_dim: int = 0, box_side: float = 0.24):
+        super().__init__()
+        self.frequencies = int(config.pe_frequencies)
+        self.align_corners = bool(config.align_corners)
+        self.has_background = bool(config.background)
+        self.code_dim, self.code_std = int(config.background_z_dim), float(config.background_code_std)
+        self.background_samples, self.background_start = int(config.background_samples), float(config.background_start)
+        self.out_features = 6 * self.frequencies
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(pe_frequencies=min(config.pe_frequencies, 4), background_hidden=8,
+                              background_layers=2, background_z_dim=4)
+
+    @classmethod
+    def extra_decoder(cls, config: Config, decoder: ComponentConfig) -> ComponentConfig | None:
+        if not config.background:
+            return None
+        return DECODERS.get("nerfpp_background").Config(
+            hidden=config.background_hidden, layers=config.background_layers,
+            out_features=decoder.out_features,
+            z_dim=config.background_z_dim, pe_frequencies=config.pe_frequencies)
+
+    @classmethod
+    def on_swap_in(cls, config: Any) -> None:
+        """Its background and compositing expect StyleNeRF's decoder ([rgb, feature] with ``out_features``)."""
+        if not isinstance(config.decoder, DECODERS.get("stylenerf_mlp").Config):
+            config.decoder = DECODERS.default_config("stylenerf_mlp")
+        if MAPPINGS.cls_of(config.mapping).provides != "stylegan":
+            config.mapping = MAPPINGS.default_config("stylegan2")
+
+    def scene(self, ws: torch.Tensor, **_) -> torch.Tensor | None:
+        """The background codes [N, z_dim]: N(0, std^2) draws, as StyleNeRF's (which come from neither z nor
+        ws), from a generator seeded by each identity's first w, so every view and every run of an
+        identity shows the same background."""
+        if not self.has_background:
+            return None
+        codes = []
+        for w in ws[:, 0].detach().float().cpu():
+            seed = int.from_bytes(hashlib.sha256(w.numpy().tobytes()).digest()[:7], "little")
+            codes.append(torch.randn(self.code_dim, generator=torch.Generator().manual_seed(seed)))
+        return torch.stack(codes).to(ws.device, ws.dtype) * self.code_std
+
+    def forward(self, scene: torch.Tensor | None, points: torch.Tensor) -> torch.Tensor:
+        """Our world points [N, M, 3] -> [N, M, 6 F] (encoded in StyleNeRF's world)."""
+        return pi_positional_encoding(to_stylenerf_world(points), self.frequencies)
+
+    def render_cameras(self, G: Generator, scene: Scene, c: torch.Tensor, resolution: int,
+                       options: RenderOptions | None = None) -> Composite:
+        """The composite of cameras c [N, 25] at R x R (raster order): features [N, M, 3 + C] (the
+        foreground plus the background behind its transmittance), depth [N, M, 1] (distance along the
+        ray, the integrator's convention) and the foreground weights [N, M, K, 1]."""
+        opts = (options or RenderOptions()).resolve(G.rendering_kwargs)
+        near, far = float(G.rendering_kwargs["ray_start"]), float(G.rendering_kwargs["ray_end"])
+        centre, rays = stylenerf_rays(c, resolution, G.img_resolution, self.align_corners)
+        n, m, _ = rays.shape
+        norm = torch.norm(rays, dim=-1, keepdim=True)
+        ws = G.decoder_ws(scene)
+
+        def field(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            t = axis_depths(s, near, far)
+            points = ray_points(centre, rays, t).reshape(n, -1, 3)
+            out = G.decoder(pi_positional_encoding(points, self.frequencies), None, ws)
+            raw = G.renderer.noisy(out["raw"], opts.density_noise)
+            return t, out["rgb"].reshape(n, m, s.shape[-1], -1), raw.reshape(n, m, -1)
+
+        def weights(t: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            last = 0.0 if self.has_background else 1e10
+            dists = torch.cat([(t[..., 1:] - t[..., :-1]) * norm, torch.full_like(t[..., :1], last)], -1)
+            return volume_weights(sigma, dists, opaque_last=not self.has_background)
+
+        s = torch.linspace(0, 1, opts.num_coarse, device=c.device).expand(n, m, -1)
+        if G.training:
+            s = _jitter_intervals(s)
+        t, rgb, sigma = field(s)
+        if opts.num_fine > 0:
+            w, _ = weights(t, sigma)
+            mids = 0.5 * (s[..., 1:] + s[..., :-1])
+            fine = sample_pdf(mids.reshape(n * m, -1), w[..., 1:-1].reshape(n * m, -1).detach(), opts.num_fine,
+                              deterministic=not G.training, right=False).reshape(n, m, -1).detach()
+            t_fine, rgb_fine, sigma_fine = field(fine)
+            s, order = torch.sort(torch.cat([fine, s], -1), -1)
+            t = torch.gather(torch.cat([t_fine, t], -1), -1, order)
+            sigma = torch.gather(torch.cat([sigma_fine, sigma], -1), -1, order)
+            both = torch.cat([rgb_fine, rgb], -2)
+            rgb = torch.gather(both, -2, order.unsqueeze(-1).expand(-1, -1, -1, both.shape[-1]))
+        w, remaining = weights(t, sigma)
+        features = torch.sum(w.unsqueeze(-1) * rgb, -2)
+        if self.has_background:
+            features = features + remaining.unsqueeze(-1) * self._background(G, scene, centre, rays)
+        depths = (t.unsqueeze(-1) * norm.unsqueeze(-2))
+        result = Composite(features, torch.sum(w.unsqueeze(-1) * depths, -2), w.unsqueeze(-1))
+        return G.finish_composite(result, depths)
+
+    def _background(self, G: Generator, scene: Scene, centre: torch.Tensor, rays: torch.Tensor) -> torch.Tensor:
+        """The NeRF++ background composite [N, M, 3 + C] of rays [N, M, 3] from centres [N, 3]."""
+        n, m, _ = rays.shape
+        k = self.background_samples
+        inverse_depth = torch.linspace(-1, 0, k, device=rays.device) * self.background_start  # far side last
+        if G.training:
+            inverse_depth = _jitter_intervals(inverse_depth)
+        unit = rays / torch.norm(rays, dim=-1, keepdim=True)
+        points = inverse_sphere_points(centre, unit, -inverse_depth)
+        out = G.background_decoder(points.reshape(n, -1, 4), None, None, codes=scene.features)
+        sigma = out["raw"].reshape(n, m, k)
+        dists = torch.cat([inverse_depth[1:] - inverse_depth[:-1], inverse_depth.new_full((1,), 1e10)])
+        w, _ = volume_weights(sigma, dists.expand(n, m, k), opaque_last=True)
+        return torch.sum(w.unsqueeze(-1) * out["rgb"].reshape(n, m, k, -1), -2)
+
+
+def _jitter_intervals(values: torch.Tensor) -> torch.Tensor:
+    """StyleNeRF's training jitter: each value uniform within the half intervals around it."""
+    mid = 0.5 * (values[..., 1:] + values[..., :-1])
+    high = torch.cat([mid, values[..., -1:]], -1)
+    low = torch.cat([values[..., :1], mid], -1)
+    return low + (high - low) * torch.rand_like(low)

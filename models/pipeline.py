@@ -357,6 +357,8 @@ class PipelineGenerator(nn.Module):
                          options: RenderOptions | None = None) -> Composite:
         """The composite of every pixel's ray (raster order, M = r * r): features [N, M, C], depth
         [N, M, 1] and the samples' weights [N, M, K, 1] (StyleSDF's mask is the last weight)."""
+        if self.embedder.renders_cameras:  # StyleNeRF: its own rays, samples and background
+            return self.embedder.render_cameras(self, scene, c, resolution, options)
         grid = self.config.renderer.pixel_grid
         if self.config.renderer.rays == "axis":  # GRAF's order of operations
             origins, rays = axis_rays(*unpack_label(c), resolution, grid=grid)

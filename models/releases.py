@@ -16,7 +16,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RELEASES", "Manifolds", "ObjectBoxes", "Release", "choose", "identify", "release_names"]
+__all__ = ["RELEASES", "STYLENERF_NETWORK", "Manifolds", "ObjectBoxes", "Release", "choose", "identify",
+           "release_names"]
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,10 @@ _CARS = ObjectBoxes(1, (0.2, 0.16, 0.16), (0.25, 0.2, 0.2), (-0.22, -0.12, 0.0),
 _CHURCH = ObjectBoxes(1, (0.45,) * 3, (0.55,) * 3, (-0.15, -0.15, 0.0), (0.15, 0.15, 0.0),
                       background_rotation_range=(0.0, 0.25))
 _FACE_V, _CAR_V = (0.4167, 0.5), (0.41667, 0.5)
+_STYLENERF = "stylenerf-pickle"
+STYLENERF_NETWORK = "StyleNeRF Generator (NeRFSynthesisNetwork)"
+"""What a StyleNeRF pickle's ``G_ema`` is; its releases' ``network`` adds the image size ('... 256 px')."""
+_STYLENERF_PRIOR = "gaussian, yaw N(0, 0.3), polar angle N(pi/2, 0.155), radius 1, fov 12 (z-up world, frontal on +x)"
 RELEASES: dict[str, Release] = {
     r.name: r
     for r in (
@@ -256,6 +261,13 @@ RELEASES: dict[str, Release] = {
         _giraffe("clevr2345-256", 256, 128, 64, 49.13, (0.33333, 0.33333),
                  ObjectBoxes(5, (0.17,) * 3, (0.17,) * 3, (-0.71, -0.71, 0.0), (0.71, 0.71, 0.0), (0.0, 0.0),
                              object_on_plane=True, z_level_plane=0.1665, random_existence=True)),
+        # generate.py: G_ema, truncation 0.7 (the README's example), background codes N(0, 0.65^2); the file
+        # holds fov, depth range and samples (they replace these), near/far are depths along the optical axis
+        *(Release(f"stylenerf-{name}", "stylenerf", _STYLENERF, f"{STYLENERF_NETWORK} {res} px", 12.0, 0.88, 1.12,
+                  14, 14, last_back=False, white_back=False, img_resolution=res, camera_prior=_STYLENERF_PRIOR,
+                  pose_prior="stylenerf", truncation_psi=0.7, truncation_samples=0, neural_rendering_resolution=32)
+          for name, res in (("ffhq256", 256), ("ffhq512", 512), ("ffhq1024", 1024), ("ffhq512-eg3d", 512),
+                            ("afhq512", 512), ("metfaces512", 512), ("cars256", 256))),
     )
 }
 """Every known release by name: pi-GAN's three Google-Drive zips, GRAM's three ``pretrained_models``
@@ -265,7 +277,10 @@ folders, StyleSDF's full models (``full_models/ffhq1024x1024.pt``, ``afhq512x512
 files (``graf-carla64`` ... ``graf-cub64``; their near and far are depths along the optical axis; radius the
 largest of a range, as ``eval.py`` renders), EpiGRAF's three ``model.pkl`` snapshots (FFHQ 512, Megascans
 Plants and Food 256; told apart by their class-label size), GIRAFFE's eleven ``checkpoint_<name>-<hash>.pt``
-(``configs/*/*_pretrained.yaml``). GRAM's render at the script's fov (CARLA 35, trained at 30)."""
+(``configs/*/*_pretrained.yaml``), StyleNeRF's ``ffhq_{256,512,1024}.pkl`` (Hugging Face
+``facebook/stylenerf-ffhq-config-basic``) and the local files ``web_demo.py`` names (``ffhq_512_eg3d.pkl``,
+``afhq_512.pkl``, ``metfaces_512.pkl``, ``cars_256.pkl``; releases of one size are told apart only by name).
+GRAM's render at the script's fov (CARLA 35, trained at 30)."""
 
 
 def release_names() -> tuple[str, ...]:

@@ -24,7 +24,15 @@ from models.discriminator import Conv2dLayer
 from models.registry import ComponentConfig, Registry
 from models.stylegan2 import NoiseMode, SynthesisBlock, SynthesisLayer, ToRGBLayer
 from models.superresolution import Superresolution
-from ops.stylegan2 import DEFAULT_RESAMPLE_FILTER, filter2d, setup_filter, upsample2d
+from ops.stylegan2 import (
+    DEFAULT_RESAMPLE_FILTER,
+    bias_act,
+    filter2d,
+    modulated_conv2d,
+    setup_filter,
+    upfirdn2d,
+    upsample2d,
+)
 
 UpsampleMode = Literal["stylegan", "nn_cat"]
 UPSAMPLE_MODES: tuple[str, ...] = ("stylegan", "nn_cat")
@@ -752,3 +760,117 @@ class StyleSDFDecoderUpsampler(_UpsamplerFacts, nn.Module):
 
     def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0):
         return self.net(features[:, 3:], self.unpack(ws), noise_mode=noise_mode), features[:, :3]
+
+
+# --- StyleNeRF's upsampler -------------------------------------------------------------------------
+
+class MagnitudeScaledLayer(SynthesisLayer):
+    """StyleNeRF's 1x1 upsampler layer: the input times ``w_avg ** -1/2`` (``w_avg`` a scalar EMA of the
+    input's mean square, updated in training), a demodulated modulated 1x1 conv without noise, for the
+    upsampling ``conv0`` StyleNeRF's ``pixelshuffle`` x2 (``nearest(x) + pixel_shuffle(adapter(x))``, the
+    adapter 1x1 C -> C/4 with LReLU then C/4 -> 4C, then a [1, 3, 3, 1] blur padded 2 before and 1 after),
+    then bias, LReLU x sqrt 2 and the clamp. x [N, C_in, r, r] -> [N, C_out, r * up, r * up]."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: int = 1,
+                 conv_clamp: float | None = None, ema_beta: float = 0.999):
+        super().__init__(in_channels, out_channels, w_dim, resolution, kernel_size=1, use_noise=False,
+                         conv_clamp=conv_clamp)
+        self.up, self.ema_beta = up, float(ema_beta)
+        self.register_buffer("w_avg", torch.ones([]))
+        if up == 2:
+            self.adapter = nn.Sequential(Conv2dLayer(out_channels, out_channels // 4, 1, activation="lrelu"),
+                                         Conv2dLayer(out_channels // 4, out_channels * 4, 1))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "const", fused_modconv: bool = True,
+                gain: float = 1, update_emas: bool = False) -> torch.Tensor:
+        if update_emas:
+            self.w_avg.copy_(x.detach().float().square().mean().lerp(self.w_avg, self.ema_beta))
+        x = x * torch.rsqrt(self.w_avg)
+        x = modulated_conv2d(x, self.weight, self.affine(w), demodulate=True, fused=fused_modconv)
+        if self.up == 2:
+            x = F.interpolate(x, scale_factor=2, mode="nearest") + F.pixel_shuffle(self.adapter(x), 2)
+            x = upfirdn2d(x, self.resample_filter, padding=(2, 1, 2, 1))
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+
+class StyleNeRFBlock(nn.Module):
+    """One octave of StyleNeRF's upsampler: ``conv0`` (x2), ``conv1``, ``torgb`` (1x1, clamped); the
+    image is ``upsample2d(img) + torgb(x)``. ws [N, 3, w_dim]: conv0, conv1, torgb."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, conv_clamp: float | None,
+                 ema_beta: float):
+        super().__init__()
+        self.register_buffer("resample_filter", setup_filter(DEFAULT_RESAMPLE_FILTER))
+        self.conv0 = MagnitudeScaledLayer(in_channels, out_channels, w_dim, resolution, up=2, conv_clamp=conv_clamp,
+                                          ema_beta=ema_beta)
+        self.conv1 = MagnitudeScaledLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp,
+                                          ema_beta=ema_beta)
+        self.torgb = ToRGBLayer(out_channels, 3, w_dim, kernel_size=1, conv_clamp=conv_clamp)
+
+    def forward(self, x: torch.Tensor, img: torch.Tensor, ws: torch.Tensor,
+                update_emas: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.conv0(x, ws[:, 0], update_emas=update_emas)
+        x = self.conv1(x, ws[:, 1], update_emas=update_emas)
+        return x, upsample2d(img, self.resample_filter) + self.torgb(x, ws[:, 2])
+
+
+@UPSAMPLERS.register("stylenerf")
+class StyleNeRFUpsampler(_UpsamplerFacts, nn.Module):
+    """StyleNeRF's upsampler: one :class:`StyleNeRFBlock` per octave above the rendering resolution (no
+    same-size block), 1x1 kernels, ``pixelshuffle`` upsampling, magnitude-EMA input scales, conv clamp.
+    The first block reads the rendered features after the 3 RGB channels, and its image input is the
+    rendered RGB. ws: each block's conv0 and conv1, its toRGB sharing the next block's conv0 w
+    (``num_ws = 2 blocks + 1``). Channels at res q: ``min(channel_base // q, channel_max)``."""
+
+    needs_stylegan_ws = True
+
+    @dataclass
+    class Config(ComponentConfig):
+        channel_base: int = 32768
+        """Channels at res q = min(channel_base // q, channel_max) (StyleNeRF's fraction x 32768)."""
+        channel_max: int = 512
+        """Channel cap."""
+        conv_clamp: float = 256.0
+        """Clamp of every layer's output (0: none)."""
+        magnitude_ema_beta: float = 0.999
+        """Decay of the layers' input mean-square EMA (``w_avg``)."""
+
+    def __init__(self, config: Config, channels: int, in_resolution: int, out_resolution: int, w_dim: int):
+        super().__init__()
+        octaves = _octaves(in_resolution, out_resolution)
+        self.in_channels, self.in_resolution, self.w_dim = channels, in_resolution, w_dim
+        self.block_resolutions = [in_resolution * 2**k for k in range(1, octaves + 1)]
+        clamp = float(config.conv_clamp) or None
+        previous = channels - 3
+        for res in self.block_resolutions:
+            out = min(config.channel_base // res, config.channel_max)
+            setattr(self, f"b{res}", StyleNeRFBlock(previous, out, w_dim, res, clamp, config.magnitude_ema_beta))
+            previous = out
+        self.num_ws = 2 * octaves + 1
+
+    @staticmethod
+    def tiny(config: Config) -> Config:
+        return config.replace(channel_base=256, channel_max=16)
+
+    def forward(self, features: torch.Tensor, ws: torch.Tensor, max_resolution: int | None = None,
+                alpha: float = 1.0, update_emas: bool = False) -> torch.Tensor:
+        """features [N, 3 + C, r, r], ws [N, num_ws, w_dim] -> image [N, 3, R, R] (unbounded); progressive
+        growing (``max_resolution``, ``alpha``) as :class:`StyleGANUpsampler`."""
+        _check_features(features, self.in_channels, self.in_resolution)
+        if ws.ndim != 3 or ws.shape[0] != features.shape[0] or ws.shape[1] < self.num_ws or ws.shape[2] != self.w_dim:
+            raise ValueError(f"expected ws [{features.shape[0]}, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        x, img = features[:, 3:], features[:, :3]
+        for k, res in enumerate(self.block_resolutions):
+            block = getattr(self, f"b{res}")
+            below = img
+            x, img = block(x, img, ws[:, 2 * k: 2 * k + 3], update_emas=update_emas)
+            if res == max_resolution:
+                if alpha < 1:
+                    img = torch.lerp(upsample2d(below, block.resample_filter), img, alpha)
+                break
+        return img
+
+    def upsample(self, features, ws, noise_mode="const", max_resolution=None, fade_alpha=1.0):
+        image = self(features, ws, max_resolution=max_resolution, alpha=fade_alpha, update_emas=self.training)
+        return image, features[:, :3]

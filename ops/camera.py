@@ -28,6 +28,12 @@ FFHQ_FOCAL = 4.2647
 SHAPENET_FOCAL = 1.7074
 """Normalised focal length of EG3D's ShapeNet camera labels."""
 
+Z_UP_AXES = (2, 0, 1)
+"""Our y-up world's axes in the order of the z-up worlds of GRAF and StyleNeRF (frontal camera on +x):
+``p_z_up = p_ours[..., Z_UP_AXES]``, exact (a permutation)."""
+Y_UP_AXES = (1, 2, 0)
+"""The inverse: ``p_ours = p_z_up[..., Y_UP_AXES]``."""
+
 FRONTAL = math.pi / 2
 """The EG3D orbit angle (both h and v) of the frontal view."""
 

@@ -338,3 +338,14 @@ def modulated_conv2d(
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
     """Scale ``x`` to unit mean square along ``dim``."""
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+def modulated_matmul(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, demodulate: bool = True) -> torch.Tensor:
+    """A modulated 1x1 convolution of point features as one batched matrix product (StyleGAN2's fused
+    weights ``W[o, i] s[i]``, demodulated per output row): x [N, C_in, M], weight [C_out, C_in, 1, 1] (or
+    [C_out, C_in]), styles [N, C_in] -> [N, C_out, M]. Unlike a convolution its sums do not depend on
+    the thread count, which matters where outputs steer sample positions (StyleNeRF's densities)."""
+    w = weight.reshape(weight.shape[0], -1).unsqueeze(0) * styles.unsqueeze(1)
+    if demodulate:
+        w = w * (w.square().sum(dim=2, keepdim=True) + 1e-8).rsqrt()
+    return torch.matmul(w.to(x.dtype), x)

@@ -487,6 +487,57 @@ def check_graf(folder: Path, config: dict) -> tuple[int, Errors]:
     return count, {name: (value, 1e-4) for name, value in errors.items()}
 
 
+# --- StyleNeRF -------------------------------------------------------------------------------------
+
+def check_stylenerf(folder: Path, config: dict) -> tuple[int, Errors]:
+    from models import load_generator
+    from models.scene import Scene
+    from ops.camera import fov_to_focal
+    from ops.stylenerf import from_stylenerf_world, label_from_stylenerf, stylenerf_matrices, stylenerf_rays
+
+    G = load_generator(folder / "network.pkl", release="stylenerf-ffhq256")
+    fov = float(config["G_init_kwargs"]["synthesis_kwargs"]["camera_kwargs"]["fov"])
+    cases = np.load(folder / "cases.npz")
+    count = len({k.split("_", 1)[0] for k in cases.files if k.split("_", 1)[0].isdigit()})
+    t = {k: torch.from_numpy(np.asarray(cases[k])) for k in cases.files}
+    errors: dict[str, float] = {}
+    r = G.neural_rendering_resolution
+
+    def note(name: str, value: float) -> None:
+        errors[name] = max(errors.get(name, 0.0), value)
+
+    def image(x: torch.Tensor) -> torch.Tensor:  # [1, r * r, C] -> [1, C, r, r]
+        return x.permute(0, 2, 1).reshape(1, -1, r, r)
+
+    with torch.no_grad():
+        for i in range(count):
+            z, psi, z_bg = t[f"{i}_z"], float(t[f"{i}_psi"]), t[f"{i}_z_bg"]
+            c = label_from_stylenerf(t[f"{i}_world_mat"], fov_to_focal(fov))
+            world, camera = stylenerf_matrices(c)
+            note("world_mat", relative_error(world, cases[f"{i}_world_mat"]))
+            note("camera_mat", relative_error(camera, cases[f"{i}_camera_mat"]))
+            ws = G.mapping(z, c, truncation_psi=psi)
+            note("ws", relative_error(ws, cases[f"{i}_ws"]))
+            scene = Scene(ws, z_bg)  # the background code is the scene
+            composite = G.render_composite(scene, c, r)
+            features = image(composite.features)
+            note("image_nerf", relative_error(features[:, :3], cases[f"{i}_image_nerf"]))
+            note("feat_nerf", relative_error(features[:, 3:], cases[f"{i}_feat_nerf"]))
+            out, _ = G.superresolve(features, ws)
+            note("image", relative_error(out, cases[f"{i}_image"]))
+            centre, rays = stylenerf_rays(c, r, G.img_resolution, G.embedder.align_corners)
+            xyz = centre[:, None] + composite.depth * rays / rays.norm(dim=-1, keepdim=True)
+            note("surface_xyz", relative_error(image(xyz), cases[f"{i}_surface_xyz"]))
+            points = from_stylenerf_world(t["q_fg_points"])
+            fg = G.run_decoder(scene, points, from_stylenerf_world(t["q_dirs"]))
+            note("q_fg_sigma_raw", relative_error(fg["sigma"], cases[f"{i}_q_fg_sigma_raw"]))
+            note("q_fg_feat", relative_error(fg["rgb"], cases[f"{i}_q_fg_feat"]))
+            bg = G.background_decoder(t["q_bg_points"], None, None, codes=z_bg)
+            note("q_bg_sigma_raw", relative_error(bg["raw"], cases[f"{i}_q_bg_sigma_raw"]))
+            note("q_bg_feat", relative_error(bg["rgb"], cases[f"{i}_q_bg_feat"]))
+    return count, {name: (value, 1e-4) for name, value in errors.items()}
+
+
 def _unpack(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     from ops.camera import unpack_label
 
@@ -661,11 +712,11 @@ def _unpack(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 CHECKERS: dict[str, Callable[[Path, dict], tuple[int, Errors]]] = {
     "pi-GAN": check_pigan, "GRAM": check_gram, "VolumeGAN": check_volumegan, "StyleSDF": check_stylesdf,
-    "GRAF": check_graf, "EpiGRAF": check_epigraf, "GIRAFFE": check_giraffe}
+    "GRAF": check_graf, "EpiGRAF": check_epigraf, "GIRAFFE": check_giraffe, "StyleNeRF": check_stylenerf}
 """Method name (config.json ``method``) -> checker: (folder, config) -> (cases, errors)."""
 
 _FOLDER_METHODS = {"pigan": "pi-GAN", "gram": "GRAM", "volumegan": "VolumeGAN", "stylesdf": "StyleSDF", "graf": "GRAF",
-                   "epigraf": "EpiGRAF", "giraffe": "GIRAFFE"}
+                   "epigraf": "EpiGRAF", "giraffe": "GIRAFFE", "stylenerf": "StyleNeRF"}
 """Folder-name prefixes (before ``_ref``) of the methods whose config.json does not name them."""
 
 

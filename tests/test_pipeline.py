@@ -741,7 +741,7 @@ SWAPS = [
 
 EMBEDDER_CLASSES = {"coordinate": "CoordinateEmbedder", "triplane": "TriplaneEmbedder", "volume": "VolumeEmbedder",
                     "manifold": "ManifoldEmbedder", "composition": "CompositionEmbedder",
-                    "giraffe_scene": "GiraffeSceneEmbedder"}
+                    "giraffe_scene": "GiraffeSceneEmbedder", "stylenerf": "StyleNeRFEmbedder"}
 
 
 @pytest.mark.parametrize("base,component,kind", SWAPS)

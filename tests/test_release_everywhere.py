@@ -23,6 +23,7 @@ RELEASES = [  # (fixture file, release where the file cannot tell)
     ("graf_ref/model_best.pt", "graf-carla64"),  # model_best.pt names no released file
     ("epigraf_ref/network.pkl", None),
     ("giraffe_ref/model_best.pt", "giraffe-compcars64"),  # narrow layers: no released width
+    ("stylenerf_ref/network.pkl", "stylenerf-ffhq256"),  # a 64 px network: no released size
 ]
 
 

@@ -41,9 +41,10 @@ from models.point_sampling import StratifiedPointSampler
 from models.poses import PriorPoses
 from models.releases import Release
 from models.volume_rendering import LastDeltaIntegrator, ReLUDensity
+from ops.camera import Z_UP_AXES
 from ops.siren import encoded_size
 
-GRAF_AXES = (2, 0, 1)
+GRAF_AXES = Z_UP_AXES
 """Our world axes as GRAF's z-up world reads them (``embedder.world_axes``)."""
 PE_POINTS, PE_VIEWS = 10, 4
 """Positional-encoding frequencies of every official GRAF configuration (``multires``, ``multires_views``)."""
