@@ -159,6 +159,7 @@ class PipelineConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first inconsistent or out-of-range setting."""
         check_values(self, "generator")
+        self._check_geometry()
         for name, registry in SLOTS.items():
             registry.cls_of(getattr(self, name))
         POINT_SAMPLERS.build(self.points)  # checks the jitter and patch sampler names
@@ -189,6 +190,27 @@ class PipelineConfig:
             raise ValueError(f"the {embedder.kind!r} embedder needs a decoder that reads codes from z, not {decoder.kind!r}")
         if provides == "z" and needs == "z" and self.mapping.z_dim != self.codes_needed():
             raise ValueError(f"mapping.z_dim is {self.mapping.z_dim} but the decoder's codes need {self.codes_needed()}")
+
+    def _check_geometry(self) -> None:
+        """The sizes every renderer divides by or samples within: at least one sample per ray, a box of
+        positive size, near before far, and bounds whose minimum is below their maximum on every axis."""
+        points = self.points
+        if getattr(points, "num_coarse", 1) < 1:
+            raise ValueError(f"points.num_coarse is {points.num_coarse}: a ray needs at least one sample")
+        box = getattr(points, "box_side", 1.0)
+        if isinstance(box, (int, float)) and box <= 0:
+            raise ValueError(f"points.box_side is {box}: the scene's box must have a positive size")
+        near, far = getattr(points, "near", 0.0), getattr(points, "far", 1.0)
+        if isinstance(near, (int, float)) and isinstance(far, (int, float)) and not 0 <= near < far:
+            raise ValueError(f"points.near {near} and far {far}: need 0 <= near < far")
+        for slot in SLOTS:
+            component = getattr(self, slot)
+            for f in dataclasses.fields(component):
+                value = getattr(component, f.name)
+                if f.name.endswith("bounds") and isinstance(value, (list, tuple)) and len(value) == 2:
+                    low, high = value
+                    if len(low) != len(high) or not all(a < b for a, b in zip(low, high, strict=True)):
+                        raise ValueError(f"{slot}.{f.name} {value}: the minimum must be below the maximum on every axis")
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
