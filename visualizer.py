@@ -149,7 +149,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
     source = resolve_source(args.path)
     G = open_generator(source.load_path, device=device, seed=0, release=args.release)
     what = source.label
-    grid = render_preview(G, seed=args.seed, scene=_scene(G, args))
+    scene = _scene(G, args)
+    try:
+        grid = render_preview(G, seed=args.seed, scene=scene)
+    except (RuntimeError, ValueError, ArithmeticError, IndexError) as e:  # a config no check caught
+        from models.errors import one_line
+
+        print(f"error: {source.load_path}: cannot render this model: {type(e).__name__}: {one_line(e, 200)}",
+              file=sys.stderr)
+        return 2
     try:
         Image.fromarray(grid).save(out)
     except OSError as e:
