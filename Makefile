@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo lint test install clean-venv
+.PHONY: demo lint test install clean-venv gpu-check
 
 # Re-installs whenever a requirements file changes.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -35,3 +35,8 @@ test: lint
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The GPU acceptance run (tests/gpu_check.py): fixtures on the device against the CPU, every preset renders
+# and trains two steps, viewer and app frame times in both precisions, training throughput; gpu-check.json.
+gpu-check: $(STAMP)
+	$(PY) -m tests.gpu_check --out gpu-check.json

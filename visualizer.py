@@ -281,7 +281,7 @@ def precisions() -> tuple[str, ...]:
 
 
 def _precision_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", default="exact", choices=precisions(),
+    p.add_argument("--precision", default="exact", choices=precisions(), metavar="MODE",
                    help="exact: fp32, as the official code; fast: bf16 convolutions, channels-last (the backbone "
                         "and super-resolution; README 'Performance' gives its error) (default exact)")
 
@@ -329,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release", default=None, choices=release_names(), metavar="NAME",
                    help="settings of an official release the file cannot tell apart (default: recognised)")
     p.add_argument("--max-frames", type=int, default=None, help="close after this many UI frames")
-    p.add_argument("--precision", default=None, choices=precisions(),
+    p.add_argument("--precision", default=None, choices=precisions(), metavar="MODE",
                    help="starting precision of the Quality panel (default: fast on the CPU, exact on CUDA)")
     p.set_defaults(func=cmd_app)
 
