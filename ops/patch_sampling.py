@@ -166,8 +166,12 @@ def patch_rays(
     return generate_rays(cam2world, patch_intrinsics(intrinsics, params), patch_size)
 
 
-GRID_ALIGN_CORNERS: dict[str, bool] = {"centers": False, "corners": True}
-"""``grid_sample``'s ``align_corners`` that reads an image's pixels at the normalised (u, v) of each pixel grid."""
+GRID_ALIGN_CORNERS: dict[str, bool] = {"centers": False, "corners": True, "integers": False}
+"""``grid_sample``'s ``align_corners`` that reads an image's pixels at the normalised (u, v) of each pixel grid
+(with the half-pixel shift of :data:`GRID_READ_SHIFT`)."""
+GRID_READ_SHIFT: dict[str, float] = {"centers": 0.0, "corners": 0.0, "integers": 0.5}
+"""Pixels added to (u, v) x size before reading: GRAF's 'integers' image holds the ray through integer
+coordinate i in pixel i, so u = i / W must read pixel i, which ``align_corners=False`` keeps at (i + 0.5) / W."""
 
 
 def crop_real_patches(
@@ -198,6 +202,10 @@ def crop_real_patches(
     if not images.is_floating_point():
         raise TypeError("crop_real_patches needs floating-point images")
     uv = patch_pixel_coords(params.to(images.device), patch_size, grid)
+    shift = GRID_READ_SHIFT[grid]
+    if shift:
+        sizes = torch.tensor([images.shape[-1], images.shape[-2]], dtype=uv.dtype, device=uv.device)
+        uv = uv + shift / sizes
     points = (uv * 2 - 1).to(images.dtype).reshape(len(params), patch_size, patch_size, 2)
     return F.grid_sample(images, points, mode=mode, padding_mode="border", align_corners=GRID_ALIGN_CORNERS[grid])
 
