@@ -282,7 +282,7 @@ def precisions() -> tuple[str, ...]:
 
 def _precision_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="exact", choices=precisions(), metavar="MODE",
-                   help="exact: fp32, as the official code; fast: bf16 convolutions, channels-last (the backbone "
+                   help="exact: fp32, as the official code; fast: bf16 convolutions (the backbone "
                         "and super-resolution; README 'Performance' gives its error) (default exact)")
 
 

@@ -1,11 +1,12 @@
 """Rendering precision: ``exact`` (fp32, bit-exact with the official fixtures) or ``fast``.
 
-``fast`` runs the generator's convolutions and linear layers in bfloat16 (``torch.autocast``) with
-channels-last activations, where oneDNN's bf16 kernels (CPUs with AVX-512 bf16 or AMX) and tensor
-cores (CUDA) are several times faster than fp32; reductions, the volume-rendering compositing and
-everything autocast keeps in fp32 stay fp32. bfloat16 rather than float16 because its range matches
-fp32: densities and SDF values cannot overflow. The mapping network always runs in fp32 (it is cheap
-and its ws are cached). Measured error of fast against exact: README "Performance".
+``fast`` runs the convolutional stages (backbone, super-resolution) in bfloat16 (``torch.autocast``),
+where oneDNN's bf16 kernels (CPUs with AVX-512 bf16 or AMX) and tensor cores (CUDA) are much faster than
+fp32; what autocast keeps in fp32 stays fp32, and the renderer runs the field decoder, compositing,
+normals and meshes in fp32 (``renderers.renderer``). bfloat16 rather than float16 because its range
+matches fp32: nothing can overflow. Channels-last activations were measured and left out: converting
+at each convolution cost more than it saved (FFHQ-512 super-resolution, 2 cores). Measured error of
+fast against exact: README "Performance".
 """
 
 from __future__ import annotations
@@ -44,8 +45,5 @@ def precision_context(precision: str, device: torch.device | str) -> Iterator[No
         return
     import torch  # here, so that the CLI can list PRECISIONS without importing torch
 
-    from ops.stylegan2 import channels_last
-
-    device_type = torch.device(device).type
-    with torch.autocast(device_type, dtype=torch.bfloat16), channels_last():
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
         yield

@@ -7,10 +7,8 @@ kernels, when added, must be tested against these for values and gradients.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -172,22 +170,6 @@ def filter2d(x: torch.Tensor, f: torch.Tensor, padding: int = 0, gain: float = 1
 
 # --- convolution with resampling --------------------------------------------------------------
 
-_CHANNELS_LAST: contextvars.ContextVar[bool] = contextvars.ContextVar("stylegan2_channels_last", default=False)
-"""Whether :func:`_conv2d` feeds its convolutions channels-last activations (see :func:`channels_last`)."""
-
-
-@contextlib.contextmanager
-def channels_last(enabled: bool = True) -> Iterator[None]:
-    """Within the block, convolutions take (and so return) channels-last activations: on CPUs with
-    oneDNN this is the fast layout for bf16 convolutions. Values are the same convolution's up to the
-    order of its sums, so the exact (fp32) path never enables it."""
-    token = _CHANNELS_LAST.set(enabled)
-    try:
-        yield
-    finally:
-        _CHANNELS_LAST.reset(token)
-
-
 def _conv2d(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -201,8 +183,6 @@ def _conv2d(
     if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
         w = w.flip([2, 3])
     op = F.conv_transpose2d if transpose else F.conv2d
-    if _CHANNELS_LAST.get() and x.ndim == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
     return op(x, w, stride=stride, padding=padding, groups=groups)
 
 

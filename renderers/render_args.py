@@ -107,7 +107,7 @@ class QualityArgs:
     superres: bool = True
     """Run super-resolution; off: the final image is the raw image upsampled."""
     precision: str = "exact"
-    """'exact' (fp32) or 'fast' (bf16 convolutions, channels-last; ``models.precision``)."""
+    """'exact' (fp32) or 'fast' (bf16 convolutions; ``models.precision``)."""
 
 
 @dataclass

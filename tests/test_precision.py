@@ -1,47 +1,17 @@
-"""The fast precision mode (``models.precision``): bf16 convolutions with channels-last activations for
-the backbone and super-resolution, fp32 everywhere else; exact stays fp32 and untouched."""
+"""The fast precision mode (``models.precision``): bf16 convolutions for the backbone and
+super-resolution, fp32 everywhere else; exact stays fp32 and untouched."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from models.checkpoint import open_generator
 from models.precision import PRECISIONS, check_precision, default_precision, precision_context
 from models.scene import float_scene
-from ops.stylegan2 import channels_last, conv2d_resample, setup_filter
 from renderers.render_args import QualityArgs, RenderArgs
 from renderers.renderer import GeneratorRenderer
-
-
-@pytest.mark.parametrize(("up", "down", "groups"), [(1, 1, 1), (2, 1, 1), (1, 2, 1), (1, 1, 2), (2, 1, 2)])
-def test_channels_last_convolutions_match_the_plain_layout(up, down, groups):
-    """Values and gradients of the channels-last path against the plain-layout reference (fp32)."""
-    torch.manual_seed(0)
-    x = torch.randn(2, 8, 12, 12, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(6, 8 // groups, 3, 3, dtype=torch.float64, requires_grad=True)
-    f = setup_filter([1, 3, 3, 1]).double()
-    ref = conv2d_resample(x, w, f=f, up=up, down=down, padding=1, groups=groups)
-    gx, gw = torch.autograd.grad(ref.square().sum(), (x, w))
-    with channels_last():
-        out = conv2d_resample(x, w, f=f, up=up, down=down, padding=1, groups=groups)
-        hx, hw = torch.autograd.grad(out.square().sum(), (x, w))
-    assert out.shape == ref.shape
-    torch.testing.assert_close(out, ref)
-    torch.testing.assert_close(hx, gx)
-    torch.testing.assert_close(hw, gw)
-
-
-def test_channels_last_is_scoped():
-    x = torch.randn(1, 4, 8, 8)
-    w = torch.randn(4, 4, 3, 3)
-    with channels_last():
-        inside = conv2d_resample(x, w, padding=1)
-    outside = conv2d_resample(x, w, padding=1)
-    assert inside.is_contiguous(memory_format=torch.channels_last)
-    assert outside.is_contiguous() and torch.equal(outside, F.conv2d(x, w, padding=1))
 
 
 def test_precision_names_and_defaults():

@@ -50,7 +50,7 @@ class QualityWidget(Panel):
         same_line_if_fits(checkbox_width("fast (bf16)"))
         if imgui.radio_button("fast (bf16)", q.precision == "fast"):
             q.precision = "fast"
-        tooltip("bf16 convolutions with channels-last activations for the backbone and super-resolution; the "
+        tooltip("bf16 convolutions for the backbone and super-resolution; the "
                 "field, compositing, normals and meshes stay fp32. The default on the CPU (several times faster "
                 "there); README 'Performance' gives its error.")
         if imgui.button("model defaults"):
