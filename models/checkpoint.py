@@ -356,7 +356,7 @@ def read_stylenerf_pickle_generator(path: str | os.PathLike, release: str | None
         data: the pickle's top-level dict, if already read.
     """
     from models.methods.stylenerf import from_official, official_network, official_to_pipeline_names, release_settings
-    from models.releases import RELEASES, choose
+    from models.releases import choose
     from models.stylenerf_pickle import load_stylenerf_generator_record, read_stylenerf_pickle
 
     path = Path(path)
@@ -371,10 +371,7 @@ def read_stylenerf_pickle_generator(path: str | os.PathLike, release: str | None
                                     "has finished growing (alpha 1) is supported")
     shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
     try:
-        if release is not None and release in RELEASES and RELEASES[release].file_format == "stylenerf-pickle":
-            chosen = RELEASES[release]  # the architecture comes from the file: any size fits
-        else:
-            chosen = choose("stylenerf-pickle", official_network(kwargs), release, where=os.fspath(path))
+        chosen = choose("stylenerf-pickle", official_network(kwargs), release, where=os.fspath(path), any_network=True)
         chosen = chosen.replace(**release_settings(kwargs)).replace(**(settings or {}))
         config = from_official(kwargs, shapes, chosen)
         config.extra["release"] = chosen.name
@@ -538,7 +535,7 @@ def read_gram_generator(path: str | os.PathLike, release: str | None = None, set
     """
     from models.methods.gram import from_official, official_network, official_to_pipeline_names
     from models.official_formats import read_torch_zip
-    from models.releases import RELEASES, choose
+    from models.releases import choose
 
     path = Path(path)
     state = read_torch_zip(path) if state is None else state
@@ -547,10 +544,7 @@ def read_gram_generator(path: str | os.PathLike, release: str | None = None, set
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     try:
         network = official_network(shapes)
-        if release is not None and release in RELEASES and RELEASES[release].file_format == "gram-state-dict":
-            chosen = RELEASES[release]  # the architecture comes from the shapes: any width fits
-        else:
-            chosen = choose("gram-state-dict", network, release, where=os.fspath(path))
+        chosen = choose("gram-state-dict", network, release, where=os.fspath(path), any_network=True)
         chosen = chosen.replace(**(settings or {}))
     except ValueError as e:
         raise CheckpointError(path, str(e) + ("" if release else "; pass release=gram-ffhq|gram-cats|gram-carla")) \
@@ -587,7 +581,7 @@ def read_stylesdf_generator(path: str | os.PathLike, release: str | None = None,
     """
     from models.methods.stylesdf import from_official, official_network, official_to_pipeline_names
     from models.official_formats import read_torch_zip
-    from models.releases import RELEASES, choose
+    from models.releases import choose
 
     path = Path(path)
     checkpoint = read_torch_zip(path) if checkpoint is None else checkpoint
@@ -598,10 +592,7 @@ def read_stylesdf_generator(path: str | os.PathLike, release: str | None = None,
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     try:
         network = official_network(shapes)
-        if release is not None and release in RELEASES and RELEASES[release].file_format == "stylesdf-pt":
-            chosen = RELEASES[release]  # the architecture comes from the shapes: any size fits
-        else:
-            chosen = choose("stylesdf-pt", network, release, where=os.fspath(path))
+        chosen = choose("stylesdf-pt", network, release, where=os.fspath(path), any_network=True)
         chosen = chosen.replace(**(settings or {}))
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(path, f"unsupported StyleSDF generator: {e}") from None
@@ -643,7 +634,7 @@ def read_giraffe_checkpoint(path: str | os.PathLike, release: str | None = None,
     truncation mean is z's mean, 0 (``render.py`` scales codes by 0.65: truncation 0.65)."""
     from models.methods.giraffe import OFFICIAL_BLUR, from_official, official_network, official_to_pipeline_names
     from models.official_formats import read_torch_zip
-    from models.releases import RELEASES, choose
+    from models.releases import choose
 
     path = Path(path)
     checkpoint = read_torch_zip(path) if checkpoint is None else checkpoint
@@ -658,10 +649,7 @@ def read_giraffe_checkpoint(path: str | os.PathLike, release: str | None = None,
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     try:
         network = official_network(shapes)
-        if release is not None and release in RELEASES and RELEASES[release].file_format == "giraffe-checkpoint":
-            chosen = RELEASES[release]  # the architecture comes from the shapes: any size fits
-        else:
-            chosen = choose("giraffe-checkpoint", network, release, where=os.fspath(path))
+        chosen = choose("giraffe-checkpoint", network, release, where=os.fspath(path), any_network=True)
         chosen = chosen.replace(**(settings or {}))
         renamed = official_to_pipeline_names(state)
     except (KeyError, ValueError, TypeError) as e:

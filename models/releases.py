@@ -292,12 +292,17 @@ def identify(file_format: str, network: str) -> list[Release]:
     return [r for r in RELEASES.values() if r.file_format == file_format and r.network == network]
 
 
-def choose(file_format: str, network: str, name: str | None = None, where: str = "this file") -> Release:
+def choose(file_format: str, network: str, name: str | None = None, where: str = "this file",
+           any_network: bool = False) -> Release:
     """The release to use: ``name`` if given (it must fit the file), else the one the file identifies.
+    ``any_network``: a named release of this format fits whatever the network (formats whose architecture
+    comes from the tensor shapes, so the release only gives render settings).
 
     Raises:
         ValueError: an unknown name, a name that does not fit the file, or a file no release fits.
     """
+    if any_network and name in RELEASES and RELEASES[name].file_format == file_format:
+        return RELEASES[name]
     fits = identify(file_format, network)
     if name is not None:
         if name not in RELEASES:
