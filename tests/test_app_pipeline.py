@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import REPO_ROOT
+from tests.test_app import run_until
 
 BUNDLED = REPO_ROOT / "assets" / "default_generator.safetensors"
 WINDOW = (900, 600)
@@ -99,13 +100,6 @@ def far_radius(G) -> float:
 
 
 # --- the app in this process, driven by session scripts -----------------------------------------
-
-def run_until(app, condition, timeout: float = 120.0) -> None:
-    """Draw UI frames until ``condition()`` holds (fails after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the app did not get there in time"
-        app.draw_frame()
 
 
 class Played:

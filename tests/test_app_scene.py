@@ -14,6 +14,7 @@ import pytest
 
 from models.scene import SceneControls
 from tests.conftest import REPO_ROOT, SHARED_DIR, require
+from tests.test_app import run_until, settle
 
 GIRAFFE = SHARED_DIR / "fixtures" / "giraffe_ref" / "model_best.pt"
 RELEASE = "giraffe-compcars64"
@@ -36,19 +37,6 @@ def viz(tmp_path_factory):
     app.close()
 
 
-def run_until(app, condition, timeout: float = 120.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the app did not get there in time"
-        app.draw_frame()
-
-
-def settle(app) -> np.ndarray:
-    app.draw_frame()
-    run_until(app, app.settled)
-    return app.viewport.render_image(app.state.display, app.view_camera()).astype(np.float32)
 
 
 def scene_panel(app):

@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REPO_ROOT
+from tests.test_app import run_until
 
 BUNDLED = REPO_ROOT / "assets" / "default_generator.safetensors"
 
@@ -99,12 +100,6 @@ def viz(tmp_path_factory):
     yield app
     app.close()
 
-
-def run_until(app, condition, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the app did not get there in time"
-        app.draw_frame()
 
 
 def resize(app, width: int, height: int) -> None:

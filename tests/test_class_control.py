@@ -6,13 +6,13 @@ Unconditional models show no control. Skipped without a display."""
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
 import torch
 
 from tests.conftest import SHARED_DIR, require
+from tests.test_app import run_until
 
 pytestmark = pytest.mark.skipif(not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")),
                                 reason="no display (run under xvfb-run, as `make test` does)")
@@ -36,12 +36,6 @@ def conditional_checkpoint(tmp_path_factory):
     save_generator(conditional, path)
     return path
 
-
-def run_until(app, condition, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the app did not get there in time"
-        app.draw_frame()
 
 
 def test_typing_a_class_renders_that_class(conditional_checkpoint):
