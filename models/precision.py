@@ -47,3 +47,20 @@ def precision_context(precision: str, device: torch.device | str) -> Iterator[No
 
     with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
         yield
+
+
+def planes_at(G, ws: torch.Tensor, precision: str, device: torch.device | str, noise_mode: str = "const"):
+    """``G.planes(ws)`` with the backbone at ``precision``, returned in fp32 (``models.scene.float_scene``)."""
+    from models.scene import float_scene
+
+    with precision_context(precision, device):
+        planes = G.planes(ws, noise_mode=noise_mode)
+    return planes if precision == "exact" else float_scene(planes)
+
+
+def superresolve_at(G, features: torch.Tensor, ws: torch.Tensor, precision: str, device: torch.device | str,
+                    noise_mode: str = "const") -> torch.Tensor:
+    """The final image [N, C, R, R] of ``G.superresolve`` at ``precision``, in fp32."""
+    with precision_context(precision, device):
+        image = G.superresolve(features, ws, noise_mode=noise_mode)[0]
+    return image.float()

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from models.precision import precision_context
-from models.scene import float_scene, generator_device
+from models.precision import planes_at, superresolve_at
+from models.scene import generator_device
 from renderers.renderer import DeviceClock
 
 STAGES = ("mapping", "backbone", "rendering", "superres")
@@ -74,14 +74,6 @@ def benchmark_generator(G, neural_resolution: int | None = None, frames: int = 1
     r = int(neural_resolution or G.neural_rendering_resolution)
     result = BenchResult(str(device), r, int(G.img_resolution), precision)
 
-    def planes_of(ws):
-        with precision_context(precision, device):
-            return float_scene(G.planes(ws, noise_mode="const"))
-
-    def superresolve(features, ws):
-        with precision_context(precision, device):
-            return G.superresolve(features, ws)[0].float()
-
     clock = DeviceClock(device)
     z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(seed)).to(device)
     if device.type == "cuda":
@@ -91,15 +83,15 @@ def benchmark_generator(G, neural_resolution: int | None = None, frames: int = 1
         t0 = clock.now()
         ws = G.mapping(z, c, truncation_psi=0.7)
         t1 = clock.now()
-        planes = planes_of(ws)
+        planes = planes_at(G, ws, precision, device)
         t2 = clock.now()
         features, _ = G.render_neural(planes, c, r)
         t3 = clock.now()
-        superresolve(features, ws)
+        superresolve_at(G, features, ws, precision, device)
         t4 = clock.now()
         c2 = G.default_camera(yaw=-0.2 + 0.05 * (i % 5), device=device)
         features2, _ = G.render_neural(planes, c2, r)
-        superresolve(features2, ws)
+        superresolve_at(G, features2, ws, precision, device)
         t5 = clock.now()
         if i < warmup:
             continue

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.precision import precision_context
+from models.precision import planes_at, superresolve_at
 from models.protocol import Generator
-from models.scene import RenderOptions, SceneControls, cat_scenes, float_scene, generator_device
+from models.scene import RenderOptions, SceneControls, cat_scenes, generator_device
 from ops.camera import fov_to_focal, orbit_label, unpack_label
 from ops.normals import normals_from_depth, normals_from_field, world_to_camera_normals
 from renderers.colormaps import depth_range
@@ -264,7 +264,7 @@ class GeneratorRenderer:
             planes_list = []
             for a, out, identity, w in zip(requests, outs, identities, ws_list):
                 planes_i, out.backbone_cached = self._planes_cache.get_or_make(
-                    identity, lambda w=w, a=a: self._planes(w, a.latent.noise_mode, precision))
+                    identity, lambda w=w, a=a: planes_at(G, w, precision, self.device, a.latent.noise_mode))
                 planes_list.append(planes_i)
             ws = ws_list[0] if len(ws_list) == 1 else torch.cat(ws_list)
             planes = cat_scenes(planes_list)
@@ -273,7 +273,7 @@ class GeneratorRenderer:
                 raise ValueError(f"{ws.shape[0]} ws for {len(requests)} requests")
             identities = [None] * len(requests)
             ws = ws.to(self.device)
-            planes = self._planes(ws, first.latent.noise_mode, precision)
+            planes = planes_at(G, ws, precision, self.device, first.latent.noise_mode)
         clock.lap("backbone")
 
         if first.mode == "mesh":
@@ -292,9 +292,7 @@ class GeneratorRenderer:
         clock.lap("render")
         if first.mode in ("rgb", "side"):
             if first.quality.superres:
-                with precision_context(precision, self.device):
-                    image, _ = G.superresolve(features, ws, noise_mode=first.latent.noise_mode)
-                image = image.float()
+                image = superresolve_at(G, features, ws, precision, self.device, first.latent.noise_mode)
             else:
                 image = F.interpolate(features[:, :3], size=(G.img_resolution,) * 2, mode="bilinear",
                                       align_corners=False, antialias=True)
@@ -317,12 +315,6 @@ class GeneratorRenderer:
         for out in outs:
             out.timings_ms = dict(clock.timings)
         return outs
-
-    def _planes(self, ws: torch.Tensor, noise_mode: str, precision: str) -> Any:
-        """``G.planes`` at ``precision``, as fp32 (a Scene's ws and features, or EG3D's tri-plane tensor)."""
-        with precision_context(precision, self.device):
-            planes = self.G.planes(ws, noise_mode=noise_mode)
-        return planes if precision == "exact" else float_scene(planes)
 
     def _mesh(self, identity, planes: torch.Tensor, args: RenderArgs):
         key = (identity, args.mesh_resolution, args.mesh_level, args.mesh_colors, args.scene)

@@ -92,8 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from models import load_generator
     from models.checkpoint import open_generator
     from models.methods.eg3d import pipeline_to_official_names, to_eg3d
-    from models.precision import precision_context
-    from models.scene import float_scene
+    from models.precision import planes_at, superresolve_at
     from tests.eg3d_pickle_writer import official_layout_copy, write_eg3d_pickle
 
     torch.set_grad_enabled(False)
@@ -129,11 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         ws = G.mapping(z, c[:1], truncation_psi=0.7)
         r = args.neural_res
         exact_image = G.synthesis(ws, c[:1], neural_rendering_resolution=r, noise_mode="const")["image"]
-        with precision_context("fast", "cpu"):
-            planes = float_scene(G.planes(ws, noise_mode="const"))
-        features, _ = G.render_neural(planes, c[:1], r)
-        with precision_context("fast", "cpu"):
-            fast_image = G.superresolve(features, ws)[0].float()
+        features, _ = G.render_neural(planes_at(G, ws, "fast", "cpu"), c[:1], r)
+        fast_image = superresolve_at(G, features, ws, "fast", "cpu")
 
     official_full = statistics.median(first["full_ms"] + second["full_ms"])
     official_camera = statistics.median(first["camera_only_ms"] + second["camera_only_ms"])

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from models.checkpoint import open_generator
-from models.precision import PRECISIONS, check_precision, default_precision, precision_context
-from models.scene import float_scene
+from models.precision import PRECISIONS, check_precision, default_precision, planes_at, superresolve_at
 from renderers.render_args import QualityArgs, RenderArgs
 from renderers.renderer import GeneratorRenderer
 
@@ -56,11 +55,9 @@ def test_fast_meets_its_error_bounds_on_the_eg3d_fixture(ref128_generator, ref12
         with torch.no_grad():
             ws = G.mapping(z, c, truncation_psi=float(ref128_cases[f"{i}_psi"]))
             exact = G.synthesis(ws, c, noise_mode="const")
-            with precision_context("fast", "cpu"):
-                planes = float_scene(G.planes(ws, noise_mode="const"))
+            planes = planes_at(G, ws, "fast", "cpu")
             features, depth = G.render_neural(planes, c, G.neural_rendering_resolution)
-            with precision_context("fast", "cpu"):
-                image = G.superresolve(features, ws)[0].float()
+            image = superresolve_at(G, features, ws, "fast", "cpu")
         error = (image - exact["image"]).abs()
         assert error.max().item() <= 0.05 and error.mean().item() <= 0.01, (i, error.max().item(), error.mean().item())
         depth_error = (depth - exact["image_depth"]).abs() / exact["image_depth"].abs().max()
