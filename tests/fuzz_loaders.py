@@ -243,14 +243,10 @@ def _hostile_pickle(rng: random.Random, canary: Path) -> bytes:
     meta = dict(type="class", version=6, module_src=src, class_name="TriPlaneGenerator", state=meta_state)
     record = Call(GlobalRef("torch_utils.persistence", "_reconstruct_persistent_obj"), (meta,))
     top = {"G_ema": record, "extra": evil} if kind == 8 else {"G_ema": record}
-    buf = io.BytesIO()
-    path = Path(tempfile.mktemp(suffix=".pkl"))
-    try:
+    with tempfile.TemporaryDirectory() as folder:  # the writer pickles to a file
+        path = Path(folder) / "hostile.pkl"
         dump(top, path, protocol=rng.choice((2, 4)))
-        buf.write(path.read_bytes())
-    finally:
-        path.unlink(missing_ok=True)
-    return buf.getvalue()
+        return path.read_bytes()
 
 
 def _hostile_zip(rng: random.Random, data: bytes, canary: Path) -> bytes:
