@@ -11,8 +11,10 @@ convention (``training.run_dir``), which the training monitor reads without torc
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "assets" / "default_generator.safetensors"
 """The bundled default model (made by the trainer); if it is missing a fresh tiny one stands in."""
+ZOO_DIR = REPO_ROOT / "assets" / "zoo"
+"""The bundled model zoo: one CPU-trained model per method (``training.zoo`` writes them)."""
 STAND_IN = "preset:tiny"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pkl")
 SNAPSHOT_PATTERN = re.compile(r"^network-snapshot-(\d+(?:\.\d+)?)\.safetensors$")
@@ -104,3 +108,70 @@ class RunFollower:
             return None
         return ModelSource("run", str(newest), run_dir=self.run_dir, kimg=kimg,
                            label=f"{self.run_dir.name} @ {kimg:g} kimg")
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model shipped under ``assets/zoo``."""
+
+    method: str
+    """The method it was trained with (its ``zoo`` metadata)."""
+    path: Path
+    """The checkpoint file."""
+    metadata: dict[str, str]
+    """Its header metadata (training commands, kimg, SWD, geometry figures)."""
+
+    @property
+    def label(self) -> str:
+        """One line for a list: method, kimg and SWD at the end (and at initialisation)."""
+        kimg, swd, swd_init = (self.metadata.get(k) for k in ("kimg", "swd", "swd_init"))
+        detail = ", ".join(part for part in (f"{float(kimg):g} kimg" if _is_number(kimg) else "",
+                                            f"SWD {swd_init} -> {swd}" if swd and swd_init else "") if part)
+        return f"{self.method} ({detail})" if detail else self.method
+
+
+MAX_HEADER_BYTES = 1 << 24
+"""Largest safetensors header read when listing bundled models."""
+
+
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file, read from its JSON header without torch.
+
+    Raises:
+        ValueError: the file is not a safetensors file (one line naming the problem).
+    """
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError(f"{path}: too short for a safetensors header")
+        (size,) = struct.unpack("<Q", head)
+        if size > MAX_HEADER_BYTES:
+            raise ValueError(f"{path}: safetensors header of {size} bytes is larger than {MAX_HEADER_BYTES}")
+        raw = f.read(size)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: unreadable safetensors header ({type(e).__name__})") from None
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+
+
+def bundled_models(folder: Path | None = None) -> list[BundledModel]:
+    """The zoo's models (default :data:`ZOO_DIR`) by method name; unreadable files are skipped."""
+    folder = Path(folder) if folder is not None else ZOO_DIR
+    found = []
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        try:
+            metadata = read_safetensors_metadata(path)
+        except (OSError, ValueError):
+            continue
+        found.append(BundledModel(metadata.get("zoo") or metadata.get("method") or path.stem, path, metadata))
+    return sorted(found, key=lambda m: (m.method, m.path.name))
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        float(text or "")
+    except ValueError:
+        return False
+    return True

@@ -557,3 +557,37 @@ def test_an_older_snapshot_is_opened_from_the_model_panels_list(viz, tmp_path, m
     job = viz.load(str(BUNDLED))
     run_until(viz, lambda: job.finished and job not in viz.jobs)
     viz.state.model.follow = True
+
+
+def test_a_bundled_model_opens_from_the_model_panels_list(viz, tmp_path, monkeypatch):
+    import shutil
+
+    import imgui
+
+    import renderers.model_source as model_source
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copy(BUNDLED, zoo / "eg3d.safetensors")
+    (zoo / "broken.safetensors").write_bytes(b"\xff" * 16)  # unreadable files are left out of the list
+    monkeypatch.setattr(model_source, "ZOO_DIR", zoo)
+    for panel in viz.widgets:
+        if hasattr(panel, "_bundled_at"):
+            panel._bundled_at = -1e9  # list again now
+    viz.panel_requests["Model"] = True
+    combo = imgui.combo
+    offered = []
+
+    def choose(label, current, items, *args):  # the user picks the first bundled model
+        if label == "##bundled":
+            offered.append(list(items))
+            return True, 1
+        return combo(label, current, items, *args)
+
+    monkeypatch.setattr(imgui, "combo", choose)
+    viz.draw_frame()
+    monkeypatch.setattr(imgui, "combo", combo)
+    assert offered == [["bundled models ...", "eg3d (44 kimg, SWD 277.8 -> 33.6)"]]
+    run_until(viz, lambda: viz.state.model.path == str(zoo / "eg3d.safetensors") and viz.state.model.loading is None,
+              timeout=60)
+    assert viz.state.model.error is None

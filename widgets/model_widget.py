@@ -1,4 +1,4 @@
-"""Model panel: path, browse, recent files, run-following status."""
+"""Model panel: path, browse, recent files, the bundled models, run-following status."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ class ModelWidget(Panel):
         self._snapshots: list[float] = []
         self._listed_at = -1e9
         self._listed_dir: str | None = None
+        self._bundled: list = []
+        self._bundled_at = -1e9
 
     def draw(self) -> None:
         model = self.viz.state.model
@@ -59,6 +61,7 @@ class ModelWidget(Panel):
             if clicked and index > 0:
                 self.path_text = model.recent[index - 1]
                 self.viz.load(self.path_text)
+        self._bundled_list()
         if model.release:
             imgui.text("release settings:")
             tooltip("Official releases whose files look the same but render with different settings (camera, "
@@ -84,6 +87,26 @@ class ModelWidget(Panel):
                                               else ""))
         note(f"{model.image_resolution}px, neural {model.neural_resolution}px, {model.num_ws} ws; "
              "drop a file on the window to open it")
+
+    def _bundled_list(self) -> None:
+        """A combo of the bundled zoo models (one per method); choosing one opens it."""
+        import time
+
+        from renderers.model_source import bundled_models
+
+        if time.monotonic() - self._bundled_at > 5.0:  # a few small header reads, not every frame
+            self._bundled_at, self._bundled = time.monotonic(), bundled_models()
+        if not self._bundled:
+            return
+        imgui.push_item_width(-1)
+        clicked, index = imgui.combo("##bundled", 0, ["bundled models ..."] + [m.label for m in self._bundled])
+        imgui.pop_item_width()
+        tooltip("Models shipped with the app, one per method, each trained with train.py on 2 CPU cores on the "
+                "synthetic heads (SWD at initialisation -> at the end; lower is better). Their training commands "
+                "and geometry figures are in each file's metadata and the README's model zoo table.")
+        if clicked and index > 0:
+            self.path_text = str(self._bundled[index - 1].path)
+            self.viz.load(self.path_text)
 
     def _snapshot_list(self, model) -> None:
         """A combo of the run's snapshots, newest first: choosing one opens it (and stops following)."""

@@ -1,0 +1,95 @@
+"""The model zoo (issue 18): its recipes are valid training commands, the bundled files load and
+record that they learned, and the Model panel's list reads their headers without torch."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from renderers.model_source import ZOO_DIR, bundled_models, read_safetensors_metadata
+from training.zoo import ENTRIES, ZOO
+
+MAX_BYTES = 3_000_000
+"""Largest zoo file (issue 18)."""
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.method)
+def test_each_entry_is_a_valid_fit_command_for_a_small_model(entry, tmp_path):
+    import train
+
+    from models.build import build_generator
+    from models.methods import method_names
+
+    assert entry.method in method_names()
+    args = train.build_parser().parse_args(entry.fit_command(tmp_path)[1:])
+    assert args.data == str(tmp_path / f"heads{entry.resolution}.zip") and args.resume == "auto"
+    config = train.resolve_train_config(args)
+    assert config.generator.img_resolution == entry.resolution and config.batch == entry.batch
+    with torch.device("meta"):
+        G = build_generator(config.generator)
+    size = sum(t.numel() * t.element_size() for t in G.state_dict().values())
+    assert size < MAX_BYTES, f"{entry.method}: {size / 1e6:.2f} MB of weights"
+
+
+def test_one_data_seed_for_every_entry(tmp_path):
+    commands = {tuple(e.data_command(tmp_path)) for e in ENTRIES if e.resolution == 32}
+    assert len(commands) == 1 and "--seed" in next(iter(commands))
+
+
+def _write_header(path: Path, metadata: dict[str, str]) -> None:
+    header = json.dumps({"__metadata__": metadata}).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+
+
+def test_bundled_models_are_listed_from_their_headers(tmp_path):
+    _write_header(tmp_path / "b.safetensors", {"zoo": "pigan", "kimg": "10.000", "swd_init": "250.1", "swd": "90.2"})
+    _write_header(tmp_path / "a.safetensors", {"method": "eg3d"})
+    (tmp_path / "bad.safetensors").write_bytes(struct.pack("<Q", 1 << 40))  # header size beyond any limit
+    (tmp_path / "short.safetensors").write_bytes(b"\x01")
+    (tmp_path / "notes.txt").write_text("not a model")
+    listed = bundled_models(tmp_path)
+    assert [(m.method, m.path.name) for m in listed] == [("eg3d", "a.safetensors"), ("pigan", "b.safetensors")]
+    assert listed[1].label == "pigan (10 kimg, SWD 250.1 -> 90.2)" and listed[0].label == "eg3d"
+    assert bundled_models(tmp_path / "missing") == []
+
+
+def test_header_reader_names_the_file_and_the_problem(tmp_path):
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(struct.pack("<Q", 4) + b"{{{{")
+    with pytest.raises(ValueError, match=r"x\.safetensors: unreadable safetensors header"):
+        read_safetensors_metadata(path)
+    path.write_bytes(struct.pack("<Q", 1 << 30))
+    with pytest.raises(ValueError, match="larger than"):
+        read_safetensors_metadata(path)
+
+
+SHIPPED = bundled_models()
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no zoo files bundled yet")
+@pytest.mark.parametrize("model", SHIPPED, ids=lambda m: m.method)
+def test_each_bundled_model_loads_renders_and_learned(model):
+    from models import load_generator
+
+    assert model.path.parent == ZOO_DIR and model.method in ZOO
+    assert model.path.stat().st_size <= MAX_BYTES
+    meta = model.metadata
+    for key in ("data_command", "command", "kimg", "train_seconds", "swd_init", "swd", "eval"):
+        assert meta.get(key), f"{model.path.name}: no {key} in its metadata"
+    assert float(meta["swd"]) <= 0.5 * float(meta["swd_init"])
+    assert float(meta["train_seconds"]) <= 45 * 60
+    assert json.loads(meta["swd_history"])[0][0] == 0.0  # the initial value is the run's kimg-0 evaluation
+    G = load_generator(str(model.path), device="cpu")
+    z = torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(0))
+    c = torch.zeros(1, G.c_dim)
+    if G.c_dim == 25:
+        from ops.camera import orbit_label
+
+        c = torch.as_tensor(orbit_label(0.0, 0.0, 2.7, [0, 0, 0.2], 4.2647)[0]).reshape(1, 25).float()
+    with torch.no_grad():
+        image = G.synthesis(G.mapping(z, c, truncation_psi=0.7), c)["image"]
+    assert image.shape[-1] == ZOO[model.method].resolution and torch.isfinite(image).all()

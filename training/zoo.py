@@ -1,0 +1,237 @@
+"""The model zoo: one small generator per method, trained on the CPU on the synthetic heads.
+
+Each entry is a ``train.py fit`` command: a ``-tiny`` preset with the widths, samples and batch set
+by ``--set`` overrides, so it can be re-run by hand. ``python -m training.zoo build METHOD`` makes
+the data (one data seed for every method, at the entry's resolution), trains, evaluates the last
+snapshot and writes ``assets/zoo/<method>.safetensors`` with its provenance in the file's metadata:
+the data and fit commands, kimg, wall time, SWD at initialisation and at the end (the run's own
+``metrics.jsonl``: 256 images against the training data, the same options both times), and the
+reprojection and geometry figures on 256 identities (``training.evaluation``). The app's Model panel
+lists these files (``renderers.model_source.bundled_models``).
+
+Usage:
+    python -m training.zoo list
+    python -m training.zoo build METHOD [--work DIR] [--threads N] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from renderers.model_source import REPO_ROOT, ZOO_DIR
+
+DATA_SEED = 0
+"""Data seed of every zoo model's training set."""
+DATA_COUNT = 4000
+"""Images in each training set."""
+METRIC_IMAGES = 256
+"""Images per SWD evaluation during training (at initialisation and at each snapshot)."""
+GEOMETRY_IDENTITIES = 256
+"""Identities for the reprojection and geometry figures of the final model."""
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One zoo model: how it is trained."""
+
+    method: str
+    """Method name (``models.methods``); the file is ``assets/zoo/<method>.safetensors``."""
+    cfg: str
+    """Training preset (``--cfg``)."""
+    resolution: int
+    """Image size of the training data (the preset's output size)."""
+    kimg: float
+    """Training length."""
+    batch: int = 8
+    """Batch size."""
+    overrides: tuple[str, ...] = ()
+    """``--set KEY=VALUE`` overrides of the preset (widths, samples)."""
+    why: str = ""
+    """How and why the entry differs from its ``-tiny`` preset."""
+
+    def data_path(self, work: Path) -> Path:
+        return work / f"heads{self.resolution}.zip"
+
+    def data_command(self, work: Path) -> list[str]:
+        return ["train.py", "dataset", "synthetic", "--kind", "heads", "--out", str(self.data_path(work)),
+                "--count", str(DATA_COUNT), "--res", str(self.resolution), "--seed", str(DATA_SEED)]
+
+    def fit_command(self, work: Path) -> list[str]:
+        command = ["train.py", "fit", "--data", str(self.data_path(work)), "--cfg", self.cfg,
+                   "--outdir", str(work / "runs" / self.method), "--kimg", f"{self.kimg:g}", "--batch", str(self.batch),
+                   "--tick", "1", "--snap", "1", "--metrics", "swd", "--metric-images", str(METRIC_IMAGES),
+                   "--device", "cpu", "--no-progress", "--resume", "auto"]
+        for item in self.overrides:
+            command += ["--set", item]
+        return command
+
+
+ENTRIES: tuple[ZooEntry, ...] = (
+    ZooEntry("pigan", "pigan-tiny", 32, 10, overrides=(
+        "generator.decoder.hidden=32", "generator.mapping.hidden=64", "discriminator.channel_max=32"),
+        why="FiLM-SIREN 3x32 (tiny: 3x16), mapping 64 wide, D up to 32 channels, batch 8"),
+    ZooEntry("graf", "graf-tiny", 32, 20, overrides=("generator.decoder.hidden=32",),
+             why="NeRF MLP 3x32 (tiny: 3x16), batch 8"),
+    ZooEntry("giraffe", "giraffe-tiny", 32, 20, why="the tiny preset, batch 8"),
+    ZooEntry("volumegan", "volumegan-tiny", 32, 20, why="the tiny preset, batch 8"),
+    ZooEntry("stylenerf", "stylenerf-tiny", 32, 15, why="the tiny preset, batch 8"),
+    ZooEntry("stylesdf", "stylesdf-tiny", 32, 15, overrides=(
+        "generator.img_resolution=32", "generator.neural_rendering_resolution=32", "discriminator.img_resolution=32",
+        "generator.decoder.hidden=32", "generator.points.num_coarse=16", "discriminator.channel_max=32"),
+        why="stage 1 at 32 px (tiny: 16), SDF SIREN 3x32 (tiny: 3x16), 16 samples per ray (tiny: 8), D up to 32 "
+            "channels, batch 8"),
+    ZooEntry("gram", "gram-tiny", 32, 10, overrides=(
+        "generator.decoder.hidden=64", "generator.decoder.layers=4", "generator.mapping.hidden=64",
+        "generator.embedder.hidden=32", "generator.points.num_coarse=24", "discriminator.channel_max=64"),
+        why="radiance field 4x64 (tiny: 3x16), manifold predictor 32 wide, 24 samples, D up to 64 channels, batch 8"),
+    ZooEntry("epigraf", "epigraf-tiny", 32, 15, why="the tiny preset, batch 8"),
+    ZooEntry("eg3d", "eg3d-tiny", 64, 10, why="the tiny EG3D network, batch 8 (as the earlier default model)"),
+)
+"""The zoo, in the methods' display order."""
+
+ZOO = {entry.method: entry for entry in ENTRIES}
+
+
+def _run(command: list[str], threads: int, log) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    log("$ python " + shlex.join(command))
+    subprocess.run([sys.executable, *command], cwd=REPO_ROOT, env=env, check=True)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_dir_of(entry: ZooEntry, work: Path) -> Path:
+    """The (single) run directory of an entry under ``work``."""
+    runs = sorted(p for p in (work / "runs" / entry.method).glob("0*") if p.is_dir())
+    if not runs:
+        raise FileNotFoundError(f"no run of {entry.method} under {work / 'runs' / entry.method}")
+    return runs[-1]
+
+
+def train_seconds(run: Path) -> float:
+    """Training wall time of a run: the sum of its ticks' durations (log.jsonl), resumes included."""
+    total = 0.0
+    for record in _read_jsonl(run / "log.jsonl"):
+        total += float(record.get("sec_per_tick", record.get("tick_seconds", 0.0)) or 0.0)
+    return total
+
+
+def swd_history(run: Path) -> list[tuple[float, float]]:
+    """(kimg, swd) of every evaluation of a run, in order (kimg 0 is the initialisation)."""
+    return [(float(r["kimg"]), float(r["results"]["swd"])) for r in _read_jsonl(run / "metrics.jsonl")
+            if r.get("metric") == "swd"]
+
+
+def build(entry: ZooEntry, work: Path, threads: int = 2, force: bool = False, log=print) -> Path:
+    """Train ``entry`` (resuming a stopped run), evaluate it and write its zoo file; returns the path."""
+    from models import load_generator
+    from models.checkpoint import save_generator
+    from renderers.model_source import list_snapshots
+    from training.evaluation import evaluate
+
+    out = ZOO_DIR / f"{entry.method}.safetensors"
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists (use --force to replace it)")
+    work.mkdir(parents=True, exist_ok=True)
+    if not entry.data_path(work).exists():
+        _run(entry.data_command(work), threads, log)
+    eval_data = work / f"heads{entry.resolution}-eval.zip"
+    if not eval_data.exists():
+        _run(["train.py", "dataset", "synthetic", "--kind", "heads", "--out", str(eval_data), "--count",
+              str(GEOMETRY_IDENTITIES), "--res", str(entry.resolution), "--seed", "1"], threads, log)
+    started = time.time()
+    _run(entry.fit_command(work), threads, log)
+    run = run_dir_of(entry, work)
+    history = swd_history(run)
+    if not history or history[0][0] != 0.0:
+        raise RuntimeError(f"{run}: no SWD at initialisation in metrics.jsonl")
+    kimg, snapshot = list_snapshots(run)[0]
+    G = load_generator(str(snapshot), device="cpu")
+    log(f"evaluating {snapshot.name} on {GEOMETRY_IDENTITIES} identities ...")
+    torch_threads(threads)
+    figures = evaluate(G, str(eval_data), ["swd", "reprojection", "geometry"], GEOMETRY_IDENTITIES, seed=0,
+                       device="cpu", progress=False)
+    seconds = train_seconds(run) or (time.time() - started)
+    swd_init, swd_end = history[0][1], history[-1][1]
+    metadata = {
+        "zoo": entry.method,
+        "cfg": entry.cfg,
+        "kimg": f"{kimg:.3f}",
+        "data": f"{entry.data_path(work).name} ({DATA_COUNT} synthetic heads, {entry.resolution}x{entry.resolution})",
+        "data_seed": str(DATA_SEED),
+        "data_command": "python " + shlex.join(_relative(entry.data_command(work), work)),
+        "command": "python " + shlex.join(_relative(entry.fit_command(work), work)),
+        "train_seconds": f"{seconds:.0f}",
+        "wall_time": f"{seconds:.0f} s training ({seconds / 60:.0f} min) to {kimg:g} kimg",
+        "trained_on": f"{threads} CPU threads ({platform.processor() or platform.machine()}), batch {entry.batch}",
+        "swd_init": f"{swd_init:.1f}",
+        "swd": f"{swd_end:.1f}",
+        "swd_ratio": f"{swd_end / swd_init:.3f}",
+        "swd_metric": f"SWD x1e3 of {METRIC_IMAGES} generated images against the training data (train.py fit "
+                      "--metrics swd), at kimg 0 and at the last snapshot",
+        "swd_history": json.dumps([[k, round(v, 1)] for k, v in history]),
+        "eval_data_command": f"python train.py dataset synthetic --kind heads --out {eval_data.name} --count "
+                             f"{GEOMETRY_IDENTITIES} --res {entry.resolution} --seed 1",
+        "eval": json.dumps({k: round(v, 4) for k, v in figures.items()}),
+        "why": entry.why,
+        "run": run.name,
+    }
+    ZOO_DIR.mkdir(parents=True, exist_ok=True)
+    save_generator(G, out, metadata)
+    log(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): SWD {swd_init:.1f} -> {swd_end:.1f} "
+        f"(x{swd_end / swd_init:.2f}), {kimg:g} kimg in {seconds / 60:.1f} min; "
+        + ", ".join(f"{k} {v:.3g}" for k, v in figures.items()))
+    return out
+
+
+def torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _relative(command: list[str], work: Path) -> list[str]:
+    """A command with the work folder's paths made relative to it (the metadata reads like the README)."""
+    prefix = str(work) + os.sep
+    return [part[len(prefix):] if part.startswith(prefix) else part for part in command]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.zoo", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="print each entry's commands")
+    p = sub.add_parser("build", help="train one entry and write its zoo file")
+    p.add_argument("method", choices=sorted(ZOO))
+    p.add_argument("--work", type=Path, default=Path("zoo-work"), help="data and runs folder (default zoo-work)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    p.add_argument("--force", action="store_true", help="replace an existing zoo file")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for entry in ENTRIES:
+            print(f"# {entry.method}: {entry.why}")
+            print("python " + shlex.join(entry.data_command(Path("."))))
+            print("python " + shlex.join(entry.fit_command(Path("."))))
+        return 0
+    try:
+        build(ZOO[args.method], args.work.resolve(), threads=args.threads, force=args.force)
+    except (FileExistsError, FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
