@@ -8,8 +8,9 @@ Usage:
     python visualizer.py convert IN.pkl OUT.safetensors
     python visualizer.py bench PATH|PRESET [--res R] [--neural-res r] [--frames N] [--device cpu|cuda]
     python visualizer.py images [PATH] --seeds 0-7,12 --views N|yaw:pitch,... --out DIR [--depth] [--normals] [--grid]
+                                [--height H]
     python visualizer.py video [PATH] --seeds 0-3 --trajectory orbit|yaw|circle|FILE.json --frames N --fps F
-                               --grid WxH --mode rgb|depth|normals|side --out X.mp4
+                               --grid WxH --mode rgb|depth|normals|side [--height H] --out X.mp4
     python visualizer.py mesh [PATH] --seeds 0-3 --res 256|512 [--level L] --format ply|obj|glb|mrc [--color] --out DIR
     python visualizer.py metrics [PATH] --data DATA --metrics swd,reprojection,... --num N [--out results.jsonl]
 
@@ -193,15 +194,24 @@ def _batch_model(args: argparse.Namespace):
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from renderers.batch import check_psi, check_targets, image_paths, parse_seed_list, parse_views, run_images
+    from renderers.batch import (
+        check_height,
+        check_psi,
+        check_targets,
+        image_paths,
+        parse_seed_list,
+        parse_views,
+        run_images,
+    )
 
     seeds, views = parse_seed_list(args.seeds), parse_views(args.views)
     check_psi(args.trunc)
+    check_height(args.height)
     check_targets(image_paths(Path(args.out), seeds, args.grid), args.force)
     G, _ = _batch_model(args)
     paths = run_images(G, seeds, views, args.out, psi=args.trunc, trunc_cutoff=args.trunc_cutoff, depth=args.depth,
                        normals=args.normals, grid=args.grid, force=args.force, batch=args.batch,
-                       precision=args.precision, scene=_scene(G, args))
+                       precision=args.precision, scene=_scene(G, args), height=args.height)
     rows = "RGB" + (" + depth" if args.depth else "") + (" + normals" if args.normals else "")
     print(f"wrote {len(seeds)} strip(s) of {len(views)} view(s) ({rows}) to {args.out}"
           + (f", contact sheet {paths[-1]}" if args.grid else ""))
@@ -209,16 +219,25 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from renderers.batch import check_psi, check_targets, load_camera_path, parse_grid, parse_seed_list, run_video
+    from renderers.batch import (
+        check_height,
+        check_psi,
+        check_targets,
+        load_camera_path,
+        parse_grid,
+        parse_seed_list,
+        run_video,
+    )
 
     seeds, grid = parse_seed_list(args.seeds), parse_grid(args.grid)
     check_psi(args.trunc)
+    check_height(args.height)
     load_camera_path(args.trajectory)
     check_targets([Path(args.out)], args.force)
     G, _ = _batch_model(args)
     result = run_video(G, seeds, args.out, trajectory=args.trajectory, frames=args.frames, fps=args.fps, grid=grid,
                        mode=args.mode, psi=args.trunc, trunc_cutoff=args.trunc_cutoff, force=args.force,
-                       batch=args.batch, precision=args.precision, scene=_scene(G, args))
+                       batch=args.batch, precision=args.precision, scene=_scene(G, args), height=args.height)
     print(f"wrote {result.path}: {result.frames} frames in {result.seconds:.1f} s")
     return 0
 
@@ -380,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normals", action="store_true", help="add a normals row (camera-space normal as RGB)")
     p.add_argument("--grid", action="store_true", help="also write DIR/grid.png: every seed's strip, stacked")
     p.add_argument("--batch", type=int, default=None, help="views per generator call (default: sized to memory)")
+    p.add_argument("--height", type=int, default=None, metavar="H",
+                   help="each view's picture H pixels high, Lanczos-resampled (default: the model's size)")
     p.add_argument("--out", default="out/images", metavar="DIR", help="output folder (default out/images)")
     _precision_argument(p)
     _scene_arguments(p)
@@ -398,6 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="rgb", choices=["rgb", "depth", "normals", "side"],
                    help="what each cell shows (side: RGB and depth side by side)")
     p.add_argument("--batch", type=int, default=None, help="frames per generator call (default: sized to memory)")
+    p.add_argument("--height", type=int, default=None, metavar="H",
+                   help="frames H pixels high, width to match, Lanczos-resampled (default: native, the cells' "
+                        "size times the grid)")
     p.add_argument("--out", default="out/video.mp4", metavar="X.mp4", help="output video (default out/video.mp4)")
     _precision_argument(p)
     _scene_arguments(p)

@@ -86,6 +86,16 @@ def check_psi(psi: float) -> float:
     return float(psi)
 
 
+def check_height(height: int | None) -> int | None:
+    """``--height``: None (native) or pixels in [MIN_HEIGHT, MAX_HEIGHT] (``renderers.images.check_height``)."""
+    from renderers.images import check_height as check
+
+    try:
+        return check(height, "--height")
+    except ValueError as e:
+        raise BatchError(str(e)) from None
+
+
 def parse_views(text: str) -> list[CameraPose]:
     """``N``: N yaws evenly spread over [-0.4, 0.4] rad at pitch 0 (one view: frontal);
     ``yaw:pitch,...``: explicit angles in radians."""
@@ -244,9 +254,12 @@ def image_paths(out_dir: Path, seeds: Sequence[int], grid: bool) -> list[Path]:
 
 def render_strip(renderer: GeneratorRenderer, request: RenderArgs, views: Sequence[CameraPose], *,
                  depth: bool = False, normals: bool = False, batcher: BatchSize | None = None,
-                 display: DisplayArgs | None = None) -> np.ndarray:
+                 display: DisplayArgs | None = None, height: int | None = None) -> np.ndarray:
     """[rows * R, len(views) * R, 3] uint8: the identity of ``request`` from every view; an RGB
-    row, then (optionally) depth through the turbo colormap, then camera-space normals as RGB."""
+    row, then (optionally) depth through the turbo colormap, then camera-space normals as RGB.
+    ``height``: R, each view resampled by ``resize_to_height`` (None: the model's size)."""
+    from renderers.images import resize_to_height
+
     display = display or DisplayArgs()
     size = int(renderer.G.img_resolution)
     batcher = batcher or BatchSize(1, log=None)
@@ -269,19 +282,21 @@ def render_strip(renderer: GeneratorRenderer, request: RenderArgs, views: Sequen
         if normals:
             pictures.append(_as_picture(out, "normals", display, size))
         for row, picture in zip(rows, pictures):
-            row.append(picture)
+            row.append(resize_to_height(picture, height))
     return np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0)
 
 
 def run_images(G, seeds: Sequence[int], views: Sequence[CameraPose], out_dir: str | os.PathLike, *,
                psi: float = 0.7, trunc_cutoff: int | None = None, depth: bool = False, normals: bool = False,
                grid: bool = False, force: bool = False, batch: int | None = None, progress: bool = True,
-               log: Log = print, precision: str = "exact", scene: SceneControls | None = None) -> list[Path]:
+               log: Log = print, precision: str = "exact", scene: SceneControls | None = None,
+               height: int | None = None) -> list[Path]:
     """Per-seed multi-view strips ``seedNNNN.png`` (and with ``grid`` a contact sheet ``grid.png``,
-    the strips stacked) in ``out_dir``, rendered at ``precision``; ``scene``: see :func:`scene_controls`.
-    Returns the paths written."""
+    the strips stacked) in ``out_dir``, rendered at ``precision``; ``scene``: see :func:`scene_controls`;
+    ``height``: of each view's picture in pixels (None: the model's size). Returns the paths written."""
     from renderers.images import save_png
 
+    height = check_height(height)
     out_dir = Path(out_dir)
     targets = image_paths(out_dir, seeds, grid)
     check_targets(targets, force)
@@ -295,7 +310,8 @@ def run_images(G, seeds: Sequence[int], views: Sequence[CameraPose], out_dir: st
     with _progress(len(seeds), "images", "seed", progress) as bar:
         for seed, path in zip(seeds, targets):
             request = seed_request(seed, psi, trunc_cutoff, precision=precision, scene=scene)
-            strip = render_strip(renderer, request, views, depth=depth, normals=normals, batcher=batcher)
+            strip = render_strip(renderer, request, views, depth=depth, normals=normals, batcher=batcher,
+                                 height=height)
             written.append(save_png(path, strip))
             if grid:
                 strips.append(strip)
@@ -344,9 +360,11 @@ def run_video(G, seeds: Sequence[int], out: str | os.PathLike, *, trajectory: st
               frames: int | None = None, fps: float | None = None, grid: tuple[int, int] = (1, 1),
               mode: str = "rgb", psi: float = 0.7, trunc_cutoff: int | None = None, force: bool = False,
               batch: int | None = None, progress: bool = True, log: Log = print, precision: str = "exact",
-              scene: SceneControls | None = None):
+              scene: SceneControls | None = None, height: int | None = None):
     """Render and encode an H.264 video (``renderers.video.write_video``) at ``precision``; returns its
     ``VideoResult``. ``scene``: a compositional model's objects and background (:func:`scene_controls`).
+    ``height``: of the whole frame in pixels, the tiled frame resampled by ``resize_to_height``
+    (None: native; an odd size is padded by a row or column for the encoder).
 
     ``trajectory``: ``orbit`` (EG3D's yaw/pitch ellipse), ``yaw`` (a yaw sweep), ``circle`` (a full
     360-degree turn), or a camera-path JSON file saved by the app (its keyframe seeds, if any, move
@@ -356,10 +374,12 @@ def run_video(G, seeds: Sequence[int], out: str | os.PathLike, *, trajectory: st
     identities per cell follow ``cell_keyframes``: one seed per cell is a fixed identity, more
     loop through a closed cubic curve in W through the cell's keyframe seeds over the video.
     """
+    from renderers.images import resize_to_height
     from renderers.sequences import camera_path_frames, latent_loop_ws, render_frames
     from renderers.trajectories import trajectory_poses
     from renderers.video import write_video
 
+    height = check_height(height)
     if mode not in VIDEO_MODES:
         raise BatchError(f"unknown video mode {mode!r}: choose one of {', '.join(VIDEO_MODES)}")
     if frames is not None and frames < 1:
@@ -399,8 +419,9 @@ def run_video(G, seeds: Sequence[int], out: str | os.PathLike, *, trajectory: st
 
     def tiled() -> Iterator[np.ndarray]:
         for cell_frames in zip(*cell_streams):
-            yield np.concatenate([np.concatenate(cell_frames[r * cols:(r + 1) * cols], axis=1) for r in range(rows)],
-                                 axis=0)
+            frame = np.concatenate([np.concatenate(cell_frames[r * cols:(r + 1) * cols], axis=1) for r in range(rows)],
+                                   axis=0)
+            yield resize_to_height(frame, height)
 
     with _progress(n_frames, "video", "frame", progress) as bar:
         result = write_video(tiled(), target, rate, total=n_frames, progress=lambda done, total: bar.update(1))

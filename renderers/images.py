@@ -36,6 +36,42 @@ def resize_nearest(image: np.ndarray, size: int) -> np.ndarray:
     return image[rows][:, cols]
 
 
+MIN_HEIGHT, MAX_HEIGHT = 8, 4096
+"""Output heights that screenshots, videos and batch images can be resampled to."""
+
+
+def check_height(height: int | None, name: str = "height") -> int | None:
+    """None (the native size) or a whole number of pixels in [MIN_HEIGHT, MAX_HEIGHT]; ValueError
+    (naming the setting ``name``) says what is wrong."""
+    if height is None:
+        return None
+    if isinstance(height, bool) or not isinstance(height, (int, np.integer)) or not MIN_HEIGHT <= height <= MAX_HEIGHT:
+        raise ValueError(f"bad {name} {height!r}: give a whole number of pixels from {MIN_HEIGHT} to {MAX_HEIGHT}")
+    return int(height)
+
+
+def scaled_size(width: int, height: int, target_height: int) -> tuple[int, int]:
+    """(width, height) of a ``width`` x ``height`` picture made ``target_height`` pixels high, aspect kept."""
+    return max(1, round(width * target_height / max(height, 1))), int(target_height)
+
+
+def resize_to_height(pixels: np.ndarray, height: int | None) -> np.ndarray:
+    """[H, W, C] uint8 resampled to ``height`` pixels high (width: ``scaled_size``) with a Lanczos
+    filter (antialiased when shrinking); None, 0 or the same height: unchanged.
+
+    The one resampler of captures: image screenshots, app and batch videos, batch images.
+    """
+    from PIL import Image
+
+    if not height or height == pixels.shape[0]:
+        return pixels
+    width, height = scaled_size(pixels.shape[1], pixels.shape[0], int(height))
+    squeeze = pixels.ndim == 3 and pixels.shape[2] == 1
+    image = Image.fromarray(np.ascontiguousarray(pixels[..., 0] if squeeze else pixels))
+    out = np.asarray(image.resize((width, height), Image.Resampling.LANCZOS))
+    return out[..., None] if squeeze else out
+
+
 def save_png(path: str | Path, pixels: np.ndarray) -> Path:
     """Write [H, W, 3] uint8 as PNG atomically; OSError names the path on failure."""
     from PIL import Image

@@ -90,6 +90,27 @@ def test_images_strips_rows_and_contact_sheet(G, tmp_path):
     assert not np.array_equal(strips[0], strips[1])
 
 
+def test_images_height_resamples_every_view_of_every_row(G, tmp_path):
+    """--height 96: each view of each row (RGB, depth) is 96 pixels high, the native picture
+    resampled with the shared Lanczos filter (not blown up by nearest neighbour)."""
+    from renderers.images import resize_to_height
+
+    views = B.parse_views("2")
+    native = B.run_images(G, [1], views, tmp_path / "native", depth=True, progress=False, log=quiet)[0]
+    tall = B.run_images(G, [1], views, tmp_path / "tall", depth=True, grid=True, height=96, progress=False,
+                        log=quiet)
+    strip, native = np.asarray(Image.open(tall[0])).astype(int), np.asarray(Image.open(native))
+    assert strip.shape == (2 * 96, 2 * 96, 3)  # 2 rows x 2 views, each 96 x 96
+    assert np.asarray(Image.open(tall[1])).shape == strip.shape  # the contact sheet of one seed
+    for row in range(2):
+        for col in range(2):
+            expected = resize_to_height(native[row * R:(row + 1) * R, col * R:(col + 1) * R], 96).astype(int)
+            got = strip[row * 96:(row + 1) * 96, col * 96:(col + 1) * 96]
+            assert np.abs(got - expected).max() <= 2, (row, col)  # batched vs single float noise
+    nearest = np.repeat(np.repeat(native[:R, :R], 3, axis=0), 3, axis=1)[::2, ::2].astype(int)  # 1.5x by nearest
+    assert np.abs(strip[:96, :96] - nearest).mean() > 1
+
+
 def test_out_of_memory_halves_the_batch(G, tmp_path, monkeypatch):
     reference = B.run_images(G, [1], B.parse_views("4"), tmp_path / "a", batch=1, progress=False, log=quiet)
     calls = []
@@ -140,6 +161,31 @@ def test_video_grids(G, tmp_path, grid, mode, seeds, size):
     B.run_video(G, seeds, out, trajectory="yaw", frames=4, grid=grid, mode=mode, progress=False, log=quiet)
     info = read_video_info(out)
     assert (info["frames"], info["size"], info["codec"]) == (4, size, "h264")
+
+
+def test_cli_video_height_resamples_the_frames(tmp_path):
+    """video --height 128: frames 128 pixels high, width to match (side mode: twice as wide), and
+    they are the native frames resampled; bad heights are refused up front."""
+    import imageio_ffmpeg
+
+    from renderers.images import resize_to_height
+
+    frames = {}
+    for name, extra in (("native", []), ("tall", ["--height", "128"])):
+        out = tmp_path / f"{name}.mp4"
+        result = run_cli("video", "--seeds", "3", "--frames", "2", "--mode", "side", "--trajectory", "yaw",
+                         "--device", "cpu", "--out", str(out), *extra)
+        assert result.returncode == 0, result.stderr
+        reader = imageio_ffmpeg.read_frames(str(out))
+        width, height = next(reader)["size"]
+        frames[name] = [np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader]
+    assert [f.shape for f in frames["native"]] == [(R, 2 * R, 3)] * 2
+    assert [f.shape for f in frames["tall"]] == [(128, 256, 3)] * 2
+    for native, tall in zip(frames["native"], frames["tall"]):
+        assert np.abs(resize_to_height(native, 128).astype(int) - tall.astype(int)).mean() < 6  # H.264 noise
+    result = run_cli("video", "--height", "0", "--out", str(tmp_path / "bad.mp4"))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == "error: bad --height 0: give a whole number of pixels from 8 to 4096\n"
 
 
 def test_video_latent_loop_passes_through_the_keyframe_seeds(G, tmp_path):
