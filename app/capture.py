@@ -14,13 +14,16 @@ from renderers.worker import Job
 
 
 def video_job(viz, path: str | Path | None = None, *, frames: int | None = None, fps: float | None = None,
-              trajectory: str | None = None, mode: str | None = None, seeds: str | None = None) -> Job:
+              trajectory: str | None = None, mode: str | None = None, seeds: str | None = None,
+              height: int | None = None) -> Job:
     """A job that renders and encodes a video of the current request.
 
     ``trajectory``: orbit, yaw or circle (camera moves around the current view), path (the app's
     keyframe camera path), latent (the camera stays; identity loops through ``seeds`` in W), or a
-    camera-path JSON file.
+    camera-path JSON file. ``height``: of the frames in pixels (``resize_to_height``); None: the
+    capture panel's size; 0: native.
     """
+    from renderers.images import check_height, resize_to_height
     from renderers.sequences import camera_path_frames, latent_loop_ws, parse_seeds, render_frames
     from renderers.trajectories import TRAJECTORIES, CameraPath, trajectory_poses
     from renderers.video import next_numbered_path, write_video
@@ -29,6 +32,7 @@ def video_job(viz, path: str | Path | None = None, *, frames: int | None = None,
     n = int(frames or cap.video_frames)
     rate = float(fps or cap.video_fps)
     kind = trajectory or cap.video_trajectory
+    size = check_height(cap.height if height is None else (height or None))
     args = viz.state.args.copy()
     args.mode = mode or cap.video_mode
     display = copy.deepcopy(viz.state.display)
@@ -52,7 +56,8 @@ def video_job(viz, path: str | Path | None = None, *, frames: int | None = None,
                 raise ValueError("the camera path has no keyframes: add some in the capture panel")
             poses, ws = camera_path_frames(renderer, args, path_obj, n_frames=n if kind != "path" else None)
         job.total = len(poses)
-        result = write_video(render_frames(renderer, args, display, poses, ws), target, rate,
+        pictures = (resize_to_height(f, size) for f in render_frames(renderer, args, display, poses, ws))
+        result = write_video(pictures, target, rate,
                              progress=job.progress, total=len(poses), should_abort=lambda: job._cancel_flag.is_set())
         if result.aborted:
             job.cancelled = True

@@ -12,7 +12,8 @@ Used for reproducible figures and for the GUI tests. Each action is one JSON obj
 * ``{"frames": n}``: run n UI frames. ``{"wait": true}``: until the screen shows the newest request.
 * ``{"screenshot": "out.png", "what": "image|window", "height": 512}``: waits for the screen to
   settle first; image shots are at the native size unless ``height`` is given.
-* ``{"video": "out.mp4", "frames": n, "trajectory": "orbit", "mode": "rgb", "fps": 30, "seeds": "0-3"}``
+* ``{"video": "out.mp4", "frames": n, "trajectory": "orbit", "mode": "rgb", "fps": 30, "seeds": "0-3",
+  "height": 512}``: frames at the native size unless ``height`` is given (width follows the aspect).
 * ``{"export_mesh": "m.ply", "res": 128, "level": 10, "colors": false}``
 * ``{"load": "path", "release": "pigan-cats"}`` (release: optional),
   ``{"keyframe": "add", "seed": false, "duration": 4.0}`` (the current view as the
@@ -235,6 +236,8 @@ class ScriptPlayer:
         return True
 
     def _start(self, action: dict[str, Any]) -> None:
+        from renderers.images import check_height
+
         viz = self.viz
         kind = action_kind(action)
         if kind is None:
@@ -266,10 +269,12 @@ class ScriptPlayer:
             self._frames_left = int(action["frames"])
         elif kind == "wait":
             self._wait("settled")
-        elif kind == "screenshot":
-            self._wait(("screenshot", str(action["screenshot"]), action.get("what", "image"), action.get("height")))
+        elif kind == "screenshot":  # scripts are reproducible: native unless told, whatever the panel says
+            height = check_height(action.get("height")) or 0
+            self._wait(("screenshot", str(action["screenshot"]), action.get("what", "image"), height))
         elif kind == "video":
             options = {k: action[k] for k in ("frames", "fps", "trajectory", "mode", "seeds") if k in action}
+            options["height"] = check_height(action.get("height")) or 0
             self._wait(viz.start_video(action["video"], **options))
         elif kind == "export_mesh":
             options = {"res": action.get("res"), "level": action.get("level"), "colors": action.get("colors"),

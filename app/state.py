@@ -84,7 +84,10 @@ class CaptureState:
     out_dir: str = "out"
     """Folder for numbered screenshots, videos and meshes."""
     screenshot_what: str = "image"
-    """'image' (native resolution) or 'window'."""
+    """'image' (the rendered image) or 'window'."""
+    height: int | None = None
+    """Height in pixels of image screenshots and videos (width follows the aspect; resampled by
+    ``renderers.images.resize_to_height``); None: the model's native size."""
     video_trajectory: str = "orbit"
     """orbit, yaw, circle, path (the keyframe camera path) or latent (seed keyframes)."""
     video_frames: int = 120

@@ -410,13 +410,17 @@ class Visualizer:
 
     def screenshot(self, path: str | Path | None = None, what: str | None = None,
                    on_done: ScreenshotCallback | None = None, height: int | None = None) -> Path:
-        """Save a PNG of the image (as displayed; native resolution, or ``height`` pixels high) or of
-        the whole window.
+        """Save a PNG of the image (as displayed, ``height`` pixels high) or of the whole window.
 
+        ``height``: None: the capture panel's size (``state.capture.height``); 0: the native size.
+        The image is resampled by ``resize_to_height``; a mesh is drawn at that size instead.
         Without a path, the next free ``screenshot-NNNN.png`` in the capture folder is used.
         ``on_done(path, error)`` is called once the file is written (error None) or could not be.
         """
+        from renderers.images import check_height, resize_to_height, scaled_size
         from renderers.video import next_numbered_path
+
+        height = check_height(self.state.capture.height if height is None else (height or None))
 
         what = what or self.state.capture.screenshot_what
         if what not in ("image", "window"):
@@ -431,11 +435,11 @@ class Visualizer:
             if on_done:
                 on_done(target, error)
             return target
-        size = None
-        if height:
-            width, native_height = self.viewport.native_size()
-            size = (round(width * height / max(native_height, 1)), int(height))
-        pixels = self.viewport.render_image(self.state.display, self.view_camera(), size=size)
+        if self.viewport.frame.mode == "mesh":  # geometry: drawn at the size, not resampled
+            size = scaled_size(*self.viewport.native_size(), height) if height else None
+            pixels = self.viewport.render_image(self.state.display, self.view_camera(), size=size)
+        else:
+            pixels = resize_to_height(self.viewport.render_image(self.state.display, self.view_camera()), height)
         self._save_png(target, pixels, on_done)
         return target
 

@@ -408,6 +408,37 @@ def test_video_can_be_aborted_without_leaving_a_file(viz, tmp_path):
     assert not list(tmp_path.glob("*.mp4*")), "a partial file was left behind"
 
 
+def test_script_video_height_sets_the_frame_size(viz, tmp_path):
+    """A script ``video`` action with ``"height": 128`` records 128-pixel-high frames (side mode: twice
+    as wide), the native frames resampled; the panel's size does not apply to scripts; a bad height
+    fails its action."""
+    import imageio_ffmpeg
+
+    from app.script import ScriptPlayer
+    from renderers.images import resize_to_height
+
+    viz.state.capture.height = 512  # the capture panel's size: scripts give their own
+    actions = [{"video": str(tmp_path / "native.mp4"), "frames": 2, "trajectory": "yaw", "mode": "side"},
+               {"video": str(tmp_path / "tall.mp4"), "frames": 2, "trajectory": "yaw", "mode": "side", "height": 128},
+               {"video": str(tmp_path / "bad.mp4"), "frames": 2, "height": 1.5}]
+    viz.script = ScriptPlayer(viz, actions)
+    try:
+        run_until(viz, lambda: viz.script.done)
+    finally:
+        errors, viz.script, viz.state.capture.height = viz.script.errors, None, None
+    assert len(errors) == 1 and "action 2" in errors[0] and "bad height 1.5" in errors[0], errors
+    assert not (tmp_path / "bad.mp4").exists()
+    frames = {}
+    for name in ("native", "tall"):
+        reader = imageio_ffmpeg.read_frames(str(tmp_path / f"{name}.mp4"))
+        width, height = next(reader)["size"]
+        frames[name] = [np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader]
+    assert [f.shape for f in frames["native"]] == [(64, 128, 3)] * 2
+    assert [f.shape for f in frames["tall"]] == [(128, 256, 3)] * 2
+    for native, tall in zip(frames["native"], frames["tall"]):
+        assert np.abs(resize_to_height(native, 128).astype(int) - tall.astype(int)).mean() < 6  # H.264 noise
+
+
 def test_keyframe_camera_path_is_recorded_saved_and_reloaded(viz, tmp_path):
     """Keyframes added from the current view (as the capture panel's '+ view' does), a JSON round
     trip, and a 'path' video with the path's own frame count (duration x fps)."""

@@ -591,3 +591,40 @@ def test_a_bundled_model_opens_from_the_model_panels_list(viz, tmp_path, monkeyp
     run_until(viz, lambda: viz.state.model.path == str(zoo / "eg3d.safetensors") and viz.state.model.loading is None,
               timeout=60)
     assert viz.state.model.error is None
+
+
+# --- 6. captures at any size (improvement 6) -----------------------------------------------------
+
+def test_the_capture_panels_size_sets_the_image_screenshots_height(viz, monkeypatch):
+    """Picking 512 px in the Capture panel's size combo makes image screenshots (the Screenshot
+    button, Ctrl+S) 512 pixels high: the native image resampled by the shared Lanczos filter."""
+    import imgui
+
+    from renderers.images import resize_to_height
+
+    viz.state.args.mode = "rgb"
+    viz.panel_requests["Capture"] = True
+    run_until(viz, viz.settled)
+    combo = imgui.combo
+    offered = []
+
+    def choose(label, current, items, *args):  # the user picks 512 px in the size combo
+        if label == "size":
+            offered.append(list(items))
+            return True, items.index("512 px")
+        return combo(label, current, items, *args)
+
+    monkeypatch.setattr(imgui, "combo", choose)
+    viz.draw_frame()
+    monkeypatch.setattr(imgui, "combo", combo)
+    try:
+        assert offered and offered[0][0] == "native" and viz.state.capture.height == 512
+        native = viz.viewport.render_image(viz.state.display, viz.view_camera())
+        assert native.shape == (64, 64, 3)
+        shot = np.asarray(Image.open(viz.screenshot()))  # what the Screenshot button does
+        assert shot.shape == (512, 512, 3)
+        assert np.array_equal(shot, resize_to_height(native, 512))
+        assert (shot[:, 1:] != shot[:, :-1]).any(axis=2).mean() > 0.5  # smooth, not 8x8 blocks (nearest: 1/8)
+    finally:
+        viz.state.capture.height = None
+    assert np.asarray(Image.open(viz.screenshot())).shape == (64, 64, 3)  # native again

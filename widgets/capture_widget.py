@@ -22,6 +22,11 @@ from widgets.panel import Panel
 
 VIDEO_TRAJECTORIES = ["orbit", "yaw", "circle", "latent", "path"]
 VIDEO_MODES = ["rgb", "depth", "side"]
+CAPTURE_HEIGHTS = (None, 256, 512, 720, 1024, 2048)
+"""The size control's choices: output heights in pixels (None: native)."""
+SIZE_TIP = ("Height of image screenshots and videos in pixels; the width follows the picture's shape. native: the "
+            "model's own size. Other sizes are resampled with a Lanczos filter (meshes are drawn at that size). "
+            "Window screenshots keep the window's size.")
 TRAJECTORY_TIP = ("Camera motion of the video. orbit: a full turn with a pitch wave; yaw: left-right sweep; "
                   "circle: a cone around the view axis; latent: a loop through the seeds below at a fixed camera; "
                   "path: the keyframe camera path below.")
@@ -45,6 +50,12 @@ class CaptureWidget(Panel):
         _, cap.out_dir = imgui.input_text("folder", cap.out_dir, 512)
         imgui.pop_item_width()
         tooltip("Folder for numbered screenshots, videos and meshes (never overwritten: the next free number).")
+        heights = list(CAPTURE_HEIGHTS) if cap.height in CAPTURE_HEIGHTS else [*CAPTURE_HEIGHTS, cap.height]
+        _narrow(6)
+        _, i = imgui.combo("size", heights.index(cap.height), [f"{h} px" if h else "native" for h in heights])
+        imgui.pop_item_width()
+        tooltip(SIZE_TIP)
+        cap.height = heights[i]
 
         # screenshots
         for i, what in enumerate(("image", "window")):
@@ -52,7 +63,7 @@ class CaptureWidget(Panel):
                 same_line_if_fits(checkbox_width(what))
             if imgui.radio_button(what, cap.screenshot_what == what):
                 cap.screenshot_what = what
-            tooltip("image: the rendered image at the model's size (as displayed: depth colour-mapped, ...)."
+            tooltip("image: the rendered image at the chosen size (as displayed: depth colour-mapped, ...)."
                     if what == "image" else "window: the whole window, panels included.")
         same_line_if_fits(button_width("Screenshot"))
         if imgui.button("Screenshot"):
