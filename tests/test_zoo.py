@@ -20,7 +20,6 @@ MAX_BYTES = 3_000_000
 @pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.method)
 def test_each_entry_is_a_valid_fit_command_for_a_small_model(entry, tmp_path):
     import train
-
     from models.build import build_generator
     from models.methods import method_names
 
