@@ -1,7 +1,8 @@
 """Screenshots, video recording and mesh export: the jobs behind the capture panel and scripts.
 
 Videos and meshes run as jobs on the render thread (the only thread that touches the generator),
-with progress and cancel; their files are written to a temp name and renamed, so an aborted or
+with progress and cancel; the viewport keeps rendering between their steps (each ``job.progress``,
+see ``renderers.worker``). Their files are written to a temp name and renamed, so an aborted or
 failed capture never leaves a broken file and never replaces an existing one.
 """
 
@@ -63,7 +64,7 @@ def video_job(viz, path: str | Path | None = None, *, frames: int | None = None,
             job.cancelled = True
         return result
 
-    job = Job(f"video {target.name}", fn)
+    job = Job(f"video {target.name}", fn, unit="frames")
     job.on_done = lambda j: _report(viz, j, lambda r: f"saved {r.path} ({r.frames} frames, {r.seconds:.1f} s)")
     return job
 

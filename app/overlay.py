@@ -13,7 +13,7 @@ import imgui
 
 from app.state import NOTICE_SECONDS, Message
 
-__all__ = ["NOTICE_SECONDS", "draw_overlay", "overlay_hit", "overlay_size"]
+__all__ = ["NOTICE_SECONDS", "draw_overlay", "job_text", "overlay_hit", "overlay_size"]
 
 MAX_NOTICES = 4
 """Notices shown at once (the newest)."""
@@ -69,6 +69,15 @@ def message_text(message: Message) -> str:
     return f"{message.text}{count}{hint}"
 
 
+def job_text(job) -> str:
+    """A running job's line: "video v.mp4  12/60 frames (20%)", or its percentage alone when what it
+    counts means nothing to people (a mesh's grid points)."""
+    if not job.total:
+        return job.name
+    pct = f"{100 * job.fraction:.0f}%"
+    return f"{job.name}  {job.done}/{job.total} {job.unit} ({pct})" if job.unit else f"{job.name} {pct}"
+
+
 def _lines(viz) -> list[tuple[str, tuple[float, float, float, float], Message | None]]:
     state, now = viz.state, time.monotonic()
     white, amber, red = (0.9, 0.9, 0.9, 1.0), (1.0, 0.85, 0.3, 1.0), (1.0, 0.45, 0.45, 1.0)
@@ -84,8 +93,7 @@ def _lines(viz) -> list[tuple[str, tuple[float, float, float, float], Message | 
     if state.viewport_error:
         lines.append((f"render error: {state.viewport_error}", red, None))
     for job in viz.jobs:
-        pct = f" {100 * job.fraction:.0f}%" if job.total else ""
-        lines.append((f"{job.name}{pct}", amber, None))
+        lines.append((job_text(job), amber, None))
     showing = [m for m in state.messages if m.showing(now)]
     for message in showing[-MAX_NOTICES:]:
         r, g, b, _ = red if message.level == "error" else white

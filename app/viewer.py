@@ -458,7 +458,8 @@ class Visualizer:
             on_done(target, error)
 
     def start_video(self, path: str | Path | None = None, **overrides) -> Job:
-        """Record a video on the render thread (see ``app.capture.video_job``)."""
+        """Record a video on the render thread (see ``app.capture.video_job``); the viewport keeps
+        rendering between its frames."""
         from app.capture import video_job
 
         job = self.worker.submit(video_job(self, path, **overrides))
@@ -466,7 +467,8 @@ class Visualizer:
         return job
 
     def export_mesh(self, path: str | Path | None = None, **overrides) -> Job:
-        """Extract and save the current identity's mesh on the render thread."""
+        """Extract and save the current identity's mesh on the render thread; the viewport keeps
+        rendering between chunks of its density grid."""
         from app.capture import mesh_job
 
         job = self.worker.submit(mesh_job(self, path, **overrides))

@@ -7,6 +7,11 @@ a model, recording a video, exporting a mesh) run as *jobs* on the same thread, 
 only ever touched by one thread; they report progress, can be cancelled, and their errors come
 back as messages. Exceptions never escape the thread: a failed render is a ``Frame`` whose
 ``error`` says what went wrong, and the previous model stays loaded.
+
+A job does not stop the viewport: each ``job.progress`` call (a video calls it after every frame,
+a mesh after every chunk of its density grid) is a step between which the worker renders the
+newest pending interactive request, still on this one thread. The global RNG state is put back
+after such a frame, so a job's output is the same whether or not the user moved the camera.
 """
 
 from __future__ import annotations
@@ -56,7 +61,10 @@ class JobCancelled(Exception):
 
 @dataclass
 class Job:
-    """A long task run on the render thread: ``fn(job, renderer) -> result``."""
+    """A long task run on the render thread: ``fn(job, renderer) -> result``.
+
+    Interactive frames render between its ``progress`` calls (see the module docstring); a job that
+    must not be interleaved (loading a model) simply does not call ``progress``."""
 
     name: str
     """Shown in the UI while it runs."""
@@ -74,11 +82,18 @@ class Job:
     """It stopped because ``cancel()`` was called."""
     finished: bool = False
     """It has stopped (for any reason)."""
+    unit: str = ""
+    """What ``done`` and ``total`` count, when people care (``"frames"``); "": show a percentage."""
     _cancel_flag: threading.Event = field(default_factory=threading.Event, repr=False)
+    _between_steps: Callable[[], None] | None = field(default=None, repr=False)
+    """Set by the worker while it runs the job: renders a pending interactive request."""
 
     def progress(self, done: int, total: int) -> None:
+        """Record progress, stop here if cancelled, else let a waiting interactive frame render."""
         self.done, self.total = int(done), int(total)
         self.check_cancel()
+        if self._between_steps is not None:
+            self._between_steps()
 
     def check_cancel(self) -> None:
         if self._cancel_flag.is_set():
@@ -207,14 +222,29 @@ class RenderWorker:
                 if job is not None:
                     self._run_job(job)
                 else:
-                    frame = self._render(*pending)
-                    with self._lock:
-                        if self._latest is None or frame.request_id > self._latest.request_id:
-                            self._latest = frame
+                    self._publish(self._render(*pending))
             finally:
                 with self._lock:
                     self.busy = False
                     self._current_job = None
+
+    def _publish(self, frame: Frame) -> None:
+        with self._lock:
+            if self._latest is None or frame.request_id > self._latest.request_id:
+                self._latest = frame
+
+    def _render_between_job_steps(self) -> None:
+        """Render the newest pending request in the middle of a job (called from ``job.progress``)."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        # Models that sample at random in eval (e.g. EpiGRAF's jittered depths) would otherwise see a
+        # different random stream in the job's next step, and a video would depend on the user's input.
+        device = getattr(self.renderer, "device", None)
+        cuda = [device] if isinstance(device, torch.device) and device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            self._publish(self._render(*pending))
 
     def _render(self, request_id: int, args: RenderArgs) -> Frame:
         frame = Frame(request_id=request_id, args=args, model_generation=self.model_generation)
@@ -241,6 +271,7 @@ class RenderWorker:
         return frame
 
     def _run_job(self, job: Job) -> None:
+        job._between_steps = self._render_between_job_steps
         try:
             job.check_cancel()  # cancelled while queued: never start it
             job.result = job.fn(job, self.renderer)
@@ -249,6 +280,7 @@ class RenderWorker:
         except Exception as exc:  # noqa: BLE001
             job.error = describe_error(exc)
         finally:
+            job._between_steps = None
             job.finished = True
             with self._lock:
                 self._finished_jobs.append(job)

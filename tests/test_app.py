@@ -408,6 +408,105 @@ def test_video_can_be_aborted_without_leaving_a_file(viz, tmp_path):
     assert not list(tmp_path.glob("*.mp4*")), "a partial file was left behind"
 
 
+def _drive_job_with_a_camera_move(viz, job, move_after: int):
+    """Draw UI frames until ``job`` ends, timing each; once its progress passes ``move_after``, turn
+    the camera (as a drag does). Returns (frame times, job seconds, overlay texts seen, whether the
+    moved view was rendered and shown while the job still ran)."""
+    from app import camera_control
+
+    start, times, texts = time.monotonic(), [], set()
+    moved_id = None
+    shown_during_job = False
+    while not (job.finished and job not in viz.jobs):
+        t0 = time.perf_counter()
+        viz.draw_frame()
+        times.append(time.perf_counter() - t0)
+        if not job.finished:
+            texts.update(_overlay_texts(viz))
+        if moved_id is None and job.done > move_after:
+            viz.state.args.view.yaw += 0.5
+            viz.state.adaptive.note_camera_input(time.monotonic())
+            viz.draw_frame()  # sends the request
+            moved_id = viz.last_request_id
+        elif moved_id is not None and not job.finished and viz.frame.request_id >= moved_id:
+            shown_during_job = shown_during_job or viz.frame.error is None
+    seconds = time.monotonic() - start
+    camera_control.reset(viz.state.args.view, viz.state.model.camera_fov)
+    settle(viz)
+    return times, seconds, texts, shown_during_job
+
+
+def _video_frames(path: Path) -> list[np.ndarray]:
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    width, height = next(reader)["size"]
+    return [np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader]
+
+
+def test_the_viewport_keeps_drawing_during_a_video_export(viz, tmp_path):
+    """Issue 16, improvement 7: a video export no longer stops the viewport. The UI draws at its pace,
+    the overlay counts the frames ("12/60 frames"), a camera move during the export is rendered and
+    shown before it ends (the worker renders it between two video frames), and the video is the same
+    as one recorded without touching the camera."""
+    settle(viz)
+    n = 24  # a few seconds on a CPU
+    job = viz.start_video(tmp_path / "busy.mp4", frames=n, trajectory="orbit", fps=10)
+    times, seconds, texts, shown = _drive_job_with_a_camera_move(viz, job, move_after=2)
+    assert job.error is None and not job.cancelled
+    print(f"video export: {len(times)} UI frames in {seconds:.2f} s, longest {1000 * max(times):.0f} ms")
+    assert seconds > 1.0, "the export was too short to tell"
+    assert shown, "the camera move was not shown until the export ended"
+    assert len(times) >= 10 and max(times) < 0.25, (len(times), max(times))
+    assert any(re.search(rf"busy\.mp4  \d+/{n} frames \(\d+%\)", text) for text in texts), texts
+
+    quiet = viz.start_video(tmp_path / "quiet.mp4", frames=n, trajectory="orbit", fps=10)
+    run_until(viz, lambda: quiet.finished and quiet not in viz.jobs)
+    busy, still = _video_frames(tmp_path / "busy.mp4"), _video_frames(tmp_path / "quiet.mp4")
+    assert len(busy) == len(still) == n
+    assert all(np.array_equal(a, b) for a, b in zip(busy, still)), "the camera move changed the video"
+
+
+def test_the_viewport_keeps_drawing_during_a_mesh_export(viz, tmp_path):
+    """The same for a mesh export: the worker renders interactive frames between chunks of the grid."""
+    settle(viz)
+    job = viz.export_mesh(tmp_path / "busy.ply", res=96)
+    times, seconds, texts, shown = _drive_job_with_a_camera_move(viz, job, move_after=0)
+    assert job.error is None and not job.cancelled and (tmp_path / "busy.ply").exists()
+    print(f"mesh export: {len(times)} UI frames in {seconds:.2f} s, longest {1000 * max(times):.0f} ms")
+    assert seconds > 1.0, "the export was too short to tell"
+    assert shown, "the camera move was not shown until the export ended"
+    assert len(times) >= 10 and max(times) < 0.25, (len(times), max(times))
+    assert any(re.search(r"busy\.ply \d+%", text) for text in texts), texts
+
+
+def test_an_export_failing_midway_is_a_message_and_the_viewport_goes_on(viz, tmp_path, monkeypatch):
+    """An error inside a running export ends the job with a notice in the viewport, leaves no file,
+    and the app renders on."""
+    import renderers.sequences as sequences
+
+    real, calls = sequences.frame_to_rgb, []
+
+    def fails_on_the_third_frame(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sequences, "frame_to_rgb", fails_on_the_third_frame)
+    job = viz.start_video(tmp_path / "failed.mp4", frames=8, trajectory="orbit")
+    run_until(viz, lambda: job.finished and job not in viz.jobs)
+    assert "RuntimeError: disk on fire" in job.error
+    notice = next(m for m in viz.state.messages if m.level == "error" and "failed.mp4 failed" in m.text)
+    assert any("disk on fire" in text for text in _overlay_texts(viz))
+    assert not list(tmp_path.glob("*.mp4*")), "a partial file was left behind"
+    viz.state.dismiss(notice)
+    viz.state.args.view.yaw += 0.3
+    settle(viz)
+    assert viz.frame.error is None
+    viz.state.args.view.yaw -= 0.3
+
+
 def test_script_video_height_sets_the_frame_size(viz, tmp_path):
     """A script ``video`` action with ``"height": 128`` records 128-pixel-high frames (side mode: twice
     as wide), the native frames resampled; the panel's size does not apply to scripts; a bad height

@@ -322,6 +322,65 @@ def test_job_progress_and_finished_jobs_once(make_worker):
     assert Job("unknown", lambda j, r: None).fraction == 0.0  # total 0: no division
 
 
+class RandomRenderer(FakeRenderer):
+    """Draws from the global RNG as it renders (as models that sample depths at random in eval do)."""
+
+    def render(self, args: RenderArgs) -> RenderOutput:
+        torch.rand(4)
+        return super().render(args)
+
+
+def test_requests_render_between_job_steps_newest_wins(make_worker):
+    """Requests posted while a job runs are rendered at its next progress step, the newest only, and
+    delivered before the job ends; the job's random stream is as if nothing had rendered."""
+    events: list[str] = []
+    worker = make_worker(RandomRenderer(events=events))
+    paused, proceed = threading.Event(), threading.Event()
+    draws = []
+
+    def fn(job, r):
+        job.progress(0, 2)
+        paused.set()
+        assert proceed.wait(WAIT)
+        state = torch.get_rng_state()
+        job.progress(1, 2)  # renders the newest request here
+        draws.append(torch.equal(state, torch.get_rng_state()))
+        events.append("job step 2")
+        job.progress(2, 2)
+        return "ok"
+
+    job = worker.submit(Job("steps", fn))
+    assert paused.wait(WAIT)
+    worker.request(args_for(1))
+    newest = worker.request(args_for(2))
+    proceed.set()
+    settle(worker)
+    assert events == ["render:A:2", "job step 2"]
+    assert draws == [True]
+    assert job.result == "ok" and job.error is None
+    frame = worker.poll()
+    assert frame.request_id == newest and seed_of(frame.args) == 2 and frame.error is None
+
+
+def test_a_job_without_progress_steps_is_not_interleaved(make_worker):
+    """A job that never calls ``progress`` (loading a model) runs to its end before any request."""
+    events: list[str] = []
+    worker = make_worker(FakeRenderer(events=events))
+    started, proceed = threading.Event(), threading.Event()
+
+    def fn(job, r):
+        started.set()
+        assert proceed.wait(WAIT)
+        events.append("job end")
+
+    worker.submit(Job("load", fn))
+    assert started.wait(WAIT)
+    worker.request(args_for(5))
+    proceed.set()
+    settle(worker)
+    assert events == ["job end", "render:A:5"]
+
+
 def test_cancel_running_job(make_worker):
     """Cancelling a running job stops it at its next progress call: cancelled, finished, no result."""
     worker = make_worker(FakeRenderer())
