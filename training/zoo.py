@@ -81,7 +81,7 @@ ENTRIES: tuple[ZooEntry, ...] = (
         "optim.g_lr=0.0002"),
         why="FiLM-SIREN 3x32 (tiny: 3x16), mapping 64 wide, D up to 32 channels, batch 8; G's learning rate 2e-4 "
             "as D's (official 6e-5: D won within 3 kimg and SWD went 252 -> 179 -> 241, grey fog)"),
-    ZooEntry("graf", "graf-tiny", 32, 20, overrides=("generator.decoder.hidden=32",),
+    ZooEntry("graf", "graf-tiny", 32, 150, overrides=("generator.decoder.hidden=32",),
              why="NeRF MLP 3x32 (tiny: 3x16), batch 8"),
     ZooEntry("giraffe", "giraffe-tiny", 32, 20, why="the tiny preset, batch 8"),
     ZooEntry("volumegan", "volumegan-tiny", 32, 20, why="the tiny preset, batch 8"),
