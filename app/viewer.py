@@ -609,7 +609,9 @@ class Visualizer:
                      | imgui.WINDOW_NO_TITLE_BAR)
             imgui.begin("controls", flags=flags)
             for widget in self.widgets:
-                if not widget.shown():
+                if not widget.shown():  # not listed for this model: remembered, and no shot waits for it
+                    if widget.title in self.panel_requests:
+                        self.state.ui.panels_open[widget.title] = self.panel_requests.pop(widget.title)
                     continue
                 if widget.title in self.panel_requests:
                     imgui.set_next_item_open(self.panel_requests.pop(widget.title), imgui.ALWAYS)

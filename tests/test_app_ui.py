@@ -809,3 +809,15 @@ def test_the_depth_mode_shows_a_colour_bar_with_its_range(viz, monkeypatch, tmp_
         display.depth_range = "auto"
         viz.state.args = saved
         viz.draw_frame()
+
+
+def test_a_window_shot_does_not_wait_for_a_panel_this_model_does_not_list(viz, tmp_path):
+    """Bug: a request to open a panel that is not listed (the Scene panel of a non-compositional
+    model) stayed pending forever, and window screenshots wait for pending panel requests."""
+    hidden = [w.title for w in viz.widgets if not w.shown()]
+    assert hidden, "every panel is listed for this model"
+    viz.panel_requests.update({title: True for title in hidden})
+    viz.screenshot(tmp_path / "w.png", what="window")
+    viz.draw_frame()
+    assert (tmp_path / "w.png").is_file() and not viz.panel_requests
+    assert all(viz.state.ui.panels_open[title] for title in hidden)
