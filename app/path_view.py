@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,22 @@ def curve_poses(path: CameraPath, radius: float, pivot: Sequence[float],
     return poses
 
 
+_centres_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def path_centres(path: CameraPath, radius: float, pivot: Sequence[float],
+                 samples: int = PATH_SAMPLES) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 world positions ([K, 3] of the keyframes' cameras, [M, 3] along the curve). They do not
+    depend on the view, so the last path's are kept (the overlay is drawn every UI frame)."""
+    key = (json.dumps(path.to_json()), float(radius), tuple(float(v) for v in pivot), samples)
+    if key not in _centres_cache:
+        _centres_cache.clear()
+        keys = camera_centres([k.pose for k in path.keyframes], radius, pivot).double()
+        curve = camera_centres(curve_poses(path, radius, pivot, samples), radius, pivot).double()
+        _centres_cache[key] = (keys, curve)
+    return _centres_cache[key]
+
+
 def project_path(path: CameraPath, view_label: torch.Tensor, rect: tuple[float, float, float, float],
                  radius: float, pivot: Sequence[float], samples: int = PATH_SAMPLES) -> PathProjection:
     """The keyframes and the curve of ``path`` as seen by the camera ``view_label`` ([25] or
@@ -83,18 +100,18 @@ def project_path(path: CameraPath, view_label: torch.Tensor, rect: tuple[float, 
         return out
     x, y, w, h = rect
     cam2world, intrinsics = unpack_label(view_label.reshape(1, 25).double())
+    keys, curve = path_centres(path, radius, pivot, samples)
 
-    def project(poses: Sequence[CameraPose]) -> list[tuple[float, float] | None]:
-        centres = camera_centres(poses, radius, pivot).double()
+    def project(centres: torch.Tensor) -> list[tuple[float, float] | None]:
         uv, z = project_points(centres[None], cam2world, intrinsics)
         return [(x + float(u) * w, y + float(v) * h) if float(d) > NEAR_Z else None
-                for (u, v), d in zip(uv[0], z[0])]
+                for (u, v), d in zip(uv[0].tolist(), z[0].tolist())]
 
-    for index, point in enumerate(project([k.pose for k in path.keyframes])):
+    for index, point in enumerate(project(keys)):
         if point is not None:
             out.markers.append((index, *point))
     piece: list[tuple[float, float]] = []
-    for point in project(curve_poses(path, radius, pivot, samples)):
+    for point in project(curve):
         if point is None:
             if len(piece) > 1:
                 out.curves.append(piece)

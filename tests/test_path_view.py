@@ -99,3 +99,19 @@ def test_the_depth_bar_has_the_depth_images_colours(invert):
     lut = colormap_lut("turbo")
     top, bottom = (lut[0], lut[-1]) if invert else (lut[-1], lut[0])  # near is the map's high end
     assert (colours[0] == top).all() and (colours[-1] == bottom).all()
+
+
+def test_an_edited_path_is_projected_anew():
+    """The keyframes' world positions are kept between UI frames; editing the path replaces them."""
+    from app.path_view import project_path
+
+    view = _label(CameraPose(yaw=0.0, pitch=0.0, radius=8.0, fov_degrees=60.0))
+    path = _path(CameraPose(yaw=-0.3), CameraPose(yaw=0.3))
+    before = project_path(path, view, RECT, RADIUS, PIVOT)
+    assert project_path(path, view, RECT, RADIUS, PIVOT) == before
+    path.keyframes[1].pose.yaw = 0.0  # moved onto the optical axis
+    after = project_path(path, view, RECT, RADIUS, PIVOT)
+    assert after.markers[0] == before.markers[0] and after.markers[1] != before.markers[1]
+    assert after.markers[1][1] == pytest.approx(300.0, abs=1e-3)
+    path.loop = True  # a loop adds the closing segment to the curve
+    assert len(project_path(path, view, RECT, RADIUS, PIVOT).curves[0]) == len(after.curves[0]) + 1
