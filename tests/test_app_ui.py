@@ -709,6 +709,11 @@ def _press_camera_button(app, monkeypatch, label: str) -> None:
 
 
 def test_the_play_button_moves_the_camera_through_the_keyframes(viz, monkeypatch):
+    """The preview's clock advances 1/8 s a UI frame here, so the frames land on known path times."""
+    from app import path_view
+
+    ticks = iter([0.0] + [i / 8 for i in range(10_000)])  # the click and the click's frame: both t = 0
+    monkeypatch.setattr(path_view, "clock", lambda: next(ticks))
     saved = viz.state.args.copy()
     viz.state.args.mode = "rgb"
     yaws = (-0.4, 0.1, 0.5)
@@ -721,20 +726,18 @@ def test_the_play_button_moves_the_camera_through_the_keyframes(viz, monkeypatch
     try:
         _press_camera_button(viz, monkeypatch, "play path")
         assert viz.state.path_view.playing_since is not None
-        seen = [viz.state.args.view.yaw]
-        started = time.monotonic()
+        seen = []  # from the click's frame (t = 0) on, one yaw a UI frame
 
         def step():
             seen.append(viz.state.args.view.yaw)
             return viz.state.path_view.playing_since is None
 
         run_until(viz, step, timeout=30)
-        assert time.monotonic() - started > 1.0  # it took the path's duration (1.5 s)
-        assert abs(seen[0] - yaws[0]) < 0.05, "the preview does not start on the first keyframe"
-        assert all(b >= a - 1e-9 for a, b in zip(seen, seen[1:])), "the camera went back and forth"
-        assert min(abs(v - yaws[1]) for v in seen) < 0.05, "the camera did not pass the middle keyframe"
-        assert len(set(seen)) >= 5
-        assert viz.state.args.view.yaw == yaws[2], "the preview does not end on the last keyframe"
+        assert len(seen) == 13  # t = 0, 1/8, ..., 1.5 s: the path's duration
+        assert seen[0] == yaws[0], "the preview does not start on the first keyframe"
+        assert seen[6] == yaws[1], "the camera did not pass the middle keyframe (t = 0.75 s)"
+        assert all(b > a for a, b in zip(seen, seen[1:])), "the camera stood still or went back"
+        assert seen[-1] == viz.state.args.view.yaw == yaws[2], "the preview does not end on the last keyframe"
         # through the app's ordinary render requests: the viewport shows the path's end
         assert len(set(requested)) >= 3
         run_until(viz, viz.settled)
