@@ -157,6 +157,16 @@ class UiState:
 
 
 @dataclass
+class PathViewState:
+    """The keyframe camera path in the viewport: drawn over the image, and its preview playback."""
+
+    show: bool = True
+    """Draw the keyframes and the spline over the viewport (when the path has keyframes)."""
+    playing_since: float | None = None
+    """``time.monotonic()`` when the preview started; None: not playing."""
+
+
+@dataclass
 class Message:
     text: str
     """What happened."""
@@ -192,6 +202,8 @@ class AppState:
     perf: PerfState = field(default_factory=PerfState)
     camera_path: CameraPath = field(default_factory=CameraPath)
     """Keyframe camera path edited in the capture panel."""
+    path_view: PathViewState = field(default_factory=PathViewState)
+    """The path drawn over the viewport and its preview (camera panel)."""
     animate: bool = False
     """Drift the seed along x."""
     animate_speed: float = 0.25

@@ -18,7 +18,7 @@ import imgui
 import numpy as np
 import torch
 
-from app import camera_control
+from app import camera_control, path_view
 from app.interop import make_uploader
 from app.state import AppState
 from app.viewport import Viewport, read_pixels
@@ -90,6 +90,10 @@ class Visualizer:
         self._resizing_panel = False
         self.overlay_hits: list = []
         """(rect, message) of the notices drawn last frame (a click dismisses one)."""
+        self.path_drawn = None
+        """``app.path_view.PathProjection`` of the camera path drawn over the viewport last frame."""
+        self.depth_bar_rect: tuple[float, float, float, float] | None = None
+        """(x0, y0, x1, y1) of the depth colour bar drawn last frame (None: none)."""
         self.uploader, note = make_uploader(interop, self.device)
         self.state.perf.interop, self.state.perf.interop_note = self.uploader.name, note
         self.viewport = Viewport(self.uploader)
@@ -320,7 +324,8 @@ class Visualizer:
             self.zoom_camera(dy)
 
     def drag_camera(self, dx: float, dy: float, pan: bool = False) -> None:
-        """Orbit (or pan) the view camera for a drag of (dx, dy) window pixels."""
+        """Orbit (or pan) the view camera for a drag of (dx, dy) window pixels (stops a path preview)."""
+        path_view.stop_preview(self)
         height = self.viewport_rect()[3]
         if pan:
             m = self.state.model
@@ -330,6 +335,7 @@ class Visualizer:
         self.state.adaptive.note_camera_input(time.monotonic())
 
     def zoom_camera(self, notches: float) -> None:
+        path_view.stop_preview(self)
         camera_control.zoom(self.state.args.view, notches, self.state.model.avg_camera_radius)
         self.state.adaptive.note_camera_input(time.monotonic())
 
@@ -554,12 +560,14 @@ class Visualizer:
         self._draw_panels()
         if self.script is not None:
             self.script.step()
+        path_view.step_preview(self)
         if self.state.animate:
             self.state.args.latent.seed_x += self.state.animate_speed * perf.frame_ms[-1] / 1000
         self._follow_run()
         self._update_request(time.monotonic())
         self._take_frame()
         self._finish_jobs()
+        path_view.draw_path(self)  # after the preview's step and the newest frame
 
         fb_w, fb_h = self.window.framebuffer_size()
         import OpenGL.GL as gl
@@ -601,7 +609,9 @@ class Visualizer:
                      | imgui.WINDOW_NO_TITLE_BAR)
             imgui.begin("controls", flags=flags)
             for widget in self.widgets:
-                if not widget.shown():
+                if not widget.shown():  # not listed for this model: remembered, and no shot waits for it
+                    if widget.title in self.panel_requests:
+                        self.state.ui.panels_open[widget.title] = self.panel_requests.pop(widget.title)
                     continue
                 if widget.title in self.panel_requests:
                     imgui.set_next_item_open(self.panel_requests.pop(widget.title), imgui.ALWAYS)
@@ -613,6 +623,7 @@ class Visualizer:
         else:  # hidden (Tab): remember what was asked for; nothing to draw (a window shot need not wait)
             self.state.ui.panels_open.update(self.panel_requests)
             self.panel_requests.clear()
+        path_view.draw_depth_bar(self)
         draw_overlay(self)
         draw_help(self)
 

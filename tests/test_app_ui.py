@@ -628,3 +628,199 @@ def test_the_capture_panels_size_sets_the_image_screenshots_height(viz, monkeypa
     finally:
         viz.state.capture.height = None
     assert np.asarray(Image.open(viz.screenshot())).shape == (64, 64, 3)  # native again
+
+
+# --- 8. the camera path and the depth range are visible (improvement 8) --------------------------
+
+def _window_shot(app, path: Path) -> np.ndarray:
+    """The whole window as the next UI frame draws it."""
+    app.screenshot(path, what="window")
+    app.draw_frame()
+    return np.asarray(Image.open(path).convert("RGB")).astype(int)
+
+
+def _keyframe_path(yaws=(-0.4, 0.0, 0.4), seconds: float = 1.0):
+    from renderers.render_args import CameraPose
+    from renderers.trajectories import CameraPath, Keyframe
+
+    last = len(yaws) - 1
+    return CameraPath([Keyframe(CameraPose(yaw=y, pitch=0.0), time=seconds * i / last) for i, y in enumerate(yaws)])
+
+
+def test_the_camera_path_is_drawn_over_the_viewport(viz, tmp_path):
+    """Seen from further out with a wide lens, the keyframes are numbered markers where their cameras
+    project and the spline joins them; a keyframe behind the view camera is left out; 'show path'
+    off draws nothing."""
+    from app.path_view import MARKER_COLOR
+    from renderers.render_args import CameraPose
+
+    saved = viz.state.args.copy()
+    viz.state.args.mode = "rgb"
+    viz.state.args.view = CameraPose(yaw=0.0, pitch=0.0, radius=8.0, fov_degrees=60.0)
+    path = _keyframe_path()
+    path.add(CameraPose(yaw=0.0, pitch=0.0, radius=12.0))  # behind the view camera
+    viz.state.camera_path = path
+    try:
+        run_until(viz, viz.settled)
+        shown = _window_shot(viz, tmp_path / "shown.png")
+        drawn = viz.path_drawn
+        assert [i for i, _, _ in drawn.markers] == [0, 1, 2]
+        xs = [x for _, x, _ in drawn.markers]
+        x, y, w, h = viz.viewport_rect()
+        assert x < min(xs) and max(xs) < x + w and abs(xs[1] - (x + w / 2)) < 1  # the middle key is ahead
+        amber = np.array(MARKER_COLOR[:3]) * 255
+        for _, mx, my in drawn.markers:
+            assert np.abs(shown[int(my), int(mx)] - amber).max() < 12, "no marker where the keyframe projects"
+        between = drawn.curves[0][len(drawn.curves[0]) // 4]  # on the curve, between keys 1 and 2
+
+        viz.state.path_view.show = False
+        hidden = _window_shot(viz, tmp_path / "hidden.png")
+        assert viz.path_drawn is None
+        for _, mx, my in drawn.markers:
+            patch = (slice(int(my) - 2, int(my) + 3), slice(int(mx) - 2, int(mx) + 3))
+            assert np.abs(shown[patch] - hidden[patch]).mean() > 20
+        bx, by = int(round(between[0])), int(round(between[1]))
+        line = (slice(by - 1, by + 2), slice(bx - 1, bx + 2))
+        assert np.abs(shown[line] - hidden[line]).max() > 40, "no curve between the keyframes"
+    finally:
+        viz.state.path_view.show = True
+        viz.state.camera_path = type(path)()
+        viz.state.args = saved
+        viz.draw_frame()
+
+
+def _press_camera_button(app, monkeypatch, label: str) -> None:
+    """One UI frame in which the camera panel's button ``label`` is clicked."""
+    import imgui
+
+    button = imgui.button
+    pressed = []
+
+    def press(text, *args, **kwargs):
+        if text == label and not pressed:
+            pressed.append(text)
+            return True
+        return button(text, *args, **kwargs)
+
+    monkeypatch.setattr(imgui, "button", press)
+    app.draw_frame()
+    monkeypatch.setattr(imgui, "button", button)
+    assert pressed, f"the camera panel has no {label!r} button"
+
+
+def test_the_play_button_moves_the_camera_through_the_keyframes(viz, monkeypatch):
+    """The preview's clock advances 1/8 s a UI frame here, so the frames land on known path times."""
+    from app import path_view
+
+    ticks = iter([0.0] + [i / 8 for i in range(10_000)])  # the click and the click's frame: both t = 0
+    monkeypatch.setattr(path_view, "clock", lambda: next(ticks))
+    saved = viz.state.args.copy()
+    viz.state.args.mode = "rgb"
+    yaws = (-0.4, 0.1, 0.5)
+    viz.state.camera_path = _keyframe_path(yaws, seconds=1.5)
+    viz.panel_requests["Camera"] = True
+    viz.draw_frame()
+    requested = []
+    request = viz.worker.request
+    monkeypatch.setattr(viz.worker, "request", lambda args: (requested.append(args.view.yaw), request(args))[1])
+    try:
+        _press_camera_button(viz, monkeypatch, "play path")
+        assert viz.state.path_view.playing_since is not None
+        seen = []  # from the click's frame (t = 0) on, one yaw a UI frame
+
+        def step():
+            seen.append(viz.state.args.view.yaw)
+            return viz.state.path_view.playing_since is None
+
+        run_until(viz, step, timeout=30)
+        assert len(seen) == 13  # t = 0, 1/8, ..., 1.5 s: the path's duration
+        assert seen[0] == yaws[0], "the preview does not start on the first keyframe"
+        assert seen[6] == yaws[1], "the camera did not pass the middle keyframe (t = 0.75 s)"
+        assert all(b > a for a, b in zip(seen, seen[1:])), "the camera stood still or went back"
+        assert seen[-1] == viz.state.args.view.yaw == yaws[2], "the preview does not end on the last keyframe"
+        # through the app's ordinary render requests: the viewport shows the path's end
+        assert len(set(requested)) >= 3
+        run_until(viz, viz.settled)
+        assert viz.frame.args.view.yaw == yaws[2]
+
+        _press_camera_button(viz, monkeypatch, "play path")  # play again, then stop halfway
+        run_until(viz, lambda: viz.state.args.view.yaw > yaws[1], timeout=30)
+        _press_camera_button(viz, monkeypatch, "stop##path")
+        stopped = viz.state.args.view.yaw
+        for _ in range(5):
+            viz.draw_frame()
+        assert viz.state.path_view.playing_since is None and viz.state.args.view.yaw == stopped < yaws[2]
+    finally:
+        viz.state.path_view.playing_since = None
+        viz.state.camera_path = type(viz.state.camera_path)()
+        viz.state.args = saved
+        viz.draw_frame()
+
+
+def _lut_indices(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest turbo entry of each pixel and its distance."""
+    from renderers.colormaps import colormap_lut
+
+    lut = colormap_lut("turbo").astype(int)
+    distance = np.abs(pixels[:, None, :] - lut[None]).sum(-1)
+    return distance.argmin(1), distance.min(1)
+
+
+def test_the_depth_mode_shows_a_colour_bar_with_its_range(viz, monkeypatch, tmp_path):
+    from renderers.display_frame import depth_limits
+
+    saved, display = viz.state.args.copy(), viz.state.display
+    viz.state.args.mode = "depth"
+    display.colormap, display.depth_range, display.depth_invert = "turbo", "auto", False
+    try:
+        run_until(viz, viz.settled)
+        viz.draw_frame()
+        recorder = Recorder(monkeypatch)
+        recorder.start()
+        shot = _window_shot(viz, tmp_path / "depth.png")
+        near, far = depth_limits(viz.viewport.frame, display)
+        assert (near, far) == viz.viewport.frame.depth_range and near < far  # the auto range of this image
+        texts = [i["label"] for i in recorder.items if i["fn"] == "text"]
+        assert f"near {near:.3f}" in texts and f"far {far:.3f}" in texts, texts
+        assert not recorder.truncated(), recorder.truncated()
+        x0, y0, x1, y1 = viz.depth_bar_rect
+        x, y, w, h = viz.viewport_rect()
+        assert x + w * 0.8 < x0 < x1 <= x + w and h * 0.2 < y0 < y1 < h * 0.8  # at the right edge
+        column = shot[int(y0) + 1:int(y1) - 1, int((x0 + x1) / 2)]
+        index, distance = _lut_indices(column)
+        assert distance.max() < 12, "the bar's colours are not the colormap's"
+        assert index[0] > 245 and index[-1] < 10  # near (top) is the map's high end, far its low end
+        assert (np.diff(index) <= 0).all(), "the bar is not the colormap in order"
+        bar = viz.depth_bar_rect
+
+        display.depth_range, display.depth_near, display.depth_far = "fixed", 2.0, 3.5
+        recorder.start()
+        viz.draw_frame()
+        texts = [i["label"] for i in recorder.items if i["fn"] == "text"]
+        assert "near 2.000" in texts and "far 3.500" in texts
+
+        viz.state.args.mode = "rgb"
+        run_until(viz, viz.settled)
+        viz.draw_frame()
+        recorder.start()
+        shot = _window_shot(viz, tmp_path / "rgb.png")
+        assert viz.depth_bar_rect is None
+        assert not any(i["label"].startswith(("near ", "far ")) for i in recorder.items)
+        index, distance = _lut_indices(shot[int(bar[1]) + 1:int(bar[3]) - 1, int((bar[0] + bar[2]) / 2)])
+        assert not (distance.max() < 12 and (np.diff(index) <= 0).all()), "a colour bar in the rgb mode"
+    finally:
+        display.depth_range = "auto"
+        viz.state.args = saved
+        viz.draw_frame()
+
+
+def test_a_window_shot_does_not_wait_for_a_panel_this_model_does_not_list(viz, tmp_path):
+    """Bug: a request to open a panel that is not listed (the Scene panel of a non-compositional
+    model) stayed pending forever, and window screenshots wait for pending panel requests."""
+    hidden = [w.title for w in viz.widgets if not w.shown()]
+    assert hidden, "every panel is listed for this model"
+    viz.panel_requests.update({title: True for title in hidden})
+    viz.screenshot(tmp_path / "w.png", what="window")
+    viz.draw_frame()
+    assert (tmp_path / "w.png").is_file() and not viz.panel_requests
+    assert all(viz.state.ui.panels_open[title] for title in hidden)

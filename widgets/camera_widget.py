@@ -8,7 +8,7 @@ import math
 
 import imgui
 
-from app import camera_control
+from app import camera_control, path_view
 from renderers.render_args import CameraPose
 from widgets.controls import button_width, label_space, note, same_line_if_fits, tooltip
 from widgets.panel import Panel
@@ -23,6 +23,11 @@ COND_TIP = ("EG3D-style generators are conditioned on a camera: the mapping netw
             "the latent, because faces in the training data correlate with the camera. Checked: c is the view "
             "camera, so the identity shifts a little as you orbit (as in training). Unchecked: c is the fixed "
             "conditioning pose below, so the identity stays put while the view moves.")
+SHOW_PATH_TIP = ("Draw the keyframe camera path over the viewport: each keyframe's camera as a numbered marker "
+                 "and, as a line, the curve a video of the path follows (the same spline). Keyframes behind the "
+                 "view camera are left out.")
+NO_PATH_TIP = ("The keyframe camera path is edited in the Capture panel (video trajectory: path, '+ view' adds "
+               "the current view). Once it has keyframes they are drawn over the viewport and can be played here.")
 
 
 def pose_controls(pose: CameraPose, model, label: str) -> None:
@@ -77,6 +82,8 @@ class CameraWidget(Panel):
             camera_control.reset(view, model.camera_fov)
         tooltip("Back to the model's own view: frontal, its radius, pivot and lens (key R).")
 
+        self._path_controls()
+
         imgui.separator()
         _, args.cond_follows_view = imgui.checkbox("condition on the view camera", args.cond_follows_view)
         tooltip(COND_TIP)
@@ -87,3 +94,32 @@ class CameraWidget(Panel):
         if imgui.button("Help: keys and mouse (F1)"):
             self.viz.state.ui.help_open = True
         tooltip("Every key and mouse action of the app (F1 or ? toggles it).")
+
+    def _path_controls(self) -> None:
+        """Show the keyframe path in the viewport, and play it there."""
+        state = self.viz.state
+        path, view_state = state.camera_path, state.path_view
+        if not path.keyframes:
+            note("camera path: no keyframes yet")
+            tooltip(NO_PATH_TIP)
+            return
+        _, view_state.show = imgui.checkbox("show path", view_state.show)
+        tooltip(SHOW_PATH_TIP)
+        playing = view_state.playing_since is not None
+        label = "stop##path" if playing else "play path"
+        same_line_if_fits(button_width(label))
+        if imgui.button(label):
+            if playing:
+                path_view.stop_preview(self.viz)
+            else:
+                path_view.start_preview(self.viz)
+        if playing:
+            tooltip("Stop the preview; the camera stays where it is (a drag or the wheel also stops it).")
+        else:
+            tooltip(f"Preview: the view camera moves along the path over its {path.duration:.2f} s, as a video of "
+                    "the path would, and ends where the video ends. Only the camera moves here; keyframe seeds "
+                    "show in the video.")
+        summary = f"{len(path.keyframes)} keys, {path.duration:.2f} s"
+        same_line_if_fits(imgui.calc_text_size(summary).x)
+        imgui.text_disabled(summary)
+        tooltip("Keyframes of the camera path and its duration (edited in the Capture panel).")
