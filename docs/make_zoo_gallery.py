@@ -22,8 +22,8 @@ REPO = DOCS.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-SCALE = 2
-"""Nearest-neighbour magnification of the 32 px strips."""
+TILE = 64
+"""Each view is shown at this size (nearest-neighbour magnification of the 32 px models)."""
 LABEL_WIDTH = 84
 
 
@@ -38,15 +38,17 @@ def strip(model: Path, out: Path) -> np.ndarray:
 
 def table(models) -> str:
     """The README table: one row per model from its metadata."""
-    rows = ["| Method | Training (2 CPU threads) | kimg | SWD init -> end (ratio) | reprojection (valid) | "
+    from training.zoo import ZOO
+
+    rows = ["| Method | px | Training time | kimg | SWD init -> end (ratio) | reprojection (valid) | "
             "geometry within 10° | file |",
-            "|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|"]
     for m in models:
         meta = m.metadata
         figures = json.loads(meta.get("eval", "{}"))
         minutes = float(meta.get("train_seconds", 0)) / 60
         rows.append(
-            f"| {m.method} | {minutes:.0f} min | {float(meta.get('kimg', 0)):g} | {meta.get('swd_init')} -> "
+            f"| {m.method} | {ZOO[m.method].resolution if m.method in ZOO else '?'} | {minutes:.0f} min | {float(meta.get('kimg', 0)):g} | {meta.get('swd_init')} -> "
             f"{meta.get('swd')} ({meta.get('swd_ratio')}) | {figures.get('reprojection', float('nan')):.2f} "
             f"({figures.get('reprojection/valid', float('nan')):.0%}) | "
             f"{figures.get('geometry/within10', float('nan')):.1%} | {m.path.stat().st_size / 1e6:.2f} MB |")
@@ -64,7 +66,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for m in models:
             pixels = strip(m.path, Path(tmp) / m.method)
-            pixels = pixels.repeat(SCALE, axis=0).repeat(SCALE, axis=1)
+            scale = max(1, TILE // (pixels.shape[0] // 3))  # three rows: RGB, depth, normals
+            pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
             label = Image.new("RGB", (LABEL_WIDTH, pixels.shape[0]), (255, 255, 255))
             ImageDraw.Draw(label).text((4, pixels.shape[0] // 2 - 6), m.method, fill=(0, 0, 0))
             groups.append(np.concatenate([np.asarray(label), pixels], axis=1))

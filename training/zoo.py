@@ -101,7 +101,7 @@ ENTRIES: tuple[ZooEntry, ...] = (
         why="stage 1 at 32 px (tiny: 16), SDF SIREN 3x32 (tiny: 3x16), 16 samples per ray (tiny: 8), D up to 32 "
             "channels, batch 8; G's learning rate 2e-4 as D's (official 2e-5: in 15 kimg the geometry stayed the "
             "initial sphere and SWD rose 204 -> 281 by 5 kimg)"),
-    ZooEntry("gram", "gram-tiny", 32, 8, overrides=(
+    ZooEntry("gram", "gram-tiny", 32, 16, overrides=(
         "generator.decoder.hidden=64", "generator.decoder.layers=4", "generator.mapping.hidden=64",
         "generator.embedder.hidden=32", "generator.points.num_coarse=24", "discriminator.channel_max=64",
         "optim.g_lr=0.0002"),
