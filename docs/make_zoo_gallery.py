@@ -47,8 +47,9 @@ def table(models) -> str:
         meta = m.metadata
         figures = json.loads(meta.get("eval", "{}"))
         minutes = float(meta.get("train_seconds", 0)) / 60
+        pixels = ZOO[m.method].resolution if m.method in ZOO else "?"
         rows.append(
-            f"| {m.method} | {ZOO[m.method].resolution if m.method in ZOO else '?'} | {minutes:.0f} min | {float(meta.get('kimg', 0)):g} | {meta.get('swd_init')} -> "
+            f"| {m.method} | {pixels} | {minutes:.0f} min | {float(meta.get('kimg', 0)):g} | {meta.get('swd_init')} -> "
             f"{meta.get('swd')} ({meta.get('swd_ratio')}) | {figures.get('reprojection', float('nan')):.2f} "
             f"({figures.get('reprojection/valid', float('nan')):.0%}) | "
             f"{figures.get('geometry/within10', float('nan')):.1%} | {m.path.stat().st_size / 1e6:.2f} MB |")
