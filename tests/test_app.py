@@ -64,6 +64,8 @@ def scripted_session(tmp_path_factory):
         {"export_mesh": str(out / "mesh.ply"), "res": 64},
         {"video": str(out / "orbit.mp4"), "frames": 9, "trajectory": "orbit", "fps": 10},
         {"video": str(out / "side.mp4"), "frames": 4, "trajectory": "yaw", "mode": "side"},
+        {"screenshot": str(out / "rgb512.png"), "height": 512},
+        {"video": str(out / "orbit512.mp4"), "frames": 3, "trajectory": "orbit", "height": 512},
     ]
     script = out / "session.json"
     script.write_text(json.dumps(actions))
@@ -80,6 +82,21 @@ def test_script_screenshots_show_the_image_at_native_size(scripted_session):
     assert rgb.shape == (64, 64, 3)  # the bundled model's native size
     assert rgb.std() > 10, "the image is flat"
     assert "script finished" in result.stdout
+
+
+def test_script_captures_the_bundled_model_at_512_pixels(scripted_session):
+    """Issue 16: a 512-px screenshot and a 512-px video of the bundled (64 px) model from a script,
+    resampled from the native image rather than repeated pixels."""
+    import imageio_ffmpeg
+
+    out, _ = scripted_session
+    big = _png(out / "rgb512.png")
+    assert big.shape == (512, 512, 3)
+    blocks = big.reshape(64, 8, 64, 8, 3)
+    assert (blocks != blocks[:, :1, :, :1]).any()  # not a nearest-neighbour enlargement
+    reader = imageio_ffmpeg.read_frames(str(out / "orbit512.mp4"))
+    assert next(reader)["size"] == (512, 512)
+    assert sum(1 for _ in reader) == 3
 
 
 def test_script_window_screenshot_is_the_whole_window(scripted_session):
