@@ -23,7 +23,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +36,14 @@ METRIC_IMAGES = 256
 """Images per SWD evaluation during training (at initialisation and at each snapshot)."""
 GEOMETRY_IDENTITIES = 256
 """Identities for the reprojection and geometry figures of the final model."""
+EVAL_DATA_SEED = 1
+"""Data seed of the set those figures are measured against (not the training set)."""
+
+
+def _heads_command(out: Path, count: int, resolution: int, seed: int) -> list[str]:
+    """``train.py dataset synthetic`` for ``count`` heads at ``resolution`` into ``out``."""
+    return ["train.py", "dataset", "synthetic", "--kind", "heads", "--out", str(out), "--count", str(count),
+            "--res", str(resolution), "--seed", str(seed)]
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,13 @@ class ZooEntry:
         return work / f"heads{self.resolution}.zip"
 
     def data_command(self, work: Path) -> list[str]:
-        return ["train.py", "dataset", "synthetic", "--kind", "heads", "--out", str(self.data_path(work)),
-                "--count", str(DATA_COUNT), "--res", str(self.resolution), "--seed", str(DATA_SEED)]
+        return _heads_command(self.data_path(work), DATA_COUNT, self.resolution, DATA_SEED)
+
+    def eval_data_path(self, work: Path) -> Path:
+        return work / f"heads{self.resolution}-eval.zip"
+
+    def eval_data_command(self, work: Path) -> list[str]:
+        return _heads_command(self.eval_data_path(work), GEOMETRY_IDENTITIES, self.resolution, EVAL_DATA_SEED)
 
     def fit_command(self, work: Path) -> list[str]:
         command = ["train.py", "fit", "--data", str(self.data_path(work)), "--cfg", self.cfg,
@@ -135,14 +147,6 @@ def run_dir_of(entry: ZooEntry, work: Path) -> Path:
     return runs[-1]
 
 
-def train_seconds(run: Path) -> float:
-    """Training wall time of a run: the sum of its ticks' durations (log.jsonl), resumes included."""
-    total = 0.0
-    for record in _read_jsonl(run / "log.jsonl"):
-        total += float(record.get("sec_per_tick", 0.0))
-    return total
-
-
 def swd_history(run: Path) -> list[tuple[float, float]]:
     """(kimg, swd) of every evaluation of a run, in order (kimg 0 is the initialisation)."""
     return [(float(r["kimg"]), float(r["results"]["swd"])) for r in _read_jsonl(run / "metrics.jsonl")
@@ -151,9 +155,11 @@ def swd_history(run: Path) -> list[tuple[float, float]]:
 
 def build(entry: ZooEntry, work: Path, threads: int = 2, force: bool = False, log=print) -> Path:
     """Train ``entry`` (resuming a stopped run), evaluate it and write its zoo file; returns the path."""
+    import torch
+
     from models import load_generator
     from models.checkpoint import save_generator
-    from renderers.model_source import list_snapshots
+    from renderers.model_source import list_snapshots, read_safetensors_metadata
     from training.evaluation import evaluate
 
     out = ZOO_DIR / f"{entry.method}.safetensors"
@@ -162,23 +168,25 @@ def build(entry: ZooEntry, work: Path, threads: int = 2, force: bool = False, lo
     work.mkdir(parents=True, exist_ok=True)
     if not entry.data_path(work).exists():
         _run(entry.data_command(work), threads, log)
-    eval_data = work / f"heads{entry.resolution}-eval.zip"
+    eval_data = entry.eval_data_path(work)
     if not eval_data.exists():
-        _run(["train.py", "dataset", "synthetic", "--kind", "heads", "--out", str(eval_data), "--count",
-              str(GEOMETRY_IDENTITIES), "--res", str(entry.resolution), "--seed", "1"], threads, log)
-    started = time.time()
+        _run(entry.eval_data_command(work), threads, log)
     _run(entry.fit_command(work), threads, log)
     run = run_dir_of(entry, work)
     history = swd_history(run)
     if not history or history[0][0] != 0.0:
         raise RuntimeError(f"{run}: no SWD at initialisation in metrics.jsonl")
     kimg, snapshot = list_snapshots(run)[0]
+    # The trainer's own clock (ticks summed, restored on resume), stored in the snapshot it evaluated.
+    seconds = read_safetensors_metadata(snapshot).get("train_seconds")
+    if seconds is None:
+        raise RuntimeError(f"{snapshot}: no train_seconds in its metadata")
+    seconds = float(seconds)
     G = load_generator(str(snapshot), device="cpu")
     log(f"evaluating {snapshot.name} on {GEOMETRY_IDENTITIES} identities ...")
-    torch_threads(threads)
+    torch.set_num_threads(threads)
     figures = evaluate(G, str(eval_data), ["swd", "reprojection", "geometry"], GEOMETRY_IDENTITIES, seed=0,
                        device="cpu", progress=False)
-    seconds = train_seconds(run) or (time.time() - started)
     swd_init, swd_end = history[0][1], history[-1][1]
     metadata = {
         "zoo": entry.method,
@@ -197,8 +205,7 @@ def build(entry: ZooEntry, work: Path, threads: int = 2, force: bool = False, lo
         "swd_metric": f"SWD x1e3 of {METRIC_IMAGES} generated images against the training data (train.py fit "
                       "--metrics swd), at kimg 0 and at the last snapshot",
         "swd_history": json.dumps([[k, round(v, 1)] for k, v in history]),
-        "eval_data_command": f"python train.py dataset synthetic --kind heads --out {eval_data.name} --count "
-                             f"{GEOMETRY_IDENTITIES} --res {entry.resolution} --seed 1",
+        "eval_data_command": "python " + shlex.join(_relative(entry.eval_data_command(work), work)),
         "eval": json.dumps({k: round(v, 4) for k, v in figures.items()}),
         "why": entry.why,
         "run": run.name,
@@ -209,12 +216,6 @@ def build(entry: ZooEntry, work: Path, threads: int = 2, force: bool = False, lo
         f"(x{swd_end / swd_init:.2f}), {kimg:g} kimg in {seconds / 60:.1f} min; "
         + ", ".join(f"{k} {v:.3g}" for k, v in figures.items()))
     return out
-
-
-def torch_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def _relative(command: list[str], work: Path) -> list[str]:
