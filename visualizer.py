@@ -461,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from models.errors import CheckpointError
+    from ops.cpu_memory import keep_freed_memory
     from renderers.batch import BatchError
     from renderers.batching import OutOfMemory
     from renderers.mesh import MeshExportError
@@ -471,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or (argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["app", *argv]
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # before the first frame's tensors: no mmap/munmap of activations per frame
     try:
         return args.func(args)
     except (CheckpointError, SourceError) as e:

@@ -32,6 +32,7 @@ from models.scene import generator_device
 from renderers.display_frame import to_display_frame
 from renderers.render_args import DisplayArgs, RenderArgs
 from renderers.renderer import DeviceClock, GeneratorRenderer
+from renderers.worker import RenderWorker
 
 APP_STAGES = ("render", "convert", "upload", "draw")
 
@@ -145,6 +146,69 @@ def benchmark_app(G, frames: int = 10, warmup: int = 2, interop: str = "auto", s
             preview_r = adaptive.interactive_resolution(full_r)
             result.scenarios = [camera, run("drag preview", preview_r, False, False), run("full", full_r, True, True)]
         return result
+    finally:
+        if viewport is not None:
+            viewport.delete()
+        if uploader is not None:
+            uploader.close()
+        window.destroy()
+
+
+def benchmark_worker_handoff(G, frames: int = 20, warmup: int = 2, interop: str = "auto", size: int = 1024,
+                             neural_resolution: int | None = None) -> dict[str, float]:
+    """Displayed frames per second of the app's threaded loop, camera moving at full quality: a
+    ``RenderWorker`` renders while this (UI) thread uploads and draws the newest frame, asking for the
+    next camera as soon as a frame arrives. Run twice: with the worker handing each CUDA frame on with
+    its event (the app) and with it waiting for the frame on the CPU first (``synchronize_frames``).
+    Returns ``{"event_fps", "sync_fps", "event_ms", "sync_ms"}`` (medians of the frame-to-frame times; on
+    the CPU both ways are the same code)."""
+    import OpenGL.GL as gl
+
+    from app.interop import make_uploader
+    from app.viewport import Viewport
+    from app.window import AppWindow
+
+    device = generator_device(G)
+    window = AppWindow("3D-GAN Studio worker bench", size, size, visible=False)
+    uploader = viewport = None
+    figures: dict[str, float] = {}
+    try:
+        uploader, _ = make_uploader(interop, device)
+        viewport = Viewport(uploader)
+        fb_w, fb_h = window.framebuffer_size()
+        display = DisplayArgs()
+        for label, synchronize in (("event", False), ("sync", True)):
+            worker = RenderWorker(GeneratorRenderer(G), name=f"bench-{label}", synchronize_frames=synchronize)
+            try:
+                args = RenderArgs()
+                if neural_resolution:
+                    args.quality = dataclasses.replace(args.quality, neural_resolution=int(neural_resolution))
+                gaps, last, shown = [], None, 0
+                worker.request(args.copy())
+                deadline = time.monotonic() + 600
+                while shown < warmup + frames and time.monotonic() < deadline:
+                    frame = worker.poll()
+                    if frame is None:
+                        time.sleep(0.0005)
+                        continue
+                    if frame.error:
+                        raise RuntimeError(frame.error)
+                    args.view.yaw = 0.5 * ((shown % 9) / 8 - 0.5)
+                    worker.request(args.copy())  # the next camera renders while this frame is shown
+                    viewport.set_frame(frame.display, ready_event=frame.ready_event)
+                    gl.glViewport(0, 0, fb_w, fb_h)
+                    gl.glClear(gl.GL_COLOR_BUFFER_BIT)
+                    viewport.draw((0, 0, fb_w, fb_h), fb_h, display, None)
+                    gl.glFinish()
+                    now = time.perf_counter()
+                    if last is not None and shown > warmup:
+                        gaps.append(1000 * (now - last))
+                    last, shown = now, shown + 1
+            finally:
+                worker.close()
+            median = statistics.median(gaps) if gaps else float("nan")
+            figures[f"{label}_ms"], figures[f"{label}_fps"] = median, 1000 / median
+        return figures
     finally:
         if viewport is not None:
             viewport.delete()

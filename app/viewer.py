@@ -100,6 +100,7 @@ class Visualizer:
         self.worker = RenderWorker(None)
         self.follower: RunFollower | None = None
         self.frame: Frame | None = None
+        self._frame_awaiting_timings: Frame | None = None  # shown, stage times not yet recorded
         self.last_request_id = 0
         self._last_request = None
         self._drag: _Drag | None = None
@@ -526,16 +527,26 @@ class Visualizer:
             return
         self.state.viewport_error = None
         t0 = time.perf_counter()
-        self.viewport.set_frame(frame.display)
+        self.viewport.set_frame(frame.display, ready_event=frame.ready_event)
         perf.upload_ms.append(1000 * (time.perf_counter() - t0))
-        perf.render_ms.append(frame.render_ms)
+        perf.neural_resolution_shown = frame.args.quality.neural_resolution or self.state.model.neural_resolution
+        self._frame_awaiting_timings = frame
+        self._take_frame_timings()
+
+    def _take_frame_timings(self) -> None:
+        """Record the shown frame's stage times once its GPU work is done (at once on the CPU): on
+        CUDA the worker hands frames on unsynchronised, and reading the times earlier would block."""
+        frame = self._frame_awaiting_timings
+        if frame is None or not frame.ready():
+            return
+        self._frame_awaiting_timings = None
+        perf = self.state.perf
+        stages = dict(frame.timings_ms)
+        perf.render_ms.append(frame.render_ms if frame.ready_event is None else sum(stages.values()))
         perf.convert_ms.append(frame.convert_ms)
-        perf.last_stage_ms = dict(frame.timings_ms)
-        q = frame.args.quality
-        r = q.neural_resolution or self.state.model.neural_resolution
-        perf.neural_resolution_shown = r
+        perf.last_stage_ms = stages
         if frame.args.mode != "mesh":
-            self.state.adaptive.observe(frame.timings_ms.get("render", 0.0), r)
+            self.state.adaptive.observe(stages.get("render", 0.0), perf.neural_resolution_shown)
 
     def _finish_jobs(self) -> None:
         for job in self.worker.finished_jobs():
@@ -566,6 +577,7 @@ class Visualizer:
         self._follow_run()
         self._update_request(time.monotonic())
         self._take_frame()
+        self._take_frame_timings()
         self._finish_jobs()
         path_view.draw_path(self)  # after the preview's step and the newest frame
 

@@ -117,12 +117,13 @@ class Viewport:
 
     # --- frames ---------------------------------------------------------------------------------
 
-    def set_frame(self, frame: DisplayFrame) -> None:
-        """Upload a frame's images (and mesh) and make it the one drawn."""
+    def set_frame(self, frame: DisplayFrame, ready_event=None) -> None:
+        """Upload a frame's images (and mesh) and make it the one drawn. ``ready_event``: the render
+        worker's CUDA event for the frame (``Texture2D.upload``: the copies wait for it on the GPU)."""
         for name in ("color", "depth", "normals"):
             tensor = getattr(frame, name)
             if tensor is not None:
-                self.textures[name].upload(tensor, self.uploader)
+                self.textures[name].upload(tensor, self.uploader, ready_event=ready_event)
         if frame.mesh is not None and self.mesh.mesh_id != id(frame.mesh):
             self.mesh.upload(frame.mesh)
         self.frame = frame

@@ -53,7 +53,7 @@ from ops.stylenerf import (
     to_stylenerf_world,
     volume_weights,
 )
-from ops.triplane import plane_axes, sample_triplane
+from ops.triplane import plane_axes, sample_triplane_mean
 
 Generator = Any  # models.pipeline.PipelineGenerator (which imports this module)
 
@@ -226,8 +226,8 @@ class TriplaneEmbedder(Embedder):
         return planes.view(len(planes), 3, self.channels, planes.shape[-2], planes.shape[-1])
 
     def forward(self, planes: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-        return sample_triplane(self.axes, planes, points, box_warp=self.box_side,
-                               align_corners=self.align_corners, divide=self.divide_coordinates).mean(1)
+        return sample_triplane_mean(self.axes, planes, points, box_warp=self.box_side,
+                                    align_corners=self.align_corners, divide=self.divide_coordinates)
 
 
 VOLUMEGAN_FFHQ_BOUNDS = ((-0.1886, -0.1671, -0.1956), (0.1887, 0.1692, 0.1872))

@@ -224,7 +224,7 @@ class FiLMMappingNetwork(nn.Module):
     def forward(self, z, c=None, truncation_psi: float = 1, truncation_cutoff: int | None = None,
                 update_emas: bool = False) -> torch.Tensor:
         frequencies, phases = self.film(z)
-        ws = torch.cat([frequencies, phases], dim=-1)
+        ws = torch.cat([frequencies, phases], dim=-1).float()  # fp32 ws under autocast (--amp), as w_avg
         if update_emas:
             self.w_avg.copy_(ws.detach().mean(0).lerp(self.w_avg, 0.995))
         return self.truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
@@ -310,7 +310,7 @@ class StyleSDFMapping(nn.Module):
         x = z.float()
         for layer in self.layers:
             x = torch.nn.functional.leaky_relu(layer(x), 0.2)
-        ws = x[:, None].repeat(1, self.num_ws, 1)
+        ws = x[:, None].repeat(1, self.num_ws, 1).float()  # fp32 ws under autocast (--amp), as w_avg
         if update_emas:
             self.w_avg.copy_(ws.detach().mean(0).lerp(self.w_avg, 0.995))
         if truncation_psi >= 1:

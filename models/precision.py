@@ -4,9 +4,11 @@
 where oneDNN's bf16 kernels (CPUs with AVX-512 bf16 or AMX) and tensor cores (CUDA) are much faster than
 fp32; what autocast keeps in fp32 stays fp32, and the renderer runs the field decoder, compositing,
 normals and meshes in fp32 (``renderers.renderer``). bfloat16 rather than float16 because its range
-matches fp32: nothing can overflow. Channels-last activations were measured and left out: converting
-at each convolution cost more than it saved (FFHQ-512 super-resolution, 2 cores). Measured error of
-fast against exact: README "Performance".
+matches fp32: nothing can overflow. Under autocast the StyleGAN2 blocks keep their activations in
+bfloat16 and channels-last from layer to layer (``models.stylegan2.SynthesisBlock``), with channels-last
+weights and toRGB as a matrix product (``ops.stylegan2._conv2d``): a single NCHW operand, or a cast
+back to fp32 at a block's start, sends oneDNN to its NCHW kernels, 2-3x slower (the transposed
+convolutions most). Measured error of fast against exact: README "Performance".
 """
 
 from __future__ import annotations

@@ -125,6 +125,7 @@ class MappingNetwork(nn.Module):
             x = torch.cat([x, y], dim=1) if x is not None else y
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)
+        x = x.float()  # fp32 ws under autocast (--amp), as w_avg and the official mapping (no-op in fp32)
         if update_emas and self.w_avg_beta is not None:
             self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is not None:
@@ -271,6 +272,13 @@ class SynthesisBlock(nn.Module):
         if ws.device.type != "cuda":
             force_fp32 = True  # fp16 convolutions are slow or unsupported on CPU
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
+        memory_format = torch.contiguous_format
+        if torch.is_autocast_enabled(ws.device.type):
+            # Fast precision (models.precision): stay in the autocast dtype and channels-last between
+            # layers, as the official fp16 blocks do on CUDA; casting back to fp32 at every block
+            # start made each convolution convert its input and run oneDNN's slow NCHW kernels.
+            dtype = torch.get_autocast_dtype(ws.device.type)
+            memory_format = torch.channels_last
         if fused_modconv is None:
             fused_modconv = self.fused_modconv_default
         if fused_modconv == "inference_only":
@@ -279,7 +287,7 @@ class SynthesisBlock(nn.Module):
         if self.in_channels == 0:
             x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
         else:
-            x = x.to(dtype=dtype)
+            x = x.to(dtype=dtype, memory_format=memory_format)
             x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv)
 

@@ -122,11 +122,14 @@ def upfirdn2d(
     downx, downy = _pair(down)
     px0, px1, py0, py1 = _padding4(padding)
 
-    x = x.reshape([batch, channels, in_h, 1, in_w, 1])
-    x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-    x = x.reshape([batch, channels, in_h * upy, in_w * upx])
+    if upx > 1 or upy > 1:
+        x = x.reshape([batch, channels, in_h, 1, in_w, 1])
+        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
+        x = x.reshape([batch, channels, in_h * upy, in_w * upx])
 
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    # Skipping the no-op pads changes no value; it saves two copies of x (and keeps a channels-last x so).
+    if max(px0, px1, py0, py1) > 0:
+        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
 
     f = f * (gain ** (f.ndim / 2))
@@ -182,6 +185,18 @@ def _conv2d(
     # torch convolutions are correlations; flip_weight=False asks for a true convolution.
     if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
         w = w.flip([2, 3])
+    if (torch.is_autocast_enabled(x.device.type) and x.dim() == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)):
+        # A channels-last input (the fast precision's layers) wants a channels-last weight too: with one
+        # NCHW operand oneDNN falls back to its NCHW kernels and converts the output (2-3x slower).
+        # Only under autocast: fp32 point features can look channels-last ([N, C, M, 1] views), and the
+        # exact path must keep its kernels and so its round-off.
+        if w.shape[2:] == (1, 1) and groups == 1 and not transpose and stride == 1 and _padding4(padding) == (0,) * 4:
+            # A 1x1 convolution of NHWC pixels is one matrix product; oneDNN would convert all of x
+            # to NCHW first when there are few output channels (toRGB: 3).
+            out = torch.matmul(x.permute(0, 2, 3, 1), w.reshape(w.shape[0], -1).t().to(x.dtype))
+            return out.permute(0, 3, 1, 2)
+        w = w.contiguous(memory_format=torch.channels_last)
     op = F.conv_transpose2d if transpose else F.conv2d
     return op(x, w, stride=stride, padding=padding, groups=groups)
 

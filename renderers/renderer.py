@@ -21,7 +21,7 @@ import dataclasses
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,8 +95,9 @@ class RenderOutput:
     """[3, r, r] camera-space unit normals (OpenCV axes), normals mode."""
     mesh: Any = None
     """``renderers.mesh.Mesh`` of the identity, mesh mode."""
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    """Wall time per stage (``STAGES``)."""
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    """Milliseconds per stage (``STAGES``): wall times on the CPU, GPU times from events on CUDA
+    (:class:`StageTimings`: reading them waits for the render to finish)."""
     backbone_cached: bool = False
     """The tri-planes came from the cache (only the camera changed)."""
 
@@ -281,7 +282,7 @@ class GeneratorRenderer:
                 out.mesh = self._mesh(identities[i], planes[i:i + 1], a)
             clock.lap("mesh")
             for out in outs:
-                out.timings_ms = dict(clock.timings)
+                out.timings_ms = clock.timings()
             return outs
 
         r = int(first.quality.neural_resolution or G.neural_rendering_resolution)
@@ -313,7 +314,7 @@ class GeneratorRenderer:
             for out in outs:
                 out.depth_range = depth_range(out.depth)
         for out in outs:
-            out.timings_ms = dict(clock.timings)
+            out.timings_ms = clock.timings()
         return outs
 
     def _mesh(self, identity, planes: torch.Tensor, args: RenderArgs):
@@ -411,15 +412,63 @@ class DeviceClock:
         return time.perf_counter()
 
 
-class _StageClock(DeviceClock):
-    """Per-stage wall times of one render."""
+class StageTimings(Mapping[str, float]):
+    """Per-stage milliseconds of a CUDA render, read from events: nothing waits for the GPU while
+    rendering. The first read waits for the last stage's event (``ready`` says whether it would)."""
+
+    def __init__(self, marks: list[tuple[str, Any]]):
+        self._marks = marks  # [("", start event), (stage, event at its end), ...]
+        self._times: dict[str, float] | None = None
+
+    def ready(self) -> bool:
+        """The GPU has finished the render: reading the times will not wait."""
+        return self._times is not None or self._marks[-1][1].query()
+
+    def _resolve(self) -> dict[str, float]:
+        if self._times is None:
+            self._marks[-1][1].synchronize()
+            times: dict[str, float] = {}
+            for (_, before), (stage, after) in zip(self._marks, self._marks[1:]):
+                times[stage] = times.get(stage, 0.0) + before.elapsed_time(after)
+            self._times = times
+        return self._times
+
+    def __getitem__(self, stage: str) -> float:
+        return self._resolve()[stage]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resolve())
+
+    def __len__(self) -> int:
+        return len(self._resolve())
+
+
+class _StageClock:
+    """Per-stage times of one render: wall times on the CPU; on CUDA, events recorded on the current
+    stream at each stage's end (the render worker hands the frame on without synchronising)."""
 
     def __init__(self, device: torch.device):
-        super().__init__(device)
-        self.timings: dict[str, float] = {}
-        self.last = self.now()
+        self.cuda = torch.device(device).type == "cuda"
+        self._timings: dict[str, float] = {}
+        self._marks: list[tuple[str, Any]] = []
+        if self.cuda:
+            self._mark("")
+        else:
+            self.last = time.perf_counter()
+
+    def _mark(self, stage: str) -> None:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        self._marks.append((stage, event))
 
     def lap(self, stage: str) -> None:
-        now = self.now()
-        self.timings[stage] = self.timings.get(stage, 0.0) + 1000 * (now - self.last)
+        if self.cuda:
+            self._mark(stage)
+            return
+        now = time.perf_counter()
+        self._timings[stage] = self._timings.get(stage, 0.0) + 1000 * (now - self.last)
         self.last = now
+
+    def timings(self) -> Mapping[str, float]:
+        """The stages so far: a dict on the CPU, :class:`StageTimings` (read lazily) on CUDA."""
+        return StageTimings(list(self._marks)) if self.cuda else dict(self._timings)

@@ -16,10 +16,11 @@ after such a frame, so a job's output is the same whether or not the user moved 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,12 +48,17 @@ class Frame:
     """Generator time (all stages before conversion)."""
     convert_ms: float = 0.0
     """Time to turn outputs into texture layouts."""
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    """Per-stage times from the renderer."""
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    """Per-stage times from the renderer (on CUDA read from events: see ``ready``)."""
     ready_event: Any = None
-    """torch.cuda.Event recorded after the frame's kernels (CUDA only): the uploader waits on it."""
+    """torch.cuda.Event recorded on the worker's stream after the frame's kernels (CUDA only): the
+    upload waits on it on the GPU (``Texture2D.upload``), the CPU does not."""
     model_generation: int = 0
     """Which loaded model rendered it (increments on each successful load)."""
+
+    def ready(self) -> bool:
+        """Its GPU work has finished (always on the CPU): ``timings_ms`` can be read without waiting."""
+        return self.ready_event is None or self.ready_event.query()
 
 
 class JobCancelled(Exception):
@@ -123,8 +129,12 @@ def describe_error(exc: BaseException) -> str:
 class RenderWorker:
     """Background render thread with newest-wins requests and cancellable jobs."""
 
-    def __init__(self, renderer: GeneratorRenderer | None = None, name: str = "render-worker"):
+    def __init__(self, renderer: GeneratorRenderer | None = None, name: str = "render-worker",
+                 synchronize_frames: bool = False):
         self.renderer = renderer
+        self.synchronize_frames = synchronize_frames
+        """Wait on the CPU for each CUDA frame before handing it on (the old behaviour; benchmarks
+        compare it with the default event handoff)."""
         self.model_generation = 1 if renderer is not None else 0
         self._lock = threading.Condition()
         self._pending: tuple[int, RenderArgs] | None = None
@@ -135,6 +145,8 @@ class RenderWorker:
         self._next_id = 1
         self._delivered_id = 0
         self._stop = False
+        self._stream: Any = None  # torch.cuda.Stream of the worker's GPU work (created on first use)
+        self._stream_renderer: Any = None  # the renderer it was set up for
         self.busy = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -252,17 +264,21 @@ class RenderWorker:
             frame.error = "no model loaded"
             return frame
         try:
-            t0 = time.perf_counter()
-            output = self.renderer.render(args)
-            t1 = time.perf_counter()
-            frame.display = to_display_frame(output)
-            if output.camera.device.type == "cuda":
-                frame.ready_event = torch.cuda.Event()
-                frame.ready_event.record()
-                frame.ready_event.synchronize()
-            t2 = time.perf_counter()
-            frame.timings_ms = dict(output.timings_ms)
-            frame.render_ms = 1000 * (t1 - t0)
+            with self._device_stream():
+                t0 = time.perf_counter()
+                output = self.renderer.render(args)
+                t1 = time.perf_counter()
+                frame.display = to_display_frame(output)
+                if output.camera.device.type == "cuda":
+                    # Handed on unsynchronised: the UI's upload waits for this event on the GPU, so
+                    # the next render can start while this frame is still being computed and drawn.
+                    frame.ready_event = torch.cuda.Event()
+                    frame.ready_event.record()
+                    if self.synchronize_frames:
+                        frame.ready_event.synchronize()
+                t2 = time.perf_counter()
+            frame.timings_ms = output.timings_ms
+            frame.render_ms = 1000 * (t1 - t0)  # on CUDA: the time to queue the work (GPU times: timings_ms)
             frame.convert_ms = 1000 * (t2 - t1)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a viewport message
             frame.error = describe_error(exc)
@@ -270,11 +286,26 @@ class RenderWorker:
                 torch.cuda.empty_cache()
         return frame
 
+    def _device_stream(self):
+        """A context that puts this thread's CUDA work on the worker's own stream (nothing on the CPU):
+        renders and jobs share it, so what a job caches (tri-planes) is ordered with the frames."""
+        device = getattr(self.renderer, "device", None)
+        if not isinstance(device, torch.device) or device.type != "cuda":
+            return contextlib.nullcontext()
+        if self._stream_renderer is not self.renderer:
+            # A model loaded by a job that began on another stream (or device) is on the GPU before use.
+            torch.cuda.synchronize(device)
+            if self._stream is None or self._stream.device != device:
+                self._stream = torch.cuda.Stream(device)
+            self._stream_renderer = self.renderer
+        return torch.cuda.stream(self._stream)
+
     def _run_job(self, job: Job) -> None:
         job._between_steps = self._render_between_job_steps
         try:
             job.check_cancel()  # cancelled while queued: never start it
-            job.result = job.fn(job, self.renderer)
+            with self._device_stream():
+                job.result = job.fn(job, self.renderer)
         except JobCancelled:
             job.cancelled = True
         except Exception as exc:  # noqa: BLE001

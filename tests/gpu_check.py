@@ -9,7 +9,9 @@ printed table:
 2. **presets**: every preset renders one frame and trains two steps (``train.py bench --steps 2``);
 3. **viewer**: frame times of the FFHQ-512 layout at neural resolution 64 and 128, camera-only and a new
    latent every frame, in both precisions (``renderers.bench``);
-4. **app**: the real window's pipeline (``app.bench``: render, upload through the interop path, draw);
+4. **app**: the real window's pipeline (``app.bench``: render, upload through the interop path, draw),
+   and the render worker's frame handoff: displayed frames per second with each CUDA frame handed to the
+   uploader with its event against a CPU wait per frame (``benchmark_worker_handoff``);
 5. **training**: ``train.py bench --cfg ffhq512 --batch 32 --amp bf16`` and one pipeline preset.
 
 ``--quick`` runs the same sections small enough for the CPU (tiny presets, few frames, batch 4): the
@@ -126,7 +128,7 @@ def check_viewer(device: str, quick: bool) -> list[dict]:
 
 
 def check_app(device: str, quick: bool) -> list[dict]:
-    from app.bench import benchmark_app
+    from app.bench import benchmark_app, benchmark_worker_handoff
     from app.interop import InteropError
     from app.window import WindowError
     from models.checkpoint import open_generator
@@ -141,6 +143,12 @@ def check_app(device: str, quick: bool) -> list[dict]:
             continue
         rows.append({"name": f"app {interop}", "status": "ok", "uploader": result.uploader, "gl": result.gl_renderer,
                      "report": result.report()})
+    try:  # the render worker's frame handoff: CUDA event to the uploader against a CPU wait per frame
+        handoff = benchmark_worker_handoff(G, frames=3 if quick else 30, warmup=1, size=256 if quick else 1024)
+    except (WindowError, InteropError) as e:
+        rows.append({"name": "worker handoff", "status": "skipped", "reason": str(e).splitlines()[0][:300]})
+    else:
+        rows.append({"name": "worker handoff", "status": "ok", **handoff})
     return rows
 
 

@@ -33,4 +33,8 @@ def test_gpu_check_quick_mode_on_cpu(tmp_path):
     assert sections["training"]["rows"][0]["img_per_s"] > 0
     for row in sections["app"]["rows"]:
         assert row["status"] in ("ok", "skipped") and (row["status"] == "ok" or row["reason"])
+    handoff = [row for row in sections["app"]["rows"] if row["name"] == "worker handoff"]
+    assert len(handoff) == 1
+    if handoff[0]["status"] == "ok":  # both ways displayed frames through the threaded loop
+        assert handoff[0]["event_fps"] > 0 and handoff[0]["sync_fps"] > 0
     assert "ok: report in" in run.stdout

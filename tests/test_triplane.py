@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ops.triplane import plane_axes, project_onto_planes, sample_triplane
+from ops.triplane import plane_axes, project_onto_planes, sample_triplane, sample_triplane_mean
 
 
 def test_official_axes_project_xy_xz_zx():
@@ -68,3 +68,21 @@ def test_outside_the_box_is_zero():
 def test_unknown_axes_name():
     with pytest.raises(ValueError, match="unknown tri-plane axes"):
         plane_axes("diagonal")
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_the_averaged_sampling_equals_the_mean_of_the_per_plane_samples(align_corners):
+    """``sample_triplane_mean`` (channels-last planes, averaged before the transpose) gives
+    ``sample_triplane(...).mean(1)`` bit for bit, and the same gradients for planes and points."""
+    g = torch.Generator().manual_seed(3)
+    planes = torch.randn(2, 3, 8, 16, 16, generator=g, requires_grad=True)
+    points = (torch.rand(2, 500, 3, generator=g) * 1.2 - 0.6).requires_grad_(True)
+    axes = plane_axes("corrected")
+    reference = sample_triplane(axes, planes, points, box_warp=1.0, align_corners=align_corners).mean(1)
+    averaged = sample_triplane_mean(axes, planes, points, box_warp=1.0, align_corners=align_corners)
+    assert averaged.shape == (2, 500, 8) and torch.equal(averaged, reference)
+    weights = torch.randn(2, 500, 8, generator=g)
+    grads_reference = torch.autograd.grad((reference * weights).sum(), (planes, points))
+    grads_averaged = torch.autograd.grad((averaged * weights).sum(), (planes, points))
+    for a, b in zip(grads_reference, grads_averaged):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

@@ -131,6 +131,50 @@ def test_frame_carries_display_timings_and_generation(make_worker):
     assert renderer.rendered == [7]
 
 
+class FakeCudaEvent:
+    """Stands in for ``torch.cuda.Event(enable_timing=True)``: recorded at a given GPU time (ms), done
+    once the test says so; ``synchronize`` on an unfinished event is a test failure (a CPU wait)."""
+
+    def __init__(self, at_ms: float, done: bool = False):
+        self.at_ms, self.done, self.waited = at_ms, done, False
+
+    def query(self) -> bool:
+        return self.done
+
+    def synchronize(self) -> None:
+        self.waited = True
+        assert self.done, "waited on the CPU for an unfinished frame"
+
+    def elapsed_time(self, later: FakeCudaEvent) -> float:
+        return later.at_ms - self.at_ms
+
+
+def test_cuda_stage_timings_are_read_from_events_only_when_asked():
+    """On CUDA the renderer's stage times are events: building them waits for nothing, ``ready`` asks
+    the last event, and reading them sums the gaps between the stage marks (a stage may lap twice)."""
+    from renderers.renderer import StageTimings
+
+    marks = [("", FakeCudaEvent(0.0)), ("backbone", FakeCudaEvent(4.0)), ("render", FakeCudaEvent(10.0)),
+             ("render", FakeCudaEvent(11.0)), ("superres", FakeCudaEvent(18.5))]
+    timings = StageTimings(marks)
+    assert not timings.ready() and not any(event.waited for _, event in marks)
+    marks[-1][1].done = True
+    assert timings.ready()
+    assert dict(timings) == {"backbone": 4.0, "render": 7.0, "superres": 7.5}
+    assert timings.get("mapping", 0.0) == 0.0 and len(timings) == 3
+
+
+def test_a_cuda_frame_is_ready_when_its_event_is():
+    """The worker hands a CUDA frame on with its event, unsynchronised; the UI asks ``ready`` before it
+    reads the frame's times (a CPU frame has no event and is always ready)."""
+    assert Frame(request_id=1, args=RenderArgs()).ready()
+    event = FakeCudaEvent(0.0)
+    frame = Frame(request_id=2, args=RenderArgs(), ready_event=event)
+    assert not frame.ready()
+    event.done = True
+    assert frame.ready()
+
+
 def test_newest_request_wins(make_worker):
     """While request 1 renders, requests 2..10 each replace the previous pending one: only 1 and 10
     are rendered, and poll hands back frame 10 (frame 1 was overtaken before anyone polled)."""

@@ -69,6 +69,16 @@ def test_header_reader_names_the_file_and_the_problem(tmp_path):
 SHIPPED = bundled_models()
 
 
+def test_every_method_of_the_zoo_ships_a_model():
+    """One bundled file per zoo entry (the nine methods), each made by its entry's own command."""
+    assert sorted(m.method for m in SHIPPED) == sorted(ZOO)
+    for model in SHIPPED:  # each file was trained with its entry as it stands
+        entry, shipped = ZOO[model.method], model.metadata["command"]
+        assert f"--cfg {entry.cfg} " in shipped and f"--kimg {entry.kimg:g} " in shipped, model.method
+        for item in entry.overrides:
+            assert f"--set {item}" in shipped, (model.method, item)
+
+
 @pytest.mark.skipif(not SHIPPED, reason="no zoo files bundled yet")
 @pytest.mark.parametrize("model", SHIPPED, ids=lambda m: m.method)
 def test_each_bundled_model_loads_renders_and_learned(model):
