@@ -20,6 +20,7 @@ displayed rate can exceed this figure by the overlap of render with upload and d
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 import time
@@ -89,23 +90,36 @@ class AppBenchResult:
         return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _hidden_viewport(title: str, size: int, interop: str, device: torch.device):
+    """A hidden ``size`` x ``size`` window with the app's uploader and viewport: yields (window,
+    uploader note, viewport, (framebuffer width, height)); everything is released afterwards."""
+    from app.interop import make_uploader
+    from app.viewport import Viewport
+    from app.window import AppWindow
+
+    window = AppWindow(title, size, size, visible=False)
+    uploader = viewport = None
+    try:
+        uploader, note = make_uploader(interop, device)
+        viewport = Viewport(uploader)
+        yield window, note, viewport, window.framebuffer_size()
+    finally:
+        if viewport is not None:
+            viewport.delete()
+        if uploader is not None:
+            uploader.close()
+        window.destroy()
+
+
 def benchmark_app(G, frames: int = 10, warmup: int = 2, interop: str = "auto", size: int = 1024,
                   neural_resolution: int | None = None, target_fps: float = 30.0) -> AppBenchResult:
     """Time the scenarios in a hidden ``size`` x ``size`` window (raises ``app.window.WindowError``
     where no OpenGL 3.3 context can be made)."""
     import OpenGL.GL as gl
 
-    from app.interop import make_uploader
-    from app.viewport import Viewport
-    from app.window import AppWindow
-
     device = generator_device(G)
-    window = AppWindow("3D-GAN Studio bench", size, size, visible=False)
-    uploader = viewport = None
-    try:
-        uploader, note = make_uploader(interop, device)
-        viewport = Viewport(uploader)
-        fb_w, fb_h = window.framebuffer_size()
+    with _hidden_viewport("3D-GAN Studio bench", size, interop, device) as (window, note, viewport, (fb_w, fb_h)):
         renderer = GeneratorRenderer(G)
         display = DisplayArgs()
         sync = DeviceClock(device)
@@ -146,12 +160,6 @@ def benchmark_app(G, frames: int = 10, warmup: int = 2, interop: str = "auto", s
             preview_r = adaptive.interactive_resolution(full_r)
             result.scenarios = [camera, run("drag preview", preview_r, False, False), run("full", full_r, True, True)]
         return result
-    finally:
-        if viewport is not None:
-            viewport.delete()
-        if uploader is not None:
-            uploader.close()
-        window.destroy()
 
 
 def benchmark_worker_handoff(G, frames: int = 20, warmup: int = 2, interop: str = "auto", size: int = 1024,
@@ -164,18 +172,9 @@ def benchmark_worker_handoff(G, frames: int = 20, warmup: int = 2, interop: str 
     the CPU both ways are the same code)."""
     import OpenGL.GL as gl
 
-    from app.interop import make_uploader
-    from app.viewport import Viewport
-    from app.window import AppWindow
-
-    device = generator_device(G)
-    window = AppWindow("3D-GAN Studio worker bench", size, size, visible=False)
-    uploader = viewport = None
     figures: dict[str, float] = {}
-    try:
-        uploader, _ = make_uploader(interop, device)
-        viewport = Viewport(uploader)
-        fb_w, fb_h = window.framebuffer_size()
+    with _hidden_viewport("3D-GAN Studio worker bench", size, interop, generator_device(G)) as (
+            _, _, viewport, (fb_w, fb_h)):
         display = DisplayArgs()
         for label, synchronize in (("event", False), ("sync", True)):
             worker = RenderWorker(GeneratorRenderer(G), name=f"bench-{label}", synchronize_frames=synchronize)
@@ -208,10 +207,4 @@ def benchmark_worker_handoff(G, frames: int = 20, warmup: int = 2, interop: str 
                 worker.close()
             median = statistics.median(gaps) if gaps else float("nan")
             figures[f"{label}_ms"], figures[f"{label}_fps"] = median, 1000 / median
-        return figures
-    finally:
-        if viewport is not None:
-            viewport.delete()
-        if uploader is not None:
-            uploader.close()
-        window.destroy()
+    return figures
