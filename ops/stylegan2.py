@@ -326,7 +326,7 @@ def modulated_conv2d(
                         flip_weight=flip_weight)
     x = x.reshape(batch, -1, *x.shape[2:])
     if noise is not None:
-        x = x.add_(noise)
+        x = x.add_(noise.to(x.dtype))  # a bf16 x (fast precision) would otherwise add in a slow mixed-dtype loop
     return x
 
 
