@@ -78,7 +78,8 @@ def collect_settings(viz) -> dict[str, Any]:
         "quality": dataclasses.asdict(args.quality),
         "adaptive": {"enabled": state.adaptive.enabled, "target_fps": state.adaptive.target_fps},
         "display": {"colormap": state.display.colormap, "normals_style": state.display.normals_style},
-        "capture": {"out_dir": state.capture.out_dir, "screenshot_what": state.capture.screenshot_what},
+        "capture": {"out_dir": state.capture.out_dir, "screenshot_what": state.capture.screenshot_what,
+                    "height": state.capture.height, "show_path": state.path_view.show},
         "perf": {"fps_cap": state.perf.fps_cap},
     }
 
@@ -118,6 +119,15 @@ def apply_settings(viz, data: dict[str, Any]) -> None:
         state.capture.out_dir = capture["out_dir"]
     if capture.get("screenshot_what") in ("image", "window"):
         state.capture.screenshot_what = capture["screenshot_what"]
+    if "height" in capture:
+        from renderers.images import check_height
+
+        try:  # None (native size) or a size the resize accepts
+            state.capture.height = check_height(capture["height"], "capture height")
+        except ValueError:
+            pass
+    if isinstance(capture.get("show_path"), bool):
+        state.path_view.show = capture["show_path"]
     perf = data.get("perf") if isinstance(data.get("perf"), dict) else {}
     _number(perf, "fps_cap", 0.0, 240.0, lambda v: setattr(state.perf, "fps_cap", v))
 

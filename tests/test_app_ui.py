@@ -474,6 +474,30 @@ def test_out_of_range_settings_are_skipped_one_by_one(tmp_path):
     assert viz.state.args.mode == "rgb" and viz.state.model.recent == ["a", "b"]
 
 
+def test_capture_size_and_show_path_are_remembered():
+    """The capture panel's size and the camera panel's "show path" go into the settings file and come
+    back; a size the resize would refuse, or a show flag that is not a bool, is skipped."""
+    from app.settings import apply_settings, collect_settings
+    from app.state import AppState
+
+    class Viz:
+        def __init__(self):
+            self.state, self.widgets, self.panel_requests = AppState(), [], {}
+            self.window = type("Window", (), {"window_size": lambda self: (800, 600)})()
+
+    first = Viz()
+    first.state.capture.height, first.state.path_view.show = 720, not first.state.path_view.show
+    saved = json.loads(json.dumps(collect_settings(first)))
+    second = Viz()
+    apply_settings(second, saved)
+    assert second.state.capture.height == 720 and second.state.path_view.show == first.state.path_view.show
+    third = Viz()
+    apply_settings(third, {"capture": {"height": 10**6, "show_path": "yes"}})
+    assert third.state.capture.height is None and third.state.path_view.show == AppState().path_view.show
+    apply_settings(third, {"capture": {"height": None}})
+    assert third.state.capture.height is None
+
+
 # --- 9. frame the mesh --------------------------------------------------------------------------
 
 def test_f_frames_the_mesh_so_that_all_of_it_is_in_view(viz):
