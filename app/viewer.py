@@ -530,8 +530,7 @@ class Visualizer:
         self.viewport.set_frame(frame.display, ready_event=frame.ready_event)
         perf.upload_ms.append(1000 * (time.perf_counter() - t0))
         perf.neural_resolution_shown = frame.args.quality.neural_resolution or self.state.model.neural_resolution
-        self._frame_awaiting_timings = frame
-        self._take_frame_timings()
+        self._frame_awaiting_timings = frame  # recorded by _take_frame_timings, next in the frame loop
 
     def _take_frame_timings(self) -> None:
         """Record the shown frame's stage times once its GPU work is done (at once on the CPU): on
