@@ -506,6 +506,21 @@ class OSGFieldDecoder(Decoder):
         return {"rgb": out["rgb"], "raw": out["sigma"]}
 
 
+@DECODERS.register("osg_sdf")
+class OSGSDFFieldDecoder(OSGFieldDecoder):
+    """EG3D's small MLP on tri-plane features with its density channel read as a signed distance in
+    world units (an SDF head on tri-planes, as StyleSDF reads its SIREN's output). With an SDF
+    density and the eikonal term the tri-planes hold a surface instead of fog; the preset that
+    uses it (``eg3d-sdf-tiny``) is ours, not an official EG3D configuration."""
+
+    outputs_sdf = True
+    preferred_density = "sdf_sigmoid"
+
+    @dataclass
+    class Config(OSGFieldDecoder.Config):
+        pass
+
+
 @DECODERS.register("epigraf_mlp")
 class EpiGRAFMLPDecoder(Decoder):
     """EpiGRAF's tri-plane MLP (``TriPlaneMLP`` without view conditioning): equalized-lr FCs, leaky

@@ -93,6 +93,9 @@ class _SDFDensity(Density):
         StyleSDF's code, whose density is per normalised unit (8.33x smaller at 2/0.24)."""
         alpha_as_is: bool = False
         """Use alpha as stored (StyleSDF's code); else |alpha| clamped to at least 1e-4."""
+        alpha_max: float | None = None
+        """Upper bound on |alpha| (None: none, as StyleSDF). A bound keeps the surface from widening
+        into fog under the adversarial loss; alpha may still learn to be sharper."""
 
     def __call__(self, raw: torch.Tensor, alpha: torch.Tensor | None = None) -> torch.Tensor:
         return type(self).sdf_density(raw, alpha)
@@ -246,6 +249,8 @@ class VolumeRenderer(nn.Module):
         SDF exactly on its zero level (the optical depth is softplus(u/a), a = alpha/scale)."""
         config = self.density_fn.config
         alpha = self.sdf_alpha if config.alpha_as_is else self.sdf_alpha.abs().clamp_min(1e-4)
+        if config.alpha_max is not None:
+            alpha = alpha.clamp_max(config.alpha_max)
         density = self.density_fn(sdf, alpha)
         return density * self.sdf_scale if config.per_world_unit else density
 

@@ -334,7 +334,7 @@ class GeneratorRenderer:
         dominant manifold) say so in ``G.mesh_fields``; for density fields it is the median density
         at the expected surface points (camera + depth along the ray) of the nearer half of the
         pixels of the model's frontal view. EG3D's fixed level 10 suits its trained models; a
-        young or small model's surface sits at a lower density (the bundled one near 4.6)."""
+        young or small model's surface sits at a lower density (the tiny EG3D of the tests near 4.6)."""
         fields = self.mesh_fields(planes, scene)
         if fields.level is not None:
             return float(fields.level)

@@ -592,7 +592,7 @@ def test_a_bundled_model_opens_from_the_model_panels_list(viz, tmp_path, monkeyp
 
     zoo = tmp_path / "zoo"
     zoo.mkdir()
-    shutil.copy(BUNDLED, zoo / "eg3d.safetensors")
+    shutil.copy(REPO_ROOT / "assets" / "zoo" / "eg3d.safetensors", zoo / "eg3d.safetensors")
     (zoo / "broken.safetensors").write_bytes(b"\xff" * 16)  # unreadable files are left out of the list
     monkeypatch.setattr(model_source, "ZOO_DIR", zoo)
     for panel in viz.widgets:
@@ -611,7 +611,7 @@ def test_a_bundled_model_opens_from_the_model_panels_list(viz, tmp_path, monkeyp
     monkeypatch.setattr(imgui, "combo", choose)
     viz.draw_frame()
     monkeypatch.setattr(imgui, "combo", combo)
-    assert offered == [["bundled models ...", "eg3d (44 kimg, SWD 277.8 -> 33.6)"]]
+    assert offered == [["bundled models ...", "eg3d (6 kimg, SWD 443.0 -> 136.2)"]]  # the zoo's EG3D
     run_until(viz, lambda: viz.state.model.path == str(zoo / "eg3d.safetensors") and viz.state.model.loading is None,
               timeout=60)
     assert viz.state.model.error is None

@@ -107,7 +107,7 @@ def test_bundled_model_loads_and_records_its_provenance():
 
     with safe_open(str(DEFAULT_MODEL), "pt") as f:
         meta = f.metadata()
-    assert meta["command"].startswith("python train.py fit") and "--cfg tiny" in meta["command"]
+    assert meta["command"].startswith("python train.py fit") and "--cfg eg3d-sdf-tiny" in meta["command"]
     assert "--seed 0" in meta["data_command"] and meta["data_seed"] == "0"
     assert float(meta["kimg"]) >= 40 and float(meta["train_seconds"]) > 0
     G = load_generator(DEFAULT_MODEL)

@@ -26,7 +26,7 @@ BUNDLED_PATH = REPO_ROOT / "assets" / "default_generator.safetensors"
 EXPECTED = (
     "tiny", "eg3d-tiny", "pigan-tiny", "gram-tiny", "stylesdf-tiny", "stylesdf-tiny-stage2", "volumegan-tiny",
     "stylenerf-tiny", "graf-tiny", "giraffe-tiny", "epigraf-tiny", "eg3d-tiny-embedder-volume",
-    "pigan-tiny-decoder-modulated_mlp", BUNDLED,
+    "pigan-tiny-decoder-modulated_mlp", "eg3d-tiny-trained", BUNDLED,
 )
 """Every fixture the legacy code wrote: a missing one fails."""
 

@@ -16,6 +16,7 @@ VolumeGAN's volume features concatenated with NeRF PE of xyz.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -759,6 +760,41 @@ def test_component_swaps_build_and_render(base, component, kind):
     assert all(torch.isfinite(v).all() for v in out.values())
     rendered = GeneratorRenderer(G).render(RenderArgs(mode="side"))
     assert rendered.image.shape == (3, R, R) and torch.isfinite(rendered.depth).all()
+
+
+@torch.no_grad()
+def test_osg_sdf_head_renders_its_density_channel_as_an_sdf_of_bounded_width():
+    """``osg_sdf`` (EG3D's tri-plane MLP as an SDF head, the default model's ``eg3d-sdf-tiny``):
+    'raw' is a signed distance in world units, its density is sigmoid(-d / a) / a with
+    a = min(|alpha|, ``alpha_max``), the bound holds whatever alpha learns, and a narrower alpha
+    is used as it is. An SDF head needs an SDF density, and EG3D's density head refuses one."""
+    from models.decoders import OSGSDFFieldDecoder
+    from models.eg3d import eg3d_preset
+    from models.methods.eg3d import from_eg3d
+    from models.volume_rendering import SDFSigmoidDensity
+
+    eg3d = from_eg3d(eg3d_preset("tiny"))
+    config = eg3d.copy()
+    config.decoder = OSGSDFFieldDecoder.Config(hidden=16, out_features=8)
+    config.density = SDFSigmoidDensity.Config(alpha_init=0.03, alpha_max=0.03)
+    config.validate()
+    torch.manual_seed(BUILD_SEED)
+    G = PipelineGenerator(config).eval()
+    assert G.renderer.sdf and G.embedder.coordinate_scale == 1.0  # the SDF is in world units
+    xyz = (torch.rand(2, 64, 3, generator=torch.Generator().manual_seed(2)) - 0.5) * 0.9
+    dirs = torch.nn.functional.normalize(torch.randn_like(xyz), dim=-1)
+    ws = G.mapping(latents(G, 2), G.default_camera(2))
+    for stored, used in ((0.5, 0.03), (-0.5, 0.03), (0.01, 0.01)):
+        G.renderer.sdf_alpha.fill_(stored)
+        mixed = G.sample_mixed(xyz, dirs, ws)
+        expected = torch.sigmoid(-mixed["sdf"] / used) / used
+        assert torch.allclose(mixed["sigma"], expected, rtol=1e-5, atol=1e-6), stored
+    assert mixed["sdf"].shape == (2, 64, 1) and mixed["rgb"].shape == (2, 64, 8)
+
+    with pytest.raises(ValueError, match="decoder 'osg_sdf' and density 'softplus_shifted' do not match"):
+        dataclasses.replace(config, density=eg3d.density).validate()
+    with pytest.raises(ValueError, match="decoder 'osg' and density 'sdf_sigmoid' do not match"):
+        dataclasses.replace(config, decoder=eg3d.decoder).validate()
 
 
 def _sdf_with_relu() -> None:

@@ -35,6 +35,8 @@ from renderers.render_args import (
 from renderers.renderer import GeneratorRenderer, camera_label, seed_latent, seed_weights
 
 BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "default_generator.safetensors"
+EG3D_TRAINED = Path(__file__).resolve().parent / "fixtures" / "legacy" / "eg3d-tiny-trained.safetensors"
+"""A trained density EG3D (the exact ``tiny`` preset at 44 kimg; the bundled model is an SDF)."""
 MESH_RES = 32  # small marching-cubes grid: the mesh tests only need a surface, not detail
 
 
@@ -56,6 +58,12 @@ def G():
 def renderer(G):
     """A fresh renderer (empty caches) on the shared generator."""
     return GeneratorRenderer(G)
+
+
+@pytest.fixture(scope="module")
+def G_density():
+    """A trained density (not SDF) EG3D, for what only density fields have (levels in density units)."""
+    return load_generator(EG3D_TRAINED, device="cpu").eval()
 
 
 def make_args(mode: str = "rgb", seed: float = 3, yaw: float = 0.0, **kwargs) -> RenderArgs:
@@ -565,9 +573,10 @@ def test_mesh_mode(G, renderer):
     assert not torch.equal(again.camera, out.camera)
 
 
-def test_mesh_level_resolution_and_colors(renderer):
+def test_mesh_level_resolution_and_colors(G_density):
     """An explicit mesh_level is used and recorded; level, resolution and colours are part of the
     mesh cache key; colours are uint8 per vertex."""
+    renderer = GeneratorRenderer(G_density)
     auto = renderer.render(make_args("mesh")).mesh
     fixed = renderer.render(make_args("mesh", mesh_level=2.0)).mesh
     assert fixed.level == 2.0 and fixed is not auto
@@ -580,9 +589,11 @@ def test_mesh_level_resolution_and_colors(renderer):
     assert colored.vertex_colors.dtype == np.uint8
 
 
-def test_surface_level_is_the_median_density_at_the_rendered_surface(G, renderer):
+def test_surface_level_is_the_median_density_at_the_rendered_surface(G, renderer, G_density):
     """surface_level is the median raw sigma at the expected surface points of the nearer half of
-    the frontal view's pixels."""
+    the frontal view's pixels for a density model; an SDF model's (the bundled one) is its zero level."""
+    assert G.renderer.sdf and renderer.surface_level(renderer.identity_planes(make_args())[1]) == 0.0
+    G, renderer = G_density, GeneratorRenderer(G_density)
     _, planes = renderer.identity_planes(make_args())
     camera = camera_label(CameraPose(), G.rendering_kwargs, "cpu")
     with torch.no_grad():

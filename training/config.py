@@ -49,6 +49,14 @@ class LossConfig:
     """Resampling used to make the real ``image_raw`` (and D's upsampling of it)."""
     blur_raw_target: bool = True
     """Blur the real raw image with the same schedule as the full image."""
+    eikonal_weight: float = 0.0
+    """The eikonal term (|grad d| - 1)^2 of an SDF head (``eg3d-sdf-tiny``; EG3D itself has none)."""
+    minimal_surface_weight: float = 0.0
+    """The minimal-surface term exp(-100 |d|) of an SDF head."""
+    geometry_points: int = 64
+    """Rays per identity whose samples carry the eikonal and minimal-surface terms."""
+    sdf_sphere_init_steps: int = 0
+    """Steps fitting an SDF head to a sphere of radius (far - near) / 4 before training."""
 
 
 @dataclass

@@ -31,7 +31,7 @@ from torch import nn
 from ops.resize import filtered_resizing
 from ops.stylegan2 import filter2d
 from training.config import LossConfig, PipelineLossConfig
-from training.loss_terms import Fakes, LossTerm, Reals, Step, Verdict, build_terms
+from training.loss_terms import Fakes, LossTerm, Reals, Step, Verdict, build_terms, sdf_sphere_initialization
 
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg")
 
@@ -149,7 +149,9 @@ class GANLoss:
         return mix_styles(self.G, z, c, ws, self.config.style_mixing_prob)
 
     def initialize(self, log=print) -> None:
-        """Before a fresh run (StyleSDF's sphere prior); nothing by default."""
+        """Before a fresh run: the SDF sphere prior when the config asks for it (StyleSDF, EG3D's SDF
+        variant)."""
+        sdf_sphere_initialization(self.G, getattr(self.config, "sdf_sphere_init_steps", 0), log)
 
     # --- running statistics ---------------------------------------------------------------------
 

@@ -221,6 +221,38 @@ def sdf_geometry(G: Any, ws: torch.Tensor, c: torch.Tensor, points: int) -> dict
             "minimal_surface": torch.exp(-100 * sdf.abs()).mean()}
 
 
+def sdf_sphere_initialization(G: Any, steps: int, log: Callable[[str], None] = print) -> None:
+    """StyleSDF's sphere initialisation of an SDF generator before a fresh run (no-op for others).
+
+    Fits d(x) to |x| - (far - near) / 4 at random box points for random latents (Adam, lr 1e-3,
+    ``steps`` steps, latents conditioned on the frontal camera), so training starts from a closed
+    surface instead of an arbitrary field. The
+    SDF is in the decoder's normalised units (x coordinate_scale, as StyleSDF normalises its
+    points), so StyleSDF's alpha of 0.1 is a sharp surface. methods.md gives the target, not the
+    step count.
+    """
+    if steps <= 0 or not G.renderer.sdf:
+        return
+    g = G.config
+    radius = (float(g.points.far) - float(g.points.near)) / 4
+    half = g.points.box_side / 2
+    params = [p for p in G.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    device = params[0].device
+    for _ in range(steps):
+        z = torch.randn(4, G.z_dim, device=device)
+        # The frontal camera: a camera-conditioned mapping (EG3D) then fits the ws training renders.
+        ws = G.mapping(z, G.default_camera(4, device=device))
+        points = (torch.rand(4, 512, 3, device=device) * 2 - 1) * half
+        sdf = G.sample_mixed(points, F.normalize(torch.randn_like(points), dim=-1), ws)["sdf"][..., 0]
+        target = (points.norm(dim=-1) - radius) * G.embedder.coordinate_scale
+        loss = F.mse_loss(sdf, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    log(f"SDF sphere initialisation: {steps} steps, final mse {loss.item():.2e} (radius {radius:.3g})")
+
+
 # --- the terms (registration order is evaluation order) -------------------------------------------
 
 

@@ -183,33 +183,3 @@ class PipelineLoss(GANLoss):
 
     def geometry_terms(self, ws: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
         return sdf_geometry(self.G, ws, c, self.config.geometry_points)
-
-    def initialize(self, log=print) -> None:
-        """Before a fresh run: StyleSDF's sphere initialisation of the SDF, when configured.
-
-        Fits d(x) to |x| - (far - near) / 4 at random box points for random latents (Adam, lr
-        1e-3), so training starts from a closed surface instead of an arbitrary field. The SDF is in
-        the decoder's normalised units (x coordinate_scale, as StyleSDF normalises its points), so
-        StyleSDF's alpha of 0.1 is a sharp surface. methods.md gives the target, not the step
-        count; ``sdf_sphere_init_steps`` sets it.
-        """
-        steps = self.config.sdf_sphere_init_steps
-        if steps <= 0 or not self.G.renderer.sdf:
-            return
-        g = self.G.config
-        radius = (float(g.points.far) - float(g.points.near)) / 4
-        half = g.points.box_side / 2
-        params = [p for p in self.G.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=1e-3)
-        device = params[0].device
-        for _ in range(steps):
-            z = torch.randn(4, self.G.z_dim, device=device)
-            ws = self.G.mapping(z, torch.zeros(4, self.G.c_dim, device=device))
-            points = (torch.rand(4, 512, 3, device=device) * 2 - 1) * half
-            sdf = self.G.sample_mixed(points, F.normalize(torch.randn_like(points), dim=-1), ws)["sdf"][..., 0]
-            target = (points.norm(dim=-1) - radius) * self.G.embedder.coordinate_scale
-            loss = F.mse_loss(sdf, target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        log(f"SDF sphere initialisation: {steps} steps, final mse {loss.item():.2e} (radius {radius:.3g})")
