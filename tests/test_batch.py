@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -243,7 +244,14 @@ def test_meshes_are_closed_inside_the_box_and_coloured(G, tmp_path):
     _, planes = renderer.identity_planes(B.seed_request(0))
     level = renderer.surface_level(planes)
     assert any(m.startswith(f"seed 0: level {level:.4g} (automatic)") for m in messages)
-    assert any("border cleanup" in m and "5 voxel layers" in m and "7 at +y" in m for m in messages)
+    # The bundled model is an SDF (level 0, no floater cleanup); EG3D's cleanup is for density models.
+    assert level == 0.0 and not any("border cleanup" in m for m in messages)
+    from models import load_generator
+
+    density_model = load_generator(Path(__file__).parent / "fixtures" / "legacy" / "eg3d-tiny-trained.safetensors")
+    density_messages = []
+    B.run_mesh(density_model, [0], tmp_path / "density", res=48, fmt="ply", progress=False, log=density_messages.append)
+    assert any("border cleanup" in m and "5 voxel layers" in m and "7 at +y" in m for m in density_messages)
     half = G.rendering_kwargs["box_warp"] / 2
     for path, mesh in results:
         loaded = trimesh.load(path, process=False)
