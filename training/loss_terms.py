@@ -226,10 +226,9 @@ def sdf_sphere_initialization(G: Any, steps: int, log: Callable[[str], None] = p
 
     Fits d(x) to |x| - (far - near) / 4 at random box points for random latents (Adam, lr 1e-3,
     ``steps`` steps, latents conditioned on the frontal camera), so training starts from a closed
-    surface instead of an arbitrary field. The
-    SDF is in the decoder's normalised units (x coordinate_scale, as StyleSDF normalises its
-    points), so StyleSDF's alpha of 0.1 is a sharp surface. methods.md gives the target, not the
-    step count.
+    surface instead of an arbitrary field. The SDF is in the decoder's normalised units
+    (x coordinate_scale, as StyleSDF normalises its points), so StyleSDF's alpha of 0.1 is a sharp
+    surface. methods.md gives the target, not the step count.
     """
     if steps <= 0 or not G.renderer.sdf:
         return

@@ -178,9 +178,6 @@ def build(entry: ZooEntry, work: Path, threads: int = 2, force: bool = False, lo
     work.mkdir(parents=True, exist_ok=True)
     if not entry.data_path(work).exists():
         _run(entry.data_command(work), threads, log)
-    eval_data = entry.eval_data_path(work)
-    if not eval_data.exists():
-        _run(entry.eval_data_command(work), threads, log)
     _run(entry.fit_command(work), threads, log)
     return package(entry, work, run_dir_of(entry, work), threads, log)
 

@@ -51,7 +51,7 @@ def tiny() -> TrainConfig:
 
 SDF_ALPHA = 0.03
 """``eg3d-sdf-tiny``'s sigmoid width (world units) at the start and at most: about a pixel at the
-neural resolution of 32 and a ninth of the initial sphere's radius (0.26)."""
+neural resolution of 32 and a seventh of the initial sphere's radius ((3.1 - 2.25) / 4 = 0.21)."""
 
 
 SDF_FAR = 3.1
