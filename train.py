@@ -160,7 +160,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         check_device(args.device)
         ctx = init_distributed(config.gpus, args.device)
         command = " ".join(["python train.py"] + (args.argv or []))
-        run_dir = fit(config, ctx, resume=args.resume, command=command, progress=not args.no_progress)
+        run_dir = fit(config, ctx, resume=args.resume, command=command, progress=not args.no_progress,
+                      changes=args.set or [])
     except (DatasetError, CheckpointError, ValueError) as e:
         return fail(e)
     except torch.OutOfMemoryError as e:
@@ -300,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kimg", type=float, help="training length in thousands of images")
     p.add_argument("--tick", type=float, help="log interval in kimg")
     p.add_argument("--snap", type=int, help="snapshot interval in ticks")
-    p.add_argument("--resume", help="'auto' (newest run under --outdir, if any), a run directory or a training-state file")
+    p.add_argument("--resume", help="'auto' (newest run under --outdir, if any), a run directory or a training-state file; "
+                   "a resumed run keeps its saved settings except the length, logging and data options and "
+                   "what --set changes")
     p.add_argument("--metrics", help="comma-separated metrics at each snapshot (swd) or 'none'")
     p.add_argument("--metric-images", type=int, help="images per metric evaluation")
     p.add_argument("--inception", help="TorchScript Inception feature network for fid/kid (we cannot ship it)")

@@ -72,7 +72,9 @@ def test_ctrl_c_in_training_says_where_it_stopped_and_how_to_resume(workdir):
     proc = subprocess.Popen([sys.executable, TRAIN, "fit", "--data", str(workdir / "heads.zip"), "--outdir",
                              str(workdir / "runs"), "--cfg", "pigan-tiny", "--kimg", "1000", "--tick", "0.004",
                              "--metrics", "none", "--workers", "0", "--no-progress", "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            # A suite started in the background inherits SIGINT ignored; a user's Ctrl+C does not.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     for line in proc.stdout:  # wait for the first tick: training is under way
         if line.startswith("tick 1 ") or time.monotonic() > deadline:

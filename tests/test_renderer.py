@@ -50,7 +50,7 @@ def no_grad():
 
 @pytest.fixture(scope="module")
 def G():
-    """The bundled generator: 64 px images, 32 px neural resolution, eval mode."""
+    """The bundled generator: 64 px images, 64 px neural resolution, eval mode."""
     return load_generator(BUNDLED, device="cpu").eval()
 
 
@@ -114,7 +114,7 @@ def test_render_output_fields(G, outputs, mode):
     R, r = G.img_resolution, G.neural_rendering_resolution
     has_image, has_neural, has_range, has_normals, has_mesh = EXPECTED_FIELDS[mode]
     assert out.args.mode == mode
-    assert out.image_resolution == R == 64 and r == 32
+    assert out.image_resolution == R == 64 and r == 64
     assert out.camera.shape == (1, 25)
     assert (out.image is not None) == has_image
     assert (out.image_raw is not None) == has_neural
@@ -410,7 +410,7 @@ def test_neural_resolution_override(G, renderer):
     assert out.image.shape == (3, G.img_resolution, G.img_resolution)
     normals = renderer.render(make_args("normals", quality=QualityArgs(neural_resolution=16))).normals
     assert normals.shape == (3, 16, 16)
-    assert G.neural_rendering_resolution == 32  # the generator's own setting is untouched
+    assert G.neural_rendering_resolution == 64  # the generator's own setting is untouched
 
 
 def test_sample_overrides_apply_during_the_render_only(G, renderer):

@@ -174,6 +174,37 @@ def test_tiny_fit_writes_a_complete_run(heads_zip, tmp_path):
     assert saved["batch"] == 4 and saved["generator"]["img_resolution"] == 64
 
 
+def test_a_resumed_run_continues_with_the_set_overrides_it_is_given(heads_zip, tmp_path):
+    """A run goes on with changed settings (EG3D's higher neural resolution for the last stretch):
+    the resumed config takes the command line's --set overrides, says what changed, writes them to
+    training_options.json and trains with them; overrides equal to the saved values change nothing."""
+    from models import load_generator
+    from training.loop import fit, resumed_config
+
+    config = fast_config(heads_zip, tmp_path / "runs", kimg=0.008, tick_kimg=0.008, snap=1)
+    run = fit(config, init_distributed(1, "cpu"), progress=False, log=lambda s: None)
+    assert load_generator(run / "network-snapshot-000000.008.safetensors").neural_rendering_resolution == 16
+
+    changes = ["loss.neural_rendering_resolution_final=24", "loss.neural_rendering_resolution_fade_kimg=0.008",
+               "loss.r1_gamma=1.0"]  # the last one repeats the saved value
+    messages: list[str] = []
+    longer = fast_config(heads_zip, tmp_path / "runs", kimg=0.016, tick_kimg=0.008, snap=1)
+    assert fit(longer, init_distributed(1, "cpu"), resume=str(run), progress=False, log=messages.append,
+               changes=changes) == run
+    assert messages[0] == ("resuming with changed settings: loss.neural_rendering_resolution_final: None -> 24; "
+                           "loss.neural_rendering_resolution_fade_kimg: 1000.0 -> 0.008")
+    assert load_generator(run / "network-snapshot-000000.016.safetensors").neural_rendering_resolution == 24
+    saved = json.loads((run / "training_options.json").read_text())
+    assert saved["loss"]["neural_rendering_resolution_final"] == 24 and saved["kimg"] == 0.016
+    state = load_training_state(run / "training-state-000000.016.pt")
+    assert json.loads(state["config"])["loss"]["neural_rendering_resolution_final"] == 24
+
+    again, changed = resumed_config(TrainConfig.from_dict(saved), longer, changes)
+    assert changed == [] and again.loss.neural_rendering_resolution_final == 24
+    with pytest.raises(ValueError, match="no config field 'nope'"):
+        resumed_config(TrainConfig.from_dict(saved), longer, ["loss.nope=1"])
+
+
 def test_training_state_loader_refuses_code(tmp_path):
     from models.errors import CheckpointError
 

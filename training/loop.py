@@ -13,7 +13,7 @@ import json
 import math
 import resource
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +31,7 @@ from models.pipeline_discriminators import DISCRIMINATORS
 from models.poses import pose_config, pose_sampler
 from renderers.preview import render_grid
 from training import run_dir as rundir
-from training.config import LossConfig, PipelineLossConfig, TrainConfig
+from training.config import LossConfig, PipelineLossConfig, TrainConfig, apply_overrides
 from training.dataset import ImageLabelDataset, InfiniteSampler, dataset_focal, encode_png
 from training.distributed import (
     DistributedContext,
@@ -449,7 +449,32 @@ def resolve_resume(resume: str | None, outdir: Path, cfg: str | None = None) -> 
 
 
 RESUME_OVERRIDABLE = ("kimg", "tick_kimg", "snap", "metrics", "metric_images", "workers", "outdir", "data")
-"""Fields a resumed run takes from the new command line; the rest come from the saved state."""
+"""Fields a resumed run takes from the new command line; the rest come from the saved state, except
+what the command's ``--set`` overrides change (:func:`resumed_config`)."""
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resumed_config(saved: TrainConfig, command_line: TrainConfig, changes: Sequence[str]) -> tuple[TrainConfig, list[str]]:
+    """The config a resumed run continues with: the saved one, with the command line's
+    :data:`RESUME_OVERRIDABLE` fields and its ``--set`` overrides (``changes``) applied, so a run
+    can go on with, e.g., a higher neural rendering resolution or a narrower SDF width. Returns it
+    and the changed fields as ``"key: old -> new"`` (overrides that repeat a saved value change
+    nothing)."""
+    for name in RESUME_OVERRIDABLE:
+        setattr(saved, name, getattr(command_line, name))
+    config = apply_overrides(saved, list(changes))
+    before, after = _flat(saved.to_dict()), _flat(config.to_dict())
+    return config, [f"{key}: {before.get(key)!r} -> {value!r}" for key, value in after.items()
+                    if before.get(key) != value]
 
 
 class TrainingInterrupted(Exception):
@@ -462,10 +487,12 @@ class TrainingInterrupted(Exception):
 
 
 def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None, command: str = "",
-        progress: bool = True, log: Callable[[str], None] = print) -> Path:
+        progress: bool = True, log: Callable[[str], None] = print, changes: Sequence[str] = ()) -> Path:
     """Train until ``config.kimg``; returns the run directory.
 
     Rank 0 creates (or, on resume, reuses) the run directory; all ranks read the same state file.
+    ``changes``: the command line's ``--set`` overrides, which a resumed run applies to its saved
+    config (:func:`resumed_config`); a new run has them in ``config`` already.
     """
     from torch.utils.data import DataLoader
 
@@ -475,9 +502,9 @@ def fit(config: TrainConfig, ctx: DistributedContext, resume: str | None = None,
     if point is not None:
         state = load_training_state(point.state_path, device="cpu")
         saved = TrainConfig.from_dict(json.loads(state["config"]))
-        for name in RESUME_OVERRIDABLE:
-            setattr(saved, name, getattr(config, name))
-        config = saved
+        config, changed = resumed_config(saved, config, changes)
+        if changed and ctx.is_main:
+            log("resuming with changed settings: " + "; ".join(changed))
     elif resume == "auto" and ctx.is_main:
         log(f"--resume auto: no resumable {config.cfg} run under {outdir}; starting a new run")
     config.validate()
