@@ -125,8 +125,10 @@ rendering 32 px cannot reach 0.4."""
 
 def ground_truth_reprojection(count: int, resolution: int) -> tuple[float, float]:
     """(RE, valid) of ``count`` synthetic heads of the evaluation set (data seed 1) traced exactly at
-    the reprojection metric's cameras, the background at the default model's far plane (3.1)."""
-    from ops.camera import FFHQ_FOCAL, orbit_label
+    the reprojection metric's cameras (FFHQ's radius, pivot and focal: ``orbit_label``'s defaults),
+    the background at the default model's far plane."""
+    from ops.camera import orbit_label
+    from training.methods.eg3d import SDF_FAR
     from training.synthetic import render, sample_scenes
     from training.view_metrics import REPROJECTION_YAWS, reprojection_errors, view_pairs
 
@@ -136,10 +138,10 @@ def ground_truth_reprojection(count: int, resolution: int) -> tuple[float, float
         scene = sample_scenes("heads", 1, [i])
         images, depths, labels = [], [], []
         for yaw in REPROJECTION_YAWS:
-            label = torch.as_tensor(orbit_label(yaw, 0.0, 2.7, [0, 0, 0.2], FFHQ_FOCAL)).reshape(1, 25).float()
+            label = torch.as_tensor(orbit_label(yaw, 0.0)).reshape(1, 25).float()
             out = render(scene, label, resolution)
             images.append(out["rgb"][0] * 2 - 1)
-            depths.append(torch.where(out["mask"], out["depth"], torch.full_like(out["depth"], 3.1))[0])
+            depths.append(torch.where(out["mask"], out["depth"], torch.full_like(out["depth"], SDF_FAR))[0])
             labels.append(label)
         images, depths, labels = torch.stack(images), torch.stack(depths), torch.cat(labels)
         error, ok = reprojection_errors(images[src], depths[src], labels[src], images[dst], depths[dst], labels[dst])
